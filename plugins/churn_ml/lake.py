@@ -1,0 +1,112 @@
+"""Small reads and writes of lake objects from Airflow tasks, on either target.
+
+On the local target ``s3://bucket/key`` is the file ``LAKE_ROOT/bucket/key``; on the aws target
+the S3Hook does the work. Big data never passes through here: Spark, SageMaker and the local
+runners move it. This is the one place besides the runners that branches on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+from churn_ml import settings as cfg
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "s3a") or not parsed.netloc:
+        raise ValueError(f"expected an s3://bucket/key URI, got {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def local_path(uri: str) -> Path:
+    """Where the local target keeps ``uri``."""
+    bucket, key = split_uri(uri)
+    return cfg.lake_root() / bucket / key
+
+
+def local_uri(uri: str) -> str:
+    """``file://`` form of ``uri`` on the local target (what local Spark reads and writes)."""
+    # Not Path.as_uri(): it percent-encodes "=", and Hadoop would take "dt%3D..." literally.
+    return f"file://{local_path(uri)}" + ("/" if uri.endswith("/") else "")
+
+
+def to_local_uris(value):
+    """Map every ``s3://`` string inside ``value`` (str, list, dict) to its local ``file://`` URI."""
+    if isinstance(value, str):
+        return local_uri(value) if value.startswith(("s3://", "s3a://")) else value
+    if isinstance(value, list):
+        return [to_local_uris(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_local_uris(v) for k, v in value.items()}
+    return value
+
+
+def _s3_hook():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=cfg.settings.aws_conn_id)
+
+
+def exists(uri: str) -> bool:
+    if cfg.is_local():
+        return local_path(uri).exists()
+    bucket, key = split_uri(uri)
+    return _s3_hook().check_for_key(key, bucket_name=bucket)
+
+
+def read_text(uri: str) -> str:
+    if cfg.is_local():
+        path = local_path(uri)
+        if not path.exists():
+            raise FileNotFoundError(f"{uri} does not exist (local lake file {path})")
+        return path.read_text(encoding="utf-8")
+    bucket, key = split_uri(uri)
+    return _s3_hook().read_key(key, bucket_name=bucket)
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(read_text(uri))
+
+
+def write_json(uri: str, payload: dict) -> None:
+    text = json.dumps(payload, indent=1, sort_keys=True, default=str)
+    if cfg.is_local():
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return
+    bucket, key = split_uri(uri)
+    _s3_hook().load_string(text, key, bucket_name=bucket, replace=True)
+
+
+def list_keys(prefix_uri: str) -> list[str]:
+    """URIs of the objects under a prefix (recursive), sorted."""
+    if cfg.is_local():
+        root = local_path(prefix_uri)
+        if not root.exists():
+            return []
+        bucket, _ = split_uri(prefix_uri)
+        base = cfg.lake_root() / bucket
+        return sorted(f"s3://{bucket}/{p.relative_to(base).as_posix()}" for p in root.rglob("*") if p.is_file())
+    bucket, key = split_uri(prefix_uri)
+    return [f"s3://{bucket}/{k}" for k in sorted(_s3_hook().list_keys(bucket_name=bucket, prefix=key) or [])]
+
+
+def delete_prefix(prefix_uri: str) -> int:
+    """Delete every object under a prefix; returns how many were deleted."""
+    if not prefix_uri.endswith("/"):
+        raise ValueError(f"refusing to delete {prefix_uri!r}: a prefix must end with '/'")
+    keys = list_keys(prefix_uri)
+    if cfg.is_local():
+        shutil.rmtree(local_path(prefix_uri), ignore_errors=True)
+        return len(keys)
+    if keys:
+        bucket, _ = split_uri(prefix_uri)
+        _s3_hook().delete_objects(bucket=bucket, keys=[split_uri(k)[1] for k in keys])
+    return len(keys)

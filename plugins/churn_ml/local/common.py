@@ -1,0 +1,92 @@
+"""Shared pieces of the local runners: the control plane folder, subprocess streaming, artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from churn_ml import artifacts, lake
+from churn_ml import settings as cfg
+
+LOCAL_REGION = "local"
+
+
+class LocalJobError(RuntimeError):
+    """A local job failed; the message carries the reason and where its full log is."""
+
+
+def control_plane(*parts: str) -> Path:
+    path = cfg.lake_root() / ".control-plane"
+    for part in parts:
+        path = path / part
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def arn(service: str, kind: str, name: str) -> str:
+    return f"arn:aws:{service}:{LOCAL_REGION}:{cfg.LOCAL_ACCOUNT}:{kind}/{name}"
+
+
+def read_state(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def publish_artifacts() -> Path:
+    """Build include/ into the local artifacts bucket (no-op when unchanged); returns its folder."""
+    out = lake.local_path(f"{cfg.settings.artifacts}/")
+    artifacts.ensure_built(cfg.include_dir(), out)
+    return out
+
+
+def stream(
+    command: list[str], *, env: dict, log: logging.Logger, log_file: Path, timeout: float | None = None,
+    cwd: Path | None = None,
+) -> tuple[int, list[str]]:
+    """Run ``command``, copy its output to the task log and ``log_file``; returns (exit code, all lines)."""
+    log.info("running: %s", " ".join(command))
+    lines: list[str] = []
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w", encoding="utf-8") as sink:
+        proc = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                lines.append(line)
+                sink.write(line + "\n")
+                log.info("| %s", line)
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return code, lines
+
+
+def tail(lines: list[str], n: int = 15) -> str:
+    return "\n".join(deque(lines, maxlen=n))
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,90 @@
+"""Local runner for the Spark jobs: ``spark-submit --master local[*]`` of the very same script.
+
+Takes the EMR Serverless StartJobRun request or the Glue job definition + StartJobRun arguments,
+maps every ``s3://`` URI to the local lake, and returns a GetJobRun-shaped response.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from churn_ml import lake, naming
+from churn_ml import settings as cfg
+from churn_ml.local.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+def _spark_submit() -> str:
+    found = shutil.which("spark-submit")
+    if not found:
+        raise LocalJobError(
+            "spark-submit not found on PATH: the local target needs pyspark installed in the environment "
+            "(run scripts/bootstrap.sh, or put the virtualenv's bin/ on PATH)"
+        )
+    return found
+
+
+def run_spark_job(
+    *, name: str, entry_point: str, arguments: list[str], py_files: list[str], spark_conf: dict[str, str],
+    log: logging.Logger,
+) -> dict:
+    """Run one Spark job locally; raise LocalJobError with the log tail when it fails."""
+    publish_artifacts()
+    script = lake.local_path(entry_point)
+    if not script.exists():
+        raise LocalJobError(f"entry point {entry_point} not found (local file {script}); is it in include/jobs/?")
+    workdir = control_plane("spark", "job-runs", name)
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "8",
+        # Keep the local lake shaped like S3: no .crc side files next to the data.
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        "spark.hadoop.fs.file.impl.disable.cache": "true",
+        "spark.sql.warehouse.dir": str(workdir / "warehouse"),
+        **spark_conf,
+    }
+    command = [
+        _spark_submit(),
+        "--master", f"local[{os.cpu_count() or 2}]",
+        "--name", name,
+        "--driver-memory", cfg.settings.local_spark_memory,
+        "--driver-java-options", f"-Dlog4j2.configurationFile={LOG4J.as_uri()} -Dderby.system.home={workdir}",
+    ]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    if py_files:
+        command += ["--py-files", ",".join(str(lake.local_path(p)) for p in py_files)]
+    command += [str(script), *[str(a) for a in lake.to_local_uris(list(arguments))]]
+
+    env = dict(os.environ)
+    env.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or shutil.which("python") or "python3")
+    started = time.monotonic()
+    state = {
+        "name": name,
+        "jobRunId": naming.content_hash({"name": name, "started": now()}, 16),
+        "state": "RUNNING",
+        "createdAt": now(),
+        "entryPoint": entry_point,
+        "entryPointArguments": list(arguments),
+        "sparkSubmitParameters": shlex.join(command[1:-len(arguments) - 1] if arguments else command[1:-1]),
+    }
+    write_state(workdir / "job-run.json", state)
+    code, lines = stream(command, env=env, log=log, log_file=workdir / "driver.log", cwd=workdir)
+    state.update(
+        state="SUCCESS" if code == 0 else "FAILED",
+        updatedAt=now(),
+        totalExecutionDurationSeconds=int(time.monotonic() - started),
+        stateDetails="" if code == 0 else f"spark-submit exited with {code}",
+    )
+    write_state(workdir / "job-run.json", state)
+    if code != 0:
+        raise LocalJobError(
+            f"Spark job {name} failed (exit {code}). Last lines:\n{tail(lines)}\nFull log: {workdir / 'driver.log'}"
+        )
+    return state

@@ -1,0 +1,245 @@
+"""Local runner for SageMaker batch transform (with CreateModel), same semantics as the service.
+
+``SplitType`` Line splits each input object into records; ``BatchStrategy`` MultiRecord packs as
+many records as fit in ``MaxPayloadInMB`` into one request to the inference handlers
+(SingleRecord: one each); ``DataProcessing`` applies ``InputFilter`` before inference,
+``JoinSource`` Input appends the prediction to the original record, and ``OutputFilter`` selects
+the output columns. Each input object ``<key>`` gives one ``<S3OutputPath>/<key relative to the
+input prefix>.out``, written only when the whole object succeeded. The handlers run in a separate
+process (the "container"), loaded from the model's ``SAGEMAKER_SUBMIT_DIRECTORY`` bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from churn_ml import lake
+from churn_ml.local.common import (
+    LocalJobError,
+    arn,
+    control_plane,
+    now,
+    publish_artifacts,
+    python,
+    read_state,
+    stream,
+    tail,
+    write_state,
+)
+
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
+
+
+# --- JSONPath subset for CSV records, as SageMaker documents it for InputFilter / OutputFilter ---
+
+_INDEX = re.compile(r"^\$\[(.+)\]$")
+
+
+def parse_csv_filter(expression: str | None) -> list | None:
+    """Parse ``$``, ``$[i]``, ``$[i,j,...]`` or ``$[a:b]`` (negative indexes allowed); None keeps all."""
+    if expression is None or expression.strip() == "$":
+        return None
+    match = _INDEX.match(expression.strip())
+    if not match:
+        raise ValueError(
+            f"unsupported filter {expression!r} for CSV data: use '$', '$[i]', '$[i,j,...]' or '$[a:b]'"
+        )
+    inner = match.group(1)
+    try:
+        if ":" in inner:
+            if "," in inner:
+                raise ValueError(inner)
+            start, _, stop = inner.partition(":")
+            return [slice(int(start) if start.strip() else None, int(stop) if stop.strip() else None)]
+        return [int(part) for part in inner.split(",")]
+    except ValueError as err:
+        raise ValueError(f"filter {expression!r}: indexes must be integers ({err})") from err
+
+
+def apply_csv_filter(fields: list[str], selectors: list | None) -> list[str]:
+    if selectors is None:
+        return fields
+    out: list[str] = []
+    for selector in selectors:
+        if isinstance(selector, slice):
+            out.extend(fields[selector])
+        else:
+            try:
+                out.append(fields[selector])
+            except IndexError as err:
+                raise ValueError(f"filter index {selector} is out of range for a record of {len(fields)} fields") from err
+    return out
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+def validate_request(model: dict | None, transform: dict) -> None:
+    for key in ("TransformJobName", "ModelName", "TransformInput", "TransformOutput", "TransformResources"):
+        if key not in transform:
+            raise ValueError(f"transform request is missing {key!r}; see the CreateTransformJob API")
+    source = transform["TransformInput"]["DataSource"]["S3DataSource"]
+    if source.get("S3DataType") != "S3Prefix":
+        raise ValueError("TransformInput.DataSource.S3DataSource.S3DataType: only S3Prefix is supported locally")
+    if transform["TransformInput"].get("SplitType", "None") not in ("Line", "None"):
+        raise ValueError("TransformInput.SplitType must be Line or None locally")
+    if transform["TransformInput"].get("CompressionType", "None") != "None":
+        raise ValueError("TransformInput.CompressionType: only None is supported locally")
+    if transform.get("BatchStrategy", "MultiRecord") not in ("MultiRecord", "SingleRecord"):
+        raise ValueError("BatchStrategy must be MultiRecord or SingleRecord")
+    payload = transform.get("MaxPayloadInMB", 6)
+    if not isinstance(payload, int) or not 0 <= payload <= 100:
+        raise ValueError(f"MaxPayloadInMB must be an integer within [0, 100], got {payload!r}")
+    processing = transform.get("DataProcessing", {})
+    if processing.get("JoinSource", "None") not in ("Input", "None"):
+        raise ValueError("DataProcessing.JoinSource must be Input or None")
+    parse_csv_filter(processing.get("InputFilter"))
+    parse_csv_filter(processing.get("OutputFilter"))
+    if model is not None:
+        container = model.get("PrimaryContainer") or {}
+        for key in ("Image", "ModelDataUrl"):
+            if key not in container:
+                raise ValueError(f"model request is missing PrimaryContainer.{key}")
+        env = container.get("Environment", {})
+        for key in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
+            if key not in env:
+                raise ValueError(f"model PrimaryContainer.Environment needs {key} for the framework container")
+
+
+def create_model(model: dict, log: logging.Logger) -> dict:
+    """CreateModel: keep the model definition in the local control plane (idempotent for the same request)."""
+    name = model["ModelName"]
+    state_file = control_plane("sagemaker", "models") / f"{name}.json"
+    existing = read_state(state_file)
+    if existing and existing["request"] != model:
+        raise LocalJobError(f"a different model named {name} already exists; model names must be unique")
+    if not existing:
+        existing = {"request": model, "CreationTime": now()}
+        write_state(state_file, existing)
+        log.info("created model %s", name)
+    return {
+        "ModelName": name,
+        "ModelArn": arn("sagemaker", "model", name.lower()),
+        "PrimaryContainer": model["PrimaryContainer"],
+        "ExecutionRoleArn": model.get("ExecutionRoleArn"),
+        "CreationTime": existing["CreationTime"],
+    }
+
+
+def describe_model(name: str) -> dict:
+    state = read_state(control_plane("sagemaker", "models") / f"{name}.json")
+    if state is None:
+        raise LocalJobError(f"Could not find model {name}: create it first (the transform config's 'Model' part)")
+    model = state["request"]
+    return {
+        "ModelName": name,
+        "ModelArn": arn("sagemaker", "model", name.lower()),
+        "PrimaryContainer": model["PrimaryContainer"],
+        "ExecutionRoleArn": model.get("ExecutionRoleArn"),
+        "CreationTime": state["CreationTime"],
+    }
+
+
+def run_transform_job(config: dict, log: logging.Logger) -> dict:
+    """Run ``{"Model": CreateModel, "Transform": CreateTransformJob}`` (or just the transform)."""
+    model_request = config.get("Model")
+    transform = config.get("Transform", config)
+    validate_request(model_request, transform)
+    name = transform["TransformJobName"]
+    job_dir = control_plane("sagemaker", "transform-jobs", name)
+    state_file = job_dir / "describe.json"
+    previous = read_state(state_file)
+    if previous and previous.get("TransformJobStatus") == "Completed":
+        log.info("transform job %s already completed: re-attaching to it", name)
+        return {"Model": describe_model(previous["ModelName"]), "Transform": previous}
+
+    publish_artifacts()
+    if model_request:
+        create_model(model_request, log)
+    model = describe_model(transform["ModelName"])
+    container = model["PrimaryContainer"]
+    env = container.get("Environment", {})
+
+    model_dir, code_dir = job_dir / "model", job_dir / "code"
+    for folder in (model_dir, code_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    for uri, dest in ((container["ModelDataUrl"], model_dir), (env["SAGEMAKER_SUBMIT_DIRECTORY"], code_dir)):
+        archive = lake.local_path(uri)
+        if not archive.exists():
+            raise LocalJobError(f"{uri} not found (local file {archive})")
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+
+    input_prefix = transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    objects = lake.list_keys(input_prefix)
+    if not objects:
+        raise LocalJobError(f"no input objects under {input_prefix}")
+    output_prefix = transform["TransformOutput"]["S3OutputPath"].rstrip("/")
+    base = input_prefix if input_prefix.endswith("/") else input_prefix.rsplit("/", 1)[0] + "/"
+    processing = transform.get("DataProcessing", {})
+    spec = {
+        "program": env["SAGEMAKER_PROGRAM"],
+        "model_dir": str(model_dir),
+        "code_dir": str(code_dir),
+        "content_type": transform["TransformInput"].get("ContentType", "text/csv"),
+        "accept": transform["TransformOutput"].get("Accept", "text/csv"),
+        "split_type": transform["TransformInput"].get("SplitType", "None"),
+        "batch_strategy": transform.get("BatchStrategy", "MultiRecord"),
+        "max_payload_bytes": (transform.get("MaxPayloadInMB", 6) or 100) * 1024 * 1024,
+        "input_filter": processing.get("InputFilter"),
+        "output_filter": processing.get("OutputFilter"),
+        "join_source": processing.get("JoinSource", "None"),
+        "objects": [
+            {
+                "input": str(lake.local_path(uri)),
+                "output": str(lake.local_path(f"{output_prefix}/{uri[len(base):]}.out")),
+            }
+            for uri in objects
+        ],
+    }
+    (job_dir / "spec.json").write_text(json.dumps(spec, indent=1))
+    describe = {
+        "TransformJobName": name,
+        "TransformJobArn": arn("sagemaker", "transform-job", name.lower()),
+        "TransformJobStatus": "InProgress",
+        "ModelName": transform["ModelName"],
+        "BatchStrategy": spec["batch_strategy"],
+        "MaxPayloadInMB": transform.get("MaxPayloadInMB", 6),
+        "TransformInput": transform["TransformInput"],
+        "TransformOutput": transform["TransformOutput"],
+        "TransformResources": transform["TransformResources"],
+        "DataProcessing": processing,
+        "CreationTime": now(),
+        "TransformStartTime": now(),
+    }
+    write_state(state_file, describe)
+    proc_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(code_dir), str(PLUGINS_DIR)]),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    started = time.monotonic()
+    code, lines = stream(
+        [python(), "-m", "churn_ml.local.transform_worker", str(job_dir / "spec.json"), str(job_dir / "result.json")],
+        env=proc_env, log=log, log_file=job_dir / "transform.log", cwd=code_dir,
+    )
+    result = read_state(job_dir / "result.json") or {}
+    describe.update(TransformEndTime=now(), LocalRecordCounts=result.get("records"), LocalSeconds=round(time.monotonic() - started, 2))
+    if code != 0:
+        reason = result.get("error") or f"ClientError: the inference container exited with {code}"
+        describe.update(TransformJobStatus="Failed", FailureReason=reason)
+        write_state(state_file, describe)
+        raise LocalJobError(
+            f"transform job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {job_dir / 'transform.log'}"
+        )
+    describe["TransformJobStatus"] = "Completed"
+    write_state(state_file, describe)
+    return {"Model": model, "Transform": describe}

@@ -1,0 +1,307 @@
+"""Custom operators: the Amazon provider's operators, plus a local target behind the same request.
+
+Each class subclasses the provider operator and takes the same arguments (the AWS request). At
+execute time, ``ML_TARGET=aws`` runs the provider's code path (deferrable, with the provider's
+waiters and triggers); ``ML_TARGET=local`` hands the rendered request to a local runner that does
+the real work and returns what the provider operator would return. Job names are derived from the
+dag id, the logical date and the request (``naming.job_name``), so a retried task finds its job.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerTrainingOperator,
+    SageMakerTransformOperator,
+    serialize,
+)
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.bases.sensor import BaseSensorOperator
+from botocore.exceptions import ClientError
+
+from churn_ml import lake, naming
+from churn_ml import settings as cfg
+
+IN_PROGRESS = ("InProgress", "Stopping")
+
+
+def _run_key(context: Any) -> tuple[str, str]:
+    logical_date = context.get("logical_date")
+    return context["dag"].dag_id, logical_date.isoformat() if logical_date else context["run_id"]
+
+
+def _parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]:
+    """``--py-files a,b --conf k=v ...`` -> (py files, spark conf)."""
+    tokens = shlex.split(parameters or "")
+    py_files: list[str] = []
+    conf: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in ("--py-files", "--conf") and i + 1 < len(tokens):
+            value = tokens[i + 1]
+            if token == "--py-files":
+                py_files += [p for p in value.split(",") if p]
+            else:
+                key, _, val = value.partition("=")
+                conf[key] = val
+            i += 2
+            continue
+        raise ValueError(f"sparkSubmitParameters: {token!r} is not supported by the local runner (use --py-files/--conf)")
+    return py_files, conf
+
+
+class LakeKeySensor(S3KeySensor):
+    """S3KeySensor for full ``s3://`` keys; on the local target it checks the lake folder instead."""
+
+    def poke(self, context: Any) -> bool:
+        if not cfg.is_local():
+            return super().poke(context)
+        keys = [self.bucket_key] if isinstance(self.bucket_key, str) else list(self.bucket_key)
+        missing = [k for k in keys if not lake.local_path(k).exists()]
+        if missing:
+            self.log.info("waiting for %s", ", ".join(missing))
+        return not missing
+
+    def execute(self, context: Any) -> Any:
+        if cfg.is_local():
+            # Poke in-process; deferral needs a triggerer and S3 credentials the local target has not.
+            return BaseSensorOperator.execute(self, context)
+        return super().execute(context)
+
+
+class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
+    """A Spark job run on EMR Serverless; locally, ``spark-submit`` of the same jobDriver.
+
+    The job run name and ``clientToken`` are deterministic, so a retry whose StartJobRun already
+    went through gets the same job run back from EMR Serverless instead of a second one.
+    """
+
+    def __init__(self, *, job_name_prefix: str, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(**kwargs)
+        self.job_name_prefix = job_name_prefix
+
+    def execute(self, context: Any, event: dict[str, Any] | None = None) -> str | None:
+        dag_id, logical_date = _run_key(context)
+        self.name = naming.job_name(
+            self.job_name_prefix, dag_id, logical_date,
+            {"jobDriver": self.job_driver, "configurationOverrides": self.configuration_overrides},
+        )
+        self.client_request_token = self.name
+        if not cfg.is_local():
+            return super().execute(context, event)
+        submit = self.job_driver["sparkSubmit"]
+        py_files, conf = _parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
+        from churn_ml.local.spark import run_spark_job
+
+        state = run_spark_job(
+            name=self.name, entry_point=submit["entryPoint"], arguments=submit.get("entryPointArguments", []),
+            py_files=py_files, spark_conf=conf, log=self.log,
+        )
+        self.log.info("local job run %s finished: %s", self.name, state["state"])
+        return state["jobRunId"]
+
+
+class GlueSparkJobOperator(GlueJobOperator):
+    """A Spark job run as a Glue job; locally, ``spark-submit`` of the same script and arguments.
+
+    Uses the provider's ``resume_glue_job_on_retry``: a retry finds the run its earlier attempt started.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("resume_glue_job_on_retry", True)
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> str:
+        if not cfg.is_local():
+            return super().execute(context)
+        args = dict(self.script_args or {})
+        py_files = [p for p in args.pop("--extra-py-files", "").split(",") if p]
+        conf: dict[str, str] = {}
+        if "--conf" in args:
+            _, conf = _parse_submit_parameters(f"--conf {args.pop('--conf')}")
+        arguments = [item for key, value in args.items() for item in (key, str(value))]
+        dag_id, logical_date = _run_key(context)
+        name = naming.job_name(self.job_name, dag_id, logical_date, {"script": self.script_location, "args": args})
+        from churn_ml.local.spark import run_spark_job
+
+        state = run_spark_job(
+            name=name, entry_point=self.script_location, arguments=arguments, py_files=py_files,
+            spark_conf=conf, log=self.log,
+        )
+        return state["jobRunId"]
+
+
+class _SageMakerJobMixin:
+    """Re-attach to a job of the same deterministic name instead of starting a duplicate."""
+
+    def _existing(self, name: str, describe) -> dict | None:
+        try:
+            return describe(name)
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ValidationException":
+                return None
+            raise
+
+    def _attempt_name(self, base: str, describe, status_key: str) -> tuple[str, dict | None]:
+        """The name to use: ``base`` (or ``base-rN`` after failed attempts) and its live job, if any."""
+        name = base
+        for attempt in range(2, 100):
+            found = self._existing(name, describe)
+            if found is None or found[status_key] in IN_PROGRESS or found[status_key] == "Completed":
+                return name, found
+            suffix = f"-r{attempt}"
+            name = f"{base[: naming.MAX_LEN - len(suffix)]}{suffix}"
+        raise RuntimeError(f"too many failed attempts of job {base}; clear its state or change the request")
+
+
+class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator):
+    """CreateTrainingJob with a deterministic job name; locally, the training container contract."""
+
+    def __init__(self, *, job_name_prefix: str, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        kwargs["check_if_job_exists"] = False  # re-attach instead of the provider's timestamp suffix
+        super().__init__(**kwargs)
+        self.job_name_prefix = job_name_prefix
+
+    def execute(self, context: Any) -> dict:
+        self._create_integer_fields()
+        self.parse_config_integers()
+        dag_id, logical_date = _run_key(context)
+        base = naming.job_name(
+            self.job_name_prefix, dag_id, logical_date, {k: v for k, v in self.config.items() if k != "TrainingJobName"}
+        )
+        if cfg.is_local():
+            self.config["TrainingJobName"] = base
+            from churn_ml.local.training import run_training_job
+
+            return {"Training": run_training_job(self.config, self.log)}
+        name, found = self._attempt_name(base, self.hook.describe_training_job, "TrainingJobStatus")
+        self.config["TrainingJobName"] = name
+        if found is None:
+            return super().execute(context)
+        self.log.info("re-attaching to training job %s (%s)", name, found["TrainingJobStatus"])
+        if found["TrainingJobStatus"] == "Completed":
+            return {"Training": serialize(found)}
+        self.defer(
+            trigger=SageMakerTrigger(
+                job_name=name, job_type="Training", waiter_delay=self.check_interval,
+                waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
+            ),
+            method_name="execute_complete",
+        )
+
+
+class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperator):
+    """CreateModel + CreateTransformJob with deterministic names; locally, the same transform semantics."""
+
+    def __init__(self, *, job_name_prefix: str, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        kwargs["check_if_job_exists"] = False
+        kwargs["check_if_model_exists"] = False
+        super().__init__(**kwargs)
+        self.job_name_prefix = job_name_prefix
+
+    def execute(self, context: Any) -> dict:
+        self._create_integer_fields()
+        self.parse_config_integers()
+        transform = self.config.get("Transform", self.config)
+        model = self.config.get("Model")
+        dag_id, logical_date = _run_key(context)
+        if model is not None:
+            # One model per artifact and container definition, shared by the runs that use it.
+            model["ModelName"] = naming.job_name(
+                f"{self.job_name_prefix}-model", "", "", {k: v for k, v in model.items() if k != "ModelName"}
+            ).replace("--", "-")
+            transform["ModelName"] = model["ModelName"]
+        base = naming.job_name(
+            self.job_name_prefix, dag_id, logical_date, {k: v for k, v in transform.items() if k != "TransformJobName"}
+        )
+        if cfg.is_local():
+            transform["TransformJobName"] = base
+            from churn_ml.local.transform import run_transform_job
+
+            return run_transform_job(self.config, self.log)
+        if model is not None and self._existing(model["ModelName"], self.hook.describe_model) is not None:
+            self.config.pop("Model")  # same name = same definition: reuse the existing model
+        name, found = self._attempt_name(base, self.hook.describe_transform_job, "TransformJobStatus")
+        transform["TransformJobName"] = name
+        if found is None:
+            return super().execute(context)
+        self.log.info("re-attaching to transform job %s (%s)", name, found["TransformJobStatus"])
+        if found["TransformJobStatus"] == "Completed":
+            return self.serialize_result(name)
+        self.defer(
+            trigger=SageMakerTrigger(
+                job_name=name, job_type="Transform", waiter_delay=self.check_interval,
+                waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
+            ),
+            method_name="execute_complete",
+        )
+
+
+def spark_job(
+    *, task_id: str, job: str, arguments: dict[str, str], glue_job_name: str, job_name_prefix: str,
+    spark_conf: dict[str, str] | None = None, **kwargs: Any,
+):
+    """The Spark job ``include/jobs/<job>.py`` on the backend ``CHURN_SPARK_BACKEND`` selects.
+
+    Both variants send the same script, arguments and Python library; the task id and graph do not
+    depend on the backend (or the target).
+    """
+    s = cfg.settings
+    script = f"{s.artifacts}/jobs/{job}.py"
+    library = f"{s.artifacts}/lib/churn.zip"
+    conf = spark_conf or {}
+    if cfg.spark_backend() == "glue":
+        script_args: dict[str, str] = {"--extra-py-files": library, **arguments}
+        if conf:
+            script_args["--conf"] = " --conf ".join(f"{k}={v}" for k, v in conf.items())
+        return GlueSparkJobOperator(
+            task_id=task_id,
+            job_name=glue_job_name,
+            script_location=script,
+            script_args=script_args,
+            iam_role_name="{{ churn.glue_role_name }}",
+            create_job_kwargs={"GlueVersion": "5.0", "WorkerType": "G.1X", "NumberOfWorkers": 4},
+            update_config=True,
+            aws_conn_id=s.aws_conn_id,
+            **kwargs,
+        )
+    submit = " ".join([f"--py-files {library}", *[f"--conf {k}={v}" for k, v in conf.items()]])
+    return EmrServerlessSparkJobOperator(
+        task_id=task_id,
+        job_name_prefix=job_name_prefix,
+        application_id="{{ churn.emr_application_id }}",
+        execution_role_arn="{{ churn.emr_execution_role_arn }}",
+        job_driver={
+            "sparkSubmit": {
+                "entryPoint": script,
+                "entryPointArguments": [item for key, value in arguments.items() for item in (key, value)],
+                "sparkSubmitParameters": submit,
+            }
+        },
+        configuration_overrides={
+            "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": f"{s.lake}/_logs/emr-serverless/"}}
+        },
+        aws_conn_id=s.aws_conn_id,
+        **kwargs,
+    )
+
+
+__all__: Sequence[str] = (
+    "EmrServerlessSparkJobOperator",
+    "GlueSparkJobOperator",
+    "LakeKeySensor",
+    "SageMakerTrainingJobOperator",
+    "SageMakerTransformJobOperator",
+    "spark_job",
+)

@@ -1,0 +1,138 @@
+"""Deployment settings, read from the environment when they are used (never cached at import).
+
+| variable | default | meaning |
+|---|---|---|
+| ML_TARGET | local | `local` runs every step on this machine; `aws` uses the AWS services |
+| LAKE_ROOT | <repo>/.lake | local target: folder that stands in for S3 (`s3://b/k` -> `LAKE_ROOT/b/k`) |
+| CHURN_LAKE_BUCKET | churn-lake | data lake bucket |
+| CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the Spark scripts and SageMaker source bundles |
+| CHURN_SPARK_BACKEND | emr_serverless | `emr_serverless` or `glue`: which service runs the Spark jobs on AWS |
+| CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
+| CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (aws target, emr_serverless) |
+| CHURN_EMR_EXECUTION_ROLE_ARN | - | job execution role for EMR Serverless |
+| CHURN_GLUE_ROLE_NAME | - | IAM role the Glue jobs run as (aws target, glue) |
+| CHURN_SAGEMAKER_ROLE_ARN | - | SageMaker execution role |
+| CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`) |
+| CHURN_TRAINING_INSTANCE_TYPE | ml.m5.xlarge | training instance type |
+| CHURN_TRANSFORM_INSTANCE_TYPE | ml.m5.large | batch transform instance type |
+| CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
+
+On the aws target a missing required value fails the task with the variable's name, instead of
+sending a request AWS would reject.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_ACCOUNT = "000000000000"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable to set."""
+
+
+def _get(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def target() -> str:
+    value = (_get("ML_TARGET", "local") or "local").lower()
+    if value not in ("local", "aws"):
+        raise SettingsError(f"ML_TARGET must be 'local' or 'aws', got {value!r}")
+    return value
+
+
+def is_local() -> bool:
+    return target() == "local"
+
+
+def lake_root() -> Path:
+    return Path(_get("LAKE_ROOT", str(REPO_ROOT / ".lake"))).resolve()
+
+
+def include_dir() -> Path:
+    return Path(_get("CHURN_INCLUDE_DIR", str(REPO_ROOT / "include"))).resolve()
+
+
+def spark_backend() -> str:
+    value = (_get("CHURN_SPARK_BACKEND", "emr_serverless") or "").lower()
+    if value not in ("emr_serverless", "glue"):
+        raise SettingsError(f"CHURN_SPARK_BACKEND must be 'emr_serverless' or 'glue', got {value!r}")
+    return value
+
+
+class _Settings:
+    """Attribute access to the settings, for Jinja templates (``{{ churn.lake_bucket }}``)."""
+
+    @property
+    def target(self) -> str:
+        return target()
+
+    @property
+    def lake_bucket(self) -> str:
+        return _get("CHURN_LAKE_BUCKET", "churn-lake")
+
+    @property
+    def artifacts_bucket(self) -> str:
+        return _get("CHURN_ARTIFACTS_BUCKET", "churn-artifacts")
+
+    @property
+    def lake(self) -> str:
+        return f"s3://{self.lake_bucket}"
+
+    @property
+    def artifacts(self) -> str:
+        return f"s3://{self.artifacts_bucket}"
+
+    @property
+    def aws_conn_id(self) -> str:
+        return _get("CHURN_AWS_CONN_ID", "aws_default")
+
+    def _aws(self, name: str, local_default: str) -> str:
+        value = _get(name)
+        if value:
+            return value
+        if is_local():
+            return local_default
+        raise SettingsError(f"{name} is not set; the aws target needs it (see plugins/churn_ml/settings.py)")
+
+    @property
+    def emr_application_id(self) -> str:
+        return self._aws("CHURN_EMR_APPLICATION_ID", "00local0000000000")
+
+    @property
+    def emr_execution_role_arn(self) -> str:
+        return self._aws("CHURN_EMR_EXECUTION_ROLE_ARN", f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-emr-serverless")
+
+    @property
+    def glue_role_name(self) -> str:
+        return self._aws("CHURN_GLUE_ROLE_NAME", "churn-glue")
+
+    @property
+    def sagemaker_role_arn(self) -> str:
+        return self._aws("CHURN_SAGEMAKER_ROLE_ARN", f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-sagemaker")
+
+    @property
+    def xgboost_image_uri(self) -> str:
+        return self._aws(
+            "CHURN_XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+        )
+
+    @property
+    def training_instance_type(self) -> str:
+        return _get("CHURN_TRAINING_INSTANCE_TYPE", "ml.m5.xlarge")
+
+    @property
+    def transform_instance_type(self) -> str:
+        return _get("CHURN_TRANSFORM_INSTANCE_TYPE", "ml.m5.large")
+
+    @property
+    def local_spark_memory(self) -> str:
+        return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
+
+
+settings = _Settings()

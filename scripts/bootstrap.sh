@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.12 preferred, 3.11 accepted), installs the pinned local requirements
+# when they changed, and prepares an Airflow home with SQLite inside the repository.
+# Idempotent: a second run with nothing changed takes a few seconds.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+find_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+  local cand
+  for cand in python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 \
+              python3.11 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11*/bin/python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; then
+      command -v "$cand"; return
+    fi
+  done
+  echo "error: no Python 3.12 or 3.11 found. Install one (e.g. 'pyenv install 3.12') or set PYTHON=/path/to/python3.12." >&2
+  exit 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+  py=$(find_python)
+  echo "==> creating .venv with $py ($("$py" --version))"
+  "$py" -m venv .venv
+fi
+
+stamp=.venv/.requirements.sha256
+want=$(cat requirements-local.txt constraints-local.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing requirements-local.txt (pinned by constraints-local.txt)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements-local.txt -c constraints-local.txt
+  echo "$want" > "$stamp"
+fi
+
+mkdir -p "$AIRFLOW_HOME" "$LAKE_ROOT"
+if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" != "$want" ]; then
+  echo "==> preparing the Airflow metadata database in $AIRFLOW_HOME"
+  airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
+  echo "$want" > "$AIRFLOW_HOME/.migrated"
+fi
