@@ -85,7 +85,7 @@ def event_rules() -> list[tuple[str, Column]]:
         ("event_ts_outside_partition", F.to_date(ts) != F.to_date(F.col("dt"))),
         ("unknown_event_type", _not_in("event_type", EVENT_TYPES)),
         ("value_not_a_number", value.isNull()),
-        ("negative_value", value < 0),
+        ("negative_value", (value < 0) & (event_type != "plan_change")),
         ("invalid_ticket_severity", (event_type == "support_ticket") & ~value.isin(1.0, 2.0, 3.0)),
         ("invalid_plan_change", (event_type == "plan_change") & ~value.isin(-1.0, 1.0)),
     ]

@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated local lake per test and one local SparkSession per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+for sub in ("plugins", "include", "include/sagemaker"):
+    if str(REPO / sub) not in sys.path:
+        sys.path.insert(0, str(REPO / sub))
+os.environ.setdefault("ML_TARGET", "local")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture
+def lake_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "lake"
+    root.mkdir()
+    monkeypatch.setenv("LAKE_ROOT", str(root))
+    monkeypatch.setenv("ML_TARGET", "local")
+    return root
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("churn-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

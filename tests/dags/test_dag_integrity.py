@@ -1,0 +1,78 @@
+"""DAG integrity: imports, conventions, light parsing, and one graph for every target."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+EXPECTED_DAGS = {"churn_features", "churn_training", "churn_batch_scoring"}
+HEAVY_TOP_LEVEL = {"boto3", "botocore", "sagemaker", "pyspark", "xgboost", "pandas", "numpy", "sklearn"}
+
+
+@cache
+def describe(target: str, backend: str = "emr_serverless") -> dict:
+    env = {**os.environ, "ML_TARGET": target, "CHURN_SPARK_BACKEND": backend}
+    for name in ("CHURN_TASK_RETRIES", "CHURN_RETRY_DELAY_SECONDS"):
+        env.pop(name, None)  # the deployed defaults
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("describe_dags.py"))],
+        env=env, capture_output=True, text=True, check=True, timeout=300,
+    )
+    line = next(l for l in out.stdout.splitlines() if l.startswith("DAG_REPORT "))
+    return json.loads(line[len("DAG_REPORT "):])
+
+
+def test_no_import_errors_and_all_dags_present():
+    report = describe("local")
+    assert report["import_errors"] == {}
+    assert set(report["dags"]) == EXPECTED_DAGS
+
+
+def test_parse_time_and_no_heavy_modules_loaded():
+    report = describe("local")
+    print("\nDAG file parse times (fresh interpreter, first file pays the provider import):")
+    for name, info in report["files"].items():
+        print(f"  {name:28s} {info['parse_seconds']:.3f}s")
+        assert info["heavy_modules"] == [], f"{name} loads {info['heavy_modules']} at parse time"
+        assert info["parse_seconds"] < 30
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_conventions(dag_id):
+    dag = describe("local")["dags"][dag_id]
+    assert "churn" in dag["tags"] and len(dag["tags"]) >= 2
+    assert dag["has_doc"], "module docstring must be the DAG's doc_md"
+    assert dag["catchup"] is False and dag["max_active_runs"] >= 1
+    for task_id, task in dag["tasks"].items():
+        assert task["owner"] == "ml-platform", task_id
+        assert task["retries"] >= 2, task_id
+
+
+def test_graph_is_identical_for_every_target_and_spark_backend():
+    local = describe("local")["dags"]
+    assert describe("aws")["dags"] == local
+    assert describe("local", "glue")["dags"] == local
+    assert describe("aws", "glue")["dags"] == local
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_no_heavy_imports_or_variable_get_at_module_level(path):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            heavy = {n.split(".")[0] for n in names} & HEAVY_TOP_LEVEL
+            assert not heavy, f"{path.name}:{node.lineno} imports {heavy} at module level"
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Attribute) and sub.attr == "get" and getattr(sub.value, "id", "") == "Variable":
+                    pytest.fail(f"{path.name}:{sub.lineno} calls Variable.get at module level")

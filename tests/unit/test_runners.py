@@ -1,0 +1,161 @@
+"""Local runners: the training contract, batch transform semantics, names, filters, artifacts."""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+
+import numpy as np
+import pytest
+
+from churn_ml import lake, naming
+from churn_ml.local.transform import apply_csv_filter, parse_csv_filter, run_transform_job
+from churn_ml.local.training import run_training_job, validate_request
+
+LOG = logging.getLogger("test")
+FEATURES = ["f1", "f2", "f3"]
+
+
+def _write_channel(root, name, rng, rows=400):
+    x = rng.normal(size=(rows, 3))
+    y = (x[:, 0] + 0.5 * rng.normal(size=rows) > 0.8).astype(int)
+    path = lake.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["churned_30d," + ",".join(FEATURES)] + [f"{a}," + ",".join(f"{v:.5f}" for v in row) for a, row in zip(y, x)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _training_request(**hyperparameters):
+    hps = {"num_round": "20", "max_depth": "3", "early_stopping_rounds": "0", **hyperparameters}
+    return {
+        "TrainingJobName": "test-train",
+        "AlgorithmSpecification": {
+            "TrainingImage": "xgboost:1.7-1",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                {"Name": "holdout:auc", "Regex": r"^holdout:auc: ([0-9.]+)"},
+                {"Name": "validation:auc", "Regex": r"validation-auc:([0-9.]+)"},
+            ],
+        },
+        "HyperParameters": {
+            **hps,
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
+        },
+        "InputDataConfig": [
+            {"ChannelName": c, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://churn-lake/ts/{c}/"}}}
+            for c in ("train", "validation", "holdout")
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://churn-lake/models/test/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        "RoleArn": "arn:aws:iam::000000000000:role/x",
+        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+    }
+
+
+@pytest.fixture
+def trained(lake_root):
+    rng = np.random.default_rng(0)
+    for name in ("train", "validation", "holdout"):
+        _write_channel(lake_root, name, rng)
+    return run_training_job(_training_request(), LOG)
+
+
+def test_training_runner_follows_the_sagemaker_contract(trained, lake_root):
+    assert trained["TrainingJobStatus"] == "Completed"
+    metrics = {m["MetricName"]: m["Value"] for m in trained["FinalMetricDataList"]}
+    assert 0.8 < metrics["holdout:auc"] <= 1.0 and "validation:auc" in metrics
+    artifact = lake.local_path(trained["ModelArtifacts"]["S3ModelArtifacts"])
+    assert artifact == lake_root / "churn-lake/models/test/test-train/output/model.tar.gz"
+    with tarfile.open(artifact) as tar:
+        assert sorted(tar.getnames()) == ["evaluation.json", "xgboost-model.json"]
+    opt_ml = lake_root / ".control-plane/sagemaker/training-jobs/test-train/opt_ml"
+    assert (opt_ml / "input/config/hyperparameters.json").exists()
+    assert sorted(p.name for p in (opt_ml / "input/data").iterdir()) == ["holdout", "train", "validation"]
+
+
+def test_a_completed_job_is_reattached_not_rerun(trained):
+    again = run_training_job(_training_request(), LOG)
+    assert again == trained
+
+
+def test_bad_requests_fail_before_any_work(lake_root):
+    with pytest.raises(ValueError, match="must be strings"):
+        validate_request({**_training_request(), "HyperParameters": {"num_round": 20}})
+    with pytest.raises(ValueError, match="missing"):
+        validate_request({"TrainingJobName": "x"})
+
+
+def test_failing_training_reports_the_reason(lake_root):
+    rng = np.random.default_rng(0)
+    for name in ("train", "validation", "holdout"):
+        _write_channel(lake_root, name, rng)
+    request = _training_request(max_depth="99")
+    request["TrainingJobName"] = "bad-depth"
+    with pytest.raises(RuntimeError, match="max_depth must be within"):
+        run_training_job(request, LOG)
+
+
+def test_batch_transform_joins_ids_and_scores(trained, lake_root):
+    inputs = lake.local_path("s3://churn-lake/scoring_input/dt=2026-03-01/part-00000.csv")
+    inputs.parent.mkdir(parents=True)
+    rows = [f"C{i},{i / 10:.1f},0.5,-1.0" for i in range(25)]
+    inputs.write_text("\n".join(rows) + "\n")
+    (inputs.parent / "_SUCCESS").write_text("")
+    config = {
+        "Model": {
+            "ModelName": "m",
+            "ExecutionRoleArn": "arn:aws:iam::000000000000:role/x",
+            "PrimaryContainer": {
+                "Image": "xgboost:1.7-1",
+                "ModelDataUrl": trained["ModelArtifacts"]["S3ModelArtifacts"],
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
+                },
+            },
+        },
+        "Transform": {
+            "TransformJobName": "t1",
+            "ModelName": "m",
+            "BatchStrategy": "MultiRecord",
+            "MaxPayloadInMB": 1,
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://churn-lake/scoring_input/dt=2026-03-01/"}},
+                "ContentType": "text/csv",
+                "SplitType": "Line",
+            },
+            "TransformOutput": {"S3OutputPath": "s3://churn-lake/predictions/dt=2026-03-01/", "Accept": "text/csv"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+            "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
+        },
+    }
+    result = run_transform_job(config, LOG)
+    assert result["Transform"]["TransformJobStatus"] == "Completed"
+    assert result["Model"]["ModelName"] == "m"
+    out = lake.local_path("s3://churn-lake/predictions/dt=2026-03-01/part-00000.csv.out").read_text().splitlines()
+    assert [line.split(",")[0] for line in out] == [f"C{i}" for i in range(25)]
+    scores = [float(line.split(",")[1]) for line in out]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores[-1] > scores[0]  # f1 drives the label up
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("$", ["a", "b", "c", "d"]), ("$[1:]", ["b", "c", "d"]), ("$[0,-1]", ["a", "d"]), ("$[2]", ["c"]), ("$[:2]", ["a", "b"])],
+)
+def test_csv_filters(expression, expected):
+    assert apply_csv_filter(["a", "b", "c", "d"], parse_csv_filter(expression)) == expected
+
+
+def test_unsupported_filter_is_refused():
+    with pytest.raises(ValueError, match="unsupported filter"):
+        parse_csv_filter("$.features")
+
+
+def test_job_names_are_deterministic_and_content_addressed():
+    a = naming.job_name("churn-xgb", "churn_training", "2026-07-02T00:00:00+00:00", {"x": 1})
+    assert a == naming.job_name("churn-xgb", "churn_training", "2026-07-02T00:00:00+00:00", {"x": 1})
+    assert a.startswith("churn-xgb-20260702-") and len(a) <= 63
+    assert a != naming.job_name("churn-xgb", "churn_training", "2026-07-02T00:00:00+00:00", {"x": 2})
+    assert a != naming.job_name("churn-xgb", "churn_training", "2026-07-03T00:00:00+00:00", {"x": 1})
+    assert len(naming.job_name("p" * 80, "d", "2026-07-02", {})) <= 63

@@ -1,0 +1,65 @@
+"""train.py argument and channel handling, and the inference handlers, called directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import inference
+import train
+
+
+def test_hyperparameters_from_the_command_line_and_sm_paths_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")
+    monkeypatch.setenv("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")
+    monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")
+    args = train.parse_args(["--max_depth", "7", "--eta", "0.2", "--_tuning_objective_metric", "validation:auc"])
+    assert (args.max_depth, args.eta) == (7, 0.2)
+    assert args.train == "/opt/ml/input/data/train" and args.model_dir == "/opt/ml/model"
+    assert args.holdout is None
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--eta", "0"], "eta must be"), (["--num_round", "0"], "num_round")])
+def test_invalid_hyperparameters_are_rejected_with_the_reason(monkeypatch, argv, message):
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", "/x")
+    monkeypatch.setenv("SM_CHANNEL_VALIDATION", "/y")
+    with pytest.raises(train.TrainingInputError, match=message):
+        train.parse_args(argv)
+
+
+def test_missing_channels_are_reported(monkeypatch):
+    monkeypatch.delenv("SM_CHANNEL_TRAIN", raising=False)
+    monkeypatch.delenv("SM_CHANNEL_VALIDATION", raising=False)
+    with pytest.raises(train.TrainingInputError, match="train and validation channels are required"):
+        train.parse_args([])
+
+
+def test_channel_without_label_first_is_refused(tmp_path):
+    (tmp_path / "part.csv").write_text("f1,churned_30d\n1.0,0\n")
+    with pytest.raises(train.TrainingInputError, match="first column must be the label"):
+        train.read_channel(str(tmp_path), "train")
+
+
+def test_empty_channel_is_refused(tmp_path):
+    with pytest.raises(train.TrainingInputError, match="has no data files"):
+        train.read_channel(str(tmp_path), "train")
+
+
+def test_inference_handlers(tmp_path):
+    import xgboost as xgb
+
+    x = np.random.default_rng(0).normal(size=(200, 3))
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0), 5)
+    booster.save_model(tmp_path / train.MODEL_FILE_NAME)
+    model = inference.model_fn(str(tmp_path))
+    data = inference.input_fn(b"-1.5,0.2,0.3\n2.0,0,0\n", "text/csv")
+    body, content_type = inference.output_fn(inference.predict_fn(data, model), "text/csv")
+    scores = [float(s) for s in body.splitlines()]
+    assert content_type == "text/csv" and len(scores) == 2 and scores[1] > scores[0]
+    assert inference.input_fn(b"", "text/csv").shape[0] == 0
+    with pytest.raises(inference.UnsupportedContentTypeError, match="not supported"):
+        inference.input_fn(b"{}", "application/x-npy")
+    with pytest.raises(inference.BadRequestError, match="not numeric CSV"):
+        inference.input_fn(b"a,b,c\n", "text/csv")
+    with pytest.raises(inference.BadRequestError, match="needs 3 features, got 2"):
+        inference.predict_fn(inference.input_fn(b"1,2\n", "text/csv"), model)
