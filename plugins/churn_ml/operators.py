@@ -222,8 +222,11 @@ class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperat
                 f"{self.job_name_prefix}-model", "", "", {k: v for k, v in model.items() if k != "ModelName"}
             ).replace("--", "-")
             transform["ModelName"] = model["ModelName"]
+        # The output partition is emptied and rewritten by each DAG run, so a transform job belongs to
+        # one run: a retry within the run re-attaches, a rerun of the date scores again.
         base = naming.job_name(
-            self.job_name_prefix, dag_id, logical_date, {k: v for k, v in transform.items() if k != "TransformJobName"}
+            self.job_name_prefix, dag_id, logical_date,
+            {"run_id": context["run_id"], **{k: v for k, v in transform.items() if k != "TransformJobName"}},
         )
         if cfg.is_local():
             transform["TransformJobName"] = base
