@@ -14,6 +14,16 @@ from pyspark.sql import DataFrame, SparkSession
 _DAY = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
+def session(app_name: str) -> SparkSession:
+    """The jobs' SparkSession: UTC, and ``dt`` partition values kept as strings."""
+    return (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .getOrCreate()
+    )
+
+
 def _fs_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)

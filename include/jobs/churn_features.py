@@ -156,12 +156,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = (
-        SparkSession.builder.appName(f"churn-features-{args.ds}")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-        .getOrCreate()
-    )
+    spark = sparkio.session(f"churn-features-{args.ds}")
     try:
         run(spark, args)
     finally:

@@ -123,13 +123,7 @@ def create_model(model: dict, log: logging.Logger) -> dict:
         existing = {"request": model, "CreationTime": now()}
         write_state(state_file, existing)
         log.info("created model %s", name)
-    return {
-        "ModelName": name,
-        "ModelArn": arn("sagemaker", "model", name.lower()),
-        "PrimaryContainer": model["PrimaryContainer"],
-        "ExecutionRoleArn": model.get("ExecutionRoleArn"),
-        "CreationTime": existing["CreationTime"],
-    }
+    return describe_model(name)
 
 
 def describe_model(name: str) -> dict:
