@@ -1,22 +1,30 @@
 """
-### churn_training — weekly XGBoost training on SageMaker, evaluated on a time-based holdout
+### churn_training — weekly: Bayesian tuning, final training on managed spot, quality gate, registry
 
 1. **wait_for_labels** — waits for `labels/dt=<ds-30>/_SUCCESS`: the newest snapshot whose 30-day
    churn window has closed.
-2. **build_training_set** — Spark job `include/jobs/churn_training_set.py`: joins features and labels
-   of snapshots every `snapshot_every` days within `lookback_days`, split by time into
+2. **build_training_set** — Spark job `include/jobs/churn_training_set.py`: features and labels of
+   snapshots every `snapshot_every` days within `lookback_days`, split by time into
    train / validation / holdout (newest), CSV to `training_sets/ds=<ds>/`.
-3. **inspect_training_set** — reads the build's manifest (rows, churn rate per split, fingerprint).
-4. **train_model** — SageMaker training job, script mode (`include/sagemaker/train.py` in the
-   XGBoost framework container; the same script in a local `/opt/ml`-shaped sandbox on the local
-   target). Metrics reach the job description through `MetricDefinitions`.
-5. **record_evaluation** — checks the holdout metrics (AUC, PR-AUC, logloss) against the sanity floor
-   `min_holdout_auc`, writes `evaluation.json` next to `model.tar.gz`, and points
-   `models/churn/latest.json` at the new model (the model batch scoring uses).
+3. **inspect_training_set** — the build's manifest (rows, churn rate per split, fingerprint).
+4. **resolve_champion** — the current approved model (the registry's newest Approved version) and
+   the previous tuning job, for warm start.
+5. **tune_hyperparameters** — SageMaker hyperparameter tuning, `Strategy: Bayesian`, objective
+   `validation:auc`, on train + validation only (the holdout never influences the choice), spot
+   trials with checkpoints, early stopping Auto, warm start from the previous tuning job. Locally:
+   Optuna TPE over the same ranges, each trial a local training job.
+6. **train_model** — the final model: the best trial's hyperparameters, managed spot with
+   checkpoints (a retry or spot restart resumes them), scored on the holdout together with the
+   champion. Locally, spot interruptions can be simulated (`CHURN_LOCAL_SPOT_INTERRUPTIONS`).
+7. **quality_gate** — Approved only if holdout AUC >= `min_holdout_auc` and not worse than the
+   champion's AUC on the same holdout by more than `max_auc_drop`; otherwise Rejected, with the reason.
+8. **register_model** — a model package version with its status, metrics and model card (metrics,
+   data range, hyperparameters, features, ROC + importance plot). `python -m churn_ml.registry list`.
+9. **approved → publish_model** — only an Approved model moves `models/churn/latest.json` (what batch
+   scoring and deployment use); a Rejected one stops here.
 
-**Backfill / retrain for a date:** trigger with a logical date; the training job name is derived
-from the dag id, the date and the request, so clearing a task re-attaches to its job instead of
-training twice. Changing a hyperparameter (trigger form) or the training data gives a new job.
+**Backfill / retrain for a date:** trigger with a logical date; job names derive from the dag id,
+the date and the request, so clearing a task re-attaches to its job instead of training twice.
 """
 
 from __future__ import annotations
@@ -33,26 +41,32 @@ from churn_ml.dag_support import (
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
-from churn_ml.operators import LakeKeySensor, SageMakerTrainingJobOperator, spark_job
+from churn_ml.operators import LakeKeySensor, SageMakerTrainingJobOperator, SageMakerTuningJobOperator, spark_job
 
 TRAINING_SET = f"{LAKE}/training_sets/ds={{{{ ds }}}}"
-HYPERPARAMETERS = {
-    "num_round": 400,
-    "max_depth": 4,
-    "eta": 0.05,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 5,
-    "reg_lambda": 1.0,
-    "early_stopping_rounds": 40,
-    "seed": 42,
+# Fixed for every trial and the final model (trigger form: "static_hyperparameters").
+STATIC_HYPERPARAMETERS = {"num_round": 600, "early_stopping_rounds": 40, "seed": 42, "checkpoint_every": 25}
+# The search space; the values the final model uses come from the tuning job, never from here.
+TUNING_RANGES = {
+    "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "8", "ScalingType": "Linear"}],
+    "ContinuousParameterRanges": [
+        {"Name": "eta", "MinValue": "0.01", "MaxValue": "0.3", "ScalingType": "Logarithmic"},
+        {"Name": "min_child_weight", "MinValue": "1", "MaxValue": "30", "ScalingType": "Logarithmic"},
+        {"Name": "subsample", "MinValue": "0.5", "MaxValue": "1.0", "ScalingType": "Linear"},
+        {"Name": "colsample_bytree", "MinValue": "0.5", "MaxValue": "1.0", "ScalingType": "Linear"},
+        {"Name": "reg_lambda", "MinValue": "0.1", "MaxValue": "20", "ScalingType": "Logarithmic"},
+    ],
 }
-# What train.py prints, as SageMaker parses it into the job's FinalMetricDataList.
+TUNED = [r["Name"] for kind in TUNING_RANGES.values() for r in kind]
+OBJECTIVE = "validation:auc"
+# What train.py prints, as SageMaker parses it into FinalMetricDataList (at most 40 definitions).
 METRIC_DEFINITIONS = [
     {"Name": f"{split}:{metric}", "Regex": rf"^{split}:{metric}: ([0-9.]+)"}
-    for split in ("validation", "holdout")
-    for metric in ("auc", "pr_auc", "logloss")
+    for split in ("validation", "holdout", "champion:holdout")
+    for metric in ("auc", "pr_auc", "logloss", "brier", "lift_at_10")
 ] + [{"Name": "holdout:best_single_feature_auc", "Regex": r"^holdout:best_single_feature_auc: ([0-9.]+)"}]
+BEST = "ti.xcom_pull(task_ids='tune_hyperparameters')['Tuning']['BestTrainingJob']['TunedHyperParameters']"
+CHAMPION = "ti.xcom_pull(task_ids='resolve_champion')"
 
 
 def _channel(name: str) -> dict:
@@ -69,24 +83,65 @@ def _channel(name: str) -> dict:
     }
 
 
-TRAINING_REQUEST = {
-    "AlgorithmSpecification": {
-        "TrainingImage": "{{ churn.xgboost_image_uri }}",
-        "TrainingInputMode": "File",
-        "MetricDefinitions": METRIC_DEFINITIONS,
+def _static(name: str) -> str:
+    return f"{{{{ params.static_hyperparameters['{name}'] }}}}"
+
+
+SOURCE = {
+    "sagemaker_program": "train.py",
+    "sagemaker_submit_directory": "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz",
+    # Part of the request, so new training data means a new job (and a retry of the same data, the same job).
+    "training_set_fingerprint": "{{ ti.xcom_pull(task_ids='inspect_training_set')['fingerprint'] }}",
+}
+ALGORITHM = {
+    "TrainingImage": "{{ churn.xgboost_image_uri }}",
+    "TrainingInputMode": "File",
+    "MetricDefinitions": METRIC_DEFINITIONS,
+}
+# Managed spot: MaxWaitTimeInSeconds (>= MaxRuntimeInSeconds) bounds the wait for capacity plus the
+# training; checkpoints let an interrupted job resume instead of starting over.
+SPOT = {
+    "EnableManagedSpotTraining": True,
+    "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
+    "CheckpointConfig": {"S3Uri": f"{LAKE}/checkpoints/churn/", "LocalPath": "/opt/ml/checkpoints"},
+}
+RESOURCES = {"InstanceType": "{{ churn.training_instance_type }}", "InstanceCount": 1, "VolumeSizeInGB": 10}
+
+TUNING_REQUEST = {
+    "HyperParameterTuningJobConfig": {
+        "Strategy": "Bayesian",
+        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": OBJECTIVE},
+        "ResourceLimits": {
+            "MaxNumberOfTrainingJobs": "{{ params.tuning['max_jobs'] }}",
+            "MaxParallelTrainingJobs": "{{ params.tuning['max_parallel'] }}",
+        },
+        "ParameterRanges": TUNING_RANGES,
+        "TrainingJobEarlyStoppingType": "Auto",
     },
+    "TrainingJobDefinition": {
+        "StaticHyperParameters": {**{k: _static(k) for k in STATIC_HYPERPARAMETERS}, **SOURCE},
+        "AlgorithmSpecification": ALGORITHM,
+        "RoleArn": "{{ churn.sagemaker_role_arn }}",
+        "InputDataConfig": [_channel("train"), _channel("validation")],
+        "OutputDataConfig": {"S3OutputPath": f"{LAKE}/models/churn-tuning/"},
+        "ResourceConfig": RESOURCES,
+        **SPOT,
+    },
+    "Tags": [{"Key": "project", "Value": "churn"}, {"Key": "dag_id", "Value": "churn_training"}],
+}
+
+TRAINING_REQUEST = {
+    "AlgorithmSpecification": ALGORITHM,
     "HyperParameters": {
-        **{name: f"{{{{ params.hyperparameters['{name}'] }}}}" for name in HYPERPARAMETERS},
-        "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz",
-        # Part of the request, so new training data means a new job (and a retry of the same data, the same job).
-        "training_set_fingerprint": "{{ ti.xcom_pull(task_ids='inspect_training_set')['fingerprint'] }}",
+        **{k: _static(k) for k in STATIC_HYPERPARAMETERS},
+        **{k: f"{{{{ {BEST}['{k}'] }}}}" for k in TUNED},
+        **SOURCE,
     },
     "InputDataConfig": [_channel("train"), _channel("validation"), _channel("holdout")],
     "OutputDataConfig": {"S3OutputPath": f"{LAKE}/models/churn/"},
-    "ResourceConfig": {"InstanceType": "{{ churn.training_instance_type }}", "InstanceCount": 1, "VolumeSizeInGB": 10},
+    "ResourceConfig": RESOURCES,
     "RoleArn": "{{ churn.sagemaker_role_arn }}",
-    "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    **SPOT,
     "Tags": [{"Key": "project", "Value": "churn"}, {"Key": "dag_id", "Value": "churn_training"}],
 }
 
@@ -104,9 +159,14 @@ TRAINING_REQUEST = {
         "snapshot_every": Param(7, type="integer", minimum=1, description="Days between training snapshots."),
         "validation_snapshots": Param(3, type="integer", minimum=1),
         "holdout_snapshots": Param(3, type="integer", minimum=1),
-        "hyperparameters": Param(HYPERPARAMETERS, type="object", description="XGBoost hyperparameters for train.py."),
+        "static_hyperparameters": Param(STATIC_HYPERPARAMETERS, type="object",
+                                        description="Hyperparameters every trial and the final model share."),
+        "tuning": Param({"max_jobs": 12, "max_parallel": 2}, type="object",
+                        description="Tuning budget: training jobs in all, and at once."),
         "min_holdout_auc": Param(0.70, type="number", minimum=0.5, maximum=1.0,
-                                 description="Sanity floor: a model below it is never published."),
+                                 description="Gate: absolute floor for the holdout AUC."),
+        "max_auc_drop": Param(0.01, type="number", minimum=0.0, maximum=0.5,
+                              description="Gate: how much worse than the champion's holdout AUC is tolerated."),
     },
     tags=["churn", "training", "sagemaker"],
     doc_md=__doc__,
@@ -138,7 +198,7 @@ def churn_training():
 
     @task
     def inspect_training_set(ds: str | None = None) -> dict:
-        """The build's manifest: split sizes and churn rates, and the fingerprint that names the job."""
+        """The build's manifest: split sizes and churn rates, and the fingerprint that names the jobs."""
         import logging
 
         from churn_ml import lake
@@ -152,53 +212,158 @@ def churn_training():
             )
         return {"fingerprint": manifest["fingerprint"], "splits": manifest["splits"]}
 
+    @task
+    def resolve_champion() -> dict:
+        """The current approved model (compared on the same holdout) and the tuning job to warm start from."""
+        import logging
+
+        from churn_ml import lake, registry
+        from churn_ml.settings import settings
+
+        champion = registry.latest_approved()
+        pointer = f"{settings.lake}/models/churn-tuning/latest.json"
+        previous = lake.read_json(pointer)["tuning_job_name"] if lake.exists(pointer) else ""
+        logging.getLogger(__name__).info(
+            "champion: %s; warm start from: %s",
+            f"v{champion['ModelPackageVersion']} ({champion['ModelDataUrl']})" if champion else "none (first model)",
+            previous or "none",
+        )
+        return {
+            "model_data_url": champion["ModelDataUrl"] if champion else "",
+            "version": champion["ModelPackageVersion"] if champion else None,
+            "warm_start": previous,
+        }
+
+    tune_hyperparameters = SageMakerTuningJobOperator(
+        task_id="tune_hyperparameters",
+        job_name_prefix="churn-hpo",
+        config=TUNING_REQUEST,
+        warm_start_parents=f"{{{{ {CHAMPION}['warm_start'] }}}}",
+        aws_conn_id=AWS_CONN_ID,
+        check_interval=60,
+    )
+
     train_model = SageMakerTrainingJobOperator(
         task_id="train_model",
         job_name_prefix="churn-xgb",
         config=TRAINING_REQUEST,
+        champion_model_uri=f"{{{{ {CHAMPION}['model_data_url'] }}}}",
         aws_conn_id=AWS_CONN_ID,
         check_interval=60,
-        max_attempts=180,
     )
 
-    @task(outlets=[MODEL_ASSET])
-    def record_evaluation(training: dict, params: dict | None = None, ds: str | None = None, outlet_events=None) -> dict:
-        """Holdout metrics from the job description; evaluation.json next to the model; latest pointer."""
+    @task
+    def quality_gate(training: dict, params: dict | None = None) -> dict:
+        """Approved or Rejected against the floor and the champion on the same holdout; says why."""
         import logging
 
-        from churn_ml import lake
-        from churn_ml.settings import settings
+        from churn_ml import registry
+        from churn_ml.local.training import interruptions_of
 
         job = training["Training"]
         metrics = {m["MetricName"]: round(float(m["Value"]), 6) for m in job.get("FinalMetricDataList", [])}
-        if "holdout:auc" not in metrics:
-            raise ValueError(
-                f"training job {job['TrainingJobName']} reported no holdout:auc (metrics: {sorted(metrics)}); "
-                "check that train.py got the holdout channel and that MetricDefinitions match its output"
-            )
-        floor = float(params["min_holdout_auc"])
-        if metrics["holdout:auc"] < floor:
-            raise ValueError(
-                f"holdout AUC {metrics['holdout:auc']:.4f} is below the floor {floor:.2f}: the model is not "
-                f"published. Inspect the training set and the job log of {job['TrainingJobName']}."
-            )
-        model_data_url = job["ModelArtifacts"]["S3ModelArtifacts"]
+        status, reason = registry.gate(
+            metrics, floor=float(params["min_holdout_auc"]), tolerance=float(params["max_auc_drop"])
+        )
+        log = logging.getLogger(__name__)
+        log.info("training job %s: %d spot interruption(s), %s s billable of %s s",
+                 job["TrainingJobName"], interruptions_of(job), job.get("BillableTimeInSeconds"),
+                 job.get("TrainingTimeInSeconds"))
+        for name in sorted(k for k in metrics if k.startswith("holdout:")):
+            champion = metrics.get(f"champion:{name}")
+            log.info("%-32s challenger %.4f   champion %s", name, metrics[name],
+                     "-" if champion is None else f"{champion:.4f}")
+        if status == registry.APPROVED:
+            log.info("QUALITY GATE: APPROVED. %s", reason)
+        else:
+            log.warning("QUALITY GATE: REJECTED. %s. The model is registered as Rejected and is not published.", reason)
+        return {"status": status, "reason": reason, "metrics": metrics}
+
+    @task
+    def register_model(training: dict, decision: dict, tuning: dict, inspected: dict, ds: str | None = None) -> dict:
+        """A registry version with the gate's status and reason, and its model card."""
+        import io
+        import json
+        import logging
+        import tarfile
+
+        from churn_ml import lake, registry
+        from churn_ml.settings import settings
+
+        job = training["Training"]
+        output_tar = job["ModelArtifacts"]["S3ModelArtifacts"].rsplit("/", 1)[0] + "/output.tar.gz"
+        with tarfile.open(fileobj=io.BytesIO(lake.read_bytes(output_tar))) as tar:
+            evaluation = json.load(tar.extractfile("evaluation.json"))
+            plot = tar.extractfile("model_card.png").read() if "model_card.png" in tar.getnames() else None
+        evaluation_uri = output_tar.rsplit("/", 1)[0] + "/evaluation.json"
+        lake.write_json(evaluation_uri, evaluation)
+        metrics = decision["metrics"]
+        card = {
+            "ds": ds,
+            "training_set": f"{settings.lake}/training_sets/ds={ds}/",
+            "splits": inspected["splits"],
+            "hyperparameters": {k: v for k, v in job["HyperParameters"].items()
+                                if not k.startswith("sagemaker_") and k != "training_set_fingerprint"},
+            "features": evaluation["features"],
+            "rounds": evaluation["rounds"],
+            "metrics": {k: v for k, v in metrics.items() if not k.startswith("champion:")},
+            "champion_metrics": {k: v for k, v in metrics.items() if k.startswith("champion:")},
+            "tuning_job_name": tuning["Tuning"]["HyperParameterTuningJobName"],
+            "spot": {"training_seconds": job.get("TrainingTimeInSeconds"),
+                     "billable_seconds": job.get("BillableTimeInSeconds")},
+        }
+        version = registry.register(
+            model_data_url=job["ModelArtifacts"]["S3ModelArtifacts"],
+            image_uri=settings.xgboost_image_uri,
+            training_job_name=job["TrainingJobName"],
+            approval=decision["status"],
+            reason=decision["reason"],
+            metrics={k: v for k, v in metrics.items() if not k.startswith("champion:")},
+            card=card,
+            card_plot=plot,
+            evaluation_uri=evaluation_uri,
+        )
+        # The next week's tuning warm-starts from this one, whatever the gate decided about the model.
+        lake.write_json(f"{settings.lake}/models/churn-tuning/latest.json",
+                        {"tuning_job_name": card["tuning_job_name"], "ds": ds})
+        logging.getLogger(__name__).info(
+            "registered %s v%d as %s; model card %s", version["ModelPackageGroupName"],
+            version["ModelPackageVersion"], version["ModelApprovalStatus"], version["CardUri"],
+        )
+        return version
+
+    @task.short_circuit
+    def approved(version: dict) -> bool:
+        """Stops here (publish_model skipped) unless the gate approved the model."""
+        return version["ModelApprovalStatus"] == "Approved"
+
+    @task(outlets=[MODEL_ASSET])
+    def publish_model(version: dict, ds: str | None = None, outlet_events=None) -> dict:
+        """Point models/churn/latest.json (what batch scoring and deployment use) at the approved version."""
+        from churn_ml import lake
+        from churn_ml.settings import settings
+
         record = {
             "ds": ds,
-            "training_job_name": job["TrainingJobName"],
-            "model_data_url": model_data_url,
-            "hyperparameters": {k: v for k, v in job["HyperParameters"].items() if not k.startswith("sagemaker_")},
-            "metrics": metrics,
+            "model_package_version": version["ModelPackageVersion"],
+            "model_package_arn": version["ModelPackageArn"],
+            "training_job_name": version["TrainingJobName"],
+            "model_data_url": version["ModelDataUrl"],
+            "metrics": version["Metrics"],
         }
-        lake.write_json(model_data_url.rsplit("/", 1)[0] + "/evaluation.json", record)
         lake.write_json(f"{settings.lake}/{MODEL_POINTER_KEY}", record)
-        logging.getLogger(__name__).info("published model %s: %s", job["TrainingJobName"], metrics)
-        outlet_events[MODEL_ASSET].extra = {"training_job_name": job["TrainingJobName"], "holdout_auc": metrics["holdout:auc"]}
+        outlet_events[MODEL_ASSET].extra = {
+            "model_package_version": version["ModelPackageVersion"], "holdout_auc": version["Metrics"].get("holdout:auc"),
+        }
         return record
 
     inspected = inspect_training_set()
-    chain(wait_for_labels, build_training_set, inspected, train_model)
-    record_evaluation(train_model.output)
+    champion = resolve_champion()
+    chain(wait_for_labels, build_training_set, inspected, champion, tune_hyperparameters, train_model)
+    decision = quality_gate(train_model.output)
+    version = register_model(train_model.output, decision, tune_hyperparameters.output, inspected)
+    gate_open = approved(version)
+    gate_open >> publish_model(version)
 
 
 churn_training()

@@ -25,10 +25,16 @@ SAGEMAKER_SOURCEDIR = "sagemaker/sourcedir.tar.gz"
 STAMP = ".build-fingerprint"
 
 
-def _sources(include: Path) -> list[Path]:
-    return sorted(
-        p for p in include.rglob("*.py") if "__pycache__" not in p.parts and not p.name.startswith(".")
+def _is_source(path: Path) -> bool:
+    """Python files, and requirements.txt (the SageMaker container pip-installs it from the bundle)."""
+    return (
+        (path.suffix == ".py" or path.name == "requirements.txt")
+        and "__pycache__" not in path.parts and not path.name.startswith(".")
     )
+
+
+def _sources(include: Path) -> list[Path]:
+    return sorted(p for p in include.rglob("*") if p.is_file() and _is_source(p))
 
 
 def fingerprint(include: Path) -> str:
@@ -42,8 +48,8 @@ def fingerprint(include: Path) -> str:
 def _deterministic_tar(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(folder.rglob("*.py")):
-            if "__pycache__" in path.parts:
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or not _is_source(path):
                 continue
             info = tar.gettarinfo(path, arcname=path.relative_to(folder).as_posix())
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""

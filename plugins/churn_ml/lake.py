@@ -68,21 +68,35 @@ def read_text(uri: str) -> str:
     return _s3_hook().read_key(key, bucket_name=bucket)
 
 
-def read_json(uri: str) -> dict:
-    return json.loads(read_text(uri))
+def read_bytes(uri: str) -> bytes:
+    if cfg.is_local():
+        path = local_path(uri)
+        if not path.exists():
+            raise FileNotFoundError(f"{uri} does not exist (local lake file {path})")
+        return path.read_bytes()
+    bucket, key = split_uri(uri)
+    return _s3_hook().get_key(key, bucket_name=bucket).get()["Body"].read()
 
 
-def write_json(uri: str, payload: dict) -> None:
-    text = json.dumps(payload, indent=1, sort_keys=True, default=str)
+def write_bytes(uri: str, data: bytes) -> None:
     if cfg.is_local():
         path = local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
         return
     bucket, key = split_uri(uri)
-    _s3_hook().load_string(text, key, bucket_name=bucket, replace=True)
+    _s3_hook().load_bytes(data, key, bucket_name=bucket, replace=True)
+
+
+def write_json(uri: str, payload: dict) -> None:
+    text = json.dumps(payload, indent=1, sort_keys=True, default=str)
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(read_text(uri))
 
 
 def list_keys(prefix_uri: str) -> list[str]:

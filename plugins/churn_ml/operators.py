@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
+    SageMakerTuningOperator,
     serialize,
 )
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
@@ -151,7 +152,9 @@ class _SageMakerJobMixin:
                 return None
             raise
 
-    def _attempt_name(self, base: str, describe, status_key: str) -> tuple[str, dict | None]:
+    def _attempt_name(
+        self, base: str, describe, status_key: str, max_len: int = naming.MAX_LEN
+    ) -> tuple[str, dict | None]:
         """The name to use: ``base`` (or ``base-rN`` after failed attempts) and its live job, if any."""
         name = base
         for attempt in range(2, 100):
@@ -159,26 +162,56 @@ class _SageMakerJobMixin:
             if found is None or found[status_key] in IN_PROGRESS or found[status_key] == "Completed":
                 return name, found
             suffix = f"-r{attempt}"
-            name = f"{base[: naming.MAX_LEN - len(suffix)]}{suffix}"
+            name = f"{base[: max_len - len(suffix)]}{suffix}"
         raise RuntimeError(f"too many failed attempts of job {base}; clear its state or change the request")
 
 
-class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator):
-    """CreateTrainingJob with a deterministic job name; locally, the training container contract."""
+def _wait_budget(training: dict) -> int:
+    """Seconds one training job may take: MaxWaitTimeInSeconds on spot (it includes the waits for
+    capacity), MaxRuntimeInSeconds otherwise."""
+    stopping = training.get("StoppingCondition", {})
+    if training.get("EnableManagedSpotTraining"):
+        return int(stopping.get("MaxWaitTimeInSeconds") or stopping["MaxRuntimeInSeconds"])
+    return int(stopping.get("MaxRuntimeInSeconds", 86400))
 
-    def __init__(self, *, job_name_prefix: str, **kwargs: Any) -> None:
+
+class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator):
+    """CreateTrainingJob with a deterministic job name; locally, the training container contract.
+
+    Managed spot: ``StoppingCondition.MaxWaitTimeInSeconds`` is cast to int with the provider's other
+    integer fields, ``CheckpointConfig.S3Uri`` gets the job's base name appended (a retry, or a new
+    ``-rN`` attempt after a failure, resumes the same checkpoints), and the deferred wait is sized
+    from MaxWaitTimeInSeconds so a long wait for spot capacity never times the task out.
+    ``champion_model_uri`` (templated), when not empty, adds the ``champion`` channel: the current
+    approved model, which train.py scores on the same holdout.
+    """
+
+    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "champion_model_uri")
+
+    def __init__(self, *, job_name_prefix: str, champion_model_uri: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", True)
         kwargs["check_if_job_exists"] = False  # re-attach instead of the provider's timestamp suffix
         super().__init__(**kwargs)
         self.job_name_prefix = job_name_prefix
+        self.champion_model_uri = champion_model_uri
+
+    def _create_integer_fields(self) -> None:
+        super()._create_integer_fields()
+        self.integer_fields.append(["StoppingCondition", "MaxWaitTimeInSeconds"])
 
     def execute(self, context: Any) -> dict:
         self._create_integer_fields()
         self.parse_config_integers()
+        if self.champion_model_uri:
+            self.config.setdefault("InputDataConfig", []).append(_s3_channel("champion", self.champion_model_uri))
         dag_id, logical_date = _run_key(context)
         base = naming.job_name(
             self.job_name_prefix, dag_id, logical_date, {k: v for k, v in self.config.items() if k != "TrainingJobName"}
         )
+        if "CheckpointConfig" in self.config:
+            checkpoint = self.config["CheckpointConfig"]
+            checkpoint["S3Uri"] = f"{checkpoint['S3Uri'].rstrip('/')}/{base}/"
+        self.max_attempts = max(self.max_attempts or 0, _wait_budget(self.config) // self.check_interval + 10)
         if cfg.is_local():
             self.config["TrainingJobName"] = base
             from churn_ml.local.training import run_training_job
@@ -251,6 +284,78 @@ class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperat
         )
 
 
+def _s3_channel(name: str, uri: str) -> dict:
+    return {
+        "ChannelName": name,
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
+    }
+
+
+class SageMakerTuningJobOperator(_SageMakerJobMixin, SageMakerTuningOperator):
+    """CreateHyperParameterTuningJob with a deterministic name (<= 32 characters); locally, a
+    Bayesian search (Optuna TPE) over the same ranges, each trial a local training job.
+
+    ``warm_start_parents`` (templated; comma-separated tuning job names) adds a TransferLearning
+    ``WarmStartConfig`` when not empty. A retry re-attaches to the tuning job its earlier attempt
+    started. The deferred wait is sized from the job budget: ceil(MaxNumberOfTrainingJobs /
+    MaxParallelTrainingJobs) rounds of the per-job wait (MaxWaitTimeInSeconds on spot).
+    """
+
+    template_fields: Sequence[str] = (*SageMakerTuningOperator.template_fields, "warm_start_parents")
+
+    def __init__(self, *, job_name_prefix: str, warm_start_parents: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(**kwargs)
+        self.job_name_prefix = job_name_prefix
+        self.warm_start_parents = warm_start_parents
+
+    def _create_integer_fields(self) -> None:
+        super()._create_integer_fields()
+        self.integer_fields.append(["TrainingJobDefinition", "StoppingCondition", "MaxWaitTimeInSeconds"])
+
+    def execute(self, context: Any) -> dict:
+        self._create_integer_fields()
+        self.parse_config_integers()
+        parents = [p.strip() for p in (self.warm_start_parents or "").split(",") if p.strip()]
+        if parents:
+            self.config["WarmStartConfig"] = {
+                # New weekly data, same algorithm: what the parents learned transfers, the data is not identical.
+                "WarmStartType": "TransferLearning",
+                "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": p} for p in parents[:5]],
+            }
+        dag_id, logical_date = _run_key(context)
+        base = naming.job_name(
+            self.job_name_prefix, dag_id, logical_date,
+            {k: v for k, v in self.config.items() if k != "HyperParameterTuningJobName"},
+            max_len=naming.TUNING_MAX_LEN,
+        )
+        limits = self.config["HyperParameterTuningJobConfig"]["ResourceLimits"]
+        rounds = -(-int(limits["MaxNumberOfTrainingJobs"]) // int(limits["MaxParallelTrainingJobs"]))
+        budget = rounds * _wait_budget(self.config["TrainingJobDefinition"])
+        # The provider's tuning trigger polls up to 480 times: space the polls to cover the budget.
+        self.check_interval = max(self.check_interval, -(-budget // 480))
+        if cfg.is_local():
+            self.config["HyperParameterTuningJobName"] = base
+            from churn_ml.local.tuning import run_tuning_job
+
+            return {"Tuning": run_tuning_job(self.config, self.log)}
+        name, found = self._attempt_name(
+            base, self.hook.describe_tuning_job, "HyperParameterTuningJobStatus", naming.TUNING_MAX_LEN
+        )
+        self.config["HyperParameterTuningJobName"] = name
+        if found is None:
+            return super().execute(context)
+        self.log.info("re-attaching to tuning job %s (%s)", name, found["HyperParameterTuningJobStatus"])
+        if found["HyperParameterTuningJobStatus"] == "Completed":
+            return {"Tuning": serialize(found)}
+        self.defer(
+            trigger=SageMakerTrigger(
+                job_name=name, job_type="tuning", waiter_delay=self.check_interval, aws_conn_id=self.aws_conn_id
+            ),
+            method_name="execute_complete",
+        )
+
+
 def spark_job(
     *, task_id: str, job: str, arguments: dict[str, str], glue_job_name: str, job_name_prefix: str,
     spark_conf: dict[str, str] | None = None, **kwargs: Any,
@@ -306,5 +411,6 @@ __all__: Sequence[str] = (
     "LakeKeySensor",
     "SageMakerTrainingJobOperator",
     "SageMakerTransformJobOperator",
+    "SageMakerTuningJobOperator",
     "spark_job",
 )

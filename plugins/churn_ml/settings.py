@@ -16,6 +16,9 @@
 | CHURN_TRAINING_INSTANCE_TYPE | ml.m5.xlarge | training instance type |
 | CHURN_TRANSFORM_INSTANCE_TYPE | ml.m5.large | batch transform instance type |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
+| CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
+| CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | local target: seconds between SIGTERM and SIGKILL of an interruption |
+| CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | local target: simulated wait for spot capacity before a restart |
 
 On the aws target a missing required value fails the task with the variable's name, instead of
 sending a request AWS would reject.
@@ -133,6 +136,18 @@ class _Settings:
     @property
     def local_spark_memory(self) -> str:
         return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
+
+
+def local_spot_interruptions() -> str:
+    return _get("CHURN_LOCAL_SPOT_INTERRUPTIONS", "") or ""
+
+
+def local_spot_notice_seconds() -> float:
+    return float(_get("CHURN_LOCAL_SPOT_NOTICE_SECONDS", "120"))
+
+
+def local_spot_restart_seconds() -> float:
+    return float(_get("CHURN_LOCAL_SPOT_RESTART_SECONDS", "2"))
 
 
 settings = _Settings()

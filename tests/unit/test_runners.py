@@ -159,3 +159,71 @@ def test_job_names_are_deterministic_and_content_addressed():
     assert a != naming.job_name("churn-xgb", "churn_training", "2026-07-02T00:00:00+00:00", {"x": 2})
     assert a != naming.job_name("churn-xgb", "churn_training", "2026-07-03T00:00:00+00:00", {"x": 1})
     assert len(naming.job_name("p" * 80, "d", "2026-07-02", {})) <= 63
+
+
+def _spot_request(name: str, **hyperparameters):
+    request = _training_request(
+        num_round="120", checkpoint_every="10", log_every="1", subsample="0.8", colsample_bytree="0.8", seed="7",
+        **hyperparameters,
+    )
+    request.update(
+        TrainingJobName=name,
+        EnableManagedSpotTraining=True,
+        StoppingCondition={"MaxRuntimeInSeconds": 300, "MaxWaitTimeInSeconds": 600},
+        CheckpointConfig={"S3Uri": f"s3://churn-lake/checkpoints/{name}/", "LocalPath": "/opt/ml/checkpoints"},
+    )
+    return request
+
+
+def _predictions(describe, rows):
+    import xgboost as xgb
+
+    with tarfile.open(lake.local_path(describe["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
+        model = bytearray(tar.extractfile("xgboost-model.json").read())
+    return xgb.Booster(model_file=model).predict(xgb.DMatrix(rows, feature_names=FEATURES))
+
+
+def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeypatch):
+    """SIGTERM at round 35 (finishes its interval and saves), then SIGKILL at round 75 (no notice)."""
+    monkeypatch.setenv("CHURN_LOCAL_SPOT_RESTART_SECONDS", "0")
+    monkeypatch.setenv("CHURN_LOCAL_SPOT_NOTICE_SECONDS", "30")
+    rng = np.random.default_rng(1)
+    for name in ("train", "validation", "holdout"):
+        _write_channel(lake_root, name, rng, rows=3000)
+    steady = run_training_job(_spot_request("spot-steady"), LOG, interruptions="")
+    interrupted = run_training_job(_spot_request("spot-interrupted"), LOG, interruptions="35,75:kill")
+
+    from churn_ml.local.training import interruptions_of
+
+    assert interruptions_of(steady) == 0 and interruptions_of(interrupted) == 2
+    rows = np.random.default_rng(2).normal(size=(500, 3))
+    assert np.array_equal(_predictions(steady, rows), _predictions(interrupted, rows))
+    assert interrupted["BillableTimeInSeconds"] <= interrupted["TrainingTimeInSeconds"]
+    # Rounds done more than once: every "[i]" line beyond the first for that round.
+    log_text = (lake_root / ".control-plane/sagemaker/training-jobs/spot-interrupted/training.log").read_text()
+    rounds = [int(line[1:].split("]")[0]) for line in log_text.splitlines() if line.startswith("[")]
+    assert sorted(set(rounds)) == list(range(120))
+    resumed = [int(line.split(": ")[1]) for line in log_text.splitlines() if line.startswith("resumed_from_round")]
+    assert resumed == [40, 70]  # SIGTERM finished the interval (35 -> 40); SIGKILL fell back to round 70
+    repeated = len(rounds) - 120
+    assert repeated <= 10, f"{repeated} rounds repeated; at most one checkpoint interval per interruption"
+    # Checkpoints live under the job's own S3 prefix, the newest two kept.
+    saved = sorted(p.name for p in lake.local_path("s3://churn-lake/checkpoints/spot-interrupted/").iterdir())
+    assert saved == ["churn-xgb-000110.ubj", "churn-xgb-000120.ubj"]
+
+
+def test_spot_request_without_max_wait_is_refused():
+    request = _spot_request("x")
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": 300}
+    with pytest.raises(ValueError, match="MaxWaitTimeInSeconds"):
+        validate_request(request)
+
+
+def test_interruption_plan_parses_rounds_random_and_kill():
+    from churn_ml.local.training import Interruption, interruption_plan
+
+    plan = interruption_plan("90:kill, 40,random", "job-a", 200)
+    assert plan[0] == Interruption(40) and Interruption(90, kill=True) in plan and len(plan) == 3
+    assert interruption_plan("random", "job-a", 200) == interruption_plan("random", "job-a", 200)
+    with pytest.raises(ValueError, match="positive integer"):
+        interruption_plan("soon", "job-a", 200)

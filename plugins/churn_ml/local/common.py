@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from churn_ml import artifacts, lake
@@ -56,13 +57,16 @@ def publish_artifacts() -> Path:
 
 def stream(
     command: list[str], *, env: dict, log: logging.Logger, log_file: Path, timeout: float | None = None,
-    cwd: Path | None = None,
+    cwd: Path | None = None, on_line: Callable[[str, subprocess.Popen], None] | None = None, append: bool = False,
 ) -> tuple[int, list[str]]:
-    """Run ``command``, copy its output to the task log and ``log_file``; returns (exit code, all lines)."""
+    """Run ``command``, copy its output to the task log and ``log_file``; returns (exit code, all lines).
+
+    ``on_line`` sees each line with the process (to signal it, e.g. a simulated spot interruption).
+    """
     log.info("running: %s", " ".join(command))
     lines: list[str] = []
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("w", encoding="utf-8") as sink:
+    with log_file.open("a" if append else "w", encoding="utf-8") as sink:
         proc = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
@@ -73,6 +77,8 @@ def stream(
                 lines.append(line)
                 sink.write(line + "\n")
                 log.info("| %s", line)
+                if on_line is not None:
+                    on_line(line, proc)
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()

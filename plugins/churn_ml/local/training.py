@@ -13,14 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from churn_ml import lake
+from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
     arn,
@@ -50,8 +55,19 @@ def validate_request(request: dict) -> None:
     for key in ("sagemaker_program", "sagemaker_submit_directory"):
         if key not in hps:
             raise ValueError(f"script mode needs the hyperparameter {key!r}")
-    if not isinstance(request["StoppingCondition"].get("MaxRuntimeInSeconds"), int):
+    stopping = request["StoppingCondition"]
+    if not isinstance(stopping.get("MaxRuntimeInSeconds"), int):
         raise ValueError("StoppingCondition.MaxRuntimeInSeconds must be an integer")
+    if request.get("EnableManagedSpotTraining"):
+        wait = stopping.get("MaxWaitTimeInSeconds")
+        if not isinstance(wait, int) or wait < stopping["MaxRuntimeInSeconds"]:
+            raise ValueError(
+                "managed spot training needs StoppingCondition.MaxWaitTimeInSeconds as an integer >= "
+                f"MaxRuntimeInSeconds ({stopping['MaxRuntimeInSeconds']}), got {wait!r}"
+            )
+    checkpoint = request.get("CheckpointConfig")
+    if checkpoint is not None and not str(checkpoint.get("S3Uri", "")).startswith("s3://"):
+        raise ValueError(f"CheckpointConfig.S3Uri must be an s3:// URI, got {checkpoint.get('S3Uri')!r}")
     for channel in request.get("InputDataConfig", []):
         source = channel.get("DataSource", {}).get("S3DataSource", {})
         if source.get("S3DataType") != "S3Prefix":
@@ -87,6 +103,93 @@ def _pack(folder: Path, archive: Path) -> None:
     tmp.replace(archive)
 
 
+@dataclass
+class Interruption:
+    round: int
+    kill: bool = False  # SIGKILL without notice (the instance vanished) instead of SIGTERM first
+
+
+def interruption_plan(spec: str, job_name: str, num_round: int) -> list[Interruption]:
+    """``"40,random,90:kill"`` -> interruptions in round order; ``random`` is drawn per job name."""
+    plan = []
+    rng = random.Random(job_name)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        at, _, mode = item.partition(":")
+        if mode not in ("", "kill"):
+            raise ValueError(f"spot interruption {item!r}: expected <round>, random or <round>:kill")
+        if at == "random":
+            round_ = rng.randint(1, max(2, num_round // 2))
+        elif at.isdigit() and int(at) > 0:
+            round_ = int(at)
+        else:
+            raise ValueError(f"spot interruption {item!r}: the round must be a positive integer or 'random'")
+        plan.append(Interruption(round_, mode == "kill"))
+    return sorted(plan, key=lambda i: i.round)
+
+
+class Interrupter:
+    """Watches the job's ``[round]`` metric lines and interrupts it once the planned round is reached."""
+
+    _ROUND = re.compile(r"^\[(\d+)\]\t")
+
+    def __init__(self, planned: Interruption | None, notice_seconds: float, log: logging.Logger) -> None:
+        self.planned = planned
+        self.notice_seconds = notice_seconds
+        self.log = log
+        self.sent = False
+        self.round = -1
+        self._timer: threading.Timer | None = None
+
+    def on_line(self, line: str, proc: subprocess.Popen) -> None:
+        match = self._ROUND.match(line)
+        if self.planned is None or self.sent or not match or int(match.group(1)) < self.planned.round:
+            return
+        self.sent, self.round = True, int(match.group(1))
+        if self.planned.kill:
+            self.log.warning("spot interruption: SIGKILL at round %d (no notice)", self.round)
+            proc.kill()
+            return
+        self.log.warning("spot interruption: SIGTERM at round %d, SIGKILL in %.0f s", self.round, self.notice_seconds)
+        proc.send_signal(signal.SIGTERM)
+        self._timer = threading.Timer(self.notice_seconds, proc.kill)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _sandbox_path(opt_ml: Path, container_path: str) -> Path:
+    if not container_path.startswith("/opt/ml/"):
+        raise ValueError(f"CheckpointConfig.LocalPath must be under /opt/ml/ on the local target, got {container_path!r}")
+    return opt_ml / container_path[len("/opt/ml/"):]
+
+
+def sync_checkpoints_down(uri: str, folder: Path) -> int:
+    """A new instance: empty local folder, then a copy of what S3 holds (as SageMaker does at start)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = lake.local_path(uri)
+    return _copy_prefix(uri, folder) if source.exists() else 0
+
+
+def sync_checkpoints_up(folder: Path, uri: str) -> None:
+    """Mirror the local checkpoint folder to S3 (new and changed files up, deleted files removed)."""
+    target = lake.local_path(uri)
+    target.mkdir(parents=True, exist_ok=True)
+    local = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+    for path in [p for p in target.rglob("*") if p.is_file()]:
+        if path.relative_to(target) not in local:
+            path.unlink()
+    for rel in local:
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.sync")
+        shutil.copy2(folder / rel, tmp)
+        tmp.replace(dest)
+
+
 def parse_metrics(lines: list[str], definitions: list[dict]) -> list[dict]:
     """Last value of each MetricDefinitions regex in the job output, as in FinalMetricDataList."""
     final = []
@@ -104,7 +207,15 @@ def parse_metrics(lines: list[str], definitions: list[dict]) -> list[dict]:
     return final
 
 
-def run_training_job(request: dict, log: logging.Logger) -> dict:
+def run_training_job(request: dict, log: logging.Logger, interruptions: str | None = None) -> dict:
+    """Run a CreateTrainingJob request to completion; returns the DescribeTrainingJob response.
+
+    With ``EnableManagedSpotTraining`` the job can be interrupted as spot capacity is (see
+    ``interruption_plan``; ``interruptions`` overrides CHURN_LOCAL_SPOT_INTERRUPTIONS): SIGTERM, then
+    SIGKILL after the notice, checkpoints synced to ``CheckpointConfig.S3Uri``, and a restart that
+    resumes from them. ``TrainingTimeInSeconds`` counts the whole job including the waits,
+    ``BillableTimeInSeconds`` only the time the training process ran.
+    """
     validate_request(request)
     name = request["TrainingJobName"]
     job_dir = control_plane("sagemaker", "training-jobs", name)
@@ -117,7 +228,7 @@ def run_training_job(request: dict, log: logging.Logger) -> dict:
     publish_artifacts()
     hps = request.get("HyperParameters", {})
     opt_ml = job_dir / "opt_ml"
-    for sub in ("input", "model", "output", "code"):
+    for sub in ("input", "model", "output", "code", "checkpoints"):
         shutil.rmtree(opt_ml / sub, ignore_errors=True)
     config_dir, data_dir = opt_ml / "input" / "config", opt_ml / "input" / "data"
     model_dir, output_dir = opt_ml / "model", opt_ml / "output"
@@ -168,13 +279,24 @@ def run_training_job(request: dict, log: logging.Logger) -> dict:
         "PYTHONUNBUFFERED": "1",
     }
     env.update({f"SM_CHANNEL_{c.upper()}": path for c, path in channels.items()})
+    checkpoint = request.get("CheckpointConfig")
+    local_checkpoints = None
+    if checkpoint:
+        local_checkpoints = _sandbox_path(opt_ml, checkpoint.get("LocalPath", "/opt/ml/checkpoints"))
+        env["SM_CHECKPOINT_DIR"] = str(local_checkpoints)
     argv = [python(), program] + [a for k, v in user_hps.items() for a in (f"--{k}", v)]
 
+    spot = bool(request.get("EnableManagedSpotTraining"))
+    plan = interruption_plan(
+        cfg.local_spot_interruptions() if interruptions is None else interruptions, name,
+        int(user_hps.get("num_round", "100")),
+    ) if spot else []
     describe = {
         "TrainingJobName": name,
         "TrainingJobArn": arn("sagemaker", "training-job", name.lower()),
         "TrainingJobStatus": "InProgress",
-        "SecondaryTrainingStatus": "Training",
+        "SecondaryTrainingStatus": "Starting",
+        "SecondaryStatusTransitions": [],
         "HyperParameters": hps,
         "AlgorithmSpecification": request["AlgorithmSpecification"],
         "RoleArn": request["RoleArn"],
@@ -182,31 +304,80 @@ def run_training_job(request: dict, log: logging.Logger) -> dict:
         "OutputDataConfig": request["OutputDataConfig"],
         "ResourceConfig": request["ResourceConfig"],
         "StoppingCondition": request["StoppingCondition"],
-        "EnableManagedSpotTraining": request.get("EnableManagedSpotTraining", False),
+        "EnableManagedSpotTraining": spot,
         "CreationTime": now(),
         "TrainingStartTime": now(),
     }
-    write_state(state_file, describe)
+    if checkpoint:
+        describe["CheckpointConfig"] = checkpoint
+    if "TuningJobArn" in request:
+        describe["TuningJobArn"] = request["TuningJobArn"]
+
+    def transition(status: str, message: str) -> None:
+        stamp = now()
+        history = describe["SecondaryStatusTransitions"]
+        if history and "EndTime" not in history[-1]:
+            history[-1]["EndTime"] = stamp
+        history.append({"Status": status, "StartTime": stamp, "StatusMessage": message})
+        describe["SecondaryTrainingStatus"] = status
+        write_state(state_file, describe)
+
+    stopping = request["StoppingCondition"]
+    max_runtime = stopping["MaxRuntimeInSeconds"]
+    max_wait = stopping.get("MaxWaitTimeInSeconds") if spot else None
     started = time.monotonic()
-    max_runtime = request["StoppingCondition"]["MaxRuntimeInSeconds"]
-    try:
-        code, lines = stream(
-            argv, env=env, log=log, log_file=job_dir / "training.log", timeout=max_runtime, cwd=code_dir
-        )
+    billable = 0.0
+    interrupted = 0
+    lines: list[str] = []
+    reason = ""
+    attempt = 0
+    while True:
+        attempt += 1
+        if local_checkpoints is not None:
+            restored = sync_checkpoints_down(checkpoint["S3Uri"], local_checkpoints)
+            if restored:
+                log.info("restored %d checkpoint file(s) from %s", restored, checkpoint["S3Uri"])
+        transition("Training", f"Training attempt {attempt}" + (" (resuming from checkpoints)" if attempt > 1 else ""))
+        interrupter = Interrupter(plan[0] if plan else None, cfg.local_spot_notice_seconds(), log)
+        attempt_started = time.monotonic()
+        try:
+            code, attempt_lines = stream(
+                argv, env=env, log=log, log_file=job_dir / "training.log", timeout=max(1.0, max_runtime - billable),
+                cwd=code_dir, on_line=interrupter.on_line, append=attempt > 1,
+            )
+        except subprocess.TimeoutExpired:
+            code, attempt_lines, reason = -9, [], f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
+        finally:
+            interrupter.cancel()
+            billable += time.monotonic() - attempt_started
+            if local_checkpoints is not None:
+                sync_checkpoints_up(local_checkpoints, checkpoint["S3Uri"])
+        lines += attempt_lines
+        if reason or not interrupter.sent:
+            if plan and not interrupter.sent and code == 0:
+                log.info("planned spot interruption at round %d not reached: the job finished first", plan[0].round)
+            break
+        plan.pop(0)
+        interrupted += 1
+        transition("Interrupted", f"Spot interruption {interrupted} at round {interrupter.round} (exit code {code})")
+        log.warning("training job %s: simulated spot interruption %d at round %d", name, interrupted, interrupter.round)
+        time.sleep(cfg.local_spot_restart_seconds())
+        if max_wait is not None and time.monotonic() - started > max_wait:
+            reason = f"MaxWaitTimeExceeded: MaxWaitTimeInSeconds ({max_wait}) passed while waiting for spot capacity"
+            break
+        transition("Restarting", "Restarting the job on new spot capacity")
+    if not reason:
         failure = (output_dir / "failure").read_text().strip() if (output_dir / "failure").exists() else ""
         reason = failure or (f"AlgorithmError: {program} exited with {code}" if code else "")
-    except subprocess.TimeoutExpired:
-        lines, reason = [], f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
-    elapsed = max(1, int(time.monotonic() - started))
     describe.update(
         TrainingEndTime=now(),
-        TrainingTimeInSeconds=elapsed,
-        BillableTimeInSeconds=elapsed,
+        TrainingTimeInSeconds=max(1, int(round(time.monotonic() - started))),
+        BillableTimeInSeconds=max(1, int(round(billable))),
         FinalMetricDataList=parse_metrics(lines, request["AlgorithmSpecification"].get("MetricDefinitions", [])),
     )
     if reason:
-        describe.update(TrainingJobStatus="Failed", SecondaryTrainingStatus="Failed", FailureReason=reason)
-        write_state(state_file, describe)
+        describe.update(TrainingJobStatus="Failed", FailureReason=reason)
+        transition("Failed", reason)
         raise LocalJobError(
             f"training job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {job_dir / 'training.log'}"
         )
@@ -215,8 +386,13 @@ def run_training_job(request: dict, log: logging.Logger) -> dict:
     _pack(output_dir / "data", lake.local_path(f"{output_uri}/output.tar.gz"))
     describe.update(
         TrainingJobStatus="Completed",
-        SecondaryTrainingStatus="Completed",
         ModelArtifacts={"S3ModelArtifacts": f"{output_uri}/model.tar.gz"},
+        OutputDataConfig={**request["OutputDataConfig"], "OutputTarUri": f"{output_uri}/output.tar.gz"},
     )
-    write_state(state_file, describe)
+    transition("Completed", "Training job completed" + (f" after {interrupted} spot interruption(s)" if interrupted else ""))
     return describe
+
+
+def interruptions_of(describe: dict) -> int:
+    """How many spot interruptions a DescribeTrainingJob response records."""
+    return sum(1 for t in describe.get("SecondaryStatusTransitions", []) if t.get("Status") == "Interrupted")
