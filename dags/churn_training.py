@@ -45,7 +45,7 @@ from churn_ml.operators import LakeKeySensor, SageMakerTrainingJobOperator, Sage
 
 TRAINING_SET = f"{LAKE}/training_sets/ds={{{{ ds }}}}"
 # Fixed for every trial and the final model (trigger form: "static_hyperparameters").
-STATIC_HYPERPARAMETERS = {"num_round": 600, "early_stopping_rounds": 40, "seed": 42, "checkpoint_every": 25}
+STATIC_HYPERPARAMETERS = {"num_round": 600, "early_stopping_rounds": 40, "seed": 42, "checkpoint_every": 50}
 # The search space; the values the final model uses come from the tuning job, never from here.
 TUNING_RANGES = {
     "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "8", "ScalingType": "Linear"}],

@@ -9,7 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from churn_ml import lake  # noqa: E402
+from churn_ml import lake, registry  # noqa: E402
+from churn_ml.local.common import control_plane, read_state  # noqa: E402
+from churn_ml.local.training import interruptions_of  # noqa: E402
 from churn_ml.settings import settings  # noqa: E402
 
 
@@ -24,6 +26,15 @@ def main() -> int:
     m = model["metrics"]
     print("\n=== churn batch chain on the local target: done ===")
     print(f"model            {model['training_job_name']}  ({model['model_data_url']})")
+    versions = registry.list_versions()
+    latest = versions[-1]
+    print(f"registry         {len(versions)} version(s); newest v{latest['ModelPackageVersion']} "
+          f"{latest['ModelApprovalStatus']}: {latest['ApprovalDescription']}")
+    print(f"                 model card {lake.local_path(latest['CardUri'])}")
+    job = read_state(control_plane("sagemaker", "training-jobs", latest["TrainingJobName"]) / "describe.json")
+    if job:
+        print(f"spot training    {interruptions_of(job)} interruption(s); {job['BillableTimeInSeconds']} s billable "
+              f"of {job['TrainingTimeInSeconds']} s")
     print(
         f"holdout          AUC {m['holdout:auc']:.4f}  PR-AUC {m['holdout:pr_auc']:.4f}  "
         f"logloss {m['holdout:logloss']:.4f}  (best single feature AUC {m['holdout:best_single_feature_auc']:.4f})"

@@ -72,7 +72,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--early_stopping_rounds", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--nthread", type=int, default=int(env("SM_NUM_CPUS", "0")) or None)
-    parser.add_argument("--checkpoint_every", type=int, default=25, help="rounds between checkpoints")
+    parser.add_argument("--checkpoint_every", type=int, default=50, help="rounds between checkpoints")
     parser.add_argument("--log_every", type=int, default=10, help="rounds between validation metric lines")
     # SageMaker paths.
     parser.add_argument("--model-dir", default=env("SM_MODEL_DIR", "/opt/ml/model"))
@@ -274,12 +274,8 @@ def _load_champion(path: str, names: list[str]) -> tuple[xgb.Booster | None, str
     return booster, ""
 
 
-def train(args: argparse.Namespace, termination: Termination | None = None) -> dict:
-    x_train, y_train = read_channel(args.train, "train")
-    names = list(x_train.columns)
-    x_valid, y_valid = read_channel(args.validation, "validation", names)
-    dtrain = xgb.DMatrix(x_train, label=y_train, feature_names=names)
-    dvalid = xgb.DMatrix(x_valid, label=y_valid, feature_names=names)
+def xgb_params(args: argparse.Namespace) -> dict:
+    """The XGBoost booster parameters for the validated hyperparameters."""
     params = {
         "objective": "binary:logistic",
         "eval_metric": ["logloss", "auc"],
@@ -296,6 +292,16 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
     }
     if args.nthread:
         params["nthread"] = args.nthread
+    return params
+
+
+def train(args: argparse.Namespace, termination: Termination | None = None) -> dict:
+    x_train, y_train = read_channel(args.train, "train")
+    names = list(x_train.columns)
+    x_valid, y_valid = read_channel(args.validation, "validation", names)
+    dtrain = xgb.DMatrix(x_train, label=y_train, feature_names=names)
+    dvalid = xgb.DMatrix(x_valid, label=y_valid, feature_names=names)
+    params = xgb_params(args)
     log.info("training on %d rows (%d churners), validating on %d rows", len(y_train), int(y_train.sum()), len(y_valid))
     store = CheckpointStore(args.checkpoint_dir) if args.checkpoint_dir and Path(args.checkpoint_dir).is_dir() else None
     if store is None:

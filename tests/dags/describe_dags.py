@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 from airflow.models.dagbag import DagBag  # noqa: E402
 
-HEAVY = ("pyspark", "xgboost", "sklearn", "sagemaker", "pandas")
+HEAVY = ("pyspark", "xgboost", "sklearn", "sagemaker", "pandas", "optuna", "matplotlib")
 
 report: dict = {"files": {}, "dags": {}, "import_errors": {}}
 for path in sorted((REPO / "dags").glob("*.py")):

@@ -76,3 +76,15 @@ def test_no_heavy_imports_or_variable_get_at_module_level(path):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Attribute) and sub.attr == "get" and getattr(sub.value, "id", "") == "Variable":
                     pytest.fail(f"{path.name}:{sub.lineno} calls Variable.get at module level")
+
+
+def test_training_tunes_trains_gates_registers_and_publishes_only_through_the_gate():
+    tasks = describe("local")["dags"]["churn_training"]["tasks"]
+    order = ["resolve_champion", "tune_hyperparameters", "train_model", "quality_gate", "register_model",
+             "approved", "publish_model"]
+    for upstream, downstream in zip(order, order[1:]):
+        assert downstream in tasks[upstream]["downstream"], f"{upstream} -> {downstream}"
+    assert tasks["tune_hyperparameters"]["operator"] == "SageMakerTuningJobOperator"
+    assert tasks["approved"]["operator"] == "_ShortCircuitDecoratedOperator"
+    # publish_model is reachable only through the short-circuit.
+    assert [t for t, info in tasks.items() if "publish_model" in info["downstream"]] == ["approved"]

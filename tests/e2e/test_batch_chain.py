@@ -107,6 +107,23 @@ def test_model_clears_the_holdout_bar(chain):
     assert re.search(r"holdout\s+AUC 0\.\d{4}", chain["first"]) and "customers scored" in chain["first"]
 
 
+def test_training_was_tuned_interrupted_on_spot_gated_and_registered(chain):
+    lake = chain["lake"]
+    model = json.loads((lake / "models/churn/latest.json").read_text())
+    control = lake.parent / ".control-plane/sagemaker"
+    job = json.loads((control / "training-jobs" / model["training_job_name"] / "describe.json").read_text())
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]].count("Interrupted") == 1
+    assert job["BillableTimeInSeconds"] <= job["TrainingTimeInSeconds"]
+    tuned = sorted(p.name for p in (control / "tuning-jobs").iterdir())
+    assert tuned and all(p.startswith("churn-hpo-") for p in tuned)
+    versions = sorted((lake / "registry/churn-xgboost").iterdir())
+    assert len(versions) == 2  # one per run; the rerun was compared with the first as champion
+    second = json.loads((versions[1] / "package.json").read_text())
+    assert second["ModelApprovalStatus"] in ("Approved", "Rejected") and "champion" in second["ApprovalDescription"]
+    assert (versions[0] / "model_card.png").read_bytes()[:4] == b"\x89PNG"
+    assert "registry" in chain["first"] and "spot training    1 interruption(s)" in chain["first"]
+
+
 def test_rerunning_the_same_date_changes_no_row_count(chain):
     assert chain["counts"]["predictions"] > 0
     assert chain["counts_again"] == chain["counts"]

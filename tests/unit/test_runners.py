@@ -227,3 +227,31 @@ def test_interruption_plan_parses_rounds_random_and_kill():
     assert interruption_plan("random", "job-a", 200) == interruption_plan("random", "job-a", 200)
     with pytest.raises(ValueError, match="positive integer"):
         interruption_plan("soon", "job-a", 200)
+
+
+def test_spot_fields_are_cast_named_per_job_and_size_the_wait(lake_root, monkeypatch):
+    """Templated strings become integers, the checkpoint prefix is the job's own, the wait covers MaxWait."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    import churn_ml.local.training as training
+    from churn_ml.operators import SageMakerTrainingJobOperator
+
+    seen = {}
+    monkeypatch.setattr(training, "run_training_job", lambda request, log: seen.setdefault("request", request))
+    config = _spot_request("ignored")
+    config["StoppingCondition"] = {"MaxRuntimeInSeconds": "3600", "MaxWaitTimeInSeconds": "7200"}
+    config["CheckpointConfig"]["S3Uri"] = "s3://churn-lake/checkpoints/churn/"
+    op = SageMakerTrainingJobOperator(
+        task_id="train", job_name_prefix="churn-xgb", config=config, check_interval=60,
+        champion_model_uri="s3://churn-lake/models/churn/old/output/model.tar.gz",
+    )
+    context = {"dag": SimpleNamespace(dag_id="churn_training"), "logical_date": dt.datetime(2026, 7, 6), "run_id": "r"}
+    op.execute(context)
+    request = seen["request"]
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    name = request["TrainingJobName"]
+    assert name.startswith("churn-xgb-20260706-")
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://churn-lake/checkpoints/churn/{name}/"
+    assert request["InputDataConfig"][-1]["ChannelName"] == "champion"
+    assert op.max_attempts * op.check_interval >= 7200

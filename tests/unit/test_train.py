@@ -63,3 +63,31 @@ def test_inference_handlers(tmp_path):
         inference.input_fn(b"a,b,c\n", "text/csv")
     with pytest.raises(inference.BadRequestError, match="needs 3 features, got 2"):
         inference.predict_fn(inference.input_fn(b"1,2\n", "text/csv"), model)
+
+
+def test_lift_brier_and_metric_directions():
+    import evaluation
+
+    labels = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1] * 10)
+    perfect = labels.astype(float)
+    m = evaluation.metrics(labels, perfect, "holdout")
+    assert m["holdout:auc"] == 1.0 and m["holdout:brier"] < 1e-6
+    assert m["holdout:lift_at_10"] == pytest.approx(1 / 0.2)  # top 10% all churners, base rate 20%
+    assert set(evaluation.METRICS) == {k.split(":")[1] for k in m}
+
+
+def test_checkpoints_resume_from_the_newest_loadable_file(tmp_path):
+    import xgboost as xgb
+    from checkpoints import CheckpointStore, TrainingState
+
+    x = np.random.default_rng(0).normal(size=(200, 3))
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0), 10)
+    store = CheckpointStore(tmp_path, keep=2)
+    for rounds in (4, 8, 10):
+        store.save(booster[:rounds], TrainingState(rounds=rounds, best_iteration=rounds - 2, best_score=0.5 + rounds / 100))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn-xgb-000008.ubj", "churn-xgb-000010.ubj"]
+    raw, state = store.latest()
+    assert state == TrainingState(rounds=10, best_iteration=8, best_score=0.6)
+    (tmp_path / "churn-xgb-000010.ubj").write_bytes(b"torn write")  # a kill mid-copy
+    raw, state = store.latest()
+    assert state.rounds == 8 and xgb.Booster(model_file=raw).num_boosted_rounds() == 8

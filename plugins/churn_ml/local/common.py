@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -48,10 +49,17 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def publish_artifacts() -> Path:
-    """Build include/ into the local artifacts bucket (no-op when unchanged); returns its folder."""
+    """Build include/ into the local artifacts bucket (no-op when unchanged); returns its folder.
+
+    Serialised: parallel tuning trials all call it, and the build stages into one folder.
+    """
     out = lake.local_path(f"{cfg.settings.artifacts}/")
-    artifacts.ensure_built(cfg.include_dir(), out)
+    with _BUILD_LOCK:
+        artifacts.ensure_built(cfg.include_dir(), out)
     return out
 
 

@@ -1,0 +1,67 @@
+"""Quality gate decisions and the local model registry (versions, idempotency, champion, CLI, card)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from churn_ml import lake, registry
+
+
+@pytest.mark.parametrize(
+    ("metrics", "status", "says"),
+    [
+        ({"holdout:auc": 0.68}, "Rejected", "below the floor 0.7000"),
+        ({"holdout:auc": 0.68, "champion:holdout:auc": 0.60}, "Rejected", "below the floor"),
+        ({"holdout:auc": 0.75}, "Approved", "floor only"),
+        ({"holdout:auc": 0.75, "champion:holdout:auc": 0.78}, "Rejected", "worse than the champion's 0.7800"),
+        ({"holdout:auc": 0.775, "champion:holdout:auc": 0.78}, "Approved", "change -0.0050"),
+        ({"holdout:auc": 0.80, "champion:holdout:auc": 0.78}, "Approved", "change +0.0200"),
+    ],
+)
+def test_gate_applies_the_floor_then_the_champion_tolerance(metrics, status, says):
+    decided, reason = registry.gate(metrics, floor=0.70, tolerance=0.01)
+    assert decided == status and says in reason
+
+
+def test_gate_without_holdout_metrics_says_what_is_missing():
+    with pytest.raises(ValueError, match="no holdout:auc"):
+        registry.gate({"validation:auc": 0.8}, floor=0.7, tolerance=0.01)
+
+
+def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG fake") -> dict:
+    return registry.register(
+        model_data_url=f"s3://churn-lake/models/churn/{job}/output/model.tar.gz", image_uri="xgboost:1.7-1",
+        training_job_name=job, approval=status, reason=f"{status} because", metrics={"holdout:auc": auc},
+        card={"features": ["f1", "f2"], "hyperparameters": {"eta": "0.1"}, "metrics": {"holdout:auc": auc},
+              "champion_metrics": {}, "splits": {"train": {"rows": 10, "positive_rate": 0.1, "snapshots": ["a", "b"]}}},
+        card_plot=plot, evaluation_uri=f"s3://churn-lake/models/churn/{job}/output/evaluation.json",
+    )
+
+
+def test_versions_count_up_registering_is_idempotent_and_the_champion_is_the_newest_approved(lake_root, capsys):
+    assert registry.latest_approved() is None
+    first = _register("job-a", "Approved", 0.78)
+    rejected = _register("job-b", "Rejected", 0.70, plot=None)
+    assert (first["ModelPackageVersion"], rejected["ModelPackageVersion"]) == (1, 2)
+    assert _register("job-b", "Rejected", 0.70) == rejected  # a retried task finds its version
+    assert registry.latest_approved()["TrainingJobName"] == "job-a"
+    card = lake.local_path(registry.version_prefix("churn-xgboost", 1))
+    assert (card / "model_card.png").read_bytes().startswith(b"\x89PNG")
+    text = (card / "card.md").read_text()
+    assert "# Churn model v1: Approved" in text and "| holdout:auc | 0.7800 |" in text and "`f2`" in text
+    assert not (lake.local_path(registry.version_prefix("churn-xgboost", 2)) / "model_card.png").exists()
+
+    assert registry.main(["list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].split()[:3] == ["1", "Approved", "0.7800"] and listing[2].split()[:3] == ["2", "Rejected", "0.7000"]
+    assert registry.main(["show", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["ApprovalDescription"] == "Rejected because"
+    assert registry.main(["show", "9"]) == 1
+    assert "has no version 9" in capsys.readouterr().err
+
+
+def test_registering_with_an_unknown_status_is_refused(lake_root):
+    with pytest.raises(ValueError, match="Approved or Rejected"):
+        _register("job-c", "PendingManualApproval", 0.8)
