@@ -49,6 +49,16 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) -> tuple[Path, dict | None]:
+    """The job's control-plane folder, and its description if it already completed (to re-attach)."""
+    job_dir = control_plane("sagemaker", kind, name)
+    previous = read_state(job_dir / "describe.json")
+    if previous and previous.get(status_key) == "Completed":
+        log.info("%s %s already completed: re-attaching to it", kind.rstrip("s").replace("-", " "), name)
+        return job_dir, previous
+    return job_dir, None
+
+
 _BUILD_LOCK = threading.Lock()
 
 

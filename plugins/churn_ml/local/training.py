@@ -28,12 +28,11 @@ from churn_ml import lake
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
+    completed_job,
     arn,
-    control_plane,
     now,
     publish_artifacts,
     python,
-    read_state,
     stream,
     tail,
     write_state,
@@ -218,12 +217,10 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
     """
     validate_request(request)
     name = request["TrainingJobName"]
-    job_dir = control_plane("sagemaker", "training-jobs", name)
-    state_file = job_dir / "describe.json"
-    previous = read_state(state_file)
-    if previous and previous.get("TrainingJobStatus") == "Completed":
-        log.info("training job %s already completed: re-attaching to it", name)
+    job_dir, previous = completed_job("training-jobs", name, "TrainingJobStatus", log)
+    if previous:
         return previous
+    state_file = job_dir / "describe.json"
 
     publish_artifacts()
     hps = request.get("HyperParameters", {})

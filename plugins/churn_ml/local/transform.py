@@ -23,6 +23,7 @@ from pathlib import Path
 from churn_ml import lake
 from churn_ml.local.common import (
     LocalJobError,
+    completed_job,
     arn,
     control_plane,
     now,
@@ -146,12 +147,10 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     transform = config.get("Transform", config)
     validate_request(model_request, transform)
     name = transform["TransformJobName"]
-    job_dir = control_plane("sagemaker", "transform-jobs", name)
-    state_file = job_dir / "describe.json"
-    previous = read_state(state_file)
-    if previous and previous.get("TransformJobStatus") == "Completed":
-        log.info("transform job %s already completed: re-attaching to it", name)
+    job_dir, previous = completed_job("transform-jobs", name, "TransformJobStatus", log)
+    if previous:
         return {"Model": describe_model(previous["ModelName"]), "Transform": previous}
+    state_file = job_dir / "describe.json"
 
     publish_artifacts()
     if model_request:

@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import optuna
 
 from churn_ml import naming
-from churn_ml.local.common import LocalJobError, arn, control_plane, now, read_state, write_state
+from churn_ml.local.common import LocalJobError, arn, completed_job, control_plane, now, read_state, write_state
 from churn_ml.local.training import run_training_job
 
 STRATEGIES = ("Bayesian", "Random")
@@ -125,12 +125,10 @@ def _warm_start(study: optuna.Study, request: dict, dists: dict, log: logging.Lo
 def run_tuning_job(request: dict, log: logging.Logger) -> dict:
     validate_request(request)
     name = request["HyperParameterTuningJobName"]
-    job_dir = control_plane("sagemaker", "tuning-jobs", name)
-    state_file = job_dir / "describe.json"
-    previous = read_state(state_file)
-    if previous and previous.get("HyperParameterTuningJobStatus") == "Completed":
-        log.info("tuning job %s already completed: re-attaching to it", name)
+    job_dir, previous = completed_job("tuning-jobs", name, "HyperParameterTuningJobStatus", log)
+    if previous:
         return previous
+    state_file = job_dir / "describe.json"
 
     config = request["HyperParameterTuningJobConfig"]
     definition = request["TrainingJobDefinition"]
