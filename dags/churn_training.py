@@ -349,6 +349,7 @@ def churn_training():
             "model_package_arn": version["ModelPackageArn"],
             "training_job_name": version["TrainingJobName"],
             "model_data_url": version["ModelDataUrl"],
+            "evaluation_uri": version.get("EvaluationUri", ""),
             "metrics": version["Metrics"],
         }
         lake.write_json(f"{settings.lake}/{MODEL_POINTER_KEY}", record)

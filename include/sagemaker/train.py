@@ -44,6 +44,7 @@ from checkpoints import CheckpointStore, TrainingState
 
 MODEL_FILE_NAME = "xgboost-model.json"
 EVALUATION_FILE_NAME = "evaluation.json"
+CANARY_ROWS = 20
 CARD_PLOT_NAME = "model_card.png"
 INTERRUPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a process killed by SIGTERM reports
 LABEL = "churned_30d"
@@ -295,6 +296,23 @@ def xgb_params(args: argparse.Namespace) -> dict:
     return params
 
 
+def canary_records(features: pd.DataFrame, booster: xgb.Booster, rows: int = CANARY_ROWS) -> dict:
+    """Sample rows and the scores this booster gives them: what a deployment must reproduce.
+
+    Spread over the score range (every n-th row by score), so a serving stack that mixes up
+    features or loads another model cannot match them by chance.
+    """
+    scores = booster.inplace_predict(features.to_numpy(dtype="float64"))
+    order = np.argsort(scores, kind="stable")
+    picked = order[np.linspace(0, len(order) - 1, num=min(rows, len(order))).astype(int)]
+    values = features.to_numpy(dtype="float64")[picked]
+    return {
+        "features": list(features.columns),
+        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in values],
+        "scores": [float(scores[i]) for i in picked],
+    }
+
+
 def train(args: argparse.Namespace, termination: Termination | None = None) -> dict:
     x_train, y_train = read_channel(args.train, "train")
     names = list(x_train.columns)
@@ -343,6 +361,7 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
     for name, value in results.items():
         print(f"{name}: {value:.6f}", flush=True)
     report["metrics"] = results
+    report["canary"] = canary_records(x_hold if args.holdout else x_valid, booster)
     report["hyperparameters"] = {k: v for k, v in params.items() if k != "eval_metric"}
     for folder in (model_dir, output_dir):
         folder.mkdir(parents=True, exist_ok=True)

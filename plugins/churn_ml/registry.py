@@ -67,6 +67,7 @@ def _from_package(package: dict) -> dict:
         "TrainingJobName": meta.get("training_job_name", ""),
         "Metrics": {k: float(v) for k, v in meta.items() if ":" in k},
         "CardUri": meta.get("model_card", ""),
+        "EvaluationUri": package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", ""),
     }
 
 
@@ -151,6 +152,7 @@ def register(
             "TrainingJobName": training_job_name,
             "Metrics": metrics,
             "CardUri": f"{version_prefix(group, number)}/card.md",
+            "EvaluationUri": evaluation_uri,
         }
     else:
         hook = _sagemaker()

@@ -15,7 +15,14 @@
 | CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`) |
 | CHURN_TRAINING_INSTANCE_TYPE | ml.m5.xlarge | training instance type |
 | CHURN_TRANSFORM_INSTANCE_TYPE | ml.m5.large | batch transform instance type |
+| CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
+| CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
+| CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
+| CHURN_ENDPOINT_ALARMS | - | CloudWatch alarm names that roll a deployment back (aws target; comma list) |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
+| CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
+| CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
+| CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
 | CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | local target: seconds between SIGTERM and SIGKILL of an interruption |
 | CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | local target: simulated wait for spot capacity before a restart |
@@ -134,6 +141,26 @@ class _Settings:
         return _get("CHURN_TRANSFORM_INSTANCE_TYPE", "ml.m5.large")
 
     @property
+    def endpoint_name(self) -> str:
+        return _get("CHURN_ENDPOINT_NAME", "churn-xgboost")
+
+    @property
+    def endpoint_instance_type(self) -> str:
+        return _get("CHURN_ENDPOINT_INSTANCE_TYPE", "ml.m5.large")
+
+    @property
+    def endpoint_instance_count(self) -> int:
+        return int(_get("CHURN_ENDPOINT_INSTANCE_COUNT", "2"))
+
+    @property
+    def endpoint_alarms(self) -> list[str]:
+        """Alarm names for AutoRollbackConfiguration (the local target applies its own error alarm)."""
+        names = [a.strip() for a in (_get("CHURN_ENDPOINT_ALARMS", "") or "").split(",") if a.strip()]
+        if names or is_local():
+            return names or ["churn-xgboost-invocation-5xx", "churn-xgboost-model-latency"]
+        raise SettingsError("CHURN_ENDPOINT_ALARMS is not set; the aws target rolls deployments back on these alarms")
+
+    @property
     def local_spark_memory(self) -> str:
         return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
 
@@ -148,6 +175,18 @@ def local_spot_notice_seconds() -> float:
 
 def local_spot_restart_seconds() -> float:
     return float(_get("CHURN_LOCAL_SPOT_RESTART_SECONDS", "2"))
+
+
+def local_runtime_port() -> int:
+    return int(_get("CHURN_LOCAL_RUNTIME_PORT", "18080"))
+
+
+def local_bake_seconds() -> float:
+    return float(_get("CHURN_LOCAL_BAKE_SECONDS", "5"))
+
+
+def local_endpoint_max_instances() -> int:
+    return max(1, int(_get("CHURN_LOCAL_ENDPOINT_MAX_INSTANCES", "2")))
 
 
 settings = _Settings()

@@ -11,48 +11,11 @@ import pytest
 from churn_ml import lake, naming
 from churn_ml.local.transform import apply_csv_filter, parse_csv_filter, run_transform_job
 from churn_ml.local.training import run_training_job, validate_request
+from support import training_request as _training_request
+from support import FEATURES, model_request
+from support import write_channel as _write_channel
 
 LOG = logging.getLogger("test")
-FEATURES = ["f1", "f2", "f3"]
-
-
-def _write_channel(root, name, rng, rows=400):
-    x = rng.normal(size=(rows, 3))
-    y = (x[:, 0] + 0.5 * rng.normal(size=rows) > 0.8).astype(int)
-    path = lake.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["churned_30d," + ",".join(FEATURES)] + [f"{a}," + ",".join(f"{v:.5f}" for v in row) for a, row in zip(y, x)]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _training_request(**hyperparameters):
-    hps = {"num_round": "20", "max_depth": "3", "early_stopping_rounds": "0", **hyperparameters}
-    return {
-        "TrainingJobName": "test-train",
-        "AlgorithmSpecification": {
-            "TrainingImage": "xgboost:1.7-1",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [
-                {"Name": "holdout:auc", "Regex": r"^holdout:auc: ([0-9.]+)"},
-                {"Name": "validation:auc", "Regex": r"validation-auc:([0-9.]+)"},
-            ],
-        },
-        "HyperParameters": {
-            **hps,
-            "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
-        },
-        "InputDataConfig": [
-            {"ChannelName": c, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://churn-lake/ts/{c}/"}}}
-            for c in ("train", "validation", "holdout")
-        ],
-        "OutputDataConfig": {"S3OutputPath": "s3://churn-lake/models/test/"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-        "RoleArn": "arn:aws:iam::000000000000:role/x",
-        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
-    }
-
-
 @pytest.fixture
 def trained(lake_root):
     rng = np.random.default_rng(0)
@@ -103,18 +66,7 @@ def test_batch_transform_joins_ids_and_scores(trained, lake_root):
     inputs.write_text("\n".join(rows) + "\n")
     (inputs.parent / "_SUCCESS").write_text("")
     config = {
-        "Model": {
-            "ModelName": "m",
-            "ExecutionRoleArn": "arn:aws:iam::000000000000:role/x",
-            "PrimaryContainer": {
-                "Image": "xgboost:1.7-1",
-                "ModelDataUrl": trained["ModelArtifacts"]["S3ModelArtifacts"],
-                "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
-                },
-            },
-        },
+        "Model": model_request("m", trained["ModelArtifacts"]["S3ModelArtifacts"]),
         "Transform": {
             "TransformJobName": "t1",
             "ModelName": "m",

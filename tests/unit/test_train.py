@@ -1,11 +1,10 @@
-"""train.py argument and channel handling, and the inference handlers, called directly."""
+"""train.py: arguments, channels, canary records, metrics and checkpoints, called directly."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import inference
 import train
 
 
@@ -45,24 +44,19 @@ def test_empty_channel_is_refused(tmp_path):
         train.read_channel(str(tmp_path), "train")
 
 
-def test_inference_handlers(tmp_path):
+def test_canary_records_span_the_scores_and_reproduce_the_booster(tmp_path):
+    import pandas as pd
     import xgboost as xgb
 
-    x = np.random.default_rng(0).normal(size=(200, 3))
-    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0), 5)
-    booster.save_model(tmp_path / train.MODEL_FILE_NAME)
-    model = inference.model_fn(str(tmp_path))
-    data = inference.input_fn(b"-1.5,0.2,0.3\n2.0,0,0\n", "text/csv")
-    body, content_type = inference.output_fn(inference.predict_fn(data, model), "text/csv")
-    scores = [float(s) for s in body.splitlines()]
-    assert content_type == "text/csv" and len(scores) == 2 and scores[1] > scores[0]
-    assert inference.input_fn(b"", "text/csv").shape[0] == 0
-    with pytest.raises(inference.UnsupportedContentTypeError, match="not supported"):
-        inference.input_fn(b"{}", "application/x-npy")
-    with pytest.raises(inference.BadRequestError, match="not numeric CSV"):
-        inference.input_fn(b"a,b,c\n", "text/csv")
-    with pytest.raises(inference.BadRequestError, match="needs 3 features, got 2"):
-        inference.predict_fn(inference.input_fn(b"1,2\n", "text/csv"), model)
+    x = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 3)), columns=["a", "b", "c"])
+    x.iloc[0, 1] = np.nan
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x["a"] > 0), 5)
+    canary = train.canary_records(x, booster, rows=10)
+    assert canary["features"] == ["a", "b", "c"] and len(canary["rows"]) == 10
+    rows = np.array([[np.nan if v is None else v for v in row] for row in canary["rows"]])
+    assert booster.inplace_predict(rows).tolist() == pytest.approx(canary["scores"])
+    scores = booster.inplace_predict(x.to_numpy())
+    assert canary["scores"][0] == scores.min() and canary["scores"][-1] == scores.max()  # spread, not the first rows
 
 
 def test_lift_brier_and_metric_directions():

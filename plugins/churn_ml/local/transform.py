@@ -15,17 +15,14 @@ import json
 import logging
 import os
 import re
-import shutil
-import tarfile
 import time
 from pathlib import Path
 
 from churn_ml import lake
 from churn_ml.local.common import (
     LocalJobError,
-    completed_job,
     arn,
-    control_plane,
+    completed_job,
     now,
     publish_artifacts,
     python,
@@ -34,6 +31,7 @@ from churn_ml.local.common import (
     tail,
     write_state,
 )
+from churn_ml.local.models import create_model, describe_model, unpack_model, validate_model
 
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
 
@@ -103,42 +101,7 @@ def validate_request(model: dict | None, transform: dict) -> None:
     parse_csv_filter(processing.get("InputFilter"))
     parse_csv_filter(processing.get("OutputFilter"))
     if model is not None:
-        container = model.get("PrimaryContainer") or {}
-        for key in ("Image", "ModelDataUrl"):
-            if key not in container:
-                raise ValueError(f"model request is missing PrimaryContainer.{key}")
-        env = container.get("Environment", {})
-        for key in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
-            if key not in env:
-                raise ValueError(f"model PrimaryContainer.Environment needs {key} for the framework container")
-
-
-def create_model(model: dict, log: logging.Logger) -> dict:
-    """CreateModel: keep the model definition in the local control plane (idempotent for the same request)."""
-    name = model["ModelName"]
-    state_file = control_plane("sagemaker", "models") / f"{name}.json"
-    existing = read_state(state_file)
-    if existing and existing["request"] != model:
-        raise LocalJobError(f"a different model named {name} already exists; model names must be unique")
-    if not existing:
-        existing = {"request": model, "CreationTime": now()}
-        write_state(state_file, existing)
-        log.info("created model %s", name)
-    return describe_model(name)
-
-
-def describe_model(name: str) -> dict:
-    state = read_state(control_plane("sagemaker", "models") / f"{name}.json")
-    if state is None:
-        raise LocalJobError(f"Could not find model {name}: create it first (the transform config's 'Model' part)")
-    model = state["request"]
-    return {
-        "ModelName": name,
-        "ModelArn": arn("sagemaker", "model", name.lower()),
-        "PrimaryContainer": model["PrimaryContainer"],
-        "ExecutionRoleArn": model.get("ExecutionRoleArn"),
-        "CreationTime": state["CreationTime"],
-    }
+        validate_model(model)
 
 
 def run_transform_job(config: dict, log: logging.Logger) -> dict:
@@ -156,19 +119,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     if model_request:
         create_model(model_request, log)
     model = describe_model(transform["ModelName"])
-    container = model["PrimaryContainer"]
-    env = container.get("Environment", {})
-
-    model_dir, code_dir = job_dir / "model", job_dir / "code"
-    for folder in (model_dir, code_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-    for uri, dest in ((container["ModelDataUrl"], model_dir), (env["SAGEMAKER_SUBMIT_DIRECTORY"], code_dir)):
-        archive = lake.local_path(uri)
-        if not archive.exists():
-            raise LocalJobError(f"{uri} not found (local file {archive})")
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
+    model_dir, code_dir, env = unpack_model(model, job_dir)
 
     input_prefix = transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
     objects = lake.list_keys(input_prefix)
@@ -217,6 +168,9 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(code_dir), str(PLUGINS_DIR)]),
         "PYTHONUNBUFFERED": "1",
+        # What SageMaker tells a batch-transform container about the job.
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(transform.get("MaxPayloadInMB", 6)),
         **env,
     }
     started = time.monotonic()

@@ -1,0 +1,255 @@
+"""The local endpoint's HTTP processes (uvicorn + Starlette), one module, two roles.
+
+``container``: one instance of a production variant, the SageMaker inference-container contract.
+    ``GET /ping`` answers 200 once the model is loaded; ``POST /invocations`` runs the model's
+    ``input_fn -> predict_fn -> output_fn`` (loaded from its ``SAGEMAKER_SUBMIT_DIRECTORY``
+    bundle); an ``InferenceError`` becomes its HTTP status (400, 413, 415) with the message as body,
+    anything else 500. A model that does not load makes the process exit (the deployment sees it).
+
+``router``: the SageMaker Runtime front end for every local endpoint.
+    ``POST /endpoints/{name}/invocations`` picks an instance of the endpoint's current routes by
+    weight and forwards the body; the routes come from the endpoint's state file, re-read when it
+    changes (the control plane replaces it atomically, so a switch is atomic and a request in
+    flight finishes on the instance it started on). Errors have the Runtime's shapes
+    (``x-amzn-ErrorType``: ValidationError, ModelError with OriginalStatusCode, ...), so boto3's
+    ``sagemaker-runtime`` client raises its usual exceptions. ``GET /_local/metrics`` gives the
+    per-variant counts the deployment's alarms read (the local CloudWatch).
+
+Run by the control plane (``churn_ml.local.endpoints``):
+``python -m churn_ml.local.endpoint_server container --port-file F --model-dir M --code-dir C --program inference.py``
+``python -m churn_ml.local.endpoint_server router --port P --port-file F --state-dir S``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import random
+import socket
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger("churn_ml.endpoint")
+RUNTIME_MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker Runtime's limit for InvokeEndpoint
+MODEL_TIMEOUT_SECONDS = 60.0  # the Runtime gives a container 60 s to answer
+
+
+# ---------------------------------------------------------------- the container
+
+def container_app(handlers, model, max_payload: int) -> Starlette:
+    response_type = getattr(handlers, "response_type", None)
+
+    def infer(body: bytes, content_type: str | None, accept: str | None) -> tuple[str, str]:
+        data = handlers.input_fn(body, content_type)
+        prediction = handlers.predict_fn(data, model)
+        wanted = response_type(accept, content_type) if response_type else accept
+        return handlers.output_fn(prediction, wanted)
+
+    async def ping(_: Request) -> Response:
+        return Response(status_code=200)
+
+    async def execution_parameters(_: Request) -> Response:
+        return JSONResponse({"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
+                             "MaxPayloadInMB": max_payload // (1024 * 1024)})
+
+    async def invocations(request: Request) -> Response:
+        declared = int(request.headers.get("content-length") or 0)
+        if max_payload and declared > max_payload:
+            return PlainTextResponse(
+                f"body of {declared} bytes is over the {max_payload // (1024 * 1024)} MB payload limit; "
+                "split it into smaller requests", status_code=413,
+            )
+        body = await request.body()
+        try:
+            output, media = await run_in_threadpool(
+                infer, body, request.headers.get("content-type"), request.headers.get("accept")
+            )
+        except Exception as err:  # noqa: BLE001 - a bad request or a model failure must never stop the server
+            status = getattr(err, "status", None)
+            if not isinstance(status, int):
+                log.exception("inference failed")
+                return PlainTextResponse(f"{type(err).__name__}: {err}", status_code=500)
+            return PlainTextResponse(str(err), status_code=status)
+        return Response(output, media_type=media)
+
+    return Starlette(routes=[
+        Route("/ping", ping, methods=["GET"]),
+        Route("/execution-parameters", execution_parameters, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+    ])
+
+
+def load_container(model_dir: str, code_dir: str, program: str):
+    """Import the handlers from the source bundle and load the model, as the framework container does."""
+    sys.path.insert(0, code_dir)
+    handlers = importlib.import_module(Path(program).stem)
+    for name in ("model_fn", "input_fn", "predict_fn", "output_fn"):
+        if not hasattr(handlers, name):
+            raise RuntimeError(f"{program} has no {name}(); the inference script must define all four handlers")
+    return handlers, handlers.model_fn(model_dir)
+
+
+# ---------------------------------------------------------------- the router
+
+class Routes:
+    """Endpoint routes from ``<state-dir>/<name>.json``, re-read when the file changes."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
+
+    def get(self, name: str) -> dict | None:
+        path = self.state_dir / f"{name}.json"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._cache.pop(name, None)
+            return None
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cache.get(name)
+        if cached is None or cached[0] != key:
+            try:
+                cached = (key, json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                return cached[1] if cached else None
+            self._cache[name] = cached
+        return cached[1]
+
+
+def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers={"x-amzn-ErrorType": f"{kind}:"})
+
+
+def router_app(state_dir: Path, account: str) -> Starlette:
+    import httpx
+
+    routes = Routes(state_dir)
+    metrics: dict = defaultdict(lambda: defaultdict(lambda: {
+        "Invocations": 0, "Invocation4XXErrors": 0, "Invocation5XXErrors": 0, "ModelLatencyMsSum": 0.0,
+    }))
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(MODEL_TIMEOUT_SECONDS, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    )
+
+    async def ping(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "state_dir": str(state_dir)})
+
+    async def local_metrics(_: Request) -> Response:
+        return JSONResponse({name: dict(variants) for name, variants in metrics.items()})
+
+    async def invoke(request: Request) -> Response:
+        name = request.path_params["name"]
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > RUNTIME_MAX_PAYLOAD:
+            return _error(413, "ValidationError", f"Request payload of {declared} bytes is over the 6 MB limit of InvokeEndpoint.")
+        state = routes.get(name)
+        live = [r for r in (state or {}).get("routes", []) if r.get("weight", 0) > 0]
+        if state is None or not live:
+            return _error(400, "ValidationError", f"Endpoint {name} of account {account} not found.")
+        body = await request.body()
+        route = random.choices(live, weights=[r["weight"] for r in live])[0]
+        url = random.choice(route["urls"])
+        counts = metrics[name][route["EndpointConfigName"]]  # blue and green may share a VariantName
+        counts["Invocations"] += 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        started = time.perf_counter()
+        try:
+            answer = await client.post(f"{url}/invocations", content=body, headers=headers)
+        except httpx.HTTPError as err:
+            counts["Invocation5XXErrors"] += 1
+            return _error(500, "InternalFailure", f"variant {route['VariantName']} did not answer ({type(err).__name__}: {err})")
+        counts["ModelLatencyMsSum"] += (time.perf_counter() - started) * 1000
+        variant_header = {"x-Amzn-Invoked-Production-Variant": route["VariantName"]}
+        if answer.status_code == 200:
+            return Response(answer.content, media_type=answer.headers.get("content-type"), headers=variant_header)
+        family = "client" if answer.status_code < 500 else "server"
+        counts["Invocation4XXErrors" if family == "client" else "Invocation5XXErrors"] += 1
+        text = answer.text[:1024]
+        return _error(
+            424, "ModelError",
+            f'Received {family} error ({answer.status_code}) from primary with message "{text}".',
+            OriginalStatusCode=answer.status_code, OriginalMessage=text,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/ping", ping, methods=["GET"]),
+            Route("/_local/metrics", local_metrics, methods=["GET"]),
+            Route("/endpoints/{name}/invocations", invoke, methods=["POST"]),
+        ],
+        lifespan=_closing(client),
+    )
+
+
+def _closing(client):
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await client.aclose()
+
+    return lifespan
+
+
+# ---------------------------------------------------------------- process entry point
+
+def _serve(app: Starlette, port: int, port_file: Path) -> None:
+    """Bind 127.0.0.1:port (0 = any free port), publish the port, serve until SIGTERM (graceful)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as err:
+        raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {err}; choose another port") from err
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                            backlog=2048, timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    tmp = port_file.with_name(f".{port_file.name}.tmp")
+    tmp.write_text(json.dumps({"port": bound, "pid": os.getpid()}))
+    tmp.replace(port_file)
+    log.info("listening on http://127.0.0.1:%d (pid %d)", bound, os.getpid())
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    parser = argparse.ArgumentParser(prog="churn_ml.local.endpoint_server")
+    sub = parser.add_subparsers(dest="role", required=True)
+    container = sub.add_parser("container")
+    container.add_argument("--model-dir", required=True)
+    container.add_argument("--code-dir", required=True)
+    container.add_argument("--program", required=True)
+    container.add_argument("--port-file", required=True, type=Path)
+    router = sub.add_parser("router")
+    router.add_argument("--port", type=int, required=True)
+    router.add_argument("--state-dir", required=True, type=Path)
+    router.add_argument("--port-file", required=True, type=Path)
+    router.add_argument("--account", default="000000000000")
+    args = parser.parse_args(argv)
+    if args.role == "container":
+        handlers, model = load_container(args.model_dir, args.code_dir, args.program)
+        mb = int(os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6"))
+        log.info("model loaded from %s", args.model_dir)
+        _serve(container_app(handlers, model, mb * 1024 * 1024), 0, args.port_file)
+    else:
+        _serve(router_app(args.state_dir, args.account), args.port, args.port_file)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,619 @@
+"""Local SageMaker endpoints: control plane, blue/green deployment with rollback, and a CLI.
+
+An endpoint is real processes that outlive the task that deployed it: one router (the SageMaker
+Runtime front end on ``127.0.0.1:$CHURN_LOCAL_RUNTIME_PORT``, shared by every endpoint of this
+lake) and, per production variant, ``InitialInstanceCount`` container processes (capped by
+``CHURN_LOCAL_ENDPOINT_MAX_INSTANCES``) on free ports. The state lives in the lake's control plane:
+``.control-plane/sagemaker/endpoints/<name>.json`` holds the status, the live and standby
+variants and the ``routes`` the router follows.
+
+A deployment (``deploy``) is CreateModel + CreateEndpointConfig + CreateEndpoint or UpdateEndpoint:
+
+- create: start the variant, health-check it (``/ping``), check it against the model's
+  expectations (canary rows scored at training time), then route all traffic to it;
+- update, blue/green: start the new (green) variant beside the live (blue) one, health check and
+  expectations against green directly, then shift traffic as the request's
+  ``BlueGreenUpdatePolicy`` says (ALL_AT_ONCE, CANARY, LINEAR), each step baking for
+  ``CHURN_LOCAL_BAKE_SECONDS`` while an alarm watches green's error rate; the last step is an
+  atomic switch of the routes file, and blue stays up as the standby (kept for rollback).
+  Any failure puts all traffic back on blue, stops green, records the reason and fails the task.
+
+``python -m churn_ml.local.endpoints list|describe NAME|rollback NAME|delete NAME|delete --all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from churn_ml import settings as cfg
+from churn_ml.local.common import (
+    LocalJobError,
+    arn,
+    control_plane,
+    now,
+    publish_artifacts,
+    python,
+    read_state,
+    tail,
+    write_state,
+)
+from churn_ml.local.models import create_model, describe_model, unpack_model
+
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 90.0
+STOP_SECONDS = 30.0
+CANARY_TOLERANCE = 2e-6  # scores travel with 6 decimals
+ALARM_MARGIN = 0.01  # green may not err more often than blue by more than this
+
+
+# ---------------------------------------------------------------- processes
+
+def _ping(url: str, timeout: float = 2.0) -> dict | None:
+    import httpx
+
+    try:
+        answer = httpx.get(f"{url}/ping", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code != 200:
+        return None
+    try:
+        return answer.json() if answer.content else {}
+    except ValueError:
+        return {}
+
+
+def _exited(pid: int) -> bool:
+    """True when the process is gone (reaping it if it was our child)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _stop_process(pid: int, log: logging.Logger, what: str) -> None:
+    """SIGTERM (uvicorn finishes the requests in flight), SIGKILL after STOP_SECONDS."""
+    if _exited(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        if _exited(pid):
+            log.info("stopped %s (pid %d)", what, pid)
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    log.warning("killed %s (pid %d): it did not stop within %.0fs", what, pid, STOP_SECONDS)
+
+
+def _start_process(role: str, args: list[str], folder: Path, env: dict, log: logging.Logger) -> dict:
+    """Start a detached server process and wait until it answers /ping; returns pid, port, url, log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file, log_file = folder / "port.json", folder / "server.log"
+    port_file.unlink(missing_ok=True)
+    with log_file.open("ab") as sink:
+        proc = subprocess.Popen(
+            [python(), "-m", "churn_ml.local.endpoint_server", role, *args, "--port-file", str(port_file)],
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
+            start_new_session=True,  # not in the task's process group: it outlives the task
+        )
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            lines = log_file.read_text(errors="replace").splitlines()
+            raise LocalJobError(
+                f"{role} process exited with code {proc.returncode} before it was healthy.\n"
+                f"Last lines:\n{tail(lines)}\nFull log: {log_file}"
+            )
+        if port_file.exists():
+            url = f"http://127.0.0.1:{json.loads(port_file.read_text())['port']}"
+            if _ping(url) is not None:
+                return {"pid": proc.pid, "url": url, "log": str(log_file)}
+        time.sleep(0.1)
+    _stop_process(proc.pid, log, role)
+    raise LocalJobError(f"{role} process did not answer /ping within {STARTUP_SECONDS:.0f}s; see {log_file}")
+
+
+def _env(extra: dict | None = None) -> dict:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+
+
+# ---------------------------------------------------------------- the router
+
+def routes_dir() -> Path:
+    return control_plane("sagemaker", "endpoints")
+
+
+def runtime_url() -> str | None:
+    """The local SageMaker Runtime URL if its router is up (for ``endpoint_url=``)."""
+    state = read_state(control_plane("sagemaker", "runtime") / "router.json")
+    if state and _ping(state["url"]) is not None:
+        return state["url"]
+    return None
+
+
+def runtime_client(url: str | None = None):
+    """``boto3.client("sagemaker-runtime")`` pointed at the local Runtime (any credentials will do)."""
+    import boto3
+    from botocore.config import Config
+
+    url = url or runtime_url()
+    if url is None:
+        raise LocalJobError("the local SageMaker Runtime is not running: deploy an endpoint first")
+    return boto3.client(
+        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local",
+        aws_secret_access_key="local", config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+def ensure_router(log: logging.Logger) -> str:
+    """Start the router unless this lake's router is already answering; returns its URL."""
+    folder = control_plane("sagemaker", "runtime")
+    port = cfg.local_runtime_port()
+    url = f"http://127.0.0.1:{port}"
+    answer = _ping(url)
+    if answer is not None:
+        if answer.get("state_dir") != str(routes_dir()):
+            raise LocalJobError(
+                f"127.0.0.1:{port} already serves another lake's endpoints ({answer.get('state_dir')}); "
+                "stop it (python -m churn_ml.local.endpoints delete --all with that LAKE_ROOT) or set "
+                "CHURN_LOCAL_RUNTIME_PORT to a free port"
+            )
+        return url
+    info = _start_process(
+        "router", ["--port", str(port), "--state-dir", str(routes_dir()), "--account", cfg.LOCAL_ACCOUNT],
+        folder, _env(), log,
+    )
+    write_state(folder / "router.json", info | {"port": port, "started": now()})
+    log.info("started the local SageMaker Runtime at %s (pid %d)", info["url"], info["pid"])
+    return info["url"]
+
+
+def stop_router(log: logging.Logger) -> None:
+    folder = control_plane("sagemaker", "runtime")
+    state = read_state(folder / "router.json")
+    if state:
+        _stop_process(state["pid"], log, "router")
+        (folder / "router.json").unlink(missing_ok=True)
+
+
+def router_metrics(url: str, endpoint: str) -> dict:
+    import httpx
+
+    return httpx.get(f"{url}/_local/metrics", timeout=5).json().get(endpoint, {})
+
+
+# ---------------------------------------------------------------- endpoint configs
+
+def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
+    name = request.get("EndpointConfigName")
+    variants = request.get("ProductionVariants") or []
+    if not name:
+        raise ValueError("endpoint config request is missing EndpointConfigName")
+    if len(variants) != 1:
+        raise ValueError(f"endpoint config {name}: the local target serves exactly one production variant, got {len(variants)}")
+    for key in ("VariantName", "ModelName"):
+        if not variants[0].get(key):
+            raise ValueError(f"endpoint config {name}: ProductionVariants[0].{key} is required")
+    count = variants[0].get("InitialInstanceCount", 1)
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"endpoint config {name}: InitialInstanceCount must be an integer >= 1, got {count!r}")
+    describe_model(variants[0]["ModelName"])
+    path = control_plane("sagemaker", "endpoint-configs") / f"{name}.json"
+    existing = read_state(path)
+    if existing and existing["request"] != request:
+        raise LocalJobError(f"a different endpoint config named {name} already exists; config names must be unique")
+    if not existing:
+        write_state(path, {"request": request, "CreationTime": now()})
+        log.info("created endpoint config %s", name)
+    return describe_endpoint_config(name)
+
+
+def describe_endpoint_config(name: str) -> dict:
+    state = read_state(control_plane("sagemaker", "endpoint-configs") / f"{name}.json")
+    if state is None:
+        raise LocalJobError(f"Could not find endpoint configuration {name}.")
+    request = state["request"]
+    return {
+        "EndpointConfigName": name,
+        "EndpointConfigArn": arn("sagemaker", "endpoint-config", name.lower()),
+        "ProductionVariants": request["ProductionVariants"],
+        "Tags": request.get("Tags", []),
+        "CreationTime": state["CreationTime"],
+    }
+
+
+def _tag(config: dict, key: str) -> str | None:
+    return next((t["Value"] for t in config.get("Tags", []) if t["Key"] == key), None)
+
+
+# ---------------------------------------------------------------- endpoints
+
+def _state_file(name: str) -> Path:
+    return routes_dir() / f"{name}.json"
+
+
+def _instances_dir(name: str, config_name: str) -> Path:
+    return control_plane("sagemaker", "endpoint-instances", name, config_name)
+
+
+@contextlib.contextmanager
+def _deployment_lock(name: str):
+    lock_path = routes_dir() / f".{name}.lock"
+    with lock_path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise LocalJobError(f"another deployment of endpoint {name} is in progress; wait for it to finish") from err
+        yield
+
+
+def _healthy(variant: dict | None) -> bool:
+    return bool(variant) and all(_ping(i["url"]) is not None for i in variant["instances"])
+
+
+def _route(variant: dict, weight: float) -> dict:
+    return {"EndpointConfigName": variant["EndpointConfigName"], "VariantName": variant["VariantName"],
+            "urls": [i["url"] for i in variant["instances"]], "weight": weight}
+
+
+def describe_endpoint(name: str) -> dict:
+    """DescribeEndpoint's shape, plus ``Local``: runtime URL, model version, processes, last deployment."""
+    state = read_state(_state_file(name))
+    if state is None:
+        raise LocalJobError(f"Could not find endpoint {name}.")
+    live, status, reason = state.get("live"), state["EndpointStatus"], state.get("FailureReason")
+    if status == "InService" and not _healthy(live):
+        status, reason = "Failed", f"a container of {live['EndpointConfigName'] if live else 'the endpoint'} is not answering /ping; see its server.log"
+    weights = {r["EndpointConfigName"]: r["weight"] for r in state.get("routes", [])}
+    describe = {
+        "EndpointName": name,
+        "EndpointArn": arn("sagemaker", "endpoint", name.lower()),
+        "EndpointConfigName": state.get("EndpointConfigName"),
+        "EndpointStatus": status,
+        "ProductionVariants": [
+            {"VariantName": v["VariantName"], "CurrentWeight": weights.get(v["EndpointConfigName"], 0.0),
+             "DesiredWeight": 1.0, "CurrentInstanceCount": len(v["instances"]),
+             "DesiredInstanceCount": len(v["instances"]), "DeployedImages": [{"SpecifiedImage": v["Image"]}]}
+            for v in [live] if v
+        ],
+        "CreationTime": state["CreationTime"],
+        "LastModifiedTime": state["LastModifiedTime"],
+        "Local": {
+            "RuntimeUrl": f"http://127.0.0.1:{cfg.local_runtime_port()}",
+            "ModelPackageVersion": live.get("ModelPackageVersion") if live else None,
+            "ModelDataUrl": live.get("ModelDataUrl") if live else None,
+            "Instances": live["instances"] if live else [],
+            "Standby": (state.get("standby") or {}).get("EndpointConfigName"),
+            "Routes": state.get("routes", []),
+            "LastDeployment": state.get("LastDeployment"),
+        },
+    }
+    if state.get("DeploymentConfig"):
+        describe["LastDeploymentConfig"] = state["DeploymentConfig"]
+    if state.get("PendingDeployment"):
+        describe["PendingDeploymentSummary"] = state["PendingDeployment"]
+    if reason:
+        describe["FailureReason"] = reason
+    return describe
+
+
+def list_endpoints() -> list[str]:
+    return sorted(p.stem for p in routes_dir().glob("*.json"))
+
+
+def _launch(name: str, config: dict, log: logging.Logger) -> dict:
+    """Start the config's variant: unpack the model, one container process per instance, all healthy."""
+    variant = config["ProductionVariants"][0]
+    model = describe_model(variant["ModelName"])
+    folder = _instances_dir(name, config["EndpointConfigName"])
+    model_dir, code_dir, env = unpack_model(model, folder)
+    count = min(variant.get("InitialInstanceCount", 1), cfg.local_endpoint_max_instances())
+    threads = max(1, (os.cpu_count() or 1) // count)
+    launched = {
+        "EndpointConfigName": config["EndpointConfigName"], "VariantName": variant["VariantName"],
+        "ModelName": model["ModelName"], "Image": model["PrimaryContainer"]["Image"],
+        "ModelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
+        "ModelPackageVersion": _tag(config, "model_package_version"), "instances": [],
+    }
+    try:
+        for index in range(count):
+            info = _start_process(
+                "container",
+                ["--model-dir", str(model_dir), "--code-dir", str(code_dir), "--program", env["SAGEMAKER_PROGRAM"]],
+                folder / f"instance-{index}", _env({**env, "OMP_NUM_THREADS": str(threads)}), log,
+            )
+            launched["instances"].append(info)
+            log.info("%s instance %d of %s is up at %s (pid %d)", config["EndpointConfigName"], index, name, info["url"], info["pid"])
+    except Exception:
+        _retire(launched, log)
+        raise
+    return launched
+
+
+def _retire(variant: dict | None, log: logging.Logger) -> None:
+    for instance in (variant or {}).get("instances", []):
+        _stop_process(instance["pid"], log, f"{variant['EndpointConfigName']} instance")
+
+
+def check_expectations(variant: dict, expectations: dict | None, log: logging.Logger) -> None:
+    """Send the canary rows to every instance, as CSV and as JSON; every score must match training's."""
+    import httpx
+
+    if not expectations or not expectations.get("rows"):
+        log.warning("no expectations for %s: deploying on the health check alone", variant["EndpointConfigName"])
+        return
+    rows, wanted = expectations["rows"], expectations["scores"]
+    csv_body = "".join(
+        f"canary-{i}," + ",".join("" if v is None else repr(float(v)) for v in row) + "\n" for i, row in enumerate(rows)
+    )
+    json_body = json.dumps({"instances": [{"id": f"canary-{i}", "features": row} for i, row in enumerate(rows)]})
+    for instance in variant["instances"]:
+        for body, content_type in ((csv_body, "text/csv"), (json_body, "application/json")):
+            answer = httpx.post(f"{instance['url']}/invocations", content=body,
+                                headers={"Content-Type": content_type, "Accept": "application/json"}, timeout=60)
+            if answer.status_code != 200:
+                raise LocalJobError(
+                    f"canary request ({content_type}) to {instance['url']} got HTTP {answer.status_code}: {answer.text[:500]}"
+                )
+            got = [p["score"] for p in answer.json()["predictions"]]
+            if len(got) != len(wanted):
+                raise LocalJobError(f"canary: {len(rows)} rows sent ({content_type}), {len(got)} scores returned")
+            worst = max(range(len(got)), key=lambda i: abs(got[i] - wanted[i]))
+            if not all(math.isfinite(s) for s in got) or abs(got[worst] - wanted[worst]) > CANARY_TOLERANCE:
+                raise LocalJobError(
+                    f"canary ({content_type}): row {worst} scored {got[worst]:.6f} but training scored it "
+                    f"{wanted[worst]:.6f}; the deployed model does not reproduce the registered one"
+                )
+    log.info("canary: %d rows x %d instance(s), CSV and JSON, all within %.0e of training's scores",
+             len(rows), len(variant["instances"]), CANARY_TOLERANCE)
+
+
+def traffic_steps(deployment_config: dict | None, instances: int) -> list[float]:
+    """Green's share of traffic at each step of a BlueGreenUpdatePolicy (the last is 1.0)."""
+    routing = ((deployment_config or {}).get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration") or {}
+    kind = routing.get("Type", "ALL_AT_ONCE")
+
+    def share(size: dict) -> float:
+        if size.get("Type") == "INSTANCE_COUNT":
+            return min(1.0, size["Value"] / max(instances, 1))
+        return min(1.0, size["Value"] / 100.0)
+
+    if kind == "ALL_AT_ONCE":
+        return [1.0]
+    if kind == "CANARY":
+        return sorted({share(routing["CanarySize"]), 1.0})
+    if kind == "LINEAR":
+        step = share(routing["LinearStepSize"])
+        steps = [min(1.0, step * k) for k in range(1, math.ceil(1 / step) + 1)]
+        return sorted(set(steps) | {1.0})
+    raise ValueError(f"TrafficRoutingConfiguration.Type must be ALL_AT_ONCE, CANARY or LINEAR, got {kind!r}")
+
+
+def _errors(counts: dict) -> tuple[int, int]:
+    return counts.get("Invocations", 0), counts.get("Invocation4XXErrors", 0) + counts.get("Invocation5XXErrors", 0)
+
+
+def _bake(url: str, name: str, blue: str, green: str, seconds: float, log: logging.Logger) -> None:
+    """Watch the variants' error counts for ``seconds``; raise (the alarm) when green errs more than blue."""
+    start = router_metrics(url, name)
+    deadline = time.monotonic() + seconds
+    while True:
+        now_counts = router_metrics(url, name)
+        (g_calls, g_errors), (g_calls0, g_errors0) = _errors(now_counts.get(green, {})), _errors(start.get(green, {}))
+        (b_calls, b_errors), (b_calls0, b_errors0) = _errors(now_counts.get(blue, {})), _errors(start.get(blue, {}))
+        calls, errors = g_calls - g_calls0, g_errors - g_errors0
+        blue_rate = (b_errors - b_errors0) / max(b_calls - b_calls0, 1)
+        if errors and errors / calls > blue_rate + ALARM_MARGIN:
+            raise LocalJobError(
+                f"alarm: {green} failed {errors} of {calls} requests while baking ({blue} error rate {blue_rate:.1%})"
+            )
+        if time.monotonic() >= deadline:
+            log.info("baked %.0fs: %s served %d requests, %d errors", seconds, green, calls, errors)
+            return
+        time.sleep(0.25)
+
+
+def _save(name: str, state: dict) -> None:
+    state["LastModifiedTime"] = now()
+    write_state(_state_file(name), state)  # atomic replace: what the router switches on
+
+
+def deploy(request: dict, log: logging.Logger, expectations: dict | None = None) -> dict:
+    """CreateModel + CreateEndpointConfig + CreateEndpoint/UpdateEndpoint with blue/green; returns
+    ``{"EndpointConfig": ..., "Endpoint": ...}`` like the provider's endpoint operator."""
+    endpoint = request["Endpoint"]
+    name, config_name = endpoint["EndpointName"], endpoint["EndpointConfigName"]
+    publish_artifacts()
+    if request.get("Model"):
+        create_model(request["Model"], log)
+    config = create_endpoint_config(request["EndpointConfig"], log)
+    if config_name != config["EndpointConfigName"]:
+        raise ValueError(f"Endpoint.EndpointConfigName {config_name} is not the config in the request ({config['EndpointConfigName']})")
+    with _deployment_lock(name):
+        url = ensure_router(log)
+        state = read_state(_state_file(name))
+        if state and state.get("EndpointConfigName") == config_name and state["EndpointStatus"] == "InService" \
+                and _healthy(state.get("live")):
+            log.info("endpoint %s already serves %s: nothing to deploy", name, config_name)
+        elif state is None or not _healthy(state.get("live")):
+            _create(name, config, endpoint, state, url, expectations, log)
+        else:
+            _update(name, config, endpoint, state, url, expectations, log)
+    return {"EndpointConfig": config, "Endpoint": describe_endpoint(name)}
+
+
+def _create(name, config, endpoint, state, url, expectations, log) -> None:
+    if state:  # a Failed endpoint (its containers died): replace it
+        _retire(state.get("live"), log)
+        _retire(state.get("standby"), log)
+    state = {"EndpointName": name, "CreationTime": (state or {}).get("CreationTime", now()),
+             "EndpointStatus": "Creating", "EndpointConfigName": config["EndpointConfigName"], "routes": []}
+    _save(name, state)
+    variant = None
+    try:
+        variant = _launch(name, config, log)
+        check_expectations(variant, expectations, log)
+    except Exception as err:
+        _retire(variant, log)
+        state.update(EndpointStatus="Failed", FailureReason=str(err).splitlines()[0], live=None)
+        _save(name, state)
+        raise LocalJobError(f"endpoint {name} failed to create with {config['EndpointConfigName']}: {err}") from err
+    state.update(EndpointStatus="InService", live=variant, routes=[_route(variant, 1.0)],
+                 LastDeployment={"EndpointConfigName": config["EndpointConfigName"], "Status": "Succeeded", "Time": now()})
+    state.pop("FailureReason", None)
+    _save(name, state)
+    log.info("endpoint %s is InService with %s at %s/endpoints/%s/invocations", name, config["EndpointConfigName"], url, name)
+
+
+def _update(name, config, endpoint, state, url, expectations, log) -> None:
+    blue, green = state["live"], None
+    new = config["EndpointConfigName"]
+    deployment_config = endpoint.get("DeploymentConfig")
+    state.update(EndpointStatus="Updating", PendingDeployment={"EndpointConfigName": new, "StartTime": now()},
+                 DeploymentConfig=deployment_config)
+    _save(name, state)
+    try:
+        green = _launch(name, config, log)
+        check_expectations(green, expectations, log)
+        steps = traffic_steps(deployment_config, len(green["instances"]))
+        bake = cfg.local_bake_seconds()
+        for share in steps:
+            state["routes"] = [r for r in (_route(blue, round(1 - share, 4)), _route(green, share)) if r["weight"] > 0]
+            _save(name, state)
+            log.info("traffic: %s %.0f%%, %s %.0f%%", blue["EndpointConfigName"], 100 * (1 - share), new, 100 * share)
+            # Each step bakes under the alarm; after the full shift blue is still up, so a late alarm rolls back too.
+            _bake(url, name, blue["EndpointConfigName"], new, bake, log)
+    except Exception as err:
+        state.update(routes=[_route(blue, 1.0)], EndpointStatus="InService", PendingDeployment=None,
+                     LastDeployment={"EndpointConfigName": new, "Status": "RolledBack", "Reason": str(err), "Time": now()})
+        _save(name, state)
+        _retire(green, log)
+        raise LocalJobError(
+            f"deployment of {new} to endpoint {name} was rolled back: {err}\n"
+            f"The endpoint still serves {blue['EndpointConfigName']} (all traffic)."
+        ) from err
+    previous_standby = state.get("standby")
+    state.update(live=green, standby=blue, EndpointConfigName=new, EndpointStatus="InService", PendingDeployment=None,
+                 LastDeployment={"EndpointConfigName": new, "Status": "Succeeded", "Time": now()})
+    _save(name, state)
+    if previous_standby and previous_standby["EndpointConfigName"] not in (new, blue["EndpointConfigName"]):
+        _retire(previous_standby, log)
+    log.info("endpoint %s now serves %s; %s stays up as the standby for rollback", name, new, blue["EndpointConfigName"])
+
+
+def rollback(name: str, log: logging.Logger) -> dict:
+    """Switch all traffic back to the standby variant (the one the last deployment replaced)."""
+    with _deployment_lock(name):
+        state = read_state(_state_file(name))
+        if state is None:
+            raise LocalJobError(f"Could not find endpoint {name}.")
+        standby = state.get("standby")
+        if not _healthy(standby):
+            raise LocalJobError(f"endpoint {name} has no healthy standby to roll back to")
+        state.update(routes=[_route(standby, 1.0)], live=standby, standby=state["live"],
+                     EndpointConfigName=standby["EndpointConfigName"], EndpointStatus="InService",
+                     LastDeployment={"EndpointConfigName": standby["EndpointConfigName"], "Status": "ManualRollback",
+                                     "Time": now()})
+        _save(name, state)
+    log.info("endpoint %s rolled back to %s", name, standby["EndpointConfigName"])
+    return describe_endpoint(name)
+
+
+def delete_endpoint(name: str, log: logging.Logger) -> None:
+    with _deployment_lock(name):
+        state = read_state(_state_file(name))
+        if state is None:
+            raise LocalJobError(f"Could not find endpoint {name}.")
+        _state_file(name).unlink()  # the router stops routing at once
+        _retire(state.get("live"), log)
+        _retire(state.get("standby"), log)
+        shutil.rmtree(control_plane("sagemaker", "endpoint-instances", name), ignore_errors=True)
+    log.info("deleted endpoint %s", name)
+
+
+# ---------------------------------------------------------------- CLI
+
+def _print_table(names: list[str]) -> None:
+    print(f"{'endpoint':<22} {'status':<10} {'model':<7} {'config':<40} {'standby':<40} url")
+    for name in names:
+        d = describe_endpoint(name)
+        local = d["Local"]
+        version = f"v{local['ModelPackageVersion']}" if local["ModelPackageVersion"] else "-"
+        print(f"{name:<22} {d['EndpointStatus']:<10} {version:<7} {d['EndpointConfigName'] or '-':<40} "
+              f"{local['Standby'] or '-':<40} {local['RuntimeUrl']}/endpoints/{name}/invocations")
+        last = local.get("LastDeployment") or {}
+        if last.get("Status") == "RolledBack":
+            print(f"{'':<22} last deployment {last['EndpointConfigName']} rolled back: {last.get('Reason', '').splitlines()[0]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log = logging.getLogger("churn_ml.endpoints")
+    parser = argparse.ArgumentParser(prog="python -m churn_ml.local.endpoints",
+                                     description="Local SageMaker endpoints of this lake ($LAKE_ROOT).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="endpoints, status, model version, URL")
+    describe = sub.add_parser("describe", help="DescribeEndpoint as JSON")
+    describe.add_argument("name")
+    back = sub.add_parser("rollback", help="send all traffic back to the standby variant")
+    back.add_argument("name")
+    delete = sub.add_parser("delete", help="stop an endpoint's processes and forget it")
+    delete.add_argument("name", nargs="?")
+    delete.add_argument("--all", action="store_true", help="every endpoint, and the router")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            names = list_endpoints()
+            if not names:
+                print("no local endpoints (the churn_training DAG deploys one)")
+            else:
+                _print_table(names)
+        elif args.command == "describe":
+            print(json.dumps(describe_endpoint(args.name), indent=1, default=str))
+        elif args.command == "rollback":
+            print(json.dumps(rollback(args.name, log), indent=1, default=str))
+        elif args.all:
+            for name in list_endpoints():
+                delete_endpoint(name, log)
+            stop_router(log)
+        elif args.name:
+            delete_endpoint(args.name, log)
+        else:
+            parser.error("delete needs an endpoint name or --all")
+    except LocalJobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

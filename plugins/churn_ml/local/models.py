@@ -1,0 +1,77 @@
+"""Local SageMaker models: CreateModel / DescribeModel, and unpacking a model for its container.
+
+A model is the container definition (image, ``ModelDataUrl``, environment with
+``SAGEMAKER_PROGRAM`` and ``SAGEMAKER_SUBMIT_DIRECTORY``) kept in the control plane; batch
+transform and endpoints both start their "container" from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tarfile
+from pathlib import Path
+
+from churn_ml import lake
+from churn_ml.local.common import LocalJobError, arn, control_plane, now, read_state, write_state
+
+
+def validate_model(model: dict) -> None:
+    container = model.get("PrimaryContainer") or {}
+    for key in ("Image", "ModelDataUrl"):
+        if key not in container:
+            raise ValueError(f"model request is missing PrimaryContainer.{key}")
+    env = container.get("Environment", {})
+    for key in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
+        if key not in env:
+            raise ValueError(f"model PrimaryContainer.Environment needs {key} for the framework container")
+
+
+def create_model(model: dict, log: logging.Logger) -> dict:
+    """CreateModel: keep the model definition in the local control plane (idempotent for the same request)."""
+    validate_model(model)
+    name = model["ModelName"]
+    state_file = control_plane("sagemaker", "models") / f"{name}.json"
+    existing = read_state(state_file)
+    if existing and existing["request"] != model:
+        raise LocalJobError(f"a different model named {name} already exists; model names must be unique")
+    if not existing:
+        existing = {"request": model, "CreationTime": now()}
+        write_state(state_file, existing)
+        log.info("created model %s", name)
+    return describe_model(name)
+
+
+def describe_model(name: str) -> dict:
+    state = read_state(control_plane("sagemaker", "models") / f"{name}.json")
+    if state is None:
+        raise LocalJobError(f"Could not find model {name}: create it first (the request's 'Model' part)")
+    model = state["request"]
+    return {
+        "ModelName": name,
+        "ModelArn": arn("sagemaker", "model", name.lower()),
+        "PrimaryContainer": model["PrimaryContainer"],
+        "ExecutionRoleArn": model.get("ExecutionRoleArn"),
+        "CreationTime": state["CreationTime"],
+    }
+
+
+def unpack_model(model: dict, folder: Path) -> tuple[Path, Path, dict]:
+    """Extract the model artifact to ``folder/model`` and the source bundle to ``folder/code``, as
+    the framework container does; returns (model dir, code dir, container environment)."""
+    container = model["PrimaryContainer"]
+    env = container.get("Environment", {})
+    model_dir, code_dir = folder / "model", folder / "code"
+    for path in (model_dir, code_dir):
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    for uri, dest in ((container["ModelDataUrl"], model_dir), (env["SAGEMAKER_SUBMIT_DIRECTORY"], code_dir)):
+        archive = lake.local_path(uri)
+        if not archive.exists():
+            raise LocalJobError(f"{uri} not found (local file {archive})")
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(dest, filter="data")
+        except tarfile.TarError as err:
+            raise LocalJobError(f"{uri} is not a readable tar.gz archive: {err}") from err
+    return model_dir, code_dir, env
