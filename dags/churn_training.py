@@ -1,5 +1,5 @@
 """
-### churn_training — weekly: Bayesian tuning, final training on managed spot, quality gate, registry
+### churn_training — weekly: Bayesian tuning, final training on managed spot, quality gate, registry, deployment
 
 1. **wait_for_labels** — waits for `labels/dt=<ds-30>/_SUCCESS`: the newest snapshot whose 30-day
    churn window has closed.
@@ -22,6 +22,10 @@
    data range, hyperparameters, features, ROC + importance plot). `python -m churn_ml.registry list`.
 9. **approved → publish_model** — only an Approved model moves `models/churn/latest.json` (what batch
    scoring and deployment use); a Rejected one stops here.
+10. **deploy_model** — the approved version behind the real-time endpoint (`CHURN_ENDPOINT_NAME`):
+   blue/green with a canary instance and auto rollback on the endpoint's alarms; the task fails
+   unless the endpoint then serves the new config and scores the model's canary rows as training
+   did. Locally: real server processes on 127.0.0.1 (`python -m churn_ml.local.endpoints list`).
 
 **Backfill / retrain for a date:** trigger with a logical date; job names derive from the dag id,
 the date and the request, so clearing a task re-attaches to its job instead of training twice.
@@ -41,7 +45,13 @@ from churn_ml.dag_support import (
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
-from churn_ml.operators import LakeKeySensor, SageMakerTrainingJobOperator, SageMakerTuningJobOperator, spark_job
+from churn_ml.operators import (
+    LakeKeySensor,
+    SageMakerEndpointDeployOperator,
+    SageMakerTrainingJobOperator,
+    SageMakerTuningJobOperator,
+    spark_job,
+)
 
 TRAINING_SET = f"{LAKE}/training_sets/ds={{{{ ds }}}}"
 # Fixed for every trial and the final model (trigger form: "static_hyperparameters").
@@ -144,6 +154,54 @@ TRAINING_REQUEST = {
     **SPOT,
     "Tags": [{"Key": "project", "Value": "churn"}, {"Key": "dag_id", "Value": "churn_training"}],
 }
+
+
+# Deployment: the approved model behind the real-time endpoint. Two instances, so the canary is one
+# of them; traffic shifts blue/green and rolls back on the endpoint's alarms (created with the
+# infrastructure, named after the endpoint).
+ENDPOINT_REQUEST = {
+    "Model": {
+        "ExecutionRoleArn": "{{ churn.sagemaker_role_arn }}",
+        "PrimaryContainer": {
+            "Image": "{{ churn.xgboost_image_uri }}",
+            "ModelDataUrl": "{{ ti.xcom_pull(task_ids='publish_model')['model_data_url'] }}",
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz",
+            },
+        },
+        "Tags": [{"Key": "project", "Value": "churn"}],
+    },
+    "EndpointConfig": {
+        "ProductionVariants": [{
+            "VariantName": "primary",
+            "InstanceType": "{{ churn.endpoint_instance_type }}",
+            "InitialInstanceCount": "{{ churn.endpoint_instance_count }}",
+        }],
+        "Tags": [{"Key": "project", "Value": "churn"}],
+    },
+    "Endpoint": {
+        "EndpointName": "{{ churn.endpoint_name }}",
+        "DeploymentConfig": {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                    "WaitIntervalInSeconds": 600,
+                },
+                "TerminationWaitInSeconds": 600,
+                "MaximumExecutionTimeoutInSeconds": 3600,
+            },
+            "AutoRollbackConfiguration": {
+                "Alarms": [
+                    {"AlarmName": "{{ churn.endpoint_name }}-invocation-errors"},
+                    {"AlarmName": "{{ churn.endpoint_name }}-model-latency"},
+                ]
+            },
+        },
+    },
+}
+PUBLISHED = "ti.xcom_pull(task_ids='publish_model')"
 
 
 @dag(
@@ -363,8 +421,17 @@ def churn_training():
     chain(wait_for_labels, build_training_set, inspected, champion, tune_hyperparameters, train_model)
     decision = quality_gate(train_model.output)
     version = register_model(train_model.output, decision, tune_hyperparameters.output, inspected)
+    deploy_model = SageMakerEndpointDeployOperator(
+        task_id="deploy_model",
+        config=ENDPOINT_REQUEST,
+        model_package_version=f"{{{{ {PUBLISHED}['model_package_version'] }}}}",
+        expectations_uri=f"{{{{ {PUBLISHED}['evaluation_uri'] }}}}",
+        aws_conn_id=AWS_CONN_ID,
+        check_interval=30,
+    )
+
     gate_open = approved(version)
-    gate_open >> publish_model(version)
+    chain(gate_open, publish_model(version), deploy_model)
 
 
 churn_training()

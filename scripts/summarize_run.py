@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -41,6 +40,7 @@ def main() -> int:
     )
     print(f"predictions      {marker['rows']} customers scored for {args.ds} in {marker['objects']} file(s)")
     print(f"                 {lake.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
+    summarize_endpoint(args.ds)
     quarantined = {e: s["quarantined"] for e, s in features["entities"].items()}
     print(f"quarantined      {quarantined} (reasons in {lake.local_path(f'{settings.lake}/errors/')})")
     if args.timings and args.timings.exists():
@@ -48,6 +48,37 @@ def main() -> int:
         print("wall time        " + ", ".join(f"{name} {secs}s" for name, secs in rows)
               + f"; total {sum(int(s) for _, s in rows)}s")
     return 0
+
+
+def summarize_endpoint(ds: str) -> None:
+    """The endpoint the training DAG deployed, and a few of the day's customers scored through it
+    with boto3's sagemaker-runtime client, next to what batch transform gave them."""
+    from churn_ml.local import endpoints
+
+    if settings.endpoint_name not in endpoints.list_endpoints():
+        print("endpoint         none deployed")
+        return
+    d = endpoints.describe_endpoint(settings.endpoint_name)
+    local = d["Local"]
+    print(f"endpoint         {d['EndpointName']} {d['EndpointStatus']} serving v{local['ModelPackageVersion']} "
+          f"({d['EndpointConfigName']}, {len(local['Instances'])} instance(s)); standby {local['Standby'] or '-'}")
+    last = local.get("LastDeployment") or {}
+    print(f"                 last deployment: {last.get('EndpointConfigName')} {last.get('Status')}")
+    if d["EndpointStatus"] != "InService":
+        return
+    first = sorted(lake.list_keys(f"{settings.lake}/scoring_input/dt={ds}/"))
+    first = [k for k in first if k.endswith(".csv")][0]
+    rows = lake.read_text(first).splitlines()[:5]
+    answer = endpoints.runtime_client().invoke_endpoint(
+        EndpointName=d["EndpointName"], ContentType="text/csv", Accept="text/csv", Body="\n".join(rows) + "\n"
+    )
+    online = dict(line.split(",") for line in answer["Body"].read().decode().splitlines())
+    batch = dict(line.split(",") for line in lake.read_text(
+        first.replace("/scoring_input/", "/predictions/", 1) + ".out").splitlines())
+    same = sum(abs(float(online[c]) - float(batch[c])) <= 2e-6 for c in online)
+    print(f"                 {len(online)} customers scored through boto3 sagemaker-runtime at "
+          f"{local['RuntimeUrl']}: {same} match batch transform")
+    print("                 stop it: python -m churn_ml.local.endpoints delete --all")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,12 @@ def input_fn(body: bytes | str, content_type: str | None) -> Records:
     return _parse_instances(instances)
 
 
+SMALL_CSV_LINES = 64  # below this, plain Python parses faster than pandas (which costs ~1 ms a call)
+
+
 def _parse_csv(text: str) -> Records:
+    if '"' not in text and text.count("\n") <= SMALL_CSV_LINES:
+        return _parse_small_csv(text)
     try:
         frame = pd.read_csv(io.StringIO(text), header=None, skip_blank_lines=True, skipinitialspace=True)
     except (pd.errors.ParserError, ValueError) as err:
@@ -173,6 +178,32 @@ def _parse_csv(text: str) -> Records:
             "(an id is only allowed in the first field)"
         )
     return Records(values=frame.to_numpy(dtype="float64"), ids=ids)
+
+
+def _parse_small_csv(text: str) -> Records:
+    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    width = len(rows[0])
+    for number, row in enumerate(rows, 1):
+        if len(row) != width:
+            raise BadRequestError(
+                f"CSV lines must all have the same number of fields as the first one ({width}); line {number} has "
+                f"{len(row)} ({'fewer' if len(row) < width else 'more'})"
+            )
+    ids = None
+    if width > 1 and not all(_is_number(row[0]) or not row[0].strip() for row in rows):
+        ids = [row[0].strip() for row in rows]
+        rows = [row[1:] for row in rows]
+    try:
+        values = np.array([[float(v) if v.strip() else math.nan for v in row] for row in rows], dtype="float64")
+    except ValueError:
+        position, sample = next(
+            (i, v) for row in rows for i, v in enumerate(row) if v.strip() and not _is_number(v)
+        )
+        raise BadRequestError(
+            f"CSV field {position + (2 if ids is not None else 1)} has the non-numeric value {sample.strip()!r}; "
+            "features must be numbers (an id is only allowed in the first field)"
+        ) from None
+    return Records(values=values, ids=ids)
 
 
 def _is_number(value) -> bool:

@@ -15,7 +15,9 @@ from typing import Any
 
 from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointOperator,
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
     SageMakerTuningOperator,
@@ -23,10 +25,11 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.sdk.bases.sensor import BaseSensorOperator
 from botocore.exceptions import ClientError
 
-from churn_ml import lake, naming
+from churn_ml import lake, naming, serving
 from churn_ml import settings as cfg
 
 IN_PROGRESS = ("InProgress", "Stopping")
@@ -153,8 +156,8 @@ class _SageMakerJobMixin:
             raise
 
     def _wait_for(self, name: str, job_type: str, status: str, max_attempts: int | None = None) -> None:
-        """Defer on the provider's SageMakerTrigger until the re-attached job ``name`` finishes."""
-        self.log.info("re-attaching to %s job %s (%s)", job_type.lower(), name, status)
+        """Defer on the provider's SageMakerTrigger until job (or endpoint) ``name`` finishes."""
+        self.log.info("waiting for %s %s (%s) on the triggerer", job_type.lower(), name, status)
         trigger_args = {"waiter_max_attempts": max_attempts} if max_attempts else {}
         self.defer(
             trigger=SageMakerTrigger(
@@ -282,6 +285,146 @@ class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperat
         self._wait_for(name, "Transform", found["TransformJobStatus"], self.max_attempts)
 
 
+class DeploymentError(RuntimeError):
+    """The endpoint does not serve the model this task deployed (rolled back, busy, or wrong answers)."""
+
+
+class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOperator):
+    """Deploy a registry-approved model to a real-time endpoint: blue/green, canary, auto rollback.
+
+    ``config`` is the provider operator's ``{"Model", "EndpointConfig", "Endpoint"}``; the model and
+    endpoint config names are content-addressed (the config's as ``<endpoint>-v<version>-<hash>``,
+    tagged ``model_package_version``), so a retry finds what its earlier attempt created. The
+    endpoint is created, or updated with the request's ``DeploymentConfig`` (blue/green traffic
+    shifting, ``AutoRollbackConfiguration`` alarms).
+
+    Refuses a model package the quality gate did not approve, or whose artifact is not the config's.
+    After the wait, the live ``EndpointConfigName`` must be the new one: SageMaker rolls a failed
+    blue/green update back and reports the endpoint InService, so the waiter alone would call a
+    rolled-back deployment a success. Then the model's canary rows (``expectations_uri``, the
+    registered evaluation.json) must score through the endpoint as they did in training.
+    Locally, ``churn_ml.local.endpoints`` does the same blue/green with real processes.
+    """
+
+    template_fields: Sequence[str] = (*SageMakerEndpointOperator.template_fields, "model_package_version",
+                                      "expectations_uri")
+
+    def __init__(self, *, model_package_version: str | int, expectations_uri: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(operation="update", **kwargs)
+        self.model_package_version = model_package_version
+        self.expectations_uri = expectations_uri
+
+    def _prepare(self) -> tuple[str, str]:
+        """Cast the integer fields and fill in the deterministic names; returns (endpoint, config name)."""
+        self._create_integer_fields()
+        self.parse_config_integers()
+        model, config, endpoint = self.config["Model"], self.config["EndpointConfig"], self.config["Endpoint"]
+        name, version = endpoint["EndpointName"], int(self.model_package_version)
+        model["ModelName"] = naming.job_name(
+            f"{name}-model", "", "", {k: v for k, v in model.items() if k != "ModelName"}
+        ).replace("--", "-")
+        for variant in config["ProductionVariants"]:
+            variant["ModelName"] = model["ModelName"]
+        tags = [t for t in config.get("Tags", []) if t["Key"] != "model_package_version"]
+        config["Tags"] = [*tags, {"Key": "model_package_version", "Value": str(version)}]
+        config["EndpointConfigName"] = naming.job_name(
+            f"{name}-v{version}", "", "", {k: v for k, v in config.items() if k != "EndpointConfigName"}
+        ).replace("--", "-")
+        endpoint["EndpointConfigName"] = config["EndpointConfigName"]
+        return name, config["EndpointConfigName"]
+
+    def _approved_canary(self) -> dict | None:
+        """The registry must say Approved for this version and artifact; returns its canary rows."""
+        from churn_ml import registry
+
+        version = int(self.model_package_version)
+        package = registry.show_version(version)
+        if package["ModelApprovalStatus"] != registry.APPROVED:
+            raise DeploymentError(
+                f"model package version {version} is {package['ModelApprovalStatus']}, not Approved "
+                f"({package.get('ApprovalDescription') or 'no reason recorded'}): only models the quality gate "
+                "approved are deployed"
+            )
+        artifact = self.config["Model"]["PrimaryContainer"]["ModelDataUrl"]
+        if package["ModelDataUrl"] != artifact:
+            raise DeploymentError(f"model package version {version} is {package['ModelDataUrl']}, but the request deploys {artifact}")
+        if not self.expectations_uri:
+            return None
+        return lake.read_json(self.expectations_uri).get("canary")
+
+    def execute(self, context: Any) -> dict:
+        name, config_name = self._prepare()
+        canary = self._approved_canary()
+        if cfg.is_local():
+            from churn_ml.local.endpoints import deploy
+
+            return deploy(self.config, self.log, canary)
+        live = self._existing(name, self.hook.describe_endpoint)
+        if live is not None:
+            status = live["EndpointStatus"]
+            pending = (live.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+            if status == "InService" and live["EndpointConfigName"] == config_name:
+                self.log.info("endpoint %s already serves %s", name, config_name)
+                return self._verified(name, config_name, canary)
+            if status in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
+                if config_name in (pending, live["EndpointConfigName"]):
+                    self._wait_for(name, "endpoint", status, self._max_polls())  # an earlier attempt's deployment
+                raise DeploymentError(
+                    f"endpoint {name} is {status} with another deployment ({pending or live['EndpointConfigName']}); "
+                    "retry this task when it is InService"
+                )
+            if status not in ("InService", "UpdateRollbackFailed"):
+                raise DeploymentError(
+                    f"endpoint {name} is {status} ({live.get('FailureReason', 'no reason given')}); "
+                    "delete it or fix it before deploying to it"
+                )
+        if self._existing(self.config["Model"]["ModelName"], self.hook.describe_model) is None:
+            self.hook.create_model(self.config["Model"])
+        if self._existing(config_name, self.hook.describe_endpoint_config) is None:
+            self.hook.create_endpoint_config(self.config["EndpointConfig"])
+        if live is None:
+            self.log.info("creating endpoint %s with %s", name, config_name)
+            self.hook.create_endpoint(self.config["Endpoint"], wait_for_completion=False)
+        else:
+            self.log.info("updating endpoint %s from %s to %s (blue/green)", name, live["EndpointConfigName"], config_name)
+            self.hook.update_endpoint(self.config["Endpoint"], wait_for_completion=False)
+        self._wait_for(name, "endpoint", "Creating" if live is None else "Updating", self._max_polls())
+
+    def _max_polls(self) -> int:
+        policy = self.config["Endpoint"].get("DeploymentConfig", {}).get("BlueGreenUpdatePolicy", {})
+        budget = int(policy.get("MaximumExecutionTimeoutInSeconds", 3600)) + int(policy.get("TerminationWaitInSeconds", 0))
+        return budget // self.check_interval + 10
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict:
+        validated = validate_execute_complete_event(event)
+        if validated["status"] != "success":
+            raise DeploymentError(f"endpoint deployment did not finish: {validated}")
+        name, config_name = self._prepare()
+        return self._verified(name, config_name, self._approved_canary())
+
+    def _verified(self, name: str, config_name: str, canary: dict | None) -> dict:
+        live = self.hook.describe_endpoint(name)
+        if live["EndpointConfigName"] != config_name:
+            raise DeploymentError(
+                f"endpoint {name} serves {live['EndpointConfigName']}, not {config_name}: the blue/green deployment "
+                "was rolled back (an AutoRollbackConfiguration alarm fired or the new fleet failed its health "
+                f"checks). Status {live['EndpointStatus']}; {live.get('FailureReason', '')}"
+            )
+        if canary and canary.get("rows"):
+            runtime = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="sagemaker-runtime").conn
+            answer = runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="text/csv",
+                                             Body=serving.csv_body(canary))
+            problem = serving.mismatch(serving.scores_from_csv(answer["Body"].read().decode("utf-8")), canary)
+            if problem:
+                raise DeploymentError(f"endpoint {name} ({config_name}) is live but {problem}")
+            self.log.info("endpoint %s serves %s; %d canary rows match training", name, config_name, len(canary["rows"]))
+        return {
+            "EndpointConfig": serialize(self.hook.describe_endpoint_config(config_name)),
+            "Endpoint": serialize(live),
+        }
+
+
 def _s3_channel(name: str, uri: str) -> dict:
     return {
         "ChannelName": name,
@@ -400,6 +543,7 @@ def spark_job(
 
 __all__: Sequence[str] = (
     "EmrServerlessSparkJobOperator",
+    "SageMakerEndpointDeployOperator",
     "GlueSparkJobOperator",
     "LakeKeySensor",
     "SageMakerTrainingJobOperator",

@@ -18,7 +18,6 @@
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
 | CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
 | CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
-| CHURN_ENDPOINT_ALARMS | - | CloudWatch alarm names that roll a deployment back (aws target; comma list) |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
@@ -151,14 +150,6 @@ class _Settings:
     @property
     def endpoint_instance_count(self) -> int:
         return int(_get("CHURN_ENDPOINT_INSTANCE_COUNT", "2"))
-
-    @property
-    def endpoint_alarms(self) -> list[str]:
-        """Alarm names for AutoRollbackConfiguration (the local target applies its own error alarm)."""
-        names = [a.strip() for a in (_get("CHURN_ENDPOINT_ALARMS", "") or "").split(",") if a.strip()]
-        if names or is_local():
-            return names or ["churn-xgboost-invocation-5xx", "churn-xgboost-model-latency"]
-        raise SettingsError("CHURN_ENDPOINT_ALARMS is not set; the aws target rolls deployments back on these alarms")
 
     @property
     def local_spark_memory(self) -> str:

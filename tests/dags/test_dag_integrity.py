@@ -78,13 +78,16 @@ def test_no_heavy_imports_or_variable_get_at_module_level(path):
                     pytest.fail(f"{path.name}:{sub.lineno} calls Variable.get at module level")
 
 
-def test_training_tunes_trains_gates_registers_and_publishes_only_through_the_gate():
+def test_training_tunes_trains_gates_registers_publishes_and_deploys_only_through_the_gate():
     tasks = describe("local")["dags"]["churn_training"]["tasks"]
     order = ["resolve_champion", "tune_hyperparameters", "train_model", "quality_gate", "register_model",
-             "approved", "publish_model"]
+             "approved", "publish_model", "deploy_model"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in tasks[upstream]["downstream"], f"{upstream} -> {downstream}"
     assert tasks["tune_hyperparameters"]["operator"] == "SageMakerTuningJobOperator"
     assert tasks["approved"]["operator"] == "_ShortCircuitDecoratedOperator"
     # publish_model is downstream of the short-circuit (which skips everything after it when Rejected).
     assert sorted(t for t, info in tasks.items() if "publish_model" in info["downstream"]) == ["approved", "register_model"]
+    # deploy_model runs only after publish_model, so only for an Approved model.
+    assert [t for t, info in tasks.items() if "deploy_model" in info["downstream"]] == ["publish_model"]
+    assert tasks["deploy_model"]["operator"] == "SageMakerEndpointDeployOperator"

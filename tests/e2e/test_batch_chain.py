@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import os
 import re
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds_
@@ -62,13 +64,32 @@ def chain(tmp_path_factory):
         "AIRFLOW_HOME": str(work / "airflow"),
         "ML_TARGET": "local",
         "CHURN_DS": DS,
+        "CHURN_LOCAL_RUNTIME_PORT": str(_free_port()),  # not the port a `make run` endpoint may hold
     }
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    first = _run(env)
-    lake = work / "lake" / "churn-lake"
-    counts = _counts(lake)
-    second = _run(env)
-    return {"lake": lake, "first": first, "second": second, "counts": counts, "counts_again": _counts(lake)}
+    try:
+        first = _run(env)
+        lake = work / "lake" / "churn-lake"
+        counts = _counts(lake)
+        endpoint_first = _endpoint(env)
+        second = _run(env)
+        yield {"lake": lake, "first": first, "second": second, "counts": counts, "counts_again": _counts(lake),
+               "endpoint_first": endpoint_first, "endpoint": _endpoint(env)}
+    finally:
+        subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "delete", "--all"], env=env, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _endpoint(env: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "describe", "churn-xgboost"],
+                          env={**env, "PYTHONPATH": str(REPO / "plugins")}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def test_every_valid_active_customer_is_scored(chain):
@@ -127,3 +148,16 @@ def test_training_was_tuned_interrupted_on_spot_gated_and_registered(chain):
 def test_rerunning_the_same_date_changes_no_row_count(chain):
     assert chain["counts"]["predictions"] > 0
     assert chain["counts_again"] == chain["counts"]
+
+
+def test_the_approved_model_is_deployed_blue_green_and_answers_like_batch_transform(chain):
+    first, now = chain["endpoint_first"], chain["endpoint"]
+    model = json.loads((chain["lake"] / "models/churn/latest.json").read_text())
+    assert first["EndpointStatus"] == now["EndpointStatus"] == "InService"
+    assert now["Local"]["ModelPackageVersion"] == str(model["model_package_version"])  # the published (approved) one
+    assert len(now["Local"]["Instances"]) == 2
+    if now["EndpointConfigName"] != first["EndpointConfigName"]:  # the second model was approved: blue/green
+        assert now["Local"]["LastDeployment"]["Status"] == "Succeeded"
+        assert now["Local"]["Standby"] == first["EndpointConfigName"]
+    # The run summary scored customers through boto3's sagemaker-runtime client against the endpoint.
+    assert re.search(r"5 customers scored through boto3 sagemaker-runtime .*: 5 match batch transform", chain["second"])

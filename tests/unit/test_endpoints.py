@@ -232,3 +232,29 @@ def test_a_broken_model_is_rolled_back_and_the_old_one_keeps_serving(models, run
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == f"{NAME}-v1"
     assert described["Local"]["LastDeployment"]["Status"] == "RolledBack"
     assert [r["EndpointConfigName"] for r in described["Local"]["Routes"]] == [f"{NAME}-v1"]
+
+
+def test_traffic_steps_follow_the_blue_green_policy():
+    def policy(routing):
+        return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing}}
+
+    assert endpoints.traffic_steps(None, 2) == [1.0]
+    assert endpoints.traffic_steps(policy({"Type": "ALL_AT_ONCE"}), 2) == [1.0]
+    assert endpoints.traffic_steps(policy({"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}), 2) == [0.5, 1.0]
+    assert endpoints.traffic_steps(policy({"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}), 2) == [0.1, 1.0]
+    assert endpoints.traffic_steps(
+        policy({"Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}), 4
+    ) == [0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ValueError, match="ALL_AT_ONCE, CANARY or LINEAR"):
+        endpoints.traffic_steps(policy({"Type": "BLUE"}), 2)
+
+
+def test_client_request_batches_respect_rows_and_bytes():
+    from churn.scoring import request_batches
+
+    lines = [f"c{i},{'9' * 50}" for i in range(1200)]
+    assert [len(b) for b in request_batches(lines, max_rows=500)] == [500, 500, 200]
+    by_bytes = list(request_batches(lines, max_rows=10_000, max_bytes=10 * 56))
+    assert all(sum(len(line) + 1 for line in b) <= 560 for b in by_bytes) and sum(map(len, by_bytes)) == 1200
+    with pytest.raises(ValueError, match="does not fit"):
+        list(request_batches(["x" * 100], max_bytes=50))

@@ -135,3 +135,23 @@ def test_a_body_over_the_payload_limit_is_413(model, monkeypatch):
     assert caught.value.status == 413
     monkeypatch.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "10")  # batch transform's MaxPayloadInMB
     assert len(input_fn(big, "text/csv")) == big.count("\n")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("1,2,3\n" * 100 + "4,5\n", "fewer"),
+        ("1,2,3\n" * 100 + "4,5,6,7\n", "same number of fields"),
+        ("C1,1,x,3\n" * 100, "non-numeric value 'x'"),
+    ],
+)
+def test_large_csv_bodies_take_the_pandas_parser_with_the_same_errors(model, body, message):
+    with pytest.raises(BadRequestError, match=message):
+        predict_fn(input_fn(body, "text/csv"), model)
+
+
+def test_small_and_large_csv_parsers_agree(model):
+    rows = "".join(f"C{i},{i / 7:.3f},,{-i / 3:.3f}\n" for i in range(200))
+    small = output_fn(predict_fn(input_fn(rows[: rows.index("C10,")], "text/csv"), model), "text/csv")[0]
+    large = output_fn(predict_fn(input_fn(rows, "text/csv"), model), "text/csv")[0]
+    assert large.startswith(small) and len(large.splitlines()) == 200

@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from churn_ml import serving
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
@@ -52,9 +53,9 @@ from churn_ml.local.common import (
 from churn_ml.local.models import create_model, describe_model, unpack_model
 
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per health or metrics poll otherwise
 STARTUP_SECONDS = 90.0
 STOP_SECONDS = 30.0
-CANARY_TOLERANCE = 2e-6  # scores travel with 6 decimals
 ALARM_MARGIN = 0.01  # green may not err more often than blue by more than this
 
 
@@ -364,37 +365,26 @@ def _retire(variant: dict | None, log: logging.Logger) -> None:
         _stop_process(instance["pid"], log, f"{variant['EndpointConfigName']} instance")
 
 
-def check_expectations(variant: dict, expectations: dict | None, log: logging.Logger) -> None:
+def check_expectations(variant: dict, canary: dict | None, log: logging.Logger) -> None:
     """Send the canary rows to every instance, as CSV and as JSON; every score must match training's."""
     import httpx
 
-    if not expectations or not expectations.get("rows"):
-        log.warning("no expectations for %s: deploying on the health check alone", variant["EndpointConfigName"])
+    if not canary or not canary.get("rows"):
+        log.warning("no canary rows for %s: deploying on the health check alone", variant["EndpointConfigName"])
         return
-    rows, wanted = expectations["rows"], expectations["scores"]
-    csv_body = "".join(
-        f"canary-{i}," + ",".join("" if v is None else repr(float(v)) for v in row) + "\n" for i, row in enumerate(rows)
-    )
-    json_body = json.dumps({"instances": [{"id": f"canary-{i}", "features": row} for i, row in enumerate(rows)]})
     for instance in variant["instances"]:
-        for body, content_type in ((csv_body, "text/csv"), (json_body, "application/json")):
+        for body, content_type in ((serving.csv_body(canary), "text/csv"), (serving.json_body(canary), "application/json")):
             answer = httpx.post(f"{instance['url']}/invocations", content=body,
                                 headers={"Content-Type": content_type, "Accept": "application/json"}, timeout=60)
             if answer.status_code != 200:
                 raise LocalJobError(
                     f"canary request ({content_type}) to {instance['url']} got HTTP {answer.status_code}: {answer.text[:500]}"
                 )
-            got = [p["score"] for p in answer.json()["predictions"]]
-            if len(got) != len(wanted):
-                raise LocalJobError(f"canary: {len(rows)} rows sent ({content_type}), {len(got)} scores returned")
-            worst = max(range(len(got)), key=lambda i: abs(got[i] - wanted[i]))
-            if not all(math.isfinite(s) for s in got) or abs(got[worst] - wanted[worst]) > CANARY_TOLERANCE:
-                raise LocalJobError(
-                    f"canary ({content_type}): row {worst} scored {got[worst]:.6f} but training scored it "
-                    f"{wanted[worst]:.6f}; the deployed model does not reproduce the registered one"
-                )
+            problem = serving.mismatch([p["score"] for p in answer.json()["predictions"]], canary)
+            if problem:
+                raise LocalJobError(f"canary ({content_type}, {instance['url']}): {problem}")
     log.info("canary: %d rows x %d instance(s), CSV and JSON, all within %.0e of training's scores",
-             len(rows), len(variant["instances"]), CANARY_TOLERANCE)
+             len(canary["rows"]), len(variant["instances"]), serving.TOLERANCE)
 
 
 def traffic_steps(deployment_config: dict | None, instances: int) -> list[float]:

@@ -179,7 +179,8 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         env=proc_env, log=log, log_file=job_dir / "transform.log", cwd=code_dir,
     )
     result = read_state(job_dir / "result.json") or {}
-    describe.update(TransformEndTime=now(), LocalRecordCounts=result.get("records"), LocalSeconds=round(time.monotonic() - started, 2))
+    describe.update(TransformEndTime=now(), LocalRecordCounts=result.get("records"), LocalSeconds=round(time.monotonic() - started, 2),
+                    LocalScoringSeconds=result.get("scoring_seconds"))
     if code != 0:
         reason = result.get("error") or f"ClientError: the inference container exited with {code}"
         describe.update(TransformJobStatus="Failed", FailureReason=reason)
