@@ -58,6 +58,7 @@ def transform(uri: str) -> tuple[float, float]:
             "ModelName": "bench-model",
             "BatchStrategy": "MultiRecord",
             "MaxPayloadInMB": 6,
+            "MaxConcurrentTransforms": 2,  # as churn_batch_scoring
             "TransformInput": {
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
                                                 "S3Uri": "s3://churn-lake/scoring_input/dt=2026-07-02/"}},

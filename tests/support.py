@@ -58,3 +58,15 @@ def model_request(name: str, model_data_url: str) -> dict:
             },
         },
     }
+
+
+# The training DAG's DeploymentConfig shape: a canary of one instance, then the rest; rollback alarms.
+BLUE_GREEN_CANARY = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                                        "WaitIntervalInSeconds": 600},
+        "TerminationWaitInSeconds": 600,
+        "MaximumExecutionTimeoutInSeconds": 3600,
+    },
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "churn-xgboost-invocation-errors"}]},
+}

@@ -13,16 +13,17 @@ MAX_REQUEST_BYTES = 5 * 1024 * 1024  # under InvokeEndpoint's 6 MB, with room fo
 DEFAULT_BATCH_ROWS = 500
 
 
-def request_batches(lines: Iterable[str], max_rows: int = DEFAULT_BATCH_ROWS,
+def request_batches(lines: Iterable[str], max_rows: int | None = DEFAULT_BATCH_ROWS,
                     max_bytes: int = MAX_REQUEST_BYTES) -> Iterator[list[str]]:
-    """Group CSV lines into requests of at most ``max_rows`` lines and ``max_bytes`` bytes."""
+    """Group CSV lines into requests of at most ``max_rows`` lines (None: no limit) and ``max_bytes``
+    bytes (a line counts with its newline); also batch transform's MultiRecord within MaxPayloadInMB."""
     batch: list[str] = []
     size = 0
     for line in lines:
-        line_size = len(line.encode("utf-8")) + 1
+        line_size = (len(line) if line.isascii() else len(line.encode("utf-8"))) + 1
         if line_size > max_bytes:
             raise ValueError(f"a record of {line_size} bytes does not fit in one request of {max_bytes} bytes")
-        if batch and (len(batch) >= max_rows or size + line_size > max_bytes):
+        if batch and ((max_rows and len(batch) >= max_rows) or size + line_size > max_bytes):
             yield batch
             batch, size = [], 0
         batch.append(line)

@@ -15,6 +15,7 @@ from botocore.validate import ParamValidator
 
 from churn_ml import registry
 from churn_ml.operators import DeploymentError, SageMakerEndpointDeployOperator
+from support import BLUE_GREEN_CANARY
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 ARTIFACT = "s3://churn-lake/models/churn/job/output/model.tar.gz"
@@ -33,15 +34,7 @@ CONFIG = {
     },
     "Endpoint": {
         "EndpointName": "churn-xgboost",
-        "DeploymentConfig": {
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                                                "WaitIntervalInSeconds": 600},
-                "TerminationWaitInSeconds": 600,
-                "MaximumExecutionTimeoutInSeconds": 3600,
-            },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "churn-xgboost-invocation-errors"}]},
-        },
+        "DeploymentConfig": BLUE_GREEN_CANARY,
     },
 }
 

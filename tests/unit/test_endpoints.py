@@ -22,19 +22,11 @@ from churn_ml import lake
 from churn_ml.local import endpoints
 from churn_ml.local.common import LocalJobError
 from churn_ml.local.training import run_training_job
-from support import model_request, training_request, write_channel
+from support import BLUE_GREEN_CANARY, model_request, training_request, write_channel
 
 LOG = logging.getLogger("test")
 NAME = "churn-test"
-CANARY = {
-    "BlueGreenUpdatePolicy": {
-        "TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                                        "WaitIntervalInSeconds": 300},
-        "TerminationWaitInSeconds": 600,
-        "MaximumExecutionTimeoutInSeconds": 3600,
-    },
-    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "churn-xgboost-invocation-5xx"}]},
-}
+CANARY = BLUE_GREEN_CANARY
 
 
 def _free_port() -> int:

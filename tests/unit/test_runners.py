@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tarfile
 
 import numpy as np
@@ -59,16 +60,11 @@ def test_failing_training_reports_the_reason(lake_root):
         run_training_job(request, LOG)
 
 
-def test_batch_transform_joins_ids_and_scores(trained, lake_root):
-    inputs = lake.local_path("s3://churn-lake/scoring_input/dt=2026-03-01/part-00000.csv")
-    inputs.parent.mkdir(parents=True)
-    rows = [f"C{i},{i / 10:.1f},0.5,-1.0" for i in range(25)]
-    inputs.write_text("\n".join(rows) + "\n")
-    (inputs.parent / "_SUCCESS").write_text("")
-    config = {
+def _transform_config(trained, name: str, **transform) -> dict:
+    return {
         "Model": model_request("m", trained["ModelArtifacts"]["S3ModelArtifacts"]),
         "Transform": {
-            "TransformJobName": "t1",
+            "TransformJobName": name,
             "ModelName": "m",
             "BatchStrategy": "MultiRecord",
             "MaxPayloadInMB": 1,
@@ -80,15 +76,41 @@ def test_batch_transform_joins_ids_and_scores(trained, lake_root):
             "TransformOutput": {"S3OutputPath": "s3://churn-lake/predictions/dt=2026-03-01/", "Accept": "text/csv"},
             "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
             "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
+            **transform,
         },
     }
-    result = run_transform_job(config, LOG)
+
+
+def _inputs(parts: dict[str, list[str]]) -> None:
+    for part, rows in parts.items():
+        path = lake.local_path(f"s3://churn-lake/scoring_input/dt=2026-03-01/{part}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(rows) + "\n")
+
+
+def test_batch_transform_joins_ids_and_scores(trained, lake_root):
+    _inputs({"part-00000.csv": [f"C{i},{i / 10:.1f},0.5,-1.0" for i in range(25)]})
+    lake.local_path("s3://churn-lake/scoring_input/dt=2026-03-01/_SUCCESS").write_text("")
+    result = run_transform_job(_transform_config(trained, "t1"), LOG)
     assert result["Transform"]["TransformJobStatus"] == "Completed"
     assert result["Model"]["ModelName"] == "m"
     out = lake.local_path("s3://churn-lake/predictions/dt=2026-03-01/part-00000.csv.out").read_text().splitlines()
     assert [line.split(",")[0] for line in out] == [f"C{i}" for i in range(25)]
     scores = [float(line.split(",")[1]) for line in out]
     assert all(0.0 <= s <= 1.0 for s in scores) and scores[-1] > scores[0]  # f1 drives the label up
+
+
+def test_concurrent_transforms_split_the_objects_and_a_bad_object_fails_the_job(trained, lake_root):
+    parts = {f"part-{i:05d}.csv": [f"C{i}-{j},{j / 10:.1f},0.5,-1.0" for j in range(40 + i)] for i in range(3)}
+    _inputs(parts)
+    result = run_transform_job(_transform_config(trained, "t2", MaxConcurrentTransforms=2), LOG)["Transform"]
+    assert result["LocalWorkers"] == min(2, os.cpu_count() or 1)
+    for part, rows in parts.items():
+        out = lake.local_path(f"s3://churn-lake/predictions/dt=2026-03-01/{part}.out").read_text().splitlines()
+        assert [line.split(",")[0] for line in out] == [row.split(",")[0] for row in rows]
+    _inputs({"part-00001.csv": ["C1,0.1,oops,-1.0"]})
+    with pytest.raises(RuntimeError, match="non-numeric value 'oops'"):
+        run_transform_job(_transform_config(trained, "t3", MaxConcurrentTransforms=2), LOG)
 
 
 @pytest.mark.parametrize(

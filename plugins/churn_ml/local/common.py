@@ -49,6 +49,20 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def create_once(kind: str, name: str, request: dict, log: logging.Logger) -> dict:
+    """Create* for a control-plane resource (model, endpoint config): idempotent for the same request,
+    an error for a different one under the same name. Returns the stored state."""
+    path = control_plane("sagemaker", kind) / f"{name}.json"
+    existing = read_state(path)
+    if existing and existing["request"] != request:
+        raise LocalJobError(f"a different {kind.rstrip('s').replace('-', ' ')} named {name} already exists; names must be unique")
+    if not existing:
+        existing = {"request": request, "CreationTime": now()}
+        write_state(path, existing)
+        log.info("created %s %s", kind.rstrip("s").replace("-", " "), name)
+    return existing
+
+
 def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) -> tuple[Path, dict | None]:
     """The job's control-plane folder, and its description if it already completed (to re-attach)."""
     job_dir = control_plane("sagemaker", kind, name)

@@ -43,6 +43,7 @@ from churn_ml.local.common import (
     LocalJobError,
     arn,
     control_plane,
+    create_once,
     now,
     publish_artifacts,
     python,
@@ -228,13 +229,7 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"endpoint config {name}: InitialInstanceCount must be an integer >= 1, got {count!r}")
     describe_model(variants[0]["ModelName"])
-    path = control_plane("sagemaker", "endpoint-configs") / f"{name}.json"
-    existing = read_state(path)
-    if existing and existing["request"] != request:
-        raise LocalJobError(f"a different endpoint config named {name} already exists; config names must be unique")
-    if not existing:
-        write_state(path, {"request": request, "CreationTime": now()})
-        log.info("created endpoint config %s", name)
+    create_once("endpoint-configs", name, request, log)
     return describe_endpoint_config(name)
 
 

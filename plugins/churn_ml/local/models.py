@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from churn_ml import lake
-from churn_ml.local.common import LocalJobError, arn, control_plane, now, read_state, write_state
+from churn_ml.local.common import LocalJobError, arn, control_plane, create_once, read_state
 
 
 def validate_model(model: dict) -> None:
@@ -30,16 +30,8 @@ def validate_model(model: dict) -> None:
 def create_model(model: dict, log: logging.Logger) -> dict:
     """CreateModel: keep the model definition in the local control plane (idempotent for the same request)."""
     validate_model(model)
-    name = model["ModelName"]
-    state_file = control_plane("sagemaker", "models") / f"{name}.json"
-    existing = read_state(state_file)
-    if existing and existing["request"] != model:
-        raise LocalJobError(f"a different model named {name} already exists; model names must be unique")
-    if not existing:
-        existing = {"request": model, "CreationTime": now()}
-        write_state(state_file, existing)
-        log.info("created model %s", name)
-    return describe_model(name)
+    create_once("models", model["ModelName"], model, log)
+    return describe_model(model["ModelName"])
 
 
 def describe_model(name: str) -> dict:

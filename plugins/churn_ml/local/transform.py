@@ -16,9 +16,11 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from churn_ml import lake
+from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
     arn,
@@ -148,7 +150,17 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
             for uri in objects
         ],
     }
-    (job_dir / "spec.json").write_text(json.dumps(spec, indent=1))
+    # MaxConcurrentTransforms: parallel requests per instance; here, worker processes (at most one
+    # per core), each with its share of the objects, the largest objects dealt out first.
+    workers = max(1, min(int(transform.get("MaxConcurrentTransforms") or 1), os.cpu_count() or 1, len(objects)))
+    shares: list[list[dict]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for item in sorted(spec.pop("objects"), key=lambda o: -Path(o["input"]).stat().st_size):
+        least = loads.index(min(loads))
+        shares[least].append(item)
+        loads[least] += Path(item["input"]).stat().st_size
+    for index, share in enumerate(shares):
+        (job_dir / f"spec-{index}.json").write_text(json.dumps({**spec, "objects": share}, indent=1))
     describe = {
         "TransformJobName": name,
         "TransformJobArn": arn("sagemaker", "transform-job", name.lower()),
@@ -166,27 +178,42 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     write_state(state_file, describe)
     proc_env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(code_dir), str(PLUGINS_DIR)]),
+        # The model's bundle first (as in the container), then this repository's runner and its
+        # request batching (churn.scoring, shared with the Spark jobs' endpoint client).
+        "PYTHONPATH": os.pathsep.join([str(code_dir), str(PLUGINS_DIR), str(cfg.include_dir())]),
         "PYTHONUNBUFFERED": "1",
         # What SageMaker tells a batch-transform container about the job.
         "SAGEMAKER_BATCH": "true",
         "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(transform.get("MaxPayloadInMB", 6)),
         **env,
     }
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+
+    def run_worker(index: int) -> tuple[int, list[str], dict]:
+        code, lines = stream(
+            [python(), "-m", "churn_ml.local.transform_worker", str(job_dir / f"spec-{index}.json"),
+             str(job_dir / f"result-{index}.json")],
+            env={**proc_env, "OMP_NUM_THREADS": threads}, log=log, log_file=job_dir / f"transform-{index}.log", cwd=code_dir,
+        )
+        return code, lines, read_state(job_dir / f"result-{index}.json") or {}
+
     started = time.monotonic()
-    code, lines = stream(
-        [python(), "-m", "churn_ml.local.transform_worker", str(job_dir / "spec.json"), str(job_dir / "result.json")],
-        env=proc_env, log=log, log_file=job_dir / "transform.log", cwd=code_dir,
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(run_worker, range(workers)))
+    failed = [(i, o) for i, o in enumerate(outcomes) if o[0] != 0]
+    code, lines, result = failed[0][1] if failed else outcomes[0]
+    describe.update(
+        TransformEndTime=now(), LocalSeconds=round(time.monotonic() - started, 2), LocalWorkers=workers,
+        LocalRecordCounts={k: v for o in outcomes for k, v in o[2].get("records", {}).items()},
+        LocalScoringSeconds=max((o[2].get("scoring_seconds") or 0) for o in outcomes),
     )
-    result = read_state(job_dir / "result.json") or {}
-    describe.update(TransformEndTime=now(), LocalRecordCounts=result.get("records"), LocalSeconds=round(time.monotonic() - started, 2),
-                    LocalScoringSeconds=result.get("scoring_seconds"))
     if code != 0:
         reason = result.get("error") or f"ClientError: the inference container exited with {code}"
         describe.update(TransformJobStatus="Failed", FailureReason=reason)
         write_state(state_file, describe)
         raise LocalJobError(
-            f"transform job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {job_dir / 'transform.log'}"
+            f"transform job {name} failed: {reason}\nLast lines:\n{tail(lines)}\n"
+            f"Full log: {job_dir / f'transform-{failed[0][0]}.log'}"
         )
     describe["TransformJobStatus"] = "Completed"
     write_state(state_file, describe)

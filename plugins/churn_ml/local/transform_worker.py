@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from churn.scoring import request_batches
 from churn_ml.local.transform import apply_csv_filter, parse_csv_filter
 
 log = logging.getLogger("transform_worker")
@@ -23,22 +24,8 @@ log = logging.getLogger("transform_worker")
 
 def _batches(records: list[str], strategy: str, max_bytes: int):
     if strategy == "SingleRecord":
-        for record in records:
-            yield [record]
-        return
-    batch: list[str] = []
-    size = 0
-    for record in records:
-        record_size = (len(record) if record.isascii() else len(record.encode("utf-8"))) + 1
-        if record_size > max_bytes:
-            raise ValueError(f"a record of {record_size} bytes is larger than MaxPayloadInMB allows ({max_bytes} bytes)")
-        if batch and size + record_size > max_bytes:
-            yield batch
-            batch, size = [], 0
-        batch.append(record)
-        size += record_size
-    if batch:
-        yield batch
+        return ([record] for record in records)
+    return request_batches(records, max_rows=None, max_bytes=max_bytes)
 
 
 def _selector(selectors: list | None):
