@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.12 preferred, 3.11 accepted), installs the pinned local requirements
-# when they changed, and prepares an Airflow home with SQLite inside the repository.
+# when they changed (and the infrastructure checkers into .venv-tools), and prepares an Airflow home with SQLite inside the repository.
 # Idempotent: a second run with nothing changed takes a few seconds.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -32,6 +32,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements-local.txt -c constraints-local.txt
   echo "$want" > "$stamp"
+fi
+
+# The infrastructure checkers (cfn-lint, checkov, check-jsonschema) in their own environment.
+if [ ! -x .venv-tools/bin/python ]; then
+  py=$(find_python)
+  echo "==> creating .venv-tools with $py"
+  "$py" -m venv .venv-tools
+fi
+tools_stamp=.venv-tools/.requirements.sha256
+tools_want=$(cat infra/requirements-tools.txt infra/constraints-tools.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$tools_stamp" 2>/dev/null)" != "$tools_want" ]; then
+  echo "==> installing infra/requirements-tools.txt (pinned by infra/constraints-tools.txt)"
+  .venv-tools/bin/python -m pip install --quiet --upgrade pip
+  .venv-tools/bin/python -m pip install --quiet -r infra/requirements-tools.txt -c infra/constraints-tools.txt
+  echo "$tools_want" > "$tools_stamp"
 fi
 
 mkdir -p "$AIRFLOW_HOME" "$LAKE_ROOT"

@@ -1,0 +1,127 @@
+"""Static checks of the infrastructure: the CloudFormation template (cfn-lint, checkov, least
+privilege) and docker-compose.yaml (the Compose Specification schema).
+
+The checkers live in .venv-tools (scripts/bootstrap.sh installs them from infra/requirements-tools.txt);
+a missing checker fails these tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / ".venv-tools" / "bin"
+TEMPLATE = REPO / "infra" / "cloudformation" / "churn.yaml"
+COMPOSE = REPO / "docker-compose.yaml"
+
+
+def _tool(name: str) -> str:
+    path = TOOLS / name
+    assert path.exists(), f"{path} is missing: run scripts/bootstrap.sh (it installs infra/requirements-tools.txt)"
+    return str(path)
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !Sub, !GetAtt ...) as plain values."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: (
+    loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+    else loader.construct_mapping(node)
+))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def test_template_passes_cfn_lint():
+    proc = subprocess.run([_tool("cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_template_passes_checkov_and_every_skip_is_justified(template):
+    proc = subprocess.run(
+        [_tool("checkov"), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download", "--output", "json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    report = json.loads(proc.stdout)
+    failed = report["results"]["failed_checks"]
+    assert not failed, "\n".join(f"{c['check_id']} {c['check_name']}: {c['resource']}" for c in failed)
+    assert report["summary"]["passed"] > 50
+    for name, resource in template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "")) > 20, f"{name}: checkov skip {skip['id']} needs a reason"
+
+
+def _statements(template: dict):
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                yield name, statement
+
+
+def test_roles_are_least_privilege_no_wildcard_actions_on_wildcard_resources(template):
+    roles = {name for name, _ in _statements(template)}
+    assert roles == {"SageMakerRole", "EmrServerlessJobRole", "GlueJobRole", "MwaaExecutionRole"}
+    for role, statement in _statements(template):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert statement["Effect"] == "Allow"
+        assert not any(a == "*" or a.endswith(":*") for a in actions), f"{role} {statement['Sid']}: a whole service"
+        if "*" in resources:
+            # Only actions AWS defines without a resource, one by one.
+            assert set(actions) <= {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}, f"{role} {statement['Sid']}"
+        if "iam:PassRole" in actions:
+            assert "iam:PassedToService" in json.dumps(statement.get("Condition", {})), "PassRole without a service condition"
+
+
+def test_buckets_are_versioned_encrypted_private_and_tls_only(template):
+    resources = template["Resources"]
+    buckets = [n for n, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
+    assert {"LakeBucket", "ArtifactsBucket", "MwaaBucket"} <= set(buckets)
+    policies = {r["Properties"]["Bucket"]: r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"}
+    for name in buckets:
+        props = resources[name]["Properties"]
+        assert props["VersioningConfiguration"]["Status"] == "Enabled", name
+        assert all(props["PublicAccessBlockConfiguration"].values()), name
+        algorithm = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        assert algorithm == ("AES256" if name == "AccessLogsBucket" else "aws:kms"), name  # S3 logs need SSE-S3
+        deny = policies[name]["Properties"]["PolicyDocument"]["Statement"][0]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, name
+    assert resources["EventsStream"]["Properties"]["StreamEncryption"]["EncryptionType"] == "KMS"
+
+
+def test_the_endpoint_rollback_alarms_are_the_ones_the_training_dag_names(template):
+    import churn_training
+
+    names = {a["AlarmName"] for a in churn_training.ENDPOINT_REQUEST["Endpoint"]["DeploymentConfig"]
+             ["AutoRollbackConfiguration"]["Alarms"]}
+    alarms = {r["Properties"]["AlarmName"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {n.replace("{{ churn.endpoint_name }}", "${EndpointName}") for n in names} == alarms
+
+
+def test_compose_file_follows_the_compose_spec():
+    proc = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert {"postgres", "kinesis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "airflow-triggerer"} <= set(services)
+    worker = services["airflow-scheduler"]
+    assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins", "./include:/opt/airflow/include"} <= set(worker["volumes"])
+    assert worker["environment"]["ML_TARGET"] == "local"
+    dockerfile = (REPO / worker["build"]["dockerfile"]).read_text()
+    assert "FROM apache/airflow:3.3.1-python3.12" in dockerfile
