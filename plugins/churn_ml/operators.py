@@ -148,10 +148,18 @@ class _SageMakerJobMixin:
     """Re-attach to a job of the same deterministic name instead of starting a duplicate."""
 
     def _existing(self, name: str, describe) -> dict | None:
+        """The Describe* answer, or None when there is no such job/model/endpoint. SageMaker says so
+        with ResourceNotFound (the documented error of the job Describes) or with a
+        ValidationException "Could not find ..." / "Requested resource not found" (models,
+        endpoints, and in practice training jobs); any other error is raised."""
         try:
             return describe(name)
         except ClientError as err:
-            if err.response["Error"]["Code"] == "ValidationException":
+            error = err.response["Error"]
+            message = error.get("Message", "").lower()
+            if error["Code"] == "ResourceNotFound" or (
+                error["Code"] == "ValidationException" and ("could not find" in message or "not found" in message)
+            ):
                 return None
             raise
 

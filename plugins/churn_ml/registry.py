@@ -156,6 +156,7 @@ def register(
         }
     else:
         hook = _sagemaker()
+        properties = {"training_job_name": training_job_name, **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
         hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
         response = hook.conn.create_model_package(
             ModelPackageGroupName=group,
@@ -167,15 +168,15 @@ def register(
                 "SupportedResponseMIMETypes": ["text/csv"],
             },
             ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
-            CustomerMetadataProperties={
-                "training_job_name": training_job_name,
-                **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE},
-            },
+            CustomerMetadataProperties=properties,
         )
         package = hook.conn.describe_model_package(ModelPackageName=response["ModelPackageArn"])
         if reason:
+            # The properties again: they identify the training job (what makes register idempotent),
+            # and an emulator that resets them on update (moto does) must not lose them.
             hook.conn.update_model_package(
-                ModelPackageArn=response["ModelPackageArn"], ModelApprovalStatus=approval, ApprovalDescription=reason[:1024]
+                ModelPackageArn=response["ModelPackageArn"], ModelApprovalStatus=approval,
+                ApprovalDescription=reason[:1024], CustomerMetadataProperties=properties,
             )
         number = package["ModelPackageVersion"]
         record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,

@@ -1,0 +1,211 @@
+"""The aws target's requests, sent for real through boto3 to moto (in-process).
+
+Each test renders a DAG task as the scheduler would (``ML_TARGET=aws``, the templates, the XComs
+its upstream tasks return), runs ``execute`` and lets botocore serialise the request, which
+validates it against the service model before moto answers. Then it checks what moto holds, and
+that a retry of the same task re-attaches to the job instead of starting a second one.
+
+What moto does not do, and so is not covered here: it completes SageMaker jobs at once (no
+deferral happens; the triggers are the provider's), it does not run Spark, and it has no MWAA.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pendulum
+import pytest
+from airflow.exceptions import TaskDeferred
+from airflow.sdk import macros
+from moto import mock_aws
+
+import churn_training
+
+ACCOUNT = "123456789012"
+DS = "2026-07-06"
+ENV = {
+    "ML_TARGET": "aws",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}',
+    "CHURN_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-sagemaker",
+    "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+    "CHURN_EMR_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-emr-serverless",
+    "CHURN_GLUE_ROLE_NAME": "churn-glue",
+}
+MODEL = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output/model.tar.gz"
+BEST = {name: "0.5" for name in churn_training.TUNED} | {"max_depth": "4", "eta": "0.1"}
+
+
+class FakeTI:
+    """What templates and the provider's operators read from the task instance."""
+
+    def __init__(self, task, xcoms: dict) -> None:
+        self.task_id, self.dag_id, self.run_id = task.task_id, task.dag_id, "scheduled__2026-07-06T00:00:00+00:00"
+        self.map_index, self.try_number, self.xcoms, self.pushed = -1, 1, xcoms, {}
+
+    def xcom_pull(self, task_ids=None, key="return_value", **_):
+        return self.xcoms.get(task_ids) if key == "return_value" else self.pushed.get((task_ids, key))
+
+    def xcom_push(self, key, value, **_):
+        self.pushed[(self.task_id, key)] = value
+
+
+@pytest.fixture
+def aws(monkeypatch, tmp_path):
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        for bucket in ("churn-lake", "churn-artifacts"):
+            s3.create_bucket(Bucket=bucket)
+        for key in [f"training_sets/ds={DS}/{c}/part-0.csv" for c in ("train", "validation", "holdout")] + [
+            MODEL.removeprefix("s3://churn-lake/"), f"scoring_input/dt={DS}/part-0.csv",
+        ]:
+            s3.put_object(Bucket="churn-lake", Key=key, Body=b"1,2,3\n")
+        s3.put_object(Bucket="churn-artifacts", Key="sagemaker/sourcedir.tar.gz", Body=b"x")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"},
+                                                         "Action": "sts:AssumeRole"}]}
+        boto3.client("iam").create_role(RoleName="churn-glue", AssumeRolePolicyDocument=json.dumps(trust))
+        application = boto3.client("emr-serverless").create_application(
+            name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+        monkeypatch.setenv("CHURN_EMR_APPLICATION_ID", application)
+        yield s3
+
+
+def task_of(dag_file: str, dag_id: str, task_id: str):
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=f"{churn_training.__file__.rsplit('/', 1)[0]}/{dag_file}")
+    assert not bag.import_errors, bag.import_errors
+    task = bag.get_dag(dag_id).get_task(task_id)
+    if hasattr(task, "check_interval"):
+        task.check_interval = 1
+    return task
+
+
+def run(task, xcoms: dict | None = None):
+    """Render the task's templates as the scheduler would, then execute it (a retry: call again)."""
+    dag = task.dag
+    context = {
+        "ds": DS, "ds_nodash": DS.replace("-", ""), "logical_date": pendulum.parse(DS), "run_id": "scheduled__x",
+        "params": {k: dag.params[k] for k in dag.params}, "macros": macros, "dag": dag, "task": task,
+        "ti": FakeTI(task, xcoms or {}),
+    }
+    task.render_template_fields(context)
+    try:
+        return task.execute(context)
+    except TaskDeferred as deferred:  # moto finished nothing yet: the provider's trigger would take over
+        return deferred
+
+
+@pytest.mark.parametrize("backend", ["emr_serverless", "glue"])
+def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch, backend):
+    monkeypatch.setenv("CHURN_SPARK_BACKEND", backend)
+    task = task_of("churn_training.py", "churn_training", "build_training_set")
+    run(task)
+    if backend == "emr_serverless":
+        client = boto3.client("emr-serverless")
+        application = task.application_id
+        runs = client.list_job_runs(applicationId=application)["jobRuns"]
+        assert len(runs) == 1 and runs[0]["name"].startswith("churn-training-set-20260706-")
+        job = client.get_job_run(applicationId=application, jobRunId=runs[0]["id"])["jobRun"]
+        driver = job["jobDriver"]["sparkSubmit"]
+        assert driver["entryPoint"] == "s3://churn-artifacts/jobs/churn_training_set.py"
+        assert "--py-files s3://churn-artifacts/lib/churn.zip" in driver["sparkSubmitParameters"]
+        assert driver["entryPointArguments"][:2] == ["--ds", DS]
+    else:
+        glue = boto3.client("glue")
+        job = glue.get_job(JobName="churn-training-set")["Job"]
+        assert job["Command"]["ScriptLocation"] == "s3://churn-artifacts/jobs/churn_training_set.py"
+        assert job["Role"].endswith("churn-glue") and job["GlueVersion"] == "5.0"
+        runs = glue.get_job_runs(JobName="churn-training-set")["JobRuns"]
+        assert len(runs) == 1 and runs[0]["Arguments"]["--extra-py-files"] == "s3://churn-artifacts/lib/churn.zip"
+
+
+def test_tuning_request_is_valid_and_a_retry_reattaches(aws):
+    task = task_of("churn_training.py", "churn_training", "tune_hyperparameters")
+    xcoms = {"inspect_training_set": {"fingerprint": "f1"}, "resolve_champion": {"model_data_url": "", "warm_start": ""}}
+    run(task, xcoms)
+    client = boto3.client("sagemaker")
+    jobs = client.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    assert len(jobs) == 1 and len(jobs[0]["HyperParameterTuningJobName"]) <= 32
+    described = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=jobs[0]["HyperParameterTuningJobName"])
+    assert described["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
+    assert described["TrainingJobDefinition"]["EnableManagedSpotTraining"] is True
+    run(task_of("churn_training.py", "churn_training", "tune_hyperparameters"), xcoms)  # the retry
+    assert len(client.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]) == 1
+
+
+def test_training_request_is_valid_spot_with_checkpoints_and_a_retry_reattaches(aws):
+    xcoms = {"inspect_training_set": {"fingerprint": "f1"}, "resolve_champion": {"model_data_url": MODEL, "warm_start": ""},
+             "tune_hyperparameters": {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": BEST}}}}
+    first = run(task_of("churn_training.py", "churn_training", "train_model"), xcoms)
+    client = boto3.client("sagemaker")
+    jobs = client.list_training_jobs()["TrainingJobSummaries"]
+    assert len(jobs) == 1
+    job = client.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
+    assert job["EnableManagedSpotTraining"] is True and job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 7200
+    assert job["CheckpointConfig"]["S3Uri"].endswith(f"/{job['TrainingJobName']}/")
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation", "holdout", "champion"]
+    assert job["HyperParameters"]["eta"] == "0.1"
+    again = run(task_of("churn_training.py", "churn_training", "train_model"), xcoms)
+    assert len(client.list_training_jobs()["TrainingJobSummaries"]) == 1
+    assert again["Training"]["TrainingJobName"] == first["Training"]["TrainingJobName"]
+
+
+def test_transform_request_is_valid_and_a_retry_reattaches(aws):
+    xcoms = {"resolve_model": {"model_data_url": MODEL}}
+    run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), xcoms)
+    client = boto3.client("sagemaker")
+    jobs = client.list_transform_jobs()["TransformJobSummaries"]
+    assert len(jobs) == 1
+    job = client.describe_transform_job(TransformJobName=jobs[0]["TransformJobName"])
+    assert job["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
+    assert job["TransformInput"]["SplitType"] == "Line" and job["BatchStrategy"] == "MultiRecord"
+    assert len(client.list_models()["Models"]) == 1
+    run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), xcoms)
+    assert len(client.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert len(client.list_models()["Models"]) == 1  # same definition, same model
+
+
+def test_registry_and_deployment_requests_are_valid_and_only_approved_models_deploy(aws):
+    from churn_ml import registry
+    from churn_ml.operators import DeploymentError
+
+    def register(job: str, approval: str) -> dict:
+        return registry.register(
+            model_data_url=MODEL, image_uri=ENV["CHURN_XGBOOST_IMAGE_URI"], training_job_name=job, approval=approval,
+            reason="test", metrics={"holdout:auc": 0.8}, card={}, card_plot=None,
+            evaluation_uri="s3://churn-lake/models/churn/evaluation.json",
+        )
+
+    rejected = register("churn-xgb-a", "Rejected")
+    approved = register("churn-xgb-b", "Approved")
+    assert (rejected["ModelPackageVersion"], approved["ModelPackageVersion"]) == (1, 2)
+    assert register("churn-xgb-b", "Approved")["ModelPackageVersion"] == 2  # idempotent per training job
+    assert registry.latest_approved()["ModelPackageVersion"] == 2
+
+    with pytest.raises(DeploymentError, match="Rejected, not Approved"):
+        run(task_of("churn_training.py", "churn_training", "deploy_model"),
+            {"publish_model": {"model_package_version": 1, "model_data_url": MODEL, "evaluation_uri": ""}})
+    result = run(task_of("churn_training.py", "churn_training", "deploy_model"),
+                 {"publish_model": {"model_package_version": 2, "model_data_url": MODEL, "evaluation_uri": ""}})
+    client = boto3.client("sagemaker")
+    endpoint = client.describe_endpoint(EndpointName="churn-xgboost")
+    assert endpoint["EndpointConfigName"].startswith("churn-xgboost-v2-")
+    config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
+    assert isinstance(result, TaskDeferred) or result["Endpoint"]["EndpointConfigName"] == endpoint["EndpointConfigName"]
+
+
+def test_sensor_pokes_s3(aws):
+    task = task_of("churn_batch_scoring.py", "churn_batch_scoring", "wait_for_scoring_input")
+    context = {"ds": DS, "params": {}, "macros": macros, "dag": task.dag, "task": task, "ti": FakeTI(task, {}),
+               "logical_date": pendulum.parse(DS), "run_id": "x", "ds_nodash": DS.replace("-", "")}
+    task.render_template_fields(context)
+    assert task.poke(context) is False
+    aws.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/_SUCCESS", Body=json.dumps({}).encode())
+    assert task.poke(context) is True
