@@ -1,0 +1,91 @@
+"""`airflow dags test` of churn_batch_scoring with ML_TARGET=aws against moto in server mode.
+
+The AWS connection carries moto's ``endpoint_url`` (what the provider's async hooks and triggers
+need too). moto completes the transform job at once but runs no container, so no ``.out`` file
+appears: every task up to ``batch_transform`` must succeed, and ``verify_predictions`` must fail
+for exactly that reason. No deferral happens here (the sensor's key exists from the start and the
+job is complete on creation); the provider's triggers are not exercised by this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DS = "2026-07-02"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server():
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_path):
+    env = {
+        **os.environ,
+        "ML_TARGET": "aws", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "CHURN_TASK_RETRIES": "0",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"endpoint_url": moto_server,
+                                                                             "region_name": "us-east-1"}}),
+        "CHURN_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/churn-sagemaker",
+        "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+    }
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for bucket in ("churn-lake", "churn-artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/part-00000.csv", Body=b"C1,1.0,2.0\n")
+    s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/_SUCCESS", Body=b"")
+    s3.put_object(Bucket="churn-lake", Key=f"predictions/dt={DS}/stale.out", Body=b"from an earlier run\n")
+    s3.put_object(Bucket="churn-lake", Key="models/churn/latest.json", Body=json.dumps(
+        {"model_data_url": "s3://churn-lake/models/churn/job/output/model.tar.gz"}).encode())
+
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    run = subprocess.run(["airflow", "dags", "test", "churn_batch_scoring", DS], env=env, capture_output=True,
+                         text=True, timeout=600)
+    log = run.stdout + run.stderr
+    for task in ("wait_for_scoring_input", "resolve_model", "clear_predictions", "batch_transform"):
+        assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
+    assert "batch transform left no output s3://churn-lake/predictions/dt=2026-07-02/part-00000.csv.out" in log
+    assert re.search(r"DagRun Finished: dag_id=churn_batch_scoring, .* state=failed", log)
+
+    sagemaker = boto3.client("sagemaker", endpoint_url=moto_server, region_name="us-east-1",
+                             aws_access_key_id="testing", aws_secret_access_key="testing")
+    jobs = sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    assert len(jobs) == 1 and jobs[0]["TransformJobName"].startswith("churn-score-20260702-")
+    job = sagemaker.describe_transform_job(TransformJobName=jobs[0]["TransformJobName"])
+    assert job["TransformOutput"]["S3OutputPath"] == f"s3://churn-lake/predictions/dt={DS}/"
+    # clear_predictions emptied the partition before the transform (a rerun replaces it).
+    assert "Contents" not in s3.list_objects_v2(Bucket="churn-lake", Prefix=f"predictions/dt={DS}/")
