@@ -178,7 +178,12 @@ def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeyp
     rounds = [int(line[1:].split("]")[0]) for line in log_text.splitlines() if line.startswith("[")]
     assert sorted(set(rounds)) == list(range(120))
     resumed = [int(line.split(": ")[1]) for line in log_text.splitlines() if line.startswith("resumed_from_round")]
-    assert resumed == [40, 70]  # SIGTERM finished the interval (35 -> 40); SIGKILL fell back to round 70
+    # Resumes are at checkpoints (every 10 rounds): after SIGTERM at the end of the interval it
+    # arrived in (35 -> 40), after SIGKILL at the newest checkpoint before the kill (75 -> 70). The
+    # signal lands when the runner reads the round's log line, and a busy machine lets the job run
+    # a little ahead of it (CI once saw the kill land after round 80): hence "at least".
+    assert len(resumed) == 2 and all(r % 10 == 0 for r in resumed), resumed
+    assert resumed[0] >= 40 and resumed[1] >= 70, resumed
     repeated = len(rounds) - 120
     assert repeated <= 10, f"{repeated} rounds repeated; at most one checkpoint interval per interruption"
     # Checkpoints live under the job's own S3 prefix, the newest two kept.
