@@ -94,7 +94,13 @@ def churn_features():
         from churn_ml.settings import settings
 
         log = logging.getLogger(__name__)
-        summary = lake.read_json(f"{settings.lake}/_runs/churn_features/ds={ds}/summary.json")
+        uri = f"{settings.lake}/_runs/churn_features/ds={ds}/summary.json"
+        if not lake.exists(uri):
+            raise FileNotFoundError(
+                f"the features job finished but wrote no run summary at {uri}; it writes one last, so it did not "
+                "complete its work: see the Spark job's logs (build_features) and rerun the date"
+            )
+        summary = lake.read_json(uri)
         if not summary["features"]["rows"]:
             raise ValueError(f"the features job wrote no feature rows for {ds}: no active customers?")
         report = {

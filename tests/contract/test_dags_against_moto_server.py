@@ -4,7 +4,8 @@ The AWS connection carries moto's ``endpoint_url`` (what the provider's async ho
 need too). moto completes the transform job at once but runs no container, so no ``.out`` file
 appears: every task up to ``batch_transform`` must succeed, and ``verify_predictions`` must fail
 for exactly that reason. No deferral happens here (the sensor's key exists from the start and the
-job is complete on creation); the provider's triggers are not exercised by this test.
+job is complete on creation). The features DAG's Spark job does defer: its trigger runs in line
+under ``airflow dags test`` against the same server.
 """
 
 from __future__ import annotations
@@ -49,20 +50,53 @@ def moto_server():
     proc.wait(10)
 
 
-def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_path):
+def _client(service: str, url: str):
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def _dags_test(dag_id: str, url: str, tmp_path: Path, **settings: str) -> str:
+    """``airflow dags test <dag_id> DS`` with ML_TARGET=aws and moto's endpoint in the AWS connection; the log."""
     env = {
         **os.environ,
         "ML_TARGET": "aws", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "CHURN_TASK_RETRIES": "0",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"endpoint_url": moto_server,
-                                                                             "region_name": "us-east-1"}}),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"endpoint_url": url, "region_name": "us-east-1"}}),
         "CHURN_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/churn-sagemaker",
         "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        **settings,
     }
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    run = subprocess.run(["airflow", "dags", "test", dag_id, DS], env=env, capture_output=True, text=True, timeout=600)
+    return run.stdout + run.stderr
+
+
+def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_server, tmp_path):
+    """The sensor, then StartJobRun on EMR Serverless, deferral, and the provider's trigger waiting
+    for the run through aiobotocore (moto reports SUCCESS); moto runs no Spark, so report_features
+    finds no run summary and fails, saying so."""
+    s3 = _client("s3", moto_server)
+    s3.create_bucket(Bucket="churn-lake")
+    for entity in ("customers", "events"):
+        s3.put_object(Bucket="churn-lake", Key=f"raw/{entity}/dt=2026-07-01/_SUCCESS", Body=b"")
+    emr = _client("emr-serverless", moto_server)
+    application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+    log = _dags_test("churn_features", moto_server, tmp_path, CHURN_EMR_APPLICATION_ID=application,
+                     CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
+    for task in ("wait_for_raw_partitions", "build_features", "report_features"):
+        assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
+    runs = emr.list_job_runs(applicationId=application)["jobRuns"]
+    assert len(runs) == 1 and runs[0]["name"].startswith("churn-features-20260702-") and runs[0]["state"] == "SUCCESS"
+    assert "Serverless job completed" in log  # the provider's trigger (aiobotocore) saw the run finish
+    assert "wrote no run summary at s3://churn-lake/_runs/churn_features/ds=2026-07-02/summary.json" in log
+    assert re.search(r"DagRun Finished: dag_id=churn_features, .* state=failed", log)
+
+
+def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_path):
+    s3 = _client("s3", moto_server)
     for bucket in ("churn-lake", "churn-artifacts"):
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/part-00000.csv", Body=b"C1,1.0,2.0\n")
@@ -71,18 +105,13 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     s3.put_object(Bucket="churn-lake", Key="models/churn/latest.json", Body=json.dumps(
         {"model_data_url": "s3://churn-lake/models/churn/job/output/model.tar.gz"}).encode())
 
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
-    run = subprocess.run(["airflow", "dags", "test", "churn_batch_scoring", DS], env=env, capture_output=True,
-                         text=True, timeout=600)
-    log = run.stdout + run.stderr
+    log = _dags_test("churn_batch_scoring", moto_server, tmp_path)
     for task in ("wait_for_scoring_input", "resolve_model", "clear_predictions", "batch_transform"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
     assert "batch transform left no output s3://churn-lake/predictions/dt=2026-07-02/part-00000.csv.out" in log
     assert re.search(r"DagRun Finished: dag_id=churn_batch_scoring, .* state=failed", log)
 
-    sagemaker = boto3.client("sagemaker", endpoint_url=moto_server, region_name="us-east-1",
-                             aws_access_key_id="testing", aws_secret_access_key="testing")
+    sagemaker = _client("sagemaker", moto_server)
     jobs = sagemaker.list_transform_jobs()["TransformJobSummaries"]
     assert len(jobs) == 1 and jobs[0]["TransformJobName"].startswith("churn-score-20260702-")
     job = sagemaker.describe_transform_job(TransformJobName=jobs[0]["TransformJobName"])

@@ -52,7 +52,7 @@ def test_plugins_zip_has_the_package_at_its_root_and_imports_from_the_zip(built)
 def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_artifacts(built):
     assert sorted(p.name for p in built["dags"].iterdir()) == [
         ".airflowignore", "churn_batch_scoring.py", "churn_features.py", "churn_training.py"]
-    assert "apache-airflow-providers-amazon==9.34.0" in built["requirements.txt"].read_text()
+    assert "apache-airflow-providers-amazon[aiobotocore]==9.34.0" in built["requirements.txt"].read_text()
     startup = built["startup.sh"].read_text()
     assert startup.startswith("#!/bin/sh") and "export ML_TARGET=aws" in startup
     assert "export CHURN_SAGEMAKER_ROLE_ARN=arn:aws:iam::111122223333:role/churn-sagemaker" in startup
@@ -129,3 +129,11 @@ def test_requirements_resolve_with_airflow_3_3_1_and_the_provider_pins(tmp_path)
 
     resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
     assert resolved["apache-airflow"] == "3.3.1" and resolved["apache-airflow-providers-amazon"] == "9.34.0"
+    assert "aiobotocore" in resolved  # the deferrable operators' triggers need it
+
+
+def test_mwaa_and_the_local_environment_pin_the_same_provider():
+    def provider(path: Path) -> str:
+        return next(line for line in path.read_text().splitlines() if line.startswith("apache-airflow-providers-amazon"))
+
+    assert provider(REPO / "requirements.txt") == provider(REPO / "requirements-local.txt")
