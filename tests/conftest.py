@@ -15,6 +15,10 @@ for sub in ("plugins", "include", "include/sagemaker"):
 os.environ.setdefault("ML_TARGET", "local")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# Spark's Python workers (Python data sources, UDFs) import include/ and plugins/ modules too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    dict.fromkeys([str(REPO / "include"), str(REPO / "plugins"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+)
 
 
 @pytest.fixture
