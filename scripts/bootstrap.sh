@@ -19,36 +19,28 @@ find_python() {
   exit 1
 }
 
-if [ ! -x .venv/bin/python ]; then
-  py=$(find_python)
-  echo "==> creating .venv with $py ($("$py" --version))"
-  "$py" -m venv .venv
-fi
+pinned_env() {  # pinned_env VENV REQUIREMENTS LOCK: create VENV, install REQUIREMENTS under LOCK when either changed
+  local venv=$1 requirements=$2 lock=$3 py stamp want
+  if [ ! -x "$venv/bin/python" ]; then
+    py=$(find_python)
+    echo "==> creating $venv with $py ($("$py" --version))"
+    "$py" -m venv "$venv"
+  fi
+  stamp=$venv/.requirements.sha256
+  want=$(cat "$requirements" "$lock" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing $requirements (pinned by $lock)"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet -r "$requirements" -c "$lock"
+    echo "$want" > "$stamp"
+  fi
+}
 
-stamp=.venv/.requirements.sha256
-want=$(cat requirements-local.txt constraints-local.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> installing requirements-local.txt (pinned by constraints-local.txt)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements-local.txt -c constraints-local.txt
-  echo "$want" > "$stamp"
-fi
-
+pinned_env .venv requirements-local.txt constraints-local.txt
 # The infrastructure checkers (cfn-lint, checkov, check-jsonschema) in their own environment.
-if [ ! -x .venv-tools/bin/python ]; then
-  py=$(find_python)
-  echo "==> creating .venv-tools with $py"
-  "$py" -m venv .venv-tools
-fi
-tools_stamp=.venv-tools/.requirements.sha256
-tools_want=$(cat infra/requirements-tools.txt infra/constraints-tools.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$tools_stamp" 2>/dev/null)" != "$tools_want" ]; then
-  echo "==> installing infra/requirements-tools.txt (pinned by infra/constraints-tools.txt)"
-  .venv-tools/bin/python -m pip install --quiet --upgrade pip
-  .venv-tools/bin/python -m pip install --quiet -r infra/requirements-tools.txt -c infra/constraints-tools.txt
-  echo "$tools_want" > "$tools_stamp"
-fi
+pinned_env .venv-tools infra/requirements-tools.txt infra/constraints-tools.txt
 
+want=$(cat requirements-local.txt constraints-local.txt | sha256sum | cut -d' ' -f1)
 mkdir -p "$AIRFLOW_HOME" "$LAKE_ROOT"
 if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" != "$want" ]; then
   echo "==> preparing the Airflow metadata database in $AIRFLOW_HOME"

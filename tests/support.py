@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from churn_ml import lake
 
 FEATURES = ["f1", "f2", "f3"]
@@ -70,3 +72,10 @@ BLUE_GREEN_CANARY = {
     },
     "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "churn-xgboost-invocation-errors"}]},
 }
+
+
+def free_port() -> int:
+    """A port nothing listens on at the moment, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

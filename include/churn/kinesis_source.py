@@ -50,11 +50,9 @@ class KinesisStreamReader(SimpleDataSourceStreamReader):
     @property
     def kinesis(self):
         if self._kinesis is None:
-            import boto3
+            from churn.stream_producer import kinesis_client
 
-            extra = {"endpoint_url": self.endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
-                if self.endpoint_url else {}
-            self._kinesis = boto3.client("kinesis", region_name=self.region, **extra)
+            self._kinesis = kinesis_client(self.endpoint_url, self.region)
         return self._kinesis
 
     def _shards(self) -> list[str]:

@@ -29,6 +29,15 @@ log = logging.getLogger("churn.stream_producer")
 MAX_RECORDS, MAX_BYTES = 500, 5 * 1024 * 1024
 
 
+def kinesis_client(endpoint_url: str | None = None, region: str = "us-east-1"):
+    """boto3 Kinesis; with ``endpoint_url``, a local emulator (which takes any credentials)."""
+    import boto3
+
+    extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
+        if endpoint_url else {}
+    return boto3.client("kinesis", region_name=region, **extra)
+
+
 def event_lines(raw: Path, first: dt.date, last: dt.date) -> Iterator[str]:
     """The generated event lines of the days ``first``..``last``, day by day, file by file."""
     day = first
@@ -107,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", help="a Kinesis-compatible server (local target); default: AWS")
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
-    import boto3
-
-    extra = {"endpoint_url": args.endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
-        if args.endpoint_url else {}
-    kinesis = boto3.client("kinesis", region_name=args.region, **extra)
+    kinesis = kinesis_client(args.endpoint_url, args.region)
     started = time.monotonic()
     try:
         sent = produce(kinesis, args.stream, event_lines(args.raw, args.first, args.last or args.first), args.rate, args.limit)

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow.dataset as ds_
 import pytest
 
 from churn.datagen import injected_bad_records
+from support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DS = "2026-07-02"
@@ -64,7 +64,7 @@ def chain(tmp_path_factory):
         "AIRFLOW_HOME": str(work / "airflow"),
         "ML_TARGET": "local",
         "CHURN_DS": DS,
-        "CHURN_LOCAL_RUNTIME_PORT": str(_free_port()),  # not the port a `make run` endpoint may hold
+        "CHURN_LOCAL_RUNTIME_PORT": str(free_port()),  # not the port a `make run` endpoint may hold
     }
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     try:
@@ -78,11 +78,6 @@ def chain(tmp_path_factory):
     finally:
         subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "delete", "--all"], env=env, timeout=120)
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _endpoint(env: dict) -> dict:

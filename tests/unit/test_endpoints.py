@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import tarfile
 import threading
 import time
@@ -22,22 +21,17 @@ from churn_ml import lake
 from churn_ml.local import endpoints
 from churn_ml.local.common import LocalJobError
 from churn_ml.local.training import run_training_job
-from support import BLUE_GREEN_CANARY, model_request, training_request, write_channel
+from support import BLUE_GREEN_CANARY, free_port, model_request, training_request, write_channel
 
 LOG = logging.getLogger("test")
 NAME = "churn-test"
 CANARY = BLUE_GREEN_CANARY
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def runtime(lake_root, monkeypatch):
-    monkeypatch.setenv("CHURN_LOCAL_RUNTIME_PORT", str(_free_port()))
+    monkeypatch.setenv("CHURN_LOCAL_RUNTIME_PORT", str(free_port()))
     monkeypatch.setenv("CHURN_LOCAL_BAKE_SECONDS", "1.5")
     yield lake_root
     endpoints.main(["delete", "--all"])

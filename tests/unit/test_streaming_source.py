@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import socket
-
 import pytest
 
 from churn import stream_producer
 from churn_ml.local import kinesis
+from support import free_port
 
 STREAM = "churn-events-test"
 
 
 @pytest.fixture
 def emulator(lake_root, monkeypatch):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("CHURN_LOCAL_KINESIS_PORT", str(sock.getsockname()[1]))
+    monkeypatch.setenv("CHURN_LOCAL_KINESIS_PORT", str(free_port()))
     url = kinesis.ensure_server()
     yield url
     kinesis.stop_server()
@@ -54,7 +52,7 @@ def test_the_emulator_is_reused_and_the_stream_created_once(emulator):
 def test_the_producer_replays_every_line_keyed_by_customer(emulator, lake_root):
     kinesis.ensure_stream(emulator, STREAM, shards=2)
     raw = _raw_events(lake_root, "2026-07-01", events=120, corrupt=3)
-    lines = stream_producer.event_lines(raw, *[__import__("datetime").date(2026, 7, 1)] * 2)
+    lines = stream_producer.event_lines(raw, dt.date(2026, 7, 1), dt.date(2026, 7, 1))
     assert stream_producer.produce(kinesis.client(emulator), STREAM, lines, rate=0) == 123
     records = _all_records(emulator)
     assert len(records) == 123

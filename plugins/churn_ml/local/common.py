@@ -16,6 +16,7 @@ from churn_ml import artifacts, lake
 from churn_ml import settings as cfg
 
 LOCAL_REGION = "local"
+PLUGINS_DIR = Path(__file__).resolve().parents[2]  # on a runner subprocess's PYTHONPATH
 
 
 class LocalJobError(RuntimeError):
@@ -49,16 +50,20 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def created(kind: str, name: str) -> dict | None:
+    """What ``create_once`` stored for ``name`` (``{"request", "CreationTime"}``), or None."""
+    return read_state(control_plane("sagemaker", kind) / f"{name}.json")
+
+
 def create_once(kind: str, name: str, request: dict, log: logging.Logger) -> dict:
     """Create* for a control-plane resource (model, endpoint config): idempotent for the same request,
     an error for a different one under the same name. Returns the stored state."""
-    path = control_plane("sagemaker", kind) / f"{name}.json"
-    existing = read_state(path)
+    existing = created(kind, name)
     if existing and existing["request"] != request:
         raise LocalJobError(f"a different {kind.rstrip('s').replace('-', ' ')} named {name} already exists; names must be unique")
     if not existing:
         existing = {"request": request, "CreationTime": now()}
-        write_state(path, existing)
+        write_state(control_plane("sagemaker", kind) / f"{name}.json", existing)
         log.info("created %s %s", kind.rstrip("s").replace("-", " "), name)
     return existing
 

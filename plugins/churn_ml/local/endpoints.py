@@ -40,10 +40,12 @@ from pathlib import Path
 from churn_ml import serving
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
+    PLUGINS_DIR,
     LocalJobError,
     arn,
     control_plane,
     create_once,
+    created,
     now,
     publish_artifacts,
     python,
@@ -53,7 +55,6 @@ from churn_ml.local.common import (
 )
 from churn_ml.local.models import create_model, describe_model, unpack_model
 
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per health or metrics poll otherwise
 STARTUP_SECONDS = 90.0
 STOP_SECONDS = 30.0
@@ -234,7 +235,7 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
 
 
 def describe_endpoint_config(name: str) -> dict:
-    state = read_state(control_plane("sagemaker", "endpoint-configs") / f"{name}.json")
+    state = created("endpoint-configs", name)
     if state is None:
         raise LocalJobError(f"Could not find endpoint configuration {name}.")
     request = state["request"]

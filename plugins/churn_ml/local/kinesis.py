@@ -29,11 +29,10 @@ def port() -> int:
 
 
 def client(url: str):
-    """A boto3 Kinesis client for the local server (any credentials will do)."""
-    import boto3
+    """A boto3 Kinesis client for the local server: the producer's and the Spark source's."""
+    from churn.stream_producer import kinesis_client
 
-    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="local", aws_secret_access_key="local")
+    return kinesis_client(url)
 
 
 def _answers(url: str) -> bool:

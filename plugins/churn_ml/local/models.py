@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from churn_ml import lake
-from churn_ml.local.common import LocalJobError, arn, control_plane, create_once, read_state
+from churn_ml.local.common import LocalJobError, arn, create_once, created
 
 
 def validate_model(model: dict) -> None:
@@ -35,7 +35,7 @@ def create_model(model: dict, log: logging.Logger) -> dict:
 
 
 def describe_model(name: str) -> dict:
-    state = read_state(control_plane("sagemaker", "models") / f"{name}.json")
+    state = created("models", name)
     if state is None:
         raise LocalJobError(f"Could not find model {name}: create it first (the request's 'Model' part)")
     model = state["request"]

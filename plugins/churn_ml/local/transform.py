@@ -22,6 +22,7 @@ from pathlib import Path
 from churn_ml import lake
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
+    PLUGINS_DIR,
     LocalJobError,
     arn,
     completed_job,
@@ -35,7 +36,6 @@ from churn_ml.local.common import (
 )
 from churn_ml.local.models import create_model, describe_model, unpack_model, validate_model
 
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
 
 
 # --- JSONPath subset for CSV records, as SageMaker documents it for InputFilter / OutputFilter ---
