@@ -195,3 +195,83 @@ def churn_labels(
     return snapshots.where(_active_at(snapshot)).select(
         *KEY_COLUMNS, churned.cast("int").alias(LABEL_COLUMN)
     )
+
+
+# --------------------------------------------------------------------------- streaming events
+EVENT_KEY_COLUMNS = ("event_id", "customer_id", "event_ts", "event_type", "snapshot_date")
+
+
+def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_days: int = 2) -> DataFrame:
+    """Point-in-time features of each event: the customer's latest snapshot before it, plus the event.
+
+    ``snapshots`` has KEY_COLUMNS + FEATURE_COLUMNS (the ``features/`` table); ``events`` has clean,
+    typed events (``event_id, customer_id, event_ts, event_type, value`` and any other columns,
+    which are kept). Snapshot ``s`` is the state at the start of day ``s``, so the latest snapshot
+    before an event on day ``d`` is the newest ``s <= d``; it is used when it is at most
+    ``max_snapshot_age_days`` old. The event then adds its own contribution:
+
+    * usage: its minutes to the 7/30/90-day sums, one active day to the 7/30-day counts (capped at
+      the window), ``days_since_last_usage`` = 0;
+    * support ticket, payment failure: one to the 30- and 90-day counts;
+    * plan change: one to ``downgrades_90d`` (value -1) or ``upgrades_90d`` (+1);
+    * every event: ``tenure_days`` and (if not usage) ``days_since_last_usage`` advance by the
+      snapshot's age in days; ``usage_trend_7d_vs_30d`` is recomputed from the updated sums.
+
+    Windows are not shifted by the snapshot's age: the features are the snapshot's plus this one event,
+    not a recomputation as of the event. Events with no usable snapshot (an unknown customer, one who
+    signed up after the latest snapshot, or a snapshot that is too old) get a null ``snapshot_date``
+    and null features; the caller decides what to do with them. Columns: the events' columns +
+    ``snapshot_date`` + FEATURE_COLUMNS.
+    """
+    event_day = F.to_date("event_ts")
+    candidates = events.alias("e").join(
+        snapshots.alias("s"),
+        (F.col("e.customer_id") == F.col("s.customer_id"))
+        & (F.col("s.snapshot_date") <= event_day)
+        & (F.col("s.snapshot_date") >= F.date_sub(event_day, max_snapshot_age_days)),
+        "left",
+    )
+    newest = Window.partitionBy(F.col("e.event_id")).orderBy(F.col("s.snapshot_date").desc_nulls_last())
+    picked = (
+        candidates.withColumn("_rank", F.row_number().over(newest))
+        .where(F.col("_rank") == 1)
+        .select("e.*", "s.snapshot_date", *[F.col(f"s.{c}").alias(f"_s_{c}") for c in FEATURE_COLUMNS])
+    )
+
+    etype, value = F.col("event_type"), F.col("value")
+    usage = etype == "usage"
+    age = F.datediff(event_day, F.col("snapshot_date"))
+
+    def base(column: str) -> Column:
+        return F.col(f"_s_{column}")
+
+    def plus(column: str, amount: Column) -> Column:
+        return base(column) + amount
+
+    def count_if(condition: Column) -> Column:
+        return F.when(condition, F.lit(1.0)).otherwise(F.lit(0.0))
+
+    minutes = F.when(usage, value).otherwise(F.lit(0.0))
+    updated = {
+        "tenure_days": plus("tenure_days", age),
+        "usage_minutes_7d": plus("usage_minutes_7d", minutes),
+        "usage_minutes_30d": plus("usage_minutes_30d", minutes),
+        "usage_minutes_90d": plus("usage_minutes_90d", minutes),
+        "active_days_7d": F.least(plus("active_days_7d", count_if(usage)), F.lit(7.0)),
+        "active_days_30d": F.least(plus("active_days_30d", count_if(usage)), F.lit(30.0)),
+        "days_since_last_usage": F.when(usage, F.lit(0.0)).otherwise(
+            F.least(plus("days_since_last_usage", age), F.lit(float(LOOKBACK_DAYS)))
+        ),
+        "tickets_30d": plus("tickets_30d", count_if(etype == "support_ticket")),
+        "tickets_90d": plus("tickets_90d", count_if(etype == "support_ticket")),
+        "payment_failures_30d": plus("payment_failures_30d", count_if(etype == "payment_failure")),
+        "payment_failures_90d": plus("payment_failures_90d", count_if(etype == "payment_failure")),
+        "downgrades_90d": plus("downgrades_90d", count_if((etype == "plan_change") & (value < 0))),
+        "upgrades_90d": plus("upgrades_90d", count_if((etype == "plan_change") & (value > 0))),
+    }
+    updated["usage_trend_7d_vs_30d"] = F.round(
+        updated["usage_minutes_7d"] / 7.0 - updated["usage_minutes_30d"] / 30.0, 4
+    )
+    columns = [(updated[c] if c in updated else base(c)).cast("double").alias(c) for c in FEATURE_COLUMNS]
+    kept = [c for c in picked.columns if not c.startswith("_s_")]
+    return picked.select(*kept, *columns)

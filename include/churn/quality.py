@@ -128,8 +128,9 @@ def clean_customers(validated: DataFrame) -> DataFrame:
     )
 
 
-def clean_events(validated: DataFrame) -> DataFrame:
-    """Typed clean events, de-duplicated on event_id (an export may repeat a line)."""
+def clean_events(validated: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:
+    """Typed clean events, de-duplicated on event_id (an export may repeat a line); ``keep`` names
+    further columns to carry along (the streaming job's source position and timestamps)."""
     return (
         validated.where(F.col("reason").isNull())
         .select(
@@ -139,6 +140,7 @@ def clean_events(validated: DataFrame) -> DataFrame:
             "event_type",
             _try_cast("value", "DOUBLE").alias("value"),
             "dt",
+            *keep,
         )
         .dropDuplicates(["event_id"])
     )

@@ -9,7 +9,6 @@ dag id, the logical date and the request (``naming.job_name``), so a retried tas
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,27 +37,6 @@ IN_PROGRESS = ("InProgress", "Stopping")
 def _run_key(context: Any) -> tuple[str, str]:
     logical_date = context.get("logical_date")
     return context["dag"].dag_id, logical_date.isoformat() if logical_date else context["run_id"]
-
-
-def _parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]:
-    """``--py-files a,b --conf k=v ...`` -> (py files, spark conf)."""
-    tokens = shlex.split(parameters or "")
-    py_files: list[str] = []
-    conf: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token in ("--py-files", "--conf") and i + 1 < len(tokens):
-            value = tokens[i + 1]
-            if token == "--py-files":
-                py_files += [p for p in value.split(",") if p]
-            else:
-                key, _, val = value.partition("=")
-                conf[key] = val
-            i += 2
-            continue
-        raise ValueError(f"sparkSubmitParameters: {token!r} is not supported by the local runner (use --py-files/--conf)")
-    return py_files, conf
 
 
 class LakeKeySensor(S3KeySensor):
@@ -101,9 +79,10 @@ class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
         self.client_request_token = self.name
         if not cfg.is_local():
             return super().execute(context, event)
+        from churn_ml.local.spark import parse_submit_parameters, run_spark_job
+
         submit = self.job_driver["sparkSubmit"]
-        py_files, conf = _parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
-        from churn_ml.local.spark import run_spark_job
+        py_files, conf = parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
 
         state = run_spark_job(
             name=self.name, entry_point=submit["entryPoint"], arguments=submit.get("entryPointArguments", []),
@@ -127,16 +106,13 @@ class GlueSparkJobOperator(GlueJobOperator):
     def execute(self, context: Any) -> str:
         if not cfg.is_local():
             return super().execute(context)
+        from churn_ml.local.spark import run_spark_job, split_glue_arguments
+
         args = dict(self.script_args or {})
-        py_files = [p for p in args.pop("--extra-py-files", "").split(",") if p]
-        conf: dict[str, str] = {}
-        if "--conf" in args:
-            _, conf = _parse_submit_parameters(f"--conf {args.pop('--conf')}")
-        arguments = [item for key, value in args.items() for item in (key, str(value))]
+        py_files, conf, arguments = split_glue_arguments(args)
+        args = {k: v for k, v in args.items() if k not in ("--extra-py-files", "--conf")}
         dag_id, logical_date = _run_key(context)
         name = naming.job_name(self.job_name, dag_id, logical_date, {"script": self.script_location, "args": args})
-        from churn_ml.local.spark import run_spark_job
-
         state = run_spark_job(
             name=name, entry_point=self.script_location, arguments=arguments, py_files=py_files,
             spark_conf=conf, log=self.log,

@@ -18,8 +18,12 @@
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
 | CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
 | CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
+| CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
+| CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
+| CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
+| CHURN_LOCAL_KINESIS_PORT | 4567 | local target: port of the Kinesis emulator on 127.0.0.1 |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
@@ -150,6 +154,18 @@ class _Settings:
     @property
     def endpoint_instance_count(self) -> int:
         return int(_get("CHURN_ENDPOINT_INSTANCE_COUNT", "2"))
+
+    @property
+    def kinesis_stream(self) -> str:
+        return _get("CHURN_KINESIS_STREAM", "churn-events")
+
+    @property
+    def streaming_job_name(self) -> str:
+        return _get("CHURN_STREAMING_JOB_NAME", "churn-streaming")
+
+    @property
+    def streaming_trigger_seconds(self) -> float:
+        return float(_get("CHURN_STREAMING_TRIGGER_SECONDS", "5"))
 
     @property
     def local_spark_memory(self) -> str:

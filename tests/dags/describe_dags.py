@@ -30,7 +30,7 @@ for path in sorted((REPO / "dags").glob("*.py")):
     for dag_id, dag in bag.dags.items():
         report["dags"][dag_id] = {
             "file": path.name,
-            "schedule": f"{type(dag.timetable).__name__}: {getattr(dag.timetable, 'description', '')}",
+            "schedule": f"{type(dag.timetable).__name__}: {dag.schedule}",
             "tags": sorted(dag.tags),
             "catchup": dag.catchup,
             "max_active_runs": dag.max_active_runs,

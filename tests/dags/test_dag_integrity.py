@@ -14,7 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-EXPECTED_DAGS = {"churn_features", "churn_training", "churn_batch_scoring"}
+EXPECTED_DAGS = {"churn_features", "churn_training", "churn_batch_scoring", "churn_streaming", "churn_streaming_stop"}
+# Checks that run every few minutes (or only by hand): the next run is the retry, so no retries.
+NO_RETRIES = {"churn_streaming", "churn_streaming_stop"}
 HEAVY_TOP_LEVEL = {"boto3", "botocore", "sagemaker", "pyspark", "xgboost", "pandas", "numpy", "sklearn"}
 
 
@@ -54,7 +56,7 @@ def test_conventions(dag_id):
     assert dag["catchup"] is False and dag["max_active_runs"] >= 1
     for task_id, task in dag["tasks"].items():
         assert task["owner"] == "ml-platform", task_id
-        assert task["retries"] >= 2, task_id
+        assert task["retries"] == 0 if dag_id in NO_RETRIES else task["retries"] >= 2, task_id
 
 
 def test_graph_is_identical_for_every_target_and_spark_backend():
@@ -91,3 +93,15 @@ def test_training_tunes_trains_gates_registers_publishes_and_deploys_only_throug
     # deploy_model runs only after publish_model, so only for an Approved model.
     assert [t for t, info in tasks.items() if "deploy_model" in info["downstream"]] == ["publish_model"]
     assert tasks["deploy_model"]["operator"] == "SageMakerEndpointDeployOperator"
+
+
+def test_streaming_dag_ensures_endpoint_then_job_then_health_and_never_stops_the_job():
+    dags = describe("local")["dags"]
+    streaming = dags["churn_streaming"]
+    assert streaming["max_active_runs"] == 1 and "*/5 * * * *" in streaming["schedule"]
+    tasks = streaming["tasks"]
+    assert tasks["ensure_endpoint"]["downstream"] == ["check_health", "ensure_streaming_job"]
+    assert tasks["ensure_streaming_job"]["downstream"] == ["check_health"]
+    assert not any("stop" in task_id for task_id in tasks)
+    stop = dags["churn_streaming_stop"]
+    assert list(stop["tasks"]) == ["stop_streaming_job"] and "NullTimetable" in stop["schedule"]

@@ -30,16 +30,46 @@ def _spark_submit() -> str:
     return found
 
 
-def run_spark_job(
+def parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]:
+    """``--py-files a,b --conf k=v ...`` -> (py files, spark conf)."""
+    tokens = shlex.split(parameters or "")
+    py_files: list[str] = []
+    conf: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in ("--py-files", "--conf") and i + 1 < len(tokens):
+            value = tokens[i + 1]
+            if token == "--py-files":
+                py_files += [p for p in value.split(",") if p]
+            else:
+                key, _, val = value.partition("=")
+                conf[key] = val
+            i += 2
+            continue
+        raise ValueError(f"sparkSubmitParameters: {token!r} is not supported by the local runner (use --py-files/--conf)")
+    return py_files, conf
+
+
+def split_glue_arguments(arguments: dict) -> tuple[list[str], dict[str, str], list[str]]:
+    """Glue job arguments -> (``--extra-py-files``, ``--conf`` Spark settings, the script's argv)."""
+    args = dict(arguments)
+    py_files = [p for p in str(args.pop("--extra-py-files", "")).split(",") if p]
+    conf: dict[str, str] = {}
+    if "--conf" in args:
+        _, conf = parse_submit_parameters(f"--conf {args.pop('--conf')}")
+    return py_files, conf, [item for key, value in args.items() for item in (key, str(value))]
+
+
+def spark_submit(
     *, name: str, entry_point: str, arguments: list[str], py_files: list[str], spark_conf: dict[str, str],
-    log: logging.Logger,
-) -> dict:
-    """Run one Spark job locally; raise LocalJobError with the log tail when it fails."""
+    workdir: Path,
+) -> tuple[list[str], dict]:
+    """The ``spark-submit`` command line and environment for one local job run (artifacts built)."""
     publish_artifacts()
     script = lake.local_path(entry_point)
     if not script.exists():
         raise LocalJobError(f"entry point {entry_point} not found (local file {script}); is it in include/jobs/?")
-    workdir = control_plane("spark", "job-runs", name)
     conf = {
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "8",
@@ -61,9 +91,19 @@ def run_spark_job(
     if py_files:
         command += ["--py-files", ",".join(str(lake.local_path(p)) for p in py_files)]
     command += [str(script), *[str(a) for a in lake.to_local_uris(list(arguments))]]
-
     env = dict(os.environ)
     env.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or shutil.which("python") or "python3")
+    return command, env
+
+
+def run_spark_job(
+    *, name: str, entry_point: str, arguments: list[str], py_files: list[str], spark_conf: dict[str, str],
+    log: logging.Logger,
+) -> dict:
+    """Run one Spark job locally; raise LocalJobError with the log tail when it fails."""
+    workdir = control_plane("spark", "job-runs", name)
+    command, env = spark_submit(name=name, entry_point=entry_point, arguments=arguments, py_files=py_files,
+                                spark_conf=spark_conf, workdir=workdir)
     started = time.monotonic()
     state = {
         "name": name,

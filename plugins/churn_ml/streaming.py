@@ -1,0 +1,259 @@
+"""Keeping the streaming scoring job healthy, on either target: what the churn_streaming DAG calls.
+
+* ``ensure_endpoint`` - the endpoint the job scores with must be serving (InService, or Updating
+  during a blue/green deployment, which keeps serving).
+* ``ensure_job`` - the Glue streaming job must have a run in progress: none or a finished one ->
+  start one (it resumes from its checkpoint); FAILED -> start one and report why the last failed.
+  Retry-safe: the job allows one concurrent run, and a start that races another returns that run.
+* ``assess`` - health from the progress the job writes (``include/jobs/churn_streaming.py``).
+* ``stop_job`` - stop the active run; only ever called explicitly (CLI or the stop DAG).
+
+AWS: the provider's GlueJobHook and SageMakerHook. Local: ``churn_ml.local.streaming`` (a detached
+Spark process), ``churn_ml.local.kinesis`` (the emulator, started on demand) and the local endpoints.
+
+The job scores through the endpoint by name, so once a new model version is deployed every later
+batch is scored by it: no restart is needed. ``assess`` reports whether a batch has been committed
+since the endpoint last changed (``scored_since_deployment``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from churn_ml import lake
+from churn_ml import settings as cfg
+from churn_ml.settings import settings
+
+SERVING = ("InService", "Updating")
+ACTIVE_RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "WAITING")
+SCRIPT = "jobs/churn_streaming.py"
+
+
+class StreamingHealthError(RuntimeError):
+    """The streaming job or its endpoint is not healthy; the message says what and what to do."""
+
+
+def root() -> str:
+    return f"{settings.lake}/_streaming/churn_streaming"
+
+
+def job_definition() -> dict:
+    """The Glue job as CloudFormation defines it (Name, Command, DefaultArguments); the local
+    runner starts the same script with the same arguments."""
+    return {
+        "Name": settings.streaming_job_name,
+        "Command": {"Name": "gluestreaming", "ScriptLocation": f"{settings.artifacts}/{SCRIPT}"},
+        "DefaultArguments": {"--extra-py-files": f"{settings.artifacts}/lib/churn.zip"},
+    }
+
+
+def run_arguments() -> dict[str, str]:
+    """StartJobRun Arguments, the same on both targets (the stream ARN is a job default on AWS)."""
+    return {
+        "--lake": settings.lake,
+        "--endpoint-name": settings.endpoint_name,
+        "--checkpoint": f"{root()}/checkpoint",
+        "--progress-root": f"{root()}/runs",
+        "--output": f"{settings.lake}/stream_predictions",
+        "--errors": f"{settings.lake}/errors/stream_events",
+        "--trigger-seconds": f"{settings.streaming_trigger_seconds:g}",
+    }
+
+
+# ------------------------------------------------------------------ endpoint
+
+def ensure_endpoint(log: logging.Logger) -> dict:
+    name = settings.endpoint_name
+    if cfg.is_local():
+        from churn_ml.local import endpoints
+        from churn_ml.local.common import LocalJobError
+
+        endpoints.ensure_router(log)  # after a reboot the router is the one piece to bring back
+        try:
+            described = endpoints.describe_endpoint(name)
+        except LocalJobError:
+            described = None
+    else:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+        from botocore.exceptions import ClientError
+
+        try:
+            described = SageMakerHook(aws_conn_id=settings.aws_conn_id).describe_endpoint(name)
+        except ClientError as err:
+            if "could not find" not in str(err).lower():
+                raise
+            described = None
+    if described is None:
+        raise StreamingHealthError(
+            f"endpoint {name} does not exist; the streaming job scores through it. Deploy a model with the "
+            f"churn_training DAG (its deploy_model task) first."
+        )
+    status = described["EndpointStatus"]
+    if status not in SERVING:
+        raise StreamingHealthError(
+            f"endpoint {name} is {status}, not serving ({described.get('FailureReason', 'no reason given')}). "
+            f"Redeploy with the churn_training DAG; the streaming job waits for it and resumes from its checkpoint."
+        )
+    log.info("endpoint %s is %s on %s", name, status, described.get("EndpointConfigName"))
+    return {"name": name, "status": status, "config": described.get("EndpointConfigName"),
+            "last_modified": str(described.get("LastModifiedTime"))}
+
+
+# ------------------------------------------------------------------ the job's runs
+
+def _glue_hook():
+    from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
+
+    return GlueJobHook(job_name=settings.streaming_job_name, aws_conn_id=settings.aws_conn_id, update_config=False)
+
+
+def latest_run() -> dict | None:
+    """The job's newest run (GetJobRun shape) or None."""
+    if cfg.is_local():
+        from churn_ml.local.streaming import get_job_run
+
+        return get_job_run(settings.streaming_job_name)
+    runs = _glue_hook().conn.get_job_runs(JobName=settings.streaming_job_name, MaxResults=10)["JobRuns"]
+    return max(runs, key=lambda r: r["StartedOn"]) if runs else None
+
+
+def _local_arguments(log: logging.Logger) -> dict[str, str]:
+    from churn_ml.local import endpoints, kinesis
+
+    url = kinesis.ensure_server()
+    kinesis.ensure_stream(url, settings.kinesis_stream)
+    return {"--source": "python", "--stream": settings.kinesis_stream, "--kinesis-endpoint-url": url,
+            "--runtime-endpoint-url": endpoints.ensure_router(log)}
+
+
+def _start(log: logging.Logger) -> dict:
+    if cfg.is_local():
+        from churn_ml.local.streaming import ConcurrentRunsExceeded, start_job_run
+
+        try:
+            return start_job_run(job_definition(), {**run_arguments(), **_local_arguments(log)}, log)
+        except ConcurrentRunsExceeded:
+            return latest_run()
+    hook = _glue_hook()
+    try:
+        run_id = hook.initialize_job(script_arguments={**run_arguments(), "--source": "glue"})["JobRunId"]
+    except hook.conn.exceptions.ConcurrentRunsExceededException:
+        return latest_run()  # another attempt started it a moment ago: that run is ours
+    return hook.conn.get_job_run(JobName=settings.streaming_job_name, RunId=run_id)["JobRun"]
+
+
+def ensure_job(log: logging.Logger) -> dict:
+    """A run of the streaming job in progress: the current one, or one started now."""
+    run = latest_run()
+    if run and run["JobRunState"] in ACTIVE_RUN_STATES:
+        log.info("streaming job run %s is %s since %s", run["Id"], run["JobRunState"], run["StartedOn"])
+        return {"run_id": run["Id"], "state": run["JobRunState"], "action": "none", "started_on": str(run["StartedOn"])}
+    if run is None:
+        reason = "it has never run"
+    elif run["JobRunState"] == "FAILED" or run.get("ErrorMessage"):
+        reason = f"run {run['Id']} {run['JobRunState']}: {run.get('ErrorMessage', 'no error message')}"
+        log.warning("the streaming job failed; restarting it from its checkpoint. %s", reason)
+    else:
+        reason = f"run {run['Id']} is {run['JobRunState']}"
+    started = _start(log)
+    log.info("started streaming job run %s (%s); it resumes from %s/checkpoint", started["Id"], reason, root())
+    return {"run_id": started["Id"], "state": started["JobRunState"], "action": "started", "reason": reason,
+            "started_on": str(started["StartedOn"])}
+
+
+def stop_job(log: logging.Logger) -> dict | None:
+    """Stop the active run (explicit only: the stop DAG or ``python -m churn_ml.local.streaming stop``)."""
+    if cfg.is_local():
+        from churn_ml.local.streaming import stop_job_run
+
+        return stop_job_run(settings.streaming_job_name, log)
+    run = latest_run()
+    if not run or run["JobRunState"] not in ACTIVE_RUN_STATES:
+        log.info("no active run of %s", settings.streaming_job_name)
+        return run
+    answer = _glue_hook().conn.batch_stop_job_run(JobName=settings.streaming_job_name, JobRunIds=[run["Id"]])
+    if answer.get("Errors"):
+        raise RuntimeError(f"could not stop run {run['Id']}: {answer['Errors']}")
+    log.info("stopping %s run %s", settings.streaming_job_name, run["Id"])
+    return run
+
+
+# ------------------------------------------------------------------ health
+
+def read_progress(run_id: str) -> dict | None:
+    uri = f"{root()}/runs/{run_id}/progress.json"
+    return lake.read_json(uri) if lake.exists(uri) else None
+
+
+def _parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, endpoint_modified: dt.datetime | None,
+           startup_grace_seconds: float = 300, max_progress_age_seconds: float = 120, max_batch_seconds: float = 60,
+           max_error_rate: float = 0.05, recent: int = 20) -> tuple[dict[str, Any], list[str]]:
+    """(metrics, problems) from a run's progress; no problems means healthy."""
+    if progress is None:
+        waited = (now - started_on).total_seconds()
+        if waited <= startup_grace_seconds:
+            return {"state": "STARTING", "waited_seconds": round(waited)}, []
+        return {"state": "UNKNOWN"}, [f"the run started {waited:.0f}s ago and has written no progress yet"]
+    problems: list[str] = []
+    age = (now - _parse(progress["updated_at"])).total_seconds()
+    batches = progress.get("recent_batches", [])[-recent:]
+    last = progress.get("last_progress") or {}
+    inputs = sum(b["input"] for b in batches)
+    bad = sum(b["quarantined"] + b["unscored"] for b in batches)
+    durations = [b["duration_ms"] / 1000 for b in batches]
+    latencies = [b["latency_ms"]["p99"] for b in batches if b.get("latency_ms")]
+    last_commit = _parse(batches[-1]["committed_at"]) if batches else None
+    metrics = {
+        "state": progress["state"],
+        "progress_age_seconds": round(age, 1),
+        "batches": progress["totals"]["batches"],
+        "events_total": progress["totals"]["input"],
+        "input_rows_per_second": last.get("inputRowsPerSecond"),
+        "processed_rows_per_second": last.get("processedRowsPerSecond"),
+        "recent_batch_seconds_max": max(durations) if durations else None,
+        "recent_error_rate": round(bad / inputs, 4) if inputs else 0.0,
+        "recent_latency_p99_ms_max": max(latencies) if latencies else None,
+        "last_commit": batches[-1]["committed_at"] if batches else None,
+        "scored_since_deployment": bool(last_commit and endpoint_modified and last_commit > endpoint_modified),
+    }
+    if progress["state"] != "RUNNING":
+        problems.append(f"the job reports {progress['state']}: {progress.get('error') or 'no error recorded'}")
+    if age > max_progress_age_seconds:
+        problems.append(f"no progress for {age:.0f}s (limit {max_progress_age_seconds:.0f}s): the driver is hung or gone")
+    if durations and max(durations) > max_batch_seconds:
+        problems.append(f"a recent micro-batch took {max(durations):.0f}s (limit {max_batch_seconds:.0f}s): the job is "
+                        f"falling behind or waiting for the endpoint")
+    if inputs >= 20 and bad / inputs > max_error_rate:
+        problems.append(f"{bad} of the last {inputs} events ({bad / inputs:.1%}) were quarantined or had no feature "
+                        f"snapshot (limit {max_error_rate:.0%}); see {settings.lake}/errors/stream_events/")
+    in_rate, out_rate = last.get("inputRowsPerSecond") or 0, last.get("processedRowsPerSecond") or 0
+    if durations and durations[-1] > 2 * float(progress.get("trigger_seconds", 5)) and in_rate > 1.1 * out_rate > 0:
+        problems.append(f"input {in_rate:.0f} events/s is above processing {out_rate:.0f} events/s: lag is growing")
+    return metrics, problems
+
+
+def check_health(run: dict, endpoint: dict, log: logging.Logger, **limits: float) -> dict:
+    """Assess the run; raise StreamingHealthError with every problem found."""
+    progress = read_progress(run["run_id"])
+    now = dt.datetime.now(dt.timezone.utc)
+    started = _parse(run["started_on"]) if run.get("started_on") else now
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt.timezone.utc)
+    modified = None
+    if endpoint.get("last_modified") and endpoint["last_modified"] != "None":
+        modified = dt.datetime.fromisoformat(endpoint["last_modified"])
+        modified = modified if modified.tzinfo else modified.replace(tzinfo=dt.timezone.utc)
+    metrics, problems = assess(progress, now, started_on=started, endpoint_modified=modified, **limits)
+    log.info("streaming health: %s", metrics)
+    if problems:
+        raise StreamingHealthError(
+            f"streaming job run {run['run_id']} is unhealthy: " + "; ".join(problems)
+            + f". Progress: {root()}/runs/{run['run_id']}/progress.json"
+        )
+    return metrics

@@ -1,0 +1,209 @@
+"""The streaming scoring job on the local target, with real processes: Kinesis emulator, Spark, endpoint.
+
+One world per module (see conftest.py); the tests run in order and each replays the next slice of
+the generated day onto the stream, so every check is over everything produced so far:
+
+1. `airflow dags test churn_streaming` starts the job; produced events become predictions in seconds.
+2. SIGKILL of the job mid-stream; the DAG restarts it from its checkpoint; every valid event is in
+   the output exactly once, every bad one exactly once in errors.
+3. The endpoint goes away during the stream; nothing is lost and scoring catches up when it is back.
+4. Parity: the batch path over the same raw lines gives identical feature vectors and scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pyarrow.dataset as ds_
+import pytest
+
+from churn import features
+from churn.stream_producer import event_lines, kinesis_client, produce
+from churn_ml import streaming
+from churn_ml.local import endpoints, kinesis
+from churn_ml.local.streaming import get_job_run
+from conftest import EVENT_DAY, LOG, dags_test, read_json_lines
+
+pytestmark = pytest.mark.e2e
+SLICES = (300, 400, 300)  # events replayed by tests 1, 2 and 3
+state: dict = {"produced": 0}
+
+
+def _lines(world) -> list[str]:
+    return list(event_lines(world["raw"], EVENT_DAY, EVENT_DAY))
+
+
+def _produce(world, count: int, rate: float = 0) -> list[str]:
+    """Put the next ``count`` lines of the day on the stream; returns them."""
+    lines = _lines(world)[state["produced"]: state["produced"] + count]
+    assert len(lines) == count, f"the generated day has only {state['produced'] + len(lines)} lines"
+    client = kinesis_client(kinesis.server_url())
+    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter(lines), rate)
+    state["produced"] += count
+    return lines
+
+
+def _outputs(world) -> tuple[list[str], list[dict]]:
+    """(event ids in stream_predictions, error records in errors/stream_events)."""
+    folder = world["lake"] / "stream_predictions"
+    for _ in range(20):  # a listing can race a batch's commit (files renamed out of the staging folder)
+        try:
+            files = [str(p) for p in folder.glob("dt=*/hour=*/batch_id=*/*.parquet")]
+            ids = ds_.dataset(files, format="parquet").to_table(columns=["event_id"]).column("event_id").to_pylist() \
+                if files else []
+            errors = read_json_lines(world["lake"] / "errors" / "stream_events", "dt=*/batch_id=*/*.json")
+            return ids, errors
+        except (FileNotFoundError, OSError):
+            time.sleep(0.2)
+    raise AssertionError(f"could not list {folder} consistently")
+
+
+def _produced_ids(world) -> set[str]:
+    """Event ids of the produced lines that parse as JSON with an event id."""
+    ids = set()
+    for line in _lines(world)[: state["produced"]]:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and event.get("event_id"):
+            ids.add(event["event_id"])
+    return ids
+
+
+def _wait_for_all(world, timeout: float = 120.0) -> tuple[list[str], list[dict]]:
+    """Until every produced line is accounted for (prediction or error), or the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids, errors = _outputs(world)
+        if len(ids) + len(errors) >= state["produced"] or time.monotonic() > deadline:
+            return ids, errors
+        time.sleep(0.5)
+
+
+def _assert_exactly_once(world) -> None:
+    """Every produced line is in the output exactly once: a prediction or an error record."""
+    ids, errors = _wait_for_all(world)
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} events scored twice, e.g. {duplicates[:3]}"
+    positions = [p for p, n in Counter(e["source_file"] for e in errors).items() if n > 1]
+    assert not positions, f"error records written twice: {positions[:3]}"
+    assert len(ids) + len(errors) == state["produced"], \
+        f"{len(ids)} predictions + {len(errors)} errors for {state['produced']} produced lines"
+    reported = set(ids)
+    for error in errors:
+        try:
+            reported.add(json.loads(error["raw_record"]).get("event_id"))
+        except (json.JSONDecodeError, AttributeError):
+            continue
+    missing = _produced_ids(world) - reported
+    assert not missing, f"{len(missing)} produced events are neither scored nor in errors, e.g. {sorted(missing)[:3]}"
+
+
+def test_dag_starts_the_job_and_events_become_predictions_within_seconds(world):
+    log = dags_test(world, "churn_streaming", "2026-06-09T00:00:00+00:00")
+    assert "DagRun Finished: dag_id=churn_streaming" in log and "state=success" in log, log[-5000:]
+    run = get_job_run("churn-streaming")
+    assert run["JobRunState"] == "RUNNING"
+    state["run_id"] = run["Id"]
+
+    started = time.monotonic()
+    _produce(world, SLICES[0])
+    _assert_exactly_once(world)
+    state["first_slice_seconds"] = time.monotonic() - started
+    deadline = time.monotonic() + 30  # the job writes its progress every few seconds
+    while (progress := streaming.read_progress(run["Id"]))["totals"]["input"] < SLICES[0] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    latencies = [b["latency_ms"]["max"] for b in progress["recent_batches"] if b.get("latency_ms")]
+    assert latencies and max(latencies) < 30_000, f"event-to-prediction latencies (ms): {latencies}"
+
+    again = dags_test(world, "churn_streaming", "2026-06-09T00:05:00+00:00")  # healthy, and left alone
+    assert "state=success" in again, again[-5000:]
+    assert get_job_run("churn-streaming")["Id"] == run["Id"]
+
+
+def test_sigkill_mid_stream_then_the_dag_restarts_it_and_every_event_is_written_once(world):
+    run = get_job_run("churn-streaming")
+    producer = threading.Thread(target=_produce, args=(world, SLICES[1], 80.0))
+    producer.start()
+    time.sleep(2.5)  # a few batches of this slice are committed, more are on the way
+    os.killpg(run["pid"], signal.SIGKILL)
+    producer.join(60)
+    time.sleep(1)
+    dead = get_job_run("churn-streaming")
+    assert dead["JobRunState"] == "FAILED" and dead["ErrorMessage"]
+
+    log = dags_test(world, "churn_streaming", "2026-06-09T00:10:00+00:00")
+    assert "state=success" in log, log[-5000:]
+    restarted = get_job_run("churn-streaming")
+    assert restarted["Id"] != run["Id"] and restarted["JobRunState"] == "RUNNING"
+    _assert_exactly_once(world)
+
+
+def test_endpoint_unavailable_for_a_while_loses_nothing(world):
+    before, _ = _outputs(world)
+    endpoints.stop_router(LOG)
+    try:
+        _produce(world, SLICES[2])
+        time.sleep(6)
+        during, _ = _outputs(world)
+        assert len(during) == len(before), "predictions were written while the endpoint was down"
+        assert get_job_run("churn-streaming")["JobRunState"] == "RUNNING", "the job gave up within its wait"
+    finally:
+        endpoints.ensure_router(LOG)
+    _assert_exactly_once(world)
+
+
+def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spark):
+    """The batch path: the raw lines as files -> quality rules -> the same feature function over a
+    static DataFrame -> the inference handlers in-process (batch transform's code)."""
+    from pyspark.sql import functions as F
+
+    from churn import quality
+    from churn_ml import lake
+    import inference
+
+    produced = _lines(world)[: state["produced"]]
+    source = world["work"] / "parity" / f"dt={EVENT_DAY}" / "part-0.jsonl"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("\n".join(produced) + "\n")
+    validated = quality.validate(quality.read_raw(spark, "events", [str(source.parent)]), "events").cache()
+    snapshots = spark.read.parquet(str(world["lake"] / "features")).select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS)
+    batch = features.event_features(snapshots, quality.clean_events(validated)).toPandas()
+    scorable = batch[batch["snapshot_date"].notna()].set_index("event_id").sort_index()
+
+    stream = ds_.dataset(world["lake"] / "stream_predictions", format="parquet", partitioning="hive").to_table() \
+        .to_pandas().set_index("event_id").sort_index()
+    assert list(stream.index) == list(scorable.index)
+    for column in features.FEATURE_COLUMNS:
+        assert (stream[column].to_numpy() == scorable[column].to_numpy()).all(), f"feature {column} differs"
+
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        with tarfile.open(lake.local_path(world["model_url"])) as tar:
+            tar.extractall(model_dir, filter="data")
+        model = inference.model_fn(model_dir)
+    body = "".join(f"{i}," + ",".join(repr(float(v)) for v in row) + "\n"
+                   for i, row in zip(scorable.index, scorable[list(features.FEATURE_COLUMNS)].to_numpy()))
+    text, _ = inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), model), "text/csv")
+    batch_scores = {line.split(",")[0]: float(line.split(",")[1]) for line in text.splitlines()}
+    assert stream["score"].to_dict() == batch_scores
+
+    # Quarantine parity: the same reasons, as often, as the batch rules give for these lines.
+    batch_reasons = Counter(r["reason"] for r in validated.where(F.col("reason").isNotNull()).select("reason").collect())
+    _, errors = _outputs(world)
+    stream_reasons = Counter(e["reason"] for e in errors if e["reason"] != "no_feature_snapshot")
+    assert stream_reasons == batch_reasons and sum(batch_reasons.values()) > 0
+    unscored = Counter(e["reason"] for e in errors)["no_feature_snapshot"]
+    assert unscored == int(batch["snapshot_date"].isna().sum())
+    validated.unpersist()
+    logging.getLogger("test").info("parity over %d scored events, %d quarantined, %d unscored",
+                                   len(stream), sum(batch_reasons.values()), unscored)
