@@ -11,14 +11,15 @@ offsets); on Glue 5 (``--source glue``) through Glue's Kinesis connector. Then, 
 2. build point-in-time features with the batch feature module (``features.event_features``: the
    customer's latest snapshot from ``features/`` plus the event); an event with no usable snapshot is
    written to the errors prefix too, with reason ``no_feature_snapshot``;
-3. score through the SageMaker endpoint by name in CSV requests of ``--request-rows`` rows (under the
-   6 MB limit), one client per Spark partition, waiting out an unavailable endpoint for up to
-   ``--endpoint-wait-seconds`` before failing the batch (it is then replayed from the checkpoint);
+3. score through the SageMaker endpoint by name in CSV requests of ``--request-rows`` rows (under
+   the 6 MB limit), one task per full request and one client per Spark Python worker, waiting out
+   an unavailable endpoint for up to ``--endpoint-wait-seconds`` before failing the batch (it is
+   then replayed from the checkpoint);
 4. write predictions (with the feature vector) to ``<output>/dt=<day>/hour=<HH>/batch_id=<n>/``.
 
 Writes overwrite their ``batch_id`` partitions (dynamic partition overwrite), so a batch replayed
 after a crash replaces its own output and nothing is duplicated; the checkpoint makes a restarted job
-resume after the last committed batch. A monitor thread writes the query's progress, with this job's
+resume after the last committed batch. The driver writes the query's progress, with this job's
 own counts, to ``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``; the
 ``churn_streaming`` DAG's health check reads it.
 
@@ -143,21 +144,30 @@ def parse_events(batch: DataFrame) -> DataFrame:
     )
 
 
-def _score_partition(endpoint: str, runtime_url: str | None, region: str, rows: int, wait: float):
-    """mapPartitions function: one sagemaker-runtime client per partition, batched CSV requests."""
+_CLIENTS: dict = {}  # per Python worker process (Spark reuses them): one sagemaker-runtime client each
 
-    def score(partition):
+
+def _runtime_client(runtime_url: str | None, region: str):
+    key = (runtime_url, region)
+    if key not in _CLIENTS:
         import boto3
         from botocore.config import Config
 
+        extra = {"endpoint_url": runtime_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
+            if runtime_url else {}
+        config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)  # scoring.invoke retries
+        _CLIENTS[key] = boto3.client("sagemaker-runtime", region_name=region, config=config, **extra)
+    return _CLIENTS[key]
+
+
+def _score_partition(endpoint: str, runtime_url: str | None, region: str, rows: int, wait: float):
+    """mapPartitions function: batched CSV requests through the worker's sagemaker-runtime client."""
+
+    def score(partition):
         lines = [f"{r['event_id']}," + ",".join(repr(float(r[c])) for c in features.FEATURE_COLUMNS) for r in partition]
         if not lines:
             return
-        extra = {"endpoint_url": runtime_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
-            if runtime_url else {}
-        config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)
-        client = boto3.client("sagemaker-runtime", region_name=region, config=config, **extra)
-        results = list(scoring.score_lines(client, endpoint, lines, rows, wait))
+        results = list(scoring.score_lines(_runtime_client(runtime_url, region), endpoint, lines, rows, wait))
         scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         for event_id, value in results:
             yield event_id, value, scored_at
@@ -176,43 +186,49 @@ class BatchProcessor:
         self.totals = {"input": 0, "scored": 0, "quarantined": 0, "unscored": 0, "batches": 0}
         self.lock = threading.Lock()
 
-    def snapshots(self) -> DataFrame:
-        """features/ snapshots of the last days (re-read when a new day's partition lands)."""
+    def snapshots(self, first: dt.date | None, last: dt.date | None) -> DataFrame:
+        """The features/ snapshots events of days ``first``..``last`` can use: from ``first`` minus
+        --max-snapshot-age-days to ``last`` (cached until that set of days changes)."""
         root = f"{self.args.lake}/features"
-        days = tuple(sparkio.complete_partitions(self.spark, root)[-(self.args.max_snapshot_age_days + 1):])
-        if days != self._snapshot_days:
+        days: tuple[str, ...] = ()
+        if first is not None:
+            lower = (first - dt.timedelta(days=self.args.max_snapshot_age_days)).isoformat()
+            days = tuple(d for d in sparkio.complete_partitions(self.spark, root) if lower <= d <= last.isoformat())
+        if days != self._snapshot_days or self._snapshots is None:
             if self._snapshots is not None:
                 self._snapshots.unpersist()
             if days:
                 frame = self.spark.read.parquet(*[f"{root}/dt={d}" for d in days])
             else:
-                schema = ", ".join([*(f"{c} string" for c in ("customer_id",)), "snapshot_date date",
+                schema = ", ".join(["customer_id string", "snapshot_date date",
                                     *(f"{c} double" for c in features.FEATURE_COLUMNS)])
                 frame = self.spark.createDataFrame([], schema)
             self._snapshots = frame.select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS).cache()
             self._snapshot_days = days
-            log.info("feature snapshots in use: %s", ", ".join(days) or "none (every event is unscored)")
+            log.info("feature snapshots in use: %s", ", ".join(days) or "none (the batch's events are unscored)")
         return self._snapshots
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        # Five Spark actions per batch (each costs a few hundred ms on a small cluster): the counts,
+        # the predictions write (which scores), the feature counts, the errors write, the latencies.
         started = time.time()
         args = self.args
         validated = quality.validate(parse_events(batch), "events").withColumn("batch_id", F.lit(batch_id)).cache()
-        bad = quality.quarantined(
-            validated.withColumn("source_file", F.concat(F.lit("kinesis://"), F.col("source_position"))), "events"
-        ).withColumn("batch_id", F.lit(batch_id))
+        valid_day = F.when(F.col("reason").isNull(), F.to_date(F.expr("try_cast(event_ts AS TIMESTAMP)")))
+        counts = validated.agg(
+            F.count(F.lit(1)).alias("input"), F.count("reason").alias("quarantined"),
+            F.min(valid_day).alias("first"), F.max(valid_day).alias("last"),
+        ).first()
+        phases = {"read_validate": time.time()}
+
         clean = quality.clean_events(validated, keep=("produced_at", "arrival_ts", "source_position"))
-        featured = features.event_features(self.snapshots(), clean, args.max_snapshot_age_days).cache()
-        unscored = featured.where(F.col("snapshot_date").isNull()).select(
-            "dt",
-            F.lit("no_feature_snapshot").alias("reason"),
-            F.to_json(F.struct("event_id", "customer_id", F.col("event_ts").cast("string").alias("event_ts"),
-                               "event_type", "value")).alias("raw_record"),
-            F.concat(F.lit("kinesis://"), F.col("source_position")).alias("source_file"),
-            F.lit(batch_id).alias("batch_id"),
-        )
+        snapshots = self.snapshots(counts["first"], counts["last"])
+        featured = features.event_features(snapshots, clean, args.max_snapshot_age_days).cache()
+        # As many scoring tasks as full requests, up to the cores: a small batch is one request.
+        scorable = counts["input"] - counts["quarantined"]
+        tasks = max(1, min(self.spark.sparkContext.defaultParallelism, -(-scorable // args.request_rows)))
         ready = featured.where(F.col("snapshot_date").isNotNull())
-        scores = ready.select("event_id", *features.FEATURE_COLUMNS).rdd.mapPartitions(
+        scores = ready.select("event_id", *features.FEATURE_COLUMNS).repartition(tasks).rdd.mapPartitions(
             _score_partition(args.endpoint_name, args.runtime_endpoint_url, args.region, args.request_rows,
                              args.endpoint_wait_seconds)
         ).toDF("event_id string, score double, scored_at timestamp")
@@ -221,40 +237,50 @@ class BatchProcessor:
             "produced_at", "arrival_ts", "scored_at", "source_position",
             F.lit(batch_id).alias("batch_id"), "dt", F.date_format("event_ts", "HH").alias("hour"),
         ).cache()
+        # Writing scores every ready event once; an empty batch writes no files and replaces nothing.
+        predictions.coalesce(1).write.mode("overwrite").partitionBy("dt", "hour", "batch_id").parquet(args.output)
+        phases["features_score_write"] = time.time()
 
-        errors = bad.unionByName(unscored)
-        counts = validated.agg(F.count(F.lit(1)).alias("input"), F.count("reason").alias("quarantined")).first()
         known = featured.agg(F.count(F.lit(1)).alias("clean"), F.count("snapshot_date").alias("ready")).first()
-        n_unscored = int(known["clean"] - known["ready"])
-        n_scored = predictions.count()  # scores every ready event once; the write reuses the cache
-        expected = int(known["ready"])
-        if n_scored != expected:
-            raise RuntimeError(f"batch {batch_id}: {n_scored} predictions for {expected} scorable events")
-        if n_scored:
-            predictions.coalesce(1).write.mode("overwrite").partitionBy("dt", "hour", "batch_id").parquet(args.output)
+        n_ready, n_unscored = int(known["ready"]), int(known["clean"] - known["ready"])
         if counts["quarantined"] or n_unscored:
-            errors.coalesce(1).write.mode("overwrite").partitionBy("dt", "batch_id").json(args.errors)
-        committed = time.time()
-        latency = predictions.select(
+            unscored = featured.where(F.col("snapshot_date").isNull()).select(
+                "dt",
+                F.lit("no_feature_snapshot").alias("reason"),
+                F.to_json(F.struct("event_id", "customer_id", F.col("event_ts").cast("string").alias("event_ts"),
+                                   "event_type", "value")).alias("raw_record"),
+                F.concat(F.lit("kinesis://"), F.col("source_position")).alias("source_file"),
+                F.lit(batch_id).alias("batch_id"),
+            )
+            bad = quality.quarantined(
+                validated.withColumn("source_file", F.concat(F.lit("kinesis://"), F.col("source_position"))), "events"
+            ).withColumn("batch_id", F.lit(batch_id))
+            bad.unionByName(unscored).coalesce(1).write.mode("overwrite").partitionBy("dt", "batch_id").json(args.errors)
+        committed = phases["errors"] = time.time()
+
+        written = predictions.select(
             ((F.lit(committed) - F.col("produced_at").cast("double")) * 1000).alias("ms")
-        ).where(F.col("ms").isNotNull()).agg(
-            F.percentile_approx("ms", 0.5).alias("p50"), F.percentile_approx("ms", 0.99).alias("p99"),
-            F.max("ms").alias("max"),
-        ).first() if n_scored else None
+        ).agg(
+            F.count(F.lit(1)).alias("n"), F.percentile_approx("ms", 0.5).alias("p50"),
+            F.percentile_approx("ms", 0.99).alias("p99"), F.max("ms").alias("max"),
+        ).first()
         for frame in (predictions, featured, validated):
             frame.unpersist()
+        if written["n"] != n_ready:  # the batch is replayed when the job restarts: nothing is lost
+            raise RuntimeError(f"batch {batch_id}: {written['n']} predictions for {n_ready} scorable events")
 
         stats = {
             "batch_id": batch_id,
             "started_at": _iso(started),
             "committed_at": _iso(committed),
             "duration_ms": int((committed - started) * 1000),
+            "phases_ms": _phases(started, phases),
             "input": int(counts["input"]),
-            "scored": int(n_scored),
+            "scored": int(written["n"]),
             "quarantined": int(counts["quarantined"]),
-            "unscored": int(n_unscored),
-            "latency_ms": {k: round(float(latency[k]), 1) for k in ("p50", "p99", "max")}
-            if latency and latency["p50"] is not None else None,
+            "unscored": n_unscored,
+            "latency_ms": {k: round(float(written[k]), 1) for k in ("p50", "p99", "max")}
+            if written["p50"] is not None else None,
         }
         with self.lock:
             self.batches = (self.batches + [stats])[-RECENT_BATCHES:]
@@ -263,6 +289,14 @@ class BatchProcessor:
             self.totals["batches"] += 1
         log.info("batch %d: %d events, %d scored, %d quarantined, %d unscored in %d ms", batch_id, stats["input"],
                  stats["scored"], stats["quarantined"], stats["unscored"], stats["duration_ms"])
+
+
+def _phases(started: float, marks: dict[str, float]) -> dict[str, int]:
+    """Milliseconds spent in each phase, from the time marks taken at the end of each."""
+    out, previous = {}, started
+    for name, mark in marks.items():
+        out[name], previous = int((mark - previous) * 1000), mark
+    return out
 
 
 def _iso(epoch: float) -> str:

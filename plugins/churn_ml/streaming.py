@@ -50,7 +50,8 @@ def job_definition() -> dict:
 
 
 def run_arguments() -> dict[str, str]:
-    """StartJobRun Arguments, the same on both targets (the stream ARN is a job default on AWS)."""
+    """StartJobRun Arguments, the same on both targets. On AWS the job's defaults add ``--source glue``,
+    the stream ARN and the region (infra/cloudformation/churn.yaml); locally ``_local_arguments``."""
     return {
         "--lake": settings.lake,
         "--endpoint-name": settings.endpoint_name,
@@ -138,7 +139,7 @@ def _start(log: logging.Logger) -> dict:
             return latest_run()
     hook = _glue_hook()
     try:
-        run_id = hook.initialize_job(script_arguments={**run_arguments(), "--source": "glue"})["JobRunId"]
+        run_id = hook.initialize_job(script_arguments=run_arguments())["JobRunId"]
     except hook.conn.exceptions.ConcurrentRunsExceededException:
         return latest_run()  # another attempt started it a moment ago: that run is ours
     return hook.conn.get_job_run(JobName=settings.streaming_job_name, RunId=run_id)["JobRun"]

@@ -209,3 +209,107 @@ def test_sensor_pokes_s3(aws):
     assert task.poke(context) is False
     aws.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/_SUCCESS", Body=json.dumps({}).encode())
     assert task.poke(context) is True
+
+
+@pytest.fixture
+def streaming_aws(aws):
+    """What the CloudFormation template creates for streaming: the stream, the Glue streaming job
+    (MaxConcurrentRuns 1, --source glue), and a serving endpoint."""
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName="churn-events", ShardCount=2)
+    arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
+    boto3.client("glue").create_job(
+        Name="churn-streaming", Role="churn-glue", GlueVersion="5.0", WorkerType="G.1X", NumberOfWorkers=2,
+        Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_streaming.py",
+                 "PythonVersion": "3"},
+        DefaultArguments={"--extra-py-files": "s3://churn-artifacts/lib/churn.zip", "--source": "glue",
+                          "--stream-arn": arn, "--region": "us-east-1"},
+        ExecutionProperty={"MaxConcurrentRuns": 1},
+    )
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ENV["CHURN_SAGEMAKER_ROLE_ARN"],
+                           PrimaryContainer={"Image": ENV["CHURN_XGBOOST_IMAGE_URI"], "ModelDataUrl": MODEL})
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "primary", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sagemaker.create_endpoint(EndpointName="churn-xgboost", EndpointConfigName="c")
+    return arn
+
+
+def test_kinesis_requests_of_the_producer_and_the_spark_source_are_valid(streaming_aws):
+    from churn.kinesis_source import KinesisStreamReader
+    from churn.stream_producer import kinesis_client, produce
+
+    lines = [json.dumps({"event_id": f"e{i}", "customer_id": f"c{i % 7}", "event_ts": "2026-07-06T10:00:00Z",
+                         "event_type": "usage", "value": 1.5}) for i in range(40)] + ["not json {"]
+    assert produce(kinesis_client(), "churn-events", iter(lines), rate=0) == 41  # PutRecords, validated
+    reader = KinesisStreamReader({"stream": "churn-events"})  # ListShards, GetShardIterator, GetRecords
+    rows, offset = reader.read(reader.initialOffset())
+    rows = list(rows)
+    assert len(rows) == 41 and {r[3] for r in rows if r[3].startswith("not")} == {"not json {"}
+    for shard, sequence in offset["shards"].items():  # the offset is the last record read of each shard
+        assert sequence == max((r[1] for r in rows if r[0] == shard), key=int, default="")
+    replay = list(reader.readBetweenOffsets(reader.initialOffset(), offset))  # AFTER_SEQUENCE_NUMBER path too
+    assert [r[1] for r in replay] == [r[1] for r in sorted(rows, key=lambda r: r[0])]
+    assert reader.read(offset)[1] == offset  # nothing new
+
+
+def test_streaming_dag_starts_one_glue_run_and_a_retry_or_a_race_reattaches(streaming_aws, monkeypatch):
+    """ensure_job on the aws target: StartJobRun (validated) once; a second check, a retried task and a
+    start that races another all find the same run. moto moves a run STARTING -> RUNNING -> SUCCEEDED
+    on each read; pinned here so the run stays active, as a streaming run does."""
+    import logging
+
+    from moto.moto_api import state_manager
+
+    from churn_ml import streaming
+
+    log = logging.getLogger("test")
+    state_manager.set_transition("glue::job_run", {"progression": "manual", "times": 10**6})
+    try:
+        assert streaming.ensure_endpoint(log)["status"] == "InService"
+        first = streaming.ensure_job(log)
+        assert first["action"] == "started"
+        again = streaming.ensure_job(log)
+        assert again["action"] == "none" and again["run_id"] == first["run_id"]
+        raced = streaming._start(log)  # a start while the run is active: ConcurrentRunsExceeded -> that run
+        assert raced["Id"] == first["run_id"]
+        runs = boto3.client("glue").get_job_runs(JobName="churn-streaming")["JobRuns"]
+        assert len(runs) == 1
+        arguments = runs[0]["Arguments"]
+        assert arguments["--source"] == "glue" and arguments["--stream-arn"] == streaming_aws
+        assert arguments["--checkpoint"] == "s3://churn-lake/_streaming/churn_streaming/checkpoint"
+        assert arguments["--endpoint-name"] == "churn-xgboost"
+    finally:
+        state_manager.unset_transition("glue::job_run")
+    # A finished run (moto: SUCCEEDED after its reads) is replaced by a new one.
+    for _ in range(3):
+        boto3.client("glue").get_job_runs(JobName="churn-streaming")
+    assert streaming.ensure_job(log)["action"] == "started"
+    assert len(boto3.client("glue").get_job_runs(JobName="churn-streaming")["JobRuns"]) == 2
+
+
+def test_stopping_the_streaming_job_sends_a_valid_batch_stop(streaming_aws, monkeypatch):
+    """moto has no BatchStopJobRun: botocore's Stubber validates the request against the service model."""
+    import logging
+
+    from botocore.stub import Stubber
+    from moto.moto_api import state_manager
+
+    from churn_ml import streaming
+
+    log = logging.getLogger("test")
+    state_manager.set_transition("glue::job_run", {"progression": "manual", "times": 10**6})
+    try:
+        run_id = streaming.ensure_job(log)["run_id"]
+        runs = boto3.client("glue").get_job_runs(JobName="churn-streaming")
+    finally:
+        state_manager.unset_transition("glue::job_run")
+    hook = streaming._glue_hook()
+    with Stubber(hook.conn) as stub:
+        stub.add_response("get_job_runs", runs, {"JobName": "churn-streaming", "MaxResults": 10})
+        stub.add_response("batch_stop_job_run", {"SuccessfulSubmissions": [{"JobName": "churn-streaming", "JobRunId": run_id}],
+                                                 "Errors": []},
+                          {"JobName": "churn-streaming", "JobRunIds": [run_id]})
+        monkeypatch.setattr(streaming, "_glue_hook", lambda: hook)
+        assert streaming.stop_job(log)["Id"] == run_id
+        stub.assert_no_pending_responses()

@@ -115,3 +115,35 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     assert job["TransformOutput"]["S3OutputPath"] == f"s3://churn-lake/predictions/dt={DS}/"
     # clear_predictions emptied the partition before the transform (a rerun replaces it).
     assert "Contents" not in s3.list_objects_v2(Bucket="churn-lake", Prefix=f"predictions/dt={DS}/")
+
+
+def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, tmp_path):
+    """ensure_endpoint (DescribeEndpoint), ensure_streaming_job (GetJobRuns, GetJob, StartJobRun) and
+    check_health (the run's progress.json in S3: none yet, so the run is STARTING within its grace).
+    moto runs no Spark: no progress is ever written, which a later check reports as a problem."""
+    s3 = _client("s3", moto_server)
+    s3.create_bucket(Bucket="churn-lake")
+    iam = _client("iam", moto_server)
+    iam.create_role(RoleName="churn-glue", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    kinesis = _client("kinesis", moto_server)
+    kinesis.create_stream(StreamName="churn-events", ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
+    glue = _client("glue", moto_server)
+    glue.create_job(Name="churn-streaming", Role="churn-glue", GlueVersion="5.0",
+                    Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_streaming.py"},
+                    DefaultArguments={"--source": "glue", "--stream-arn": arn}, ExecutionProperty={"MaxConcurrentRuns": 1})
+    sagemaker = _client("sagemaker", moto_server)
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/churn-sagemaker",
+                           PrimaryContainer={"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"})
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
+        {"VariantName": "primary", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sagemaker.create_endpoint(EndpointName="churn-xgboost", EndpointConfigName="c")
+
+    log = _dags_test("churn_streaming", moto_server, tmp_path)
+    for task in ("ensure_endpoint", "ensure_streaming_job", "check_health"):
+        assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
+    assert re.search(r"DagRun Finished: dag_id=churn_streaming, .* state=success", log), log[-3000:]
+    runs = glue.get_job_runs(JobName="churn-streaming")["JobRuns"]
+    assert len(runs) == 1 and runs[0]["Arguments"]["--lake"] == "s3://churn-lake"
+    assert runs[0]["Arguments"]["--progress-root"] == "s3://churn-lake/_streaming/churn_streaming/runs"
+    assert "'state': 'STARTING'" in log  # the health check's metrics: no progress yet, within the grace

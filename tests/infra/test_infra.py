@@ -110,6 +110,21 @@ def test_the_endpoint_rollback_alarms_are_the_ones_the_training_dag_names(templa
     assert {n.replace("{{ churn.endpoint_name }}", "${EndpointName}") for n in names} == alarms
 
 
+def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeypatch):
+    from churn_ml import streaming
+
+    monkeypatch.setenv("CHURN_ARTIFACTS_BUCKET", "${ArtifactsBucket}")
+    job = template["Resources"]["StreamingJob"]["Properties"]
+    expected = streaming.job_definition()
+    assert job["Name"].replace("${Project}", "churn") == expected["Name"]
+    assert job["Command"]["Name"] == "gluestreaming" and job["Command"]["ScriptLocation"] == expected["Command"]["ScriptLocation"]
+    defaults = job["DefaultArguments"]
+    assert defaults["--extra-py-files"] == expected["DefaultArguments"]["--extra-py-files"]
+    assert defaults["--source"] == "glue" and "--stream-arn" in defaults
+    assert job["ExecutionProperty"]["MaxConcurrentRuns"] == 1  # a racing second start fails, never duplicates
+    assert not set(defaults) & set(streaming.run_arguments()), "the DAG's run arguments would silently override"
+
+
 def test_compose_file_follows_the_compose_spec():
     proc = subprocess.run(
         [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
