@@ -439,6 +439,30 @@ class SageMakerTuningJobOperator(_SageMakerJobMixin, SageMakerTuningOperator):
         self.integer_fields.append(["TrainingJobDefinition", "StoppingCondition", "MaxWaitTimeInSeconds"])
 
     def execute(self, context: Any) -> dict:
+        return self._with_best_trial(self._start_or_attach(context))
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict:
+        return self._with_best_trial(super().execute_complete(context, event))
+
+    def _with_best_trial(self, result: dict) -> dict:
+        """The final training takes the best trial's value of every tuned hyperparameter: a tuning job
+        without them (no trial reported the objective metric) fails here, saying so, not in a template."""
+        tuning = result["Tuning"]
+        ranges = self.config["HyperParameterTuningJobConfig"]["ParameterRanges"]
+        tuned = {r["Name"] for kind in ranges.values() for r in kind}
+        best = (tuning.get("BestTrainingJob") or {}).get("TunedHyperParameters") or {}
+        missing = sorted(tuned - set(best))
+        if missing:
+            objective = self.config["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]
+            raise RuntimeError(
+                f"tuning job {tuning.get('HyperParameterTuningJobName')} is {tuning.get('HyperParameterTuningJobStatus')} "
+                f"without a best training job that has the tuned hyperparameters ({', '.join(missing)} missing): no "
+                f"trial reported {objective}? Check its training jobs' logs (a failing train.py, or MetricDefinitions "
+                f"that match nothing)."
+            )
+        return result
+
+    def _start_or_attach(self, context: Any) -> dict:
         self._create_integer_fields()
         self.parse_config_integers()
         parents = [p.strip() for p in (self.warm_start_parents or "").split(",") if p.strip()]

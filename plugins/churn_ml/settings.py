@@ -23,7 +23,8 @@
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
-| CHURN_LOCAL_KINESIS_PORT | 4567 | local target: port of the Kinesis emulator on 127.0.0.1 |
+| CHURN_LOCAL_KINESIS_PORT | 4567 | local target: port of the Kinesis emulator started on 127.0.0.1 |
+| CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |

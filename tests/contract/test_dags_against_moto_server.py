@@ -147,3 +147,35 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     assert len(runs) == 1 and runs[0]["Arguments"]["--lake"] == "s3://churn-lake"
     assert runs[0]["Arguments"]["--progress-root"] == "s3://churn-lake/_streaming/churn_streaming/runs"
     assert "'state': 'STARTING'" in log  # the health check's metrics: no progress yet, within the grace
+
+
+def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path):
+    """The labels sensor, the training-set Spark job on EMR Serverless (the provider's trigger waits
+    through aiobotocore), the manifest check, the registry lookup (ListModelPackages), then
+    CreateHyperParameterTuningJob. moto runs no Spark (the manifest and channels are planted, as the
+    job writes them) and completes a tuning job on creation without running a trial (its best training job is a
+    placeholder without our hyperparameters): the task fails saying so, and the final training is not reached here
+    (its request, and the registry's and the deployment's, are in test_aws_requests.py)."""
+    s3 = _client("s3", moto_server)
+    for bucket in ("churn-lake", "churn-artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="churn-lake", Key="labels/dt=2026-06-02/_SUCCESS", Body=b"")
+    manifest = {"fingerprint": "f00dfeed", "splits": {
+        split: {"rows": 100, "positive_rate": 0.05, "snapshots": ["2026-05-01", "2026-05-29"]}
+        for split in ("train", "validation", "holdout")}}
+    s3.put_object(Bucket="churn-lake", Key=f"training_sets/ds={DS}/_manifest.json", Body=json.dumps(manifest).encode())
+    for split in ("train", "validation", "holdout"):  # the provider checks that every channel exists
+        s3.put_object(Bucket="churn-lake", Key=f"training_sets/ds={DS}/{split}/part-00000.csv", Body=b"churned_30d,x\n0,1\n")
+    emr = _client("emr-serverless", moto_server)
+    application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+    log = _dags_test("churn_training", moto_server, tmp_path, CHURN_EMR_APPLICATION_ID=application,
+                     CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
+    for task in ("wait_for_labels", "build_training_set", "inspect_training_set", "resolve_champion",
+                 "tune_hyperparameters"):
+        assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-4000:]}"
+    assert "Serverless job completed" in log  # the provider's trigger (aiobotocore) saw the Spark run finish
+    tuning = _client("sagemaker", moto_server).list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    assert len(tuning) == 1 and tuning[0]["HyperParameterTuningJobName"].startswith("churn-hpo-20260702-")
+    assert "without a best training job that has the tuned hyperparameters (" in log  # moto's placeholder best job
+    assert "end task task_id=train_model" not in log
+    assert re.search(r"DagRun Finished: dag_id=churn_training, .* state=failed", log)

@@ -46,12 +46,23 @@ def _answers(url: str) -> bool:
 
 
 def server_url() -> str | None:
+    external = os.environ.get("CHURN_LOCAL_KINESIS_URL", "").strip()
+    if external:
+        return external if _answers(external) else None
     state = read_state(control_plane("kinesis") / "server.json")
     return state["url"] if state and _answers(state["url"]) else None
 
 
 def ensure_server() -> str:
-    """This lake's Kinesis-compatible server, started if it is not running; returns its URL."""
+    """This lake's Kinesis-compatible server, started if it is not running; returns its URL.
+
+    With ``CHURN_LOCAL_KINESIS_URL`` set (docker-compose runs moto as its own service), that server is
+    used instead and must answer."""
+    external = os.environ.get("CHURN_LOCAL_KINESIS_URL", "").strip()
+    if external:
+        if not _answers(external):
+            raise LocalJobError(f"CHURN_LOCAL_KINESIS_URL={external} does not answer Kinesis requests; is the emulator up?")
+        return external
     folder = control_plane("kinesis")
     running = server_url()
     if running:
