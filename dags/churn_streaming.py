@@ -10,9 +10,10 @@ the local target) that calls the SageMaker endpoint and writes `stream_predictio
 2. **ensure_streaming_job** — a run in progress is left alone; otherwise a run is started, and it
    resumes from its checkpoint (after a failure, the task log says why the last run failed). The
    job scores through the endpoint by name, so a newly deployed model is used by the next batch.
-3. **check_health** — from the run's `progress.json`: progress age, batch duration, input vs
-   processing rate, share of quarantined/unscorable events, and whether a batch was scored since
-   the endpoint last changed. Fails with what is wrong; the limits are DAG params.
+3. **check_health** — from the run's `progress.json`: progress age, batch duration, lag from the
+   stream to the prediction, share of quarantined/unscorable events (input and processing rates
+   are reported), and whether a batch was scored since the endpoint last changed. Fails with what
+   is wrong; the limits are DAG params.
 
 **Stopping** is explicit: pause this DAG, then trigger `churn_streaming_stop` (or run
 `python -m churn_ml.local.streaming stop` on the local target). This DAG never stops the job.
@@ -44,6 +45,7 @@ STREAMING_ARGS = {**DEFAULT_ARGS, "retries": 0}
         "max_progress_age_seconds": Param(120, type="number", minimum=10),
         "max_batch_seconds": Param(60, type="number", minimum=1),
         "max_error_rate": Param(0.05, type="number", minimum=0, maximum=1),
+        "max_lag_seconds": Param(120, type="number", minimum=1),
         "startup_grace_seconds": Param(300, type="number", minimum=0),
     },
     tags=["churn", "streaming", "kinesis", "glue"],
@@ -76,7 +78,7 @@ def churn_streaming():
         from churn_ml import streaming
 
         limits = {k: float(params[k]) for k in ("max_progress_age_seconds", "max_batch_seconds", "max_error_rate",
-                                                  "startup_grace_seconds")}
+                                                  "max_lag_seconds", "startup_grace_seconds")}
         return streaming.check_health(run, endpoint, logging.getLogger("airflow.task"), **limits)
 
     endpoint = ensure_endpoint()

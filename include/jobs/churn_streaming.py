@@ -259,10 +259,12 @@ class BatchProcessor:
         committed = phases["errors"] = time.time()
 
         written = predictions.select(
-            ((F.lit(committed) - F.col("produced_at").cast("double")) * 1000).alias("ms")
+            ((F.lit(committed) - F.col("produced_at").cast("double")) * 1000).alias("ms"),
+            ((F.lit(committed) - F.col("arrival_ts").cast("double")) * 1000).alias("lag"),
         ).agg(
             F.count(F.lit(1)).alias("n"), F.percentile_approx("ms", 0.5).alias("p50"),
             F.percentile_approx("ms", 0.99).alias("p99"), F.max("ms").alias("max"),
+            F.percentile_approx("lag", 0.5).alias("lag_p50"), F.max("lag").alias("lag_max"),
         ).first()
         for frame in (predictions, featured, validated):
             frame.unpersist()
@@ -279,8 +281,11 @@ class BatchProcessor:
             "scored": int(written["n"]),
             "quarantined": int(counts["quarantined"]),
             "unscored": n_unscored,
+            # From the producer's produced_at (when events carry it) and from the stream's arrival time.
             "latency_ms": {k: round(float(written[k]), 1) for k in ("p50", "p99", "max")}
             if written["p50"] is not None else None,
+            "arrival_lag_ms": {"p50": round(float(written["lag_p50"]), 1), "max": round(float(written["lag_max"]), 1)}
+            if written["lag_p50"] is not None else None,
         }
         with self.lock:
             self.batches = (self.batches + [stats])[-RECENT_BATCHES:]

@@ -51,13 +51,14 @@ def test_plugins_zip_has_the_package_at_its_root_and_imports_from_the_zip(built)
 
 def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_artifacts(built):
     assert sorted(p.name for p in built["dags"].iterdir()) == [
-        ".airflowignore", "churn_batch_scoring.py", "churn_features.py", "churn_training.py"]
+        ".airflowignore", "churn_batch_scoring.py", "churn_features.py", "churn_streaming.py", "churn_training.py"]
     assert "apache-airflow-providers-amazon[aiobotocore]==9.34.0" in built["requirements.txt"].read_text()
     startup = built["startup.sh"].read_text()
     assert startup.startswith("#!/bin/sh") and "export ML_TARGET=aws" in startup
     assert "export CHURN_SAGEMAKER_ROLE_ARN=arn:aws:iam::111122223333:role/churn-sagemaker" in startup
     assert {p.relative_to(built["artifacts"]).as_posix() for p in built["artifacts"].rglob("*") if p.is_file()} >= {
-        "jobs/churn_features.py", "jobs/churn_training_set.py", "lib/churn.zip", "sagemaker/sourcedir.tar.gz"}
+        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_streaming.py", "lib/churn.zip",
+        "sagemaker/sourcedir.tar.gz"}
 
 
 def test_missing_or_malformed_settings_are_refused_with_the_names():

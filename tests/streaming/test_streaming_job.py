@@ -8,6 +8,7 @@ the generated day onto the stream, so every check is over everything produced so
    the output exactly once, every bad one exactly once in errors.
 3. The endpoint goes away during the stream; nothing is lost and scoring catches up when it is back.
 4. Parity: the batch path over the same raw lines gives identical feature vectors and scores.
+5. A new model version deployed while the job runs scores the next events, with no restart.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from churn_ml.local.streaming import get_job_run
 from conftest import EVENT_DAY, LOG, dags_test, read_json_lines
 
 pytestmark = pytest.mark.e2e
-SLICES = (300, 400, 300)  # events replayed by tests 1, 2 and 3
+SLICES = (250, 400, 250, 150)  # events replayed by tests 1, 2, 3 and 5
 state: dict = {"produced": 0}
 
 
@@ -106,6 +107,25 @@ def _assert_exactly_once(world) -> None:
     assert not missing, f"{len(missing)} produced events are neither scored nor in errors, e.g. {sorted(missing)[:3]}"
 
 
+def _scores_in_process(model_url: str, rows) -> dict[str, float]:
+    """Scores of ``rows`` (indexed by event id, with the feature columns) by the inference handlers
+    in this process, as batch transform runs them."""
+    import tarfile
+    import tempfile
+
+    import inference
+    from churn_ml import lake
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        with tarfile.open(lake.local_path(model_url)) as tar:
+            tar.extractall(model_dir, filter="data")
+        model = inference.model_fn(model_dir)
+    body = "".join(f"{i}," + ",".join(repr(float(v)) for v in row) + "\n"
+                   for i, row in zip(rows.index, rows[list(features.FEATURE_COLUMNS)].to_numpy()))
+    text, _ = inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), model), "text/csv")
+    return {line.split(",")[0]: float(line.split(",")[1]) for line in text.splitlines()}
+
+
 def test_dag_starts_the_job_and_events_become_predictions_within_seconds(world):
     log = dags_test(world, "churn_streaming", "2026-06-09T00:00:00+00:00")
     assert "DagRun Finished: dag_id=churn_streaming" in log and "state=success" in log, log[-5000:]
@@ -166,8 +186,6 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     from pyspark.sql import functions as F
 
     from churn import quality
-    from churn_ml import lake
-    import inference
 
     produced = _lines(world)[: state["produced"]]
     source = world["work"] / "parity" / f"dt={EVENT_DAY}" / "part-0.jsonl"
@@ -184,18 +202,7 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     for column in features.FEATURE_COLUMNS:
         assert (stream[column].to_numpy() == scorable[column].to_numpy()).all(), f"feature {column} differs"
 
-    import tarfile
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as model_dir:
-        with tarfile.open(lake.local_path(world["model_url"])) as tar:
-            tar.extractall(model_dir, filter="data")
-        model = inference.model_fn(model_dir)
-    body = "".join(f"{i}," + ",".join(repr(float(v)) for v in row) + "\n"
-                   for i, row in zip(scorable.index, scorable[list(features.FEATURE_COLUMNS)].to_numpy()))
-    text, _ = inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), model), "text/csv")
-    batch_scores = {line.split(",")[0]: float(line.split(",")[1]) for line in text.splitlines()}
-    assert stream["score"].to_dict() == batch_scores
+    assert stream["score"].to_dict() == _scores_in_process(world["model_url"], scorable)
 
     # Quarantine parity: the same reasons, as often, as the batch rules give for these lines.
     batch_reasons = Counter(r["reason"] for r in validated.where(F.col("reason").isNotNull()).select("reason").collect())
@@ -207,3 +214,43 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     validated.unpersist()
     logging.getLogger("test").info("parity over %d scored events, %d quarantined, %d unscored",
                                    len(stream), sum(batch_reasons.values()), unscored)
+
+
+def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world):
+    """The job calls the endpoint by name: after a deployment, later events get the new model's scores
+    and the health check reports a batch scored since the endpoint changed."""
+    from churn_ml.local.training import run_training_job
+    from support import model_request, training_request
+
+    run_before = get_job_run("churn-streaming")["Id"]
+    request = training_request(num_round="12", max_depth="2")
+    request["TrainingJobName"] = "stream-test-model-v2"
+    model_url = run_training_job(request, LOG)["ModelArtifacts"]["S3ModelArtifacts"]
+    endpoints.deploy({
+        "Model": model_request("stream-test-model-v2", model_url),
+        "EndpointConfig": {"EndpointConfigName": "churn-stream-test-v2", "ProductionVariants": [
+            {"VariantName": "primary", "ModelName": "stream-test-model-v2", "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large"}]},
+        "Endpoint": {"EndpointName": os.environ["CHURN_ENDPOINT_NAME"], "EndpointConfigName": "churn-stream-test-v2"},
+    }, LOG)
+    before = set(_outputs(world)[0])
+    _produce(world, SLICES[3])
+    _assert_exactly_once(world)
+
+    table = ds_.dataset(world["lake"] / "stream_predictions", format="parquet", partitioning="hive").to_table()
+    new = table.to_pandas().set_index("event_id")
+    new = new[~new.index.isin(before)]
+    assert len(new) > 0
+    assert new["score"].to_dict() == _scores_in_process(model_url, new)
+    assert new["score"].to_dict() != _scores_in_process(world["model_url"], new), "v1 and v2 score alike"
+    assert get_job_run("churn-streaming")["Id"] == run_before, "the job was restarted"
+
+    endpoint = streaming.ensure_endpoint(LOG)
+    assert endpoint["config"] == "churn-stream-test-v2"
+    deadline = time.monotonic() + 30
+    while True:  # the job writes its progress every few seconds
+        metrics = streaming.check_health({"run_id": run_before, "started_on": None}, endpoint, LOG)
+        if metrics["scored_since_deployment"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert metrics["scored_since_deployment"] is True

@@ -17,7 +17,8 @@ NOW = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.timezone.utc)
 def progress(updated_seconds_ago=3.0, state="RUNNING", batches=None, in_rate=50.0, out_rate=60.0):
     batches = batches if batches is not None else [
         {"batch_id": i, "committed_at": (NOW - dt.timedelta(seconds=30 - i)).isoformat(), "duration_ms": 800,
-         "input": 100, "scored": 99, "quarantined": 1, "unscored": 0, "latency_ms": {"p50": 900, "p99": 1500, "max": 1600}}
+         "input": 100, "scored": 99, "quarantined": 1, "unscored": 0, "latency_ms": {"p50": 900, "p99": 1500, "max": 1600},
+         "arrival_lag_ms": {"p50": 800, "max": 1400}}
         for i in range(10)
     ]
     return {
@@ -45,8 +46,13 @@ def test_each_symptom_is_named():
     slow = progress()
     slow["recent_batches"][-1]["duration_ms"] = 90_000
     problems = check(slow, max_batch_seconds=60)[1]
-    assert any("took 90s" in p for p in problems) and any("lag is growing" in p for p in check(
-        {**slow, "last_progress": {"inputRowsPerSecond": 500, "processedRowsPerSecond": 100}})[1])
+    assert any("took 90s" in p for p in problems)
+    behind = progress()
+    for b in behind["recent_batches"][-3:]:
+        b["arrival_lag_ms"] = {"p50": 200_000, "max": 250_000}
+    assert any("falling behind its input" in p for p in check(behind)[1])
+    burst = progress(in_rate=500, out_rate=100)  # one batch's input above its processing rate: a burst
+    assert check(burst)[1] == [] and check(burst)[0]["input_rows_per_second"] == 500
     bad = progress()
     for b in bad["recent_batches"]:
         b["quarantined"] = 10

@@ -138,7 +138,10 @@ def stop_job_run(job: str, log: logging.Logger, timeout: float = STOP_SECONDS) -
     state["JobRunState"] = "STOPPING"
     write_state(path, state)
     driver = _driver(state)
-    (driver.terminate() if driver else os.killpg(state["pid"], signal.SIGTERM))
+    if driver:
+        driver.terminate()
+    else:
+        os.killpg(state["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _alive(state) and time.monotonic() < deadline:
         time.sleep(0.5)
