@@ -106,15 +106,13 @@ class GlueSparkJobOperator(GlueJobOperator):
     def execute(self, context: Any) -> str:
         if not cfg.is_local():
             return super().execute(context)
-        from churn_ml.local.spark import run_spark_job, split_glue_arguments
+        from churn_ml.local.spark import argv, run_spark_job, split_glue_arguments
 
-        args = dict(self.script_args or {})
-        py_files, conf, arguments = split_glue_arguments(args)
-        args = {k: v for k, v in args.items() if k not in ("--extra-py-files", "--conf")}
+        py_files, conf, args = split_glue_arguments(self.script_args or {})
         dag_id, logical_date = _run_key(context)
         name = naming.job_name(self.job_name, dag_id, logical_date, {"script": self.script_location, "args": args})
         state = run_spark_job(
-            name=name, entry_point=self.script_location, arguments=arguments, py_files=py_files,
+            name=name, entry_point=self.script_location, arguments=argv(args), py_files=py_files,
             spark_conf=conf, log=self.log,
         )
         return state["jobRunId"]

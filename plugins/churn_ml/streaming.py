@@ -100,7 +100,7 @@ def ensure_endpoint(log: logging.Logger) -> dict:
         )
     log.info("endpoint %s is %s on %s", name, status, described.get("EndpointConfigName"))
     return {"name": name, "status": status, "config": described.get("EndpointConfigName"),
-            "last_modified": str(described.get("LastModifiedTime"))}
+            "last_modified": str(described["LastModifiedTime"]) if described.get("LastModifiedTime") else None}
 
 
 # ------------------------------------------------------------------ the job's runs
@@ -190,7 +190,11 @@ def read_progress(run_id: str) -> dict | None:
 
 
 def _parse(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
+    """An ISO timestamp (or ``str(datetime)``) as an aware datetime; naive ones are UTC."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, endpoint_modified: dt.datetime | None,
@@ -248,14 +252,9 @@ def check_health(run: dict, endpoint: dict, log: logging.Logger, **limits: float
     """Assess the run; raise StreamingHealthError with every problem found."""
     progress = read_progress(run["run_id"])
     now = dt.datetime.now(dt.timezone.utc)
-    started = _parse(run["started_on"]) if run.get("started_on") else now
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=dt.timezone.utc)
-    modified = None
-    if endpoint.get("last_modified") and endpoint["last_modified"] != "None":
-        modified = dt.datetime.fromisoformat(endpoint["last_modified"])
-        modified = modified if modified.tzinfo else modified.replace(tzinfo=dt.timezone.utc)
-    metrics, problems = assess(progress, now, started_on=started, endpoint_modified=modified, **limits)
+    started = _parse(run.get("started_on")) or now
+    metrics, problems = assess(progress, now, started_on=started, endpoint_modified=_parse(endpoint.get("last_modified")),
+                               **limits)
     log.info("streaming health: %s", metrics)
     if problems:
         raise StreamingHealthError(

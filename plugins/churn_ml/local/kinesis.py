@@ -45,8 +45,13 @@ def _answers(url: str) -> bool:
     return True
 
 
+def _external_url() -> str:
+    """CHURN_LOCAL_KINESIS_URL: a Kinesis-compatible server run elsewhere (docker-compose's moto)."""
+    return os.environ.get("CHURN_LOCAL_KINESIS_URL", "").strip()
+
+
 def server_url() -> str | None:
-    external = os.environ.get("CHURN_LOCAL_KINESIS_URL", "").strip()
+    external = _external_url()
     if external:
         return external if _answers(external) else None
     state = read_state(control_plane("kinesis") / "server.json")
@@ -58,7 +63,7 @@ def ensure_server() -> str:
 
     With ``CHURN_LOCAL_KINESIS_URL`` set (docker-compose runs moto as its own service), that server is
     used instead and must answer."""
-    external = os.environ.get("CHURN_LOCAL_KINESIS_URL", "").strip()
+    external = _external_url()
     if external:
         if not _answers(external):
             raise LocalJobError(f"CHURN_LOCAL_KINESIS_URL={external} does not answer Kinesis requests; is the emulator up?")

@@ -51,14 +51,19 @@ def parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]
     return py_files, conf
 
 
-def split_glue_arguments(arguments: dict) -> tuple[list[str], dict[str, str], list[str]]:
-    """Glue job arguments -> (``--extra-py-files``, ``--conf`` Spark settings, the script's argv)."""
+def split_glue_arguments(arguments: dict) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Glue job arguments -> (``--extra-py-files``, ``--conf`` Spark settings, the script's own arguments)."""
     args = dict(arguments)
     py_files = [p for p in str(args.pop("--extra-py-files", "")).split(",") if p]
     conf: dict[str, str] = {}
     if "--conf" in args:
         _, conf = parse_submit_parameters(f"--conf {args.pop('--conf')}")
-    return py_files, conf, [item for key, value in args.items() for item in (key, str(value))]
+    return py_files, conf, args
+
+
+def argv(arguments: dict) -> list[str]:
+    """``{"--k": v}`` -> ``["--k", "v"]``, as Glue passes job arguments to the script."""
+    return [item for key, value in arguments.items() for item in (key, str(value))]
 
 
 def spark_submit(

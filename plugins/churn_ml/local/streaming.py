@@ -29,7 +29,7 @@ import psutil
 
 from churn_ml import lake, naming
 from churn_ml.local.common import LocalJobError, control_plane, now, read_state, tail, write_state
-from churn_ml.local.spark import spark_submit, split_glue_arguments
+from churn_ml.local.spark import argv, spark_submit, split_glue_arguments
 
 ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 STOP_SECONDS = 60.0
@@ -98,7 +98,7 @@ def start_job_run(definition: dict, arguments: dict, log: logging.Logger) -> dic
     log_file.parent.mkdir(parents=True, exist_ok=True)
     workdir = control_plane("streaming", job, "work", run_id)
     command, env = spark_submit(name=f"{job}-{run_id[:12]}", entry_point=definition["Command"]["ScriptLocation"],
-                                arguments=script_args, py_files=py_files, spark_conf=conf, workdir=workdir)
+                                arguments=argv(script_args), py_files=py_files, spark_conf=conf, workdir=workdir)
     with log_file.open("ab") as sink:
         proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
