@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.12 preferred, 3.11 accepted), installs the pinned local requirements
-# when they changed (and the infrastructure checkers into .venv-tools), and prepares an Airflow home with SQLite inside the repository.
+# when they changed (and the infrastructure checkers into .venv-tools). The Airflow stack (PostgreSQL and
+# the Airflow processes) is scripts/stack.sh's.
 # Idempotent: a second run with nothing changed takes a few seconds.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -40,10 +41,4 @@ pinned_env .venv requirements-local.txt constraints-local.txt
 # The infrastructure checkers (cfn-lint, checkov, check-jsonschema) in their own environment.
 pinned_env .venv-tools infra/requirements-tools.txt infra/constraints-tools.txt
 
-want=$(cat requirements-local.txt constraints-local.txt | sha256sum | cut -d' ' -f1)
 mkdir -p "$AIRFLOW_HOME" "$LAKE_ROOT"
-if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" != "$want" ]; then
-  echo "==> preparing the Airflow metadata database in $AIRFLOW_HOME"
-  airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
-  echo "$want" > "$AIRFLOW_HOME/.migrated"
-fi

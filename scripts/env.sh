@@ -10,11 +10,44 @@ export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE=False
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+# The metadata database: the stack's PostgreSQL (scripts/stack.sh), through its Unix socket only.
+export PG_SOCKET_DIR="$AIRFLOW_HOME/pg/socket"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://airflow@/airflow?host=$PG_SOCKET_DIR}"
+# The processes scripts/stack.sh starts: LocalExecutor; the api-server on loopback only, which also
+# serves the Execution API the task processes report to.
+export CHURN_AIRFLOW_PORT="${CHURN_AIRFLOW_PORT:-8080}"
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="$CHURN_AIRFLOW_PORT"
+export AIRFLOW__API__WORKERS=1
+export AIRFLOW__API__BASE_URL="http://127.0.0.1:$CHURN_AIRFLOW_PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$CHURN_AIRFLOW_PORT/execution/"
+# A loopback-only developer stack: the UI opens without a login, every user an admin.
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
+# The sample's dates are history: a schedule would only add runs for today, whose sensors wait for
+# data that never comes. Runs are triggered and backfilled (make run, the UI, `airflow backfill
+# create`); CHURN_LOCAL_SCHEDULES=on turns the schedules on (e.g. for a sample that ends yesterday).
+if [ "${CHURN_LOCAL_SCHEDULES:-off}" = on ]; then
+  export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=True
+else
+  export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
+fi
+# Every process of the stack must sign and check the same tokens: one secret per Airflow home.
+if [ ! -s "$AIRFLOW_HOME/.secrets" ]; then
+  mkdir -p "$AIRFLOW_HOME"
+  ( umask 077; printf 'jwt=%s\nsession=%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+      "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$AIRFLOW_HOME/.secrets" )
+fi
+AIRFLOW__API_AUTH__JWT_SECRET=$(sed -n 's/^jwt=//p' "$AIRFLOW_HOME/.secrets")
+AIRFLOW__API__SECRET_KEY=$(sed -n 's/^session=//p' "$AIRFLOW_HOME/.secrets")
+export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__API__SECRET_KEY
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export ML_TARGET="${ML_TARGET:-local}"
 export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
+# Spark binds its driver and UI to loopback only.
+export SPARK_LOCAL_IP=127.0.0.1
 # Spark and the SageMaker-shaped subprocesses use the virtualenv's interpreter.
 export PYSPARK_PYTHON="$VIRTUAL_ENV/bin/python"
 export PYSPARK_DRIVER_PYTHON="$VIRTUAL_ENV/bin/python"
