@@ -2,18 +2,24 @@
 ### churn_batch_scoring — daily churn scores for every active customer
 
 1. **wait_for_scoring_input** — waits for the day's `scoring_input/dt=<ds>/_SUCCESS`, written by
-   `churn_features` for the same `ds`.
+   `churn_features` for the same `ds` (reschedule mode: no worker slot is held while it waits).
 2. **resolve_model** — reads `models/churn/latest.json` (written by `churn_training`).
-3. **clear_predictions** — empties `predictions/dt=<ds>/`, so a rerun replaces the partition.
-4. **batch_transform** — SageMaker batch transform (CreateModel + CreateTransformJob): one record
-   per line, `MultiRecord` batches up to 6 MB, `InputFilter $[1:]` drops the customer id before
-   inference, `JoinSource Input` appends the score, `OutputFilter $[0,-1]` keeps
-   `customer_id,score`. One `<input>.out` per input object in `predictions/dt=<ds>/`.
-5. **verify_predictions** — every input object has its `.out` with as many rows as it had records;
-   writes the partition's `_SUCCESS` marker and emits the predictions Asset.
+3. **list_scoring_input** — writes the SageMaker manifest of the day's data objects, so the
+   transform never sees the `_SUCCESS` marker.
+4. **batch_transform** — SageMaker batch transform (CreateModel + CreateTransformJob) of the
+   manifest: one record per line, `MultiRecord` batches up to 6 MB, `InputFilter $[1:]` drops the
+   customer id before inference, `JoinSource Input` appends the score, `OutputFilter $[0,-1]` keeps
+   `customer_id,score`. Its output goes to a staging prefix of this run
+   (`_staging/predictions/dt=<ds>/<run>/`), never straight into the partition readers use.
+5. **publish_predictions** — checks every input has its `.out` with one row per record, then swaps
+   the outputs into `predictions/dt=<ds>/` (each object replaced in place, then the objects the new
+   set lacks removed), writes `_SUCCESS` and emits the predictions Asset.
 
-**Backfill:** `airflow backfill create --dag-id churn_batch_scoring --from-date ... --to-date ...`;
-each date scores its own features partition with the model that is current when it runs.
+**Reruns and backfills** replace exactly that date, and never leave it empty: a run that fails
+anywhere leaves the published partition as it was. `airflow backfill create --dag-id
+churn_batch_scoring --from-date ... --to-date ...` (add `--reprocess-behavior completed` to rescore
+dates that ran); clearing `batch_transform` or the whole run scores again. Each date scores its own
+features partition with the model that is current when it runs.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from churn_ml.dag_support import (
 from churn_ml.operators import LakeKeySensor, SageMakerTransformJobOperator
 
 SCORING_INPUT = f"{LAKE}/scoring_input/dt={{{{ ds }}}}/"
-PREDICTIONS = f"{LAKE}/predictions/dt={{{{ ds }}}}/"
+# Per run: a rerun never writes into the staging of another run of the same date.
+STAGING = f"{LAKE}/_staging/predictions/dt={{{{ ds }}}}/{{{{ run_id | replace(':', '-') | replace('+', '-') }}}}/"
+MANIFEST = f"{STAGING}scoring_input.manifest"
 
 TRANSFORM_REQUEST = {
     "Model": {
@@ -55,12 +63,12 @@ TRANSFORM_REQUEST = {
         "MaxPayloadInMB": 6,
         "MaxConcurrentTransforms": 2,
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": SCORING_INPUT}},
+            "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": MANIFEST}},
             "ContentType": "text/csv",
             "SplitType": "Line",
             "CompressionType": "None",
         },
-        "TransformOutput": {"S3OutputPath": PREDICTIONS, "Accept": "text/csv", "AssembleWith": "Line"},
+        "TransformOutput": {"S3OutputPath": f"{STAGING}out/", "Accept": "text/csv", "AssembleWith": "Line"},
         "TransformResources": {"InstanceType": "{{ churn.transform_instance_type }}", "InstanceCount": 1},
         "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
         "Tags": [{"Key": "project", "Value": "churn"}],
@@ -100,12 +108,11 @@ def churn_batch_scoring():
         return lake.read_json(pointer)
 
     @task
-    def clear_predictions(ds: str | None = None) -> int:
-        """Empty the day's predictions partition so the transform's output replaces it."""
-        from churn_ml import lake
-        from churn_ml.settings import settings
+    def list_scoring_input(prefix: str, manifest: str) -> dict:
+        """The manifest of the day's data objects (no markers): what the transform job scores."""
+        from churn_ml import transform_io
 
-        return lake.delete_prefix(f"{settings.lake}/predictions/dt={ds}/")
+        return {"manifest": manifest, "objects": len(transform_io.write_manifest(prefix, manifest))}
 
     batch_transform = SageMakerTransformJobOperator(
         task_id="batch_transform",
@@ -117,27 +124,37 @@ def churn_batch_scoring():
     )
 
     @task(outlets=[PREDICTIONS_ASSET])
-    def verify_predictions(ds: str | None = None, outlet_events=None) -> dict:
-        """Each input object has its .out with one row per input record; then mark the partition complete."""
-        from churn_ml import lake
+    def publish_predictions(transform: dict, ds: str | None = None, run_id: str | None = None,
+                            outlet_events=None) -> dict:
+        """Each input has its .out with one row per input record; then swap them into the partition."""
+        from churn_ml import lake, transform_io
         from churn_ml.settings import settings
 
-        inputs = [k for k in lake.list_keys(f"{settings.lake}/scoring_input/dt={ds}/") if not k.rsplit("/", 1)[-1].startswith("_")]
-        rows = 0
-        for key in inputs:
-            out = key.replace("/scoring_input/", "/predictions/", 1) + ".out"
+        partition = f"{settings.lake}/predictions/dt={ds}/"
+        outputs = transform_io.outputs(transform["Transform"])
+        rows, moves = 0, {}
+        for source, out in outputs.items():
             if not lake.exists(out):
-                raise FileNotFoundError(f"batch transform left no output {out} for input {key}")
-            expected = sum(1 for line in lake.read_text(key).splitlines() if line.strip())
-            got = [line for line in lake.read_text(out).splitlines() if line.strip()]
-            if len(got) != expected:
-                raise ValueError(f"{out} has {len(got)} predictions for {expected} input records")
-            rows += len(got)
-        lake.write_json(f"{settings.lake}/predictions/dt={ds}/_SUCCESS", {"rows": rows, "objects": len(inputs)})
+                raise FileNotFoundError(f"batch transform left no output {out} for input {source}")
+            expected = sum(1 for line in lake.read_text(source).splitlines() if line.strip())
+            got = sum(1 for line in lake.read_text(out).splitlines() if line.strip())
+            if got != expected:
+                raise ValueError(f"{out} has {got} predictions for {expected} input records")
+            rows += got
+            moves[out] = partition + out.rsplit("/", 1)[-1]
+        lake.publish(moves, partition)
+        lake.write_json(f"{partition}_SUCCESS", {"rows": rows, "objects": len(moves), "run_id": run_id,
+                                                  "transform_job": transform["Transform"]["TransformJobName"]})
         outlet_events[PREDICTIONS_ASSET].extra = {"ds": ds, "rows": rows}
-        return {"ds": ds, "rows": rows, "objects": len(inputs), "uri": f"{settings.lake}/predictions/dt={ds}/"}
+        return {"ds": ds, "rows": rows, "objects": len(moves), "uri": partition}
 
-    chain(wait_for_scoring_input, resolve_model(), clear_predictions(), batch_transform, verify_predictions())
+    chain(
+        wait_for_scoring_input,
+        resolve_model(),
+        list_scoring_input(SCORING_INPUT, MANIFEST),
+        batch_transform,
+        publish_predictions(batch_transform.output),
+    )
 
 
 churn_batch_scoring()

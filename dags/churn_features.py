@@ -15,9 +15,16 @@ For each day `ds` (a snapshot: the state at the start of that day):
 **Inputs:** `s3://<lake>/raw/{customers,events}/dt=YYYY-MM-DD/` (JSON lines). **Outputs:** the
 `dt=` partitions above; every one is replaced on rerun, never appended to.
 
+**Days depend on each other:** the run for `ds` cleans raw `dt=ds-1` into `clean/`, and its
+features read the clean partitions that earlier runs wrote. So `build_features` has
+`depends_on_past`: a day's job starts only after the previous day's succeeded, whether the runs come
+from the schedule, a backfill (whose runs Airflow may start in parallel) or a trigger; and the DAG
+runs one date at a time.
+
 **Backfill:** `airflow backfill create --dag-id churn_features --from-date 2026-06-01 --to-date 2026-06-30`
-(or *Trigger → Backfill* in the UI). To build a long history in one Spark job instead of one run
-per day, trigger a single run with the param `history_days` (e.g. 150).
+(or *Trigger → Backfill* in the UI); add `--reprocess-behavior completed` to rebuild dates that ran.
+To build a long history in one Spark job instead of one run per day, trigger a single run with the
+param `history_days` (e.g. 150).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ PREVIOUS_DAY = "{{ macros.ds_add(ds, -1) }}"
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=4,
+    max_active_runs=1,
     default_args=DEFAULT_ARGS,
     user_defined_macros=USER_MACROS,
     params={
@@ -77,6 +84,7 @@ def churn_features():
         job="churn_features",
         glue_job_name="churn-features",
         job_name_prefix="churn-features",
+        depends_on_past=True,
         arguments={
             "--ds": "{{ ds }}",
             "--lake": LAKE,

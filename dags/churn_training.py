@@ -225,6 +225,9 @@ PUBLISHED = "ti.xcom_pull(task_ids='publish_model')"
                                  description="Gate: absolute floor for the holdout AUC."),
         "max_auc_drop": Param(0.01, type="number", minimum=0.0, maximum=0.5,
                               description="Gate: how much worse than the champion's holdout AUC is tolerated."),
+        "force_publish": Param(False, type="boolean",
+                               description="Publish and deploy an approved model even though production serves one "
+                                           "trained on newer data (a deliberate rollback)."),
     },
     tags=["churn", "training", "sagemaker"],
     doc_md=__doc__,
@@ -271,25 +274,25 @@ def churn_training():
         return {"fingerprint": manifest["fingerprint"], "splits": manifest["splits"]}
 
     @task
-    def resolve_champion() -> dict:
-        """The current approved model (compared on the same holdout) and the tuning job to warm start from."""
+    def resolve_champion(ds: str | None = None) -> dict:
+        """The champion (compared on the same holdout) and the tuning job to warm start from: both chosen
+        among the models trained on data older than ds, so a rerun of the date asks for the same jobs."""
         import logging
 
-        from churn_ml import lake, registry
-        from churn_ml.settings import settings
+        from churn_ml import registry
 
-        champion = registry.latest_approved()
-        pointer = f"{settings.lake}/models/churn-tuning/latest.json"
-        previous = lake.read_json(pointer)["tuning_job_name"] if lake.exists(pointer) else ""
+        earlier = registry.trained_before(ds)
+        champion = registry.champion_for(ds)
+        warm_start = next((v["TuningJobName"] for v in reversed(earlier) if v.get("TuningJobName")), "")
         logging.getLogger(__name__).info(
             "champion: %s; warm start from: %s",
             f"v{champion['ModelPackageVersion']} ({champion['ModelDataUrl']})" if champion else "none (first model)",
-            previous or "none",
+            warm_start or "none",
         )
         return {
             "model_data_url": champion["ModelDataUrl"] if champion else "",
             "version": champion["ModelPackageVersion"] if champion else None,
-            "warm_start": previous,
+            "warm_start": warm_start,
         }
 
     tune_hyperparameters = SageMakerTuningJobOperator(
@@ -338,8 +341,10 @@ def churn_training():
         return {"status": status, "reason": reason, "metrics": metrics}
 
     @task
-    def register_model(training: dict, decision: dict, tuning: dict, inspected: dict, ds: str | None = None) -> dict:
-        """A registry version with the gate's status and reason, and its model card."""
+    def register_model(training: dict, decision: dict, tuning: dict, inspected: dict, ds: str | None = None,
+                       params: dict | None = None) -> dict:
+        """A registry version with the gate's status and reason, its model card, and whether it may be
+        published: production only moves forward (see ``publication``)."""
         import io
         import json
         import logging
@@ -370,7 +375,12 @@ def churn_training():
             "spot": {"training_seconds": job.get("TrainingTimeInSeconds"),
                      "billable_seconds": job.get("BillableTimeInSeconds")},
         }
+        publish, why = registry.publication(decision["status"], ds, bool(params["force_publish"]),
+                                            f"{settings.lake}/{MODEL_POINTER_KEY}")
+        card["publication"] = why
         version = registry.register(
+            data_date=ds,
+            tuning_job_name=card["tuning_job_name"],
             model_data_url=job["ModelArtifacts"]["S3ModelArtifacts"],
             image_uri=settings.xgboost_image_uri,
             training_job_name=job["TrainingJobName"],
@@ -381,19 +391,17 @@ def churn_training():
             card_plot=plot,
             evaluation_uri=evaluation_uri,
         )
-        # The next week's tuning warm-starts from this one, whatever the gate decided about the model.
-        lake.write_json(f"{settings.lake}/models/churn-tuning/latest.json",
-                        {"tuning_job_name": card["tuning_job_name"], "ds": ds})
-        logging.getLogger(__name__).info(
-            "registered %s v%d as %s; model card %s", version["ModelPackageGroupName"],
-            version["ModelPackageVersion"], version["ModelApprovalStatus"], version["CardUri"],
-        )
-        return version
+        log = logging.getLogger(__name__)
+        log.info("registered %s v%d as %s; model card %s", version["ModelPackageGroupName"],
+                 version["ModelPackageVersion"], version["ModelApprovalStatus"], version["CardUri"])
+        (log.info if publish else log.warning)("PUBLICATION: %s", why)
+        return {**version, "Publish": publish, "PublishReason": why}
 
     @task.short_circuit
     def approved(version: dict) -> bool:
-        """Stops here (publish_model skipped) unless the gate approved the model."""
-        return version["ModelApprovalStatus"] == "Approved"
+        """Stops here (publish_model and deploy_model skipped) unless the gate approved the model and
+        production serves no model trained on newer data."""
+        return bool(version["Publish"])
 
     @task(outlets=[MODEL_ASSET])
     def publish_model(version: dict, ds: str | None = None, outlet_events=None) -> dict:

@@ -2,7 +2,7 @@
 
 On the local target ``s3://bucket/key`` is the file ``LAKE_ROOT/bucket/key``; on the aws target
 the S3Hook does the work. Big data never passes through here: Spark, SageMaker and the local
-runners move it. This is the one place besides the runners that branches on the target.
+runners move it.
 """
 
 from __future__ import annotations
@@ -124,3 +124,50 @@ def delete_prefix(prefix_uri: str) -> int:
         bucket, _ = split_uri(prefix_uri)
         _s3_hook().delete_objects(bucket=bucket, keys=[split_uri(k)[1] for k in keys])
     return len(keys)
+
+
+def is_marker(uri: str) -> bool:
+    """``_SUCCESS``, ``_manifest.json`` and other ``_``/``.`` names: bookkeeping, not data (Spark and Hive skip them too)."""
+    return uri.rstrip("/").rsplit("/", 1)[-1].startswith(("_", "."))
+
+
+def publish(moves: dict[str, str], prefix_uri: str, keep: tuple[str, ...] = ("_SUCCESS",)) -> int:
+    """Make ``prefix_uri`` hold exactly the staged objects of ``moves`` (staged URI -> final URI).
+
+    The write-aside-then-swap of a partition: the new objects were written somewhere else first (a
+    failed job leaves the published partition as it was); here each is moved over its final name,
+    which readers see change from the old object to the new one, never to nothing (a rename on the
+    local target, a PUT-copy on S3), and only then are the objects the new set does not have deleted.
+    Objects named in ``keep`` (the partition's marker, rewritten by the caller afterwards) stay.
+    Returns how many objects were published.
+    """
+    if not prefix_uri.endswith("/"):
+        raise ValueError(f"refusing to publish into {prefix_uri!r}: a prefix must end with '/'")
+    outside = [dest for dest in moves.values() if not dest.startswith(prefix_uri)]
+    if outside:
+        raise ValueError(f"{outside[0]} is not under {prefix_uri}: publish moves objects into one prefix")
+    missing = [src for src in moves if not exists(src)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} staged object(s) to publish into {prefix_uri} do not exist, e.g. {missing[0]}: "
+            "the job that writes them did not finish; rerun it"
+        )
+    stale = [k for k in list_keys(prefix_uri) if k not in moves.values() and k.rsplit("/", 1)[-1] not in keep]
+    if cfg.is_local():
+        for src, dest in moves.items():
+            target = local_path(dest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            local_path(src).replace(target)
+        for key in stale:
+            local_path(key).unlink(missing_ok=True)
+        return len(moves)
+    hook = _s3_hook()
+    for src, dest in moves.items():
+        hook.copy_object(source_bucket_key=src, dest_bucket_key=dest)
+    by_bucket: dict[str, list[str]] = {}
+    for uri in [*stale, *moves]:
+        bucket, key = split_uri(uri)
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in by_bucket.items():
+        hook.delete_objects(bucket=bucket, keys=keys)
+    return len(moves)

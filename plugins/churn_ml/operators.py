@@ -26,9 +26,10 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.sdk.bases.sensor import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowSensorTimeout
 from botocore.exceptions import ClientError
 
-from churn_ml import lake, naming, serving
+from churn_ml import lake, naming, serving, transform_io
 from churn_ml import settings as cfg
 
 IN_PROGRESS = ("InProgress", "Stopping")
@@ -40,22 +41,50 @@ def _run_key(context: Any) -> tuple[str, str]:
 
 
 class LakeKeySensor(S3KeySensor):
-    """S3KeySensor for full ``s3://`` keys; on the local target it checks the lake folder instead."""
+    """S3KeySensor for full ``s3://`` keys; on the local target it checks the lake folder instead.
+
+    It never holds a worker slot while it waits: on AWS it defers to the provider's S3 trigger; on
+    the local target it pokes in reschedule mode (the task ends between pokes and the scheduler
+    starts it again). At ``timeout`` it fails saying which partition is missing and what to do.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        super().__init__(**kwargs)
+
+    def _keys(self) -> list[str]:
+        return [self.bucket_key] if isinstance(self.bucket_key, str) else list(self.bucket_key)
 
     def poke(self, context: Any) -> bool:
         if not cfg.is_local():
             return super().poke(context)
-        keys = [self.bucket_key] if isinstance(self.bucket_key, str) else list(self.bucket_key)
-        missing = [k for k in keys if not lake.local_path(k).exists()]
+        missing = [k for k in self._keys() if not lake.local_path(k).exists()]
         if missing:
             self.log.info("waiting for %s", ", ".join(missing))
         return not missing
 
     def execute(self, context: Any) -> Any:
-        if cfg.is_local():
-            # Poke in-process; deferral needs a triggerer and S3 credentials the local target has not.
-            return BaseSensorOperator.execute(self, context)
-        return super().execute(context)
+        try:
+            if cfg.is_local():
+                # Poke here; deferral would need S3 credentials the local target has not.
+                return BaseSensorOperator.execute(self, context)
+            return super().execute(context)
+        except AirflowSensorTimeout as err:
+            raise self._timed_out(err) from err
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout as err:
+            raise self._timed_out(err) from err
+
+    def _timed_out(self, err: AirflowSensorTimeout) -> AirflowSensorTimeout:
+        keys = [k for k in self._keys() if not lake.exists(k)] or self._keys()
+        return AirflowSensorTimeout(
+            f"{err}. Still missing after {self.timeout:.0f} s: {', '.join(keys)} (a partition is complete when "
+            "its _SUCCESS marker exists). Produce that partition (the upstream export, or the DAG that writes it, "
+            "for this date), then clear this task to wait again; or mark the run failed if the date has no data."
+        )
 
 
 class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
@@ -150,14 +179,23 @@ class _SageMakerJobMixin:
         )
 
     def _attempt_name(
-        self, base: str, describe, status_key: str, max_len: int = naming.MAX_LEN
+        self, base: str, describe, status_key: str, max_len: int = naming.MAX_LEN, usable=None
     ) -> tuple[str, dict | None]:
-        """The name to use: ``base`` (or ``base-rN`` after failed attempts) and its live job, if any."""
+        """The name to use: ``base`` (or ``base-rN`` after earlier attempts) and its job, if any.
+
+        An attempt is re-attached to while it runs, or once Completed if ``usable(job)`` (default:
+        always) says its outputs are still there; a failed or stopped attempt, or a completed one whose
+        outputs were published or cleared since, makes the next attempt ``-rN`` run again.
+        """
         name = base
         for attempt in range(2, 100):
             found = self._existing(name, describe)
-            if found is None or found[status_key] in IN_PROGRESS or found[status_key] == "Completed":
+            if found is None or found[status_key] in IN_PROGRESS:
                 return name, found
+            if found[status_key] == "Completed":
+                if usable is None or usable(found):
+                    return name, found
+                self.log.info("%s completed, but its outputs are no longer where it wrote them: running it again", name)
             suffix = f"-r{attempt}"
             name = f"{base[: max_len - len(suffix)]}{suffix}"
         raise RuntimeError(f"too many failed attempts of job {base}; clear its state or change the request")
@@ -245,20 +283,25 @@ class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperat
                 f"{self.job_name_prefix}-model", "", "", {k: v for k, v in model.items() if k != "ModelName"}
             ).replace("--", "-")
             transform["ModelName"] = model["ModelName"]
-        # The output partition is emptied and rewritten by each DAG run, so a transform job belongs to
-        # one run: a retry within the run re-attaches, a rerun of the date scores again.
+        # A transform job writes to its run's staging prefix, from where the DAG publishes the partition
+        # (moving the outputs away). So a job is re-attached to while it runs or while its outputs wait to
+        # be published; once they are gone (published, or cleared), a rerun or cleared task scores again.
         base = naming.job_name(
             self.job_name_prefix, dag_id, logical_date,
             {"run_id": context["run_id"], **{k: v for k, v in transform.items() if k != "TransformJobName"}},
         )
         if cfg.is_local():
-            transform["TransformJobName"] = base
-            from churn_ml.local.transform import run_transform_job
+            from churn_ml.local.transform import describe_transform_job, run_transform_job
 
+            transform["TransformJobName"], _ = self._attempt_name(
+                base, describe_transform_job, "TransformJobStatus", usable=transform_io.outputs_present
+            )
             return run_transform_job(self.config, self.log)
         if model is not None and self._existing(model["ModelName"], self.hook.describe_model) is not None:
             self.config.pop("Model")  # same name = same definition: reuse the existing model
-        name, found = self._attempt_name(base, self.hook.describe_transform_job, "TransformJobStatus")
+        name, found = self._attempt_name(
+            base, self.hook.describe_transform_job, "TransformJobStatus", usable=transform_io.outputs_present
+        )
         transform["TransformJobName"] = name
         if found is None:
             return super().execute(context)

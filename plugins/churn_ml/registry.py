@@ -65,6 +65,8 @@ def _from_package(package: dict) -> dict:
         "ModelDataUrl": container.get("ModelDataUrl", ""),
         "ImageUri": container.get("Image", ""),
         "TrainingJobName": meta.get("training_job_name", ""),
+        "DataDate": meta.get("data_date", ""),
+        "TuningJobName": meta.get("tuning_job_name", ""),
         "Metrics": {k: float(v) for k, v in meta.items() if ":" in k},
         "CardUri": meta.get("model_card", ""),
         "EvaluationUri": package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", ""),
@@ -97,6 +99,24 @@ def latest_approved(group: str | None = None) -> dict | None:
     return approved[-1] if approved else None
 
 
+def trained_before(ds: str, group: str | None = None) -> list[dict]:
+    """The versions trained on data older than ``ds`` (their ``DataDate`` < ds), oldest data first.
+
+    What a training run for ``ds`` compares with and warm-starts from: a function of the date, not
+    of what ran last, so a rerun of ``ds`` asks for the same jobs (and re-attaches to them) even
+    after its own first run registered a version, and a run for an older date never takes a newer
+    model as its champion.
+    """
+    older = [v for v in list_versions(group) if v.get("DataDate", "") < ds]
+    return sorted(older, key=lambda v: (v.get("DataDate", ""), v["ModelPackageVersion"]))
+
+
+def champion_for(ds: str, group: str | None = None) -> dict | None:
+    """The newest Approved version trained on data older than ``ds``, or None."""
+    approved = [v for v in trained_before(ds, group) if v["ModelApprovalStatus"] == APPROVED]
+    return approved[-1] if approved else None
+
+
 # ---------------------------------------------------------------- the gate
 
 
@@ -123,14 +143,43 @@ def gate(metrics: dict[str, float], *, floor: float, tolerance: float) -> tuple[
     )
 
 
+def publication(status: str, ds: str, force: bool, pointer_uri: str) -> tuple[bool, str]:
+    """Whether a model trained on data up to ``ds`` may replace production, and why.
+
+    Production only moves forward: an approved model is not published over one trained on newer data
+    (``pointer_uri`` records the production model's ``ds``) unless ``force`` says so deliberately.
+    Republishing the production model's own date (a rerun) is allowed: it is the same model.
+    """
+    current = lake.read_json(pointer_uri) if lake.exists(pointer_uri) else None
+    serving = current and f"v{current.get('model_package_version')} (data up to {current.get('ds')})"
+    newer = current is not None and str(current.get("ds", "")) > ds
+    if status != APPROVED:
+        return False, "not published: the quality gate rejected it" + (
+            f"; besides, production serves {serving}, trained on newer data" if newer else "")
+    if current is None:
+        return True, "published: the first approved model"
+    if newer:
+        if force:
+            return True, f"published over {serving}, which was trained on newer data than {ds}: forced (force_publish)"
+        return False, (
+            f"not published: production serves {serving}, trained on newer data than this model ({ds}); production "
+            "only moves forward. To roll back to this model deliberately, trigger the run with force_publish=true"
+        )
+    return True, f"published: replaces {serving}"
+
+
 # ---------------------------------------------------------------- writing
 
 
 def register(
     *, model_data_url: str, image_uri: str, training_job_name: str, approval: str, reason: str,
-    metrics: dict[str, float], card: dict, card_plot: bytes | None, evaluation_uri: str, group: str | None = None,
+    metrics: dict[str, float], card: dict, card_plot: bytes | None, evaluation_uri: str, data_date: str,
+    tuning_job_name: str = "", group: str | None = None,
 ) -> dict:
-    """Register a version (or return the one this training job already registered)."""
+    """Register a version (or return the one this training job already registered).
+
+    ``data_date`` is the snapshot date the model's training data ends at (the DAG run's ds).
+    """
     if approval not in (APPROVED, REJECTED):
         raise ValueError(f"approval must be {APPROVED} or {REJECTED}, got {approval!r}")
     group = group or group_name()
@@ -150,13 +199,17 @@ def register(
             "ModelDataUrl": model_data_url,
             "ImageUri": image_uri,
             "TrainingJobName": training_job_name,
+            "DataDate": data_date,
+            "TuningJobName": tuning_job_name,
             "Metrics": metrics,
             "CardUri": f"{version_prefix(group, number)}/card.md",
             "EvaluationUri": evaluation_uri,
         }
     else:
         hook = _sagemaker()
-        properties = {"training_job_name": training_job_name, **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
+        properties = {"training_job_name": training_job_name, "data_date": data_date,
+                      "tuning_job_name": tuning_job_name,
+                      **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
         hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
         response = hook.conn.create_model_package(
             ModelPackageGroupName=group,
@@ -200,6 +253,7 @@ def render_card(card: dict) -> str:
     lines = [
         f"# Churn model v{card['version']}: {card['status']}", "",
         f"**Decision:** {card['reason']}", "",
+        *([f"**Publication:** {card['publication']}", ""] if card.get("publication") else []),
         f"- training job: `{card['training_job_name']}`",
         f"- model: `{card['model_data_url']}`",
         f"- training set: `{card.get('training_set', '')}` (built for {card.get('ds', '')})", "",

@@ -182,7 +182,8 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
         return registry.register(
             model_data_url=MODEL, image_uri=ENV["CHURN_XGBOOST_IMAGE_URI"], training_job_name=job, approval=approval,
             reason="test", metrics={"holdout:auc": 0.8}, card={}, card_plot=None,
-            evaluation_uri="s3://churn-lake/models/churn/evaluation.json",
+            evaluation_uri="s3://churn-lake/models/churn/evaluation.json", data_date="2026-07-02",
+            tuning_job_name="churn-hpo-20260702-abc",
         )
 
     rejected = register("churn-xgb-a", "Rejected")
@@ -190,6 +191,10 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
     assert (rejected["ModelPackageVersion"], approved["ModelPackageVersion"]) == (1, 2)
     assert register("churn-xgb-b", "Approved")["ModelPackageVersion"] == 2  # idempotent per training job
     assert registry.latest_approved()["ModelPackageVersion"] == 2
+    # The data date and tuning job survive the round trip through SageMaker's metadata properties.
+    assert registry.champion_for("2026-07-03")["ModelPackageVersion"] == 2
+    assert registry.champion_for("2026-07-02") is None
+    assert registry.trained_before("2026-07-03")[-1]["TuningJobName"] == "churn-hpo-20260702-abc"
 
     with pytest.raises(DeploymentError, match="Rejected, not Approved"):
         run(task_of("churn_training.py", "churn_training", "deploy_model"),

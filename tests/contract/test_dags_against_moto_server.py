@@ -2,7 +2,7 @@
 
 The AWS connection carries moto's ``endpoint_url`` (what the provider's async hooks and triggers
 need too). moto completes the transform job at once but runs no container, so no ``.out`` file
-appears: every task up to ``batch_transform`` must succeed, and ``verify_predictions`` must fail
+appears: every task up to ``batch_transform`` must succeed, and ``publish_predictions`` must fail
 for exactly that reason. No deferral happens here (the sensor's key exists from the start and the
 job is complete on creation). The features DAG's Spark job does defer: its trigger runs in line
 under ``airflow dags test`` against the same server.
@@ -103,18 +103,27 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
         {"model_data_url": "s3://churn-lake/models/churn/job/output/model.tar.gz"}).encode())
 
     log = _dags_test("churn_batch_scoring", moto_server, tmp_path)
-    for task in ("wait_for_scoring_input", "resolve_model", "clear_predictions", "batch_transform"):
+    for task in ("wait_for_scoring_input", "resolve_model", "list_scoring_input", "batch_transform"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
-    assert "batch transform left no output s3://churn-lake/predictions/dt=2026-07-02/part-00000.csv.out" in log
+    # moto completes the job without running it: no output to publish, and the task says so.
+    assert re.search(r"batch transform left no output s3://churn-lake/_staging/predictions/dt=2026-07-02/[^ ]+/out/"
+                     r"part-00000\.csv\.out", log), log[-3000:]
     assert re.search(r"DagRun Finished: dag_id=churn_batch_scoring, .* state=failed", log)
 
     sagemaker = _client("sagemaker", moto_server)
     jobs = sagemaker.list_transform_jobs()["TransformJobSummaries"]
     assert len(jobs) == 1 and jobs[0]["TransformJobName"].startswith("churn-score-20260702-")
     job = sagemaker.describe_transform_job(TransformJobName=jobs[0]["TransformJobName"])
-    assert job["TransformOutput"]["S3OutputPath"] == f"s3://churn-lake/predictions/dt={DS}/"
-    # clear_predictions emptied the partition before the transform (a rerun replaces it).
-    assert "Contents" not in s3.list_objects_v2(Bucket="churn-lake", Prefix=f"predictions/dt={DS}/")
+    source = job["TransformInput"]["DataSource"]["S3DataSource"]
+    assert source["S3DataType"] == "ManifestFile" and job["TransformOutput"]["S3OutputPath"].startswith(
+        f"s3://churn-lake/_staging/predictions/dt={DS}/")
+    # The manifest lists the data object only: the _SUCCESS marker is never sent to the model.
+    bucket, key = source["S3Uri"][len("s3://"):].split("/", 1)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest == [{"prefix": f"s3://churn-lake/scoring_input/dt={DS}/"}, "part-00000.csv"]
+    # The run failed before publishing: the partition readers use is exactly as it was.
+    listed = s3.list_objects_v2(Bucket="churn-lake", Prefix=f"predictions/dt={DS}/")["Contents"]
+    assert [o["Key"] for o in listed] == [f"predictions/dt={DS}/stale.out"]
 
 
 def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, tmp_path):

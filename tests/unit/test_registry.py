@@ -30,8 +30,9 @@ def test_gate_without_holdout_metrics_says_what_is_missing():
         registry.gate({"validation:auc": 0.8}, floor=0.7, tolerance=0.01)
 
 
-def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG fake") -> dict:
+def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG fake", ds: str = "2026-07-02") -> dict:
     return registry.register(
+        data_date=ds, tuning_job_name=f"hpo-{job}",
         model_data_url=f"s3://churn-lake/models/churn/{job}/output/model.tar.gz", image_uri="xgboost:1.7-1",
         training_job_name=job, approval=status, reason=f"{status} because", metrics={"holdout:auc": auc},
         card={"features": ["f1", "f2"], "hyperparameters": {"eta": "0.1"}, "metrics": {"holdout:auc": auc},
@@ -65,3 +66,28 @@ def test_versions_count_up_registering_is_idempotent_and_the_champion_is_the_new
 def test_registering_with_an_unknown_status_is_refused(lake_root):
     with pytest.raises(ValueError, match="Approved or Rejected"):
         _register("job-c", "PendingManualApproval", 0.8)
+
+
+def test_the_champion_and_warm_start_of_a_date_come_from_older_data_only(lake_root):
+    _register("job-jun", "Approved", 0.78, ds="2026-06-25")
+    _register("job-jul", "Approved", 0.79, ds="2026-07-02")
+    _register("job-jul-b", "Rejected", 0.60, ds="2026-07-09")
+    # A rerun of 2026-07-02 sees what its first run saw, although that run registered job-jul since.
+    assert registry.champion_for("2026-07-02")["TrainingJobName"] == "job-jun"
+    assert [v["TrainingJobName"] for v in registry.trained_before("2026-07-02")] == ["job-jun"]
+    # Rejected versions are no champion, but their tuning still warm-starts the next date.
+    assert registry.champion_for("2026-07-16")["TrainingJobName"] == "job-jul"
+    assert registry.trained_before("2026-07-16")[-1]["TuningJobName"] == "hpo-job-jul-b"
+    assert registry.champion_for("2026-06-25") is None
+
+
+def test_production_only_moves_forward_unless_forced(lake_root):
+    pointer = "s3://churn-lake/models/churn/latest.json"
+    assert registry.publication("Approved", "2026-07-02", False, pointer) == (True, "published: the first approved model")
+    assert registry.publication("Rejected", "2026-07-02", False, pointer)[0] is False
+    lake.write_json(pointer, {"ds": "2026-07-02", "model_package_version": 3})
+    publish, why = registry.publication("Approved", "2026-06-25", False, pointer)
+    assert not publish and "v3 (data up to 2026-07-02)" in why and "force_publish" in why
+    assert registry.publication("Approved", "2026-06-25", True, pointer)[0] is True
+    assert registry.publication("Approved", "2026-07-02", False, pointer)[0] is True  # a rerun republishes its own date
+    assert registry.publication("Approved", "2026-07-09", False, pointer)[0] is True

@@ -26,6 +26,7 @@ from churn_ml.local.common import (
     LocalJobError,
     arn,
     completed_job,
+    control_plane,
     now,
     publish_artifacts,
     python,
@@ -35,6 +36,7 @@ from churn_ml.local.common import (
     write_state,
 )
 from churn_ml.local.models import create_model, describe_model, unpack_model, validate_model
+from churn_ml.transform_io import input_objects, output_uri
 
 
 
@@ -86,8 +88,8 @@ def validate_request(model: dict | None, transform: dict) -> None:
         if key not in transform:
             raise ValueError(f"transform request is missing {key!r}; see the CreateTransformJob API")
     source = transform["TransformInput"]["DataSource"]["S3DataSource"]
-    if source.get("S3DataType") != "S3Prefix":
-        raise ValueError("TransformInput.DataSource.S3DataSource.S3DataType: only S3Prefix is supported locally")
+    if source.get("S3DataType") not in ("S3Prefix", "ManifestFile"):
+        raise ValueError("TransformInput.DataSource.S3DataSource.S3DataType must be S3Prefix or ManifestFile")
     if transform["TransformInput"].get("SplitType", "None") not in ("Line", "None"):
         raise ValueError("TransformInput.SplitType must be Line or None locally")
     if transform["TransformInput"].get("CompressionType", "None") != "None":
@@ -104,6 +106,11 @@ def validate_request(model: dict | None, transform: dict) -> None:
     parse_csv_filter(processing.get("OutputFilter"))
     if model is not None:
         validate_model(model)
+
+
+def describe_transform_job(name: str) -> dict | None:
+    """DescribeTransformJob of a local job, or None when there is none of that name."""
+    return read_state(control_plane("sagemaker", "transform-jobs") / name / "describe.json")
 
 
 def run_transform_job(config: dict, log: logging.Logger) -> dict:
@@ -123,12 +130,10 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     model = describe_model(transform["ModelName"])
     model_dir, code_dir, env = unpack_model(model, job_dir)
 
-    input_prefix = transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-    objects = lake.list_keys(input_prefix)
+    base, objects = input_objects(transform["TransformInput"]["DataSource"]["S3DataSource"])
     if not objects:
-        raise LocalJobError(f"no input objects under {input_prefix}")
+        raise LocalJobError(f"no input objects in {transform['TransformInput']['DataSource']['S3DataSource']['S3Uri']}")
     output_prefix = transform["TransformOutput"]["S3OutputPath"].rstrip("/")
-    base = input_prefix if input_prefix.endswith("/") else input_prefix.rsplit("/", 1)[0] + "/"
     processing = transform.get("DataProcessing", {})
     spec = {
         "program": env["SAGEMAKER_PROGRAM"],
@@ -145,7 +150,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         "objects": [
             {
                 "input": str(lake.local_path(uri)),
-                "output": str(lake.local_path(f"{output_prefix}/{uri[len(base):]}.out")),
+                "output": str(lake.local_path(output_uri(output_prefix, base, uri))),
             }
             for uri in objects
         ],

@@ -1,0 +1,112 @@
+"""Write aside, then swap: publishing staged objects, transform manifests and outputs, Spark partitions."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from pyspark.sql import functions as F
+
+from churn import sparkio
+from churn_ml import lake, transform_io
+from churn_ml.operators import _SageMakerJobMixin
+
+PARTITION = "s3://churn-lake/predictions/dt=2026-07-02/"
+STAGING = "s3://churn-lake/_staging/predictions/dt=2026-07-02/run-1/out/"
+
+
+def _put(uri: str, text: str) -> None:
+    lake.write_bytes(uri, text.encode())
+
+
+def test_publish_replaces_each_object_then_drops_what_the_new_set_lacks(lake_root):
+    _put(PARTITION + "part-00000.csv.out", "C1,0.1\n")
+    _put(PARTITION + "part-00001.csv.out", "C2,0.2\n")  # not in the new set: removed after the swap
+    _put(PARTITION + "_SUCCESS", "{}")
+    _put(STAGING + "part-00000.csv.out", "C1,0.9\n")
+    assert lake.publish({STAGING + "part-00000.csv.out": PARTITION + "part-00000.csv.out"}, PARTITION) == 1
+    assert lake.list_keys(PARTITION) == [PARTITION + "_SUCCESS", PARTITION + "part-00000.csv.out"]
+    assert lake.read_text(PARTITION + "part-00000.csv.out") == "C1,0.9\n"
+    assert lake.list_keys(STAGING) == []  # moved, not copied: a completed job's outputs are gone once published
+
+
+def test_publish_refuses_missing_staged_objects_and_leaves_the_partition(lake_root):
+    _put(PARTITION + "part-00000.csv.out", "C1,0.1\n")
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        lake.publish({STAGING + "part-00000.csv.out": PARTITION + "part-00000.csv.out"}, PARTITION)
+    with pytest.raises(ValueError, match="not under"):
+        lake.publish({STAGING + "x.out": "s3://churn-lake/elsewhere/x.out"}, PARTITION)
+    assert lake.read_text(PARTITION + "part-00000.csv.out") == "C1,0.1\n"
+
+
+def test_the_manifest_lists_data_objects_only_and_outputs_follow_it(lake_root):
+    prefix = "s3://churn-lake/scoring_input/dt=2026-07-02/"
+    _put(prefix + "part-00000.c000.csv", "C1,1\n")
+    _put(prefix + "_SUCCESS", "")
+    manifest = "s3://churn-lake/_staging/m.manifest"
+    assert transform_io.write_manifest(prefix, manifest) == [prefix + "part-00000.c000.csv"]
+    assert json.loads(lake.read_text(manifest)) == [{"prefix": prefix}, "part-00000.c000.csv"]
+    job = {"TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest}}},
+           "TransformOutput": {"S3OutputPath": STAGING}}
+    assert transform_io.outputs(job) == {prefix + "part-00000.c000.csv": STAGING + "part-00000.c000.csv.out"}
+    assert not transform_io.outputs_present(job)
+    _put(STAGING + "part-00000.c000.csv.out", "C1,0.5\n")
+    assert transform_io.outputs_present(job)
+    with pytest.raises(FileNotFoundError, match="no data objects"):
+        transform_io.write_manifest("s3://churn-lake/scoring_input/dt=2026-07-03/", manifest)
+    _put(manifest, '{"not": "a manifest"}')
+    with pytest.raises(ValueError, match="not a SageMaker manifest"):
+        transform_io.read_manifest(manifest)
+
+
+class _Jobs(_SageMakerJobMixin):
+    log = logging.getLogger("test")
+
+
+@pytest.mark.parametrize(
+    ("states", "usable", "expected"),
+    [
+        ({}, True, "job"),  # nothing yet: create it
+        ({"job": "InProgress"}, False, "job"),  # running: wait for it
+        ({"job": "Completed"}, True, "job"),  # done, outputs in place: re-attach
+        ({"job": "Completed"}, False, "job-r2"),  # done, outputs published or cleared: run again
+        ({"job": "Failed", "job-r2": "Completed"}, False, "job-r3"),
+        ({"job": "Failed", "job-r2": "Stopped"}, True, "job-r3"),
+    ],
+)
+def test_an_attempt_is_reattached_only_while_it_runs_or_its_outputs_are_there(states, usable, expected):
+    def describe(name):
+        return {"Status": states[name]} if name in states else None
+
+    name, _ = _Jobs()._attempt_name("job", describe, "Status", usable=lambda job: usable)
+    assert name == expected
+
+
+def _rows(spark, root: str) -> list[tuple]:
+    return sorted((r["customer_id"], r["dt"]) for r in spark.read.parquet(root).collect())
+
+
+def test_replace_partitions_stages_then_swaps_with_stable_names(spark, tmp_path):
+    root = f"file://{tmp_path}/features"
+    first = spark.createDataFrame([("A", "2026-07-01"), ("B", "2026-07-02")], ["customer_id", "dt"])
+    sparkio.replace_partitions(spark, first, root, ["2026-07-01", "2026-07-02"], "parquet")
+    names = sorted(p.name for p in (tmp_path / "features/dt=2026-07-01").iterdir() if not p.name.startswith("."))
+    assert names == ["_SUCCESS", "part-00000.c000.snappy.parquet"]
+    # A rerun of 2026-07-02 only, whose output for that day is empty: an empty, complete partition.
+    second = spark.createDataFrame([("C", "2026-07-01")], ["customer_id", "dt"])
+    sparkio.replace_partitions(spark, second, root, ["2026-07-01", "2026-07-02"], "parquet")
+    assert _rows(spark, root) == [("C", "2026-07-01")]
+    assert (tmp_path / "features/dt=2026-07-02/_SUCCESS").exists()
+    assert not (tmp_path / "features/_staging").exists() or not any((tmp_path / "features/_staging").iterdir())
+
+
+def test_a_failing_write_leaves_the_published_partitions(spark, tmp_path):
+    root = f"file://{tmp_path}/features"
+    good = spark.createDataFrame([("A", "2026-07-01")], ["customer_id", "dt"])
+    sparkio.replace_partitions(spark, good, root, ["2026-07-01"], "parquet")
+    bad = good.withColumn("customer_id", F.raise_error(F.lit("boom")).cast("string"))
+    with pytest.raises(Exception, match="boom"):
+        sparkio.replace_partitions(spark, bad, root, ["2026-07-01"], "parquet")
+    assert _rows(spark, root) == [("A", "2026-07-01")]
+    assert (tmp_path / "features/dt=2026-07-01/_SUCCESS").exists()
