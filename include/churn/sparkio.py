@@ -1,13 +1,18 @@
 """Lake I/O for Spark jobs through Hadoop's FileSystem API.
 
 The same calls work for ``s3://`` on EMR Serverless and Glue and for ``file://`` under local
-Spark, so the jobs take URIs and never branch on where they run.
+Spark, so the jobs take URIs and never branch on where they run. Whole-file writes (``write_text``,
+``write_json``) are atomic on both: readers poll some of these files while a job rewrites them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import uuid
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -54,11 +59,50 @@ def complete_partitions(spark: SparkSession, root: str) -> list[str]:
     return sorted(days)
 
 
+def replace_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace the local file ``path`` with ``data`` so that a concurrent reader sees the old content
+    or the new one, never an empty or half-written file.
+
+    Rewriting a file in place truncates it first: a process polling it (the DAG's health check, the
+    streaming benchmark) can read it empty. So the data goes to a hidden temporary file in the same
+    directory (same filesystem; the leading dot keeps Spark and Hadoop listings from picking it up),
+    is flushed to disk, and ``os.replace`` renames it over the target, which is atomic on POSIX.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: concurrent writers never share it
+    try:
+        with open(tmp, "xb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    # A checksum Hadoop's LocalFileSystem may have written next to an earlier version no longer
+    # matches: a Hadoop read through that filesystem would fail on it.
+    with contextlib.suppress(FileNotFoundError):
+        target.with_name(f".{target.name}.crc").unlink()
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write ``text`` to ``uri`` whole: a reader of the URI sees the previous version or this one.
+
+    Local files (``file://``, the local target) are written aside and renamed over the target
+    (``replace_file``): Hadoop's local ``create`` would truncate the file in place. Object stores
+    (``s3://`` on EMR Serverless and Glue) publish an object only when its stream is closed, in one
+    PUT, which is already atomic, and have no atomic rename: they are written directly.
+    """
     fs, path = _fs_path(spark, uri)
+    data = text.encode("utf-8")
+    if fs.getUri().getScheme() == "file":
+        replace_file(fs.makeQualified(path).toUri().getPath(), data)
+        return
     stream = fs.create(path, True)
     try:
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data))
     finally:
         stream.close()
 
@@ -78,15 +122,36 @@ def replace_partitions(
 ) -> None:
     """Make ``root/dt=<day>`` hold exactly ``frame``'s rows for each day in ``days``.
 
-    Every listed partition is removed first, so a day whose new output is empty does not keep rows
-    from an earlier run; then the frame is appended partitioned by day and each partition gets a
-    ``_SUCCESS`` marker (Spark writes one only at the table root). Rerunning a day replaces
-    exactly that day.
+    Written aside, then swapped: the frame goes to ``root/_staging/<id>/`` first (Spark and Hive
+    skip ``_`` folders), so a job that fails while writing leaves every published partition as it
+    was. Then each staged day gets stable file names (``part-00000.c000.csv``: a rerun replaces the
+    same names instead of adding new ones beside them) and its ``_SUCCESS`` marker, and is swapped
+    in: the old partition renamed aside, the new one renamed into place, the old one deleted. A day
+    whose new output is empty becomes an empty partition, keeping no rows from an earlier run.
+    Rerunning a day replaces exactly that day.
     """
     root = root.rstrip("/")
-    for day in days:
-        delete(spark, f"{root}/{partition_column}={day}")
-    frame.write.mode("append").partitionBy(partition_column).format(fmt).options(**options).save(root)
-    delete(spark, f"{root}/_SUCCESS")
-    for day in days:
-        write_text(spark, f"{root}/{partition_column}={day}/_SUCCESS", "")
+    staging = f"{root}/_staging/{uuid.uuid4().hex}"
+    frame.write.mode("overwrite").partitionBy(partition_column).format(fmt).options(**options).save(staging)
+    fs, _ = _fs_path(spark, root)
+    jvm_path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path
+    try:
+        for day in days:
+            staged = jvm_path(f"{staging}/{partition_column}={day}")
+            fs.mkdirs(staged)
+            parts = sorted(s.getPath().getName() for s in fs.listStatus(staged) if s.getPath().getName().startswith("part-"))
+            for index, name in enumerate(parts):
+                fs.rename(jvm_path(staged, name), jvm_path(staged, f"part-{index:05d}{name[name.index('.'):]}"))
+            write_text(spark, f"{staging}/{partition_column}={day}/_SUCCESS", "")
+            final = jvm_path(f"{root}/{partition_column}={day}")
+            if fs.exists(final):
+                aside = jvm_path(f"{staging}/replaced-{day}")
+                if not fs.rename(final, aside):
+                    raise OSError(f"could not move {final} aside to replace it")
+                if not fs.rename(staged, final):
+                    fs.rename(aside, final)
+                    raise OSError(f"could not move {staged} to {final}; the previous partition was put back")
+            elif not fs.rename(staged, final):
+                raise OSError(f"could not move {staged} to {final}")
+    finally:
+        fs.delete(jvm_path(staging), True)

@@ -20,8 +20,8 @@ offsets); on Glue 5 (``--source glue``) through Glue's Kinesis connector. Then, 
 Writes overwrite their ``batch_id`` partitions (dynamic partition overwrite), so a batch replayed
 after a crash replaces its own output and nothing is duplicated; the checkpoint makes a restarted job
 resume after the last committed batch. The driver writes the query's progress, with this job's
-own counts, to ``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``; the
-``churn_streaming`` DAG's health check reads it.
+own counts, to ``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``, replacing it
+atomically (the ``churn_streaming`` DAG's health check and the benchmark poll it).
 
 SIGTERM stops the query after the batch in flight and records the run as STOPPED.
 """
@@ -309,7 +309,12 @@ def _iso(epoch: float) -> str:
 
 
 class ProgressWriter:
-    """Writes ``progress.json`` for this run: state, Spark's last progress and the job's own counts."""
+    """Writes ``progress.json`` for this run: state, Spark's last progress and the job's own counts.
+
+    Other processes poll the file while the job runs (the DAG's health check, the streaming
+    benchmark), so each write replaces it whole: ``sparkio.write_json`` writes a local file aside and
+    renames it over the old one, and an S3 object is one PUT. A reader never sees it empty or cut.
+    """
 
     def __init__(self, spark: SparkSession, args: argparse.Namespace, processor: BatchProcessor) -> None:
         self.spark, self.args, self.processor = spark, args, processor

@@ -185,8 +185,17 @@ def stop_job(log: logging.Logger) -> dict | None:
 # ------------------------------------------------------------------ health
 
 def read_progress(run_id: str) -> dict | None:
+    """The run's ``progress.json``, or None while it has written none (or its folder was removed).
+
+    The job replaces the file whole (a local file is written aside and renamed over it; on S3 it is
+    one PUT), so what is read here is one complete version."""
     uri = f"{root()}/runs/{run_id}/progress.json"
-    return lake.read_json(uri) if lake.exists(uri) else None
+    if not lake.exists(uri):
+        return None
+    try:
+        return lake.read_json(uri)
+    except FileNotFoundError:  # removed between the two calls, e.g. a lake being cleaned up
+        return None
 
 
 def _parse(value: str | None) -> dt.datetime | None:

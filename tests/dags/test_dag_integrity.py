@@ -39,13 +39,17 @@ def test_no_import_errors_and_all_dags_present():
     assert set(report["dags"]) == EXPECTED_DAGS
 
 
-def test_parse_time_and_no_heavy_modules_loaded():
+def test_no_heavy_modules_loaded_at_parse_time(record_property):
+    """Parse times are reported (`pytest -s`, junit XML), not asserted: a wall-clock bound fails on a
+    busy machine. What makes a parse slow is checked here (heavy imports), and a parse slower than
+    Airflow's dagbag_import_timeout is an import error, which test_no_import_errors_and_all_dags_present
+    catches."""
     report = describe("local")
     print("\nDAG file parse times (fresh interpreter, first file pays the provider import):")
     for name, info in report["files"].items():
         print(f"  {name:28s} {info['parse_seconds']:.3f}s")
+        record_property(f"parse_seconds {name}", info["parse_seconds"])
         assert info["heavy_modules"] == [], f"{name} loads {info['heavy_modules']} at parse time"
-        assert info["parse_seconds"] < 30
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))

@@ -10,6 +10,7 @@ import logging
 import os
 import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -21,13 +22,22 @@ LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
 def _spark_submit() -> str:
+    """``spark-submit`` from PATH, else the one next to the running interpreter.
+
+    pyspark installs ``spark-submit`` in the virtualenv's ``bin/``, which is on PATH only when the
+    venv is activated (``scripts/env.sh``); a script started as ``.venv/bin/python ...`` still
+    finds the one that belongs to its own pyspark.
+    """
     found = shutil.which("spark-submit")
-    if not found:
-        raise LocalJobError(
-            "spark-submit not found on PATH: the local target needs pyspark installed in the environment "
-            "(run scripts/bootstrap.sh, or put the virtualenv's bin/ on PATH)"
-        )
-    return found
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "spark-submit"  # not resolved: a venv's python is a symlink
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise LocalJobError(
+        f"spark-submit not found on PATH nor next to the interpreter ({beside}): the local target needs "
+        "pyspark installed in the environment (run scripts/bootstrap.sh, or put the virtualenv's bin/ on PATH)"
+    )
 
 
 def parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]:
@@ -93,11 +103,22 @@ def spark_submit(
     ]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
-    if py_files:
-        command += ["--py-files", ",".join(str(lake.local_path(p)) for p in py_files)]
+    local_py_files = [str(lake.local_path(p)) for p in py_files]
+    if local_py_files:
+        command += ["--py-files", ",".join(local_py_files)]
     command += [str(script), *[str(a) for a in lake.to_local_uris(list(arguments))]]
     env = dict(os.environ)
-    env.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or shutil.which("python") or "python3")
+    # Spark gives --py-files to the driver and the executors' Python workers, not to the Python process
+    # that plans a Python data source (the streaming job's churn.kinesis_source): "No module named
+    # 'churn'" unless they are on PYTHONPATH as well, which scripts/env.sh happened to provide (include/).
+    python_path = [*local_py_files, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
+    # Spark's driver and workers run this interpreter unless told otherwise: it has pyspark and the
+    # jobs' dependencies, whatever `python` on PATH is (without scripts/env.sh it is not the venv's).
+    # spark-submit's own launcher script runs it as well, to find SPARK_HOME.
+    env["PYSPARK_PYTHON"] = os.environ.get("PYSPARK_PYTHON") or sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = os.environ.get("PYSPARK_DRIVER_PYTHON") or env["PYSPARK_PYTHON"]
     return command, env
 
 
