@@ -26,7 +26,13 @@ def trained(lake_root):
 
 
 def test_training_runner_follows_the_sagemaker_contract(trained, lake_root):
+    from test_training_history import assert_sagemaker_shaped
+
     assert trained["TrainingJobStatus"] == "Completed"
+    assert [t["Status"] for t in trained["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed",
+    ]
+    assert_sagemaker_shaped(trained)
     metrics = {m["MetricName"]: m["Value"] for m in trained["FinalMetricDataList"]}
     assert 0.8 < metrics["holdout:auc"] <= 1.0 and "validation:auc" in metrics
     artifact = lake.local_path(trained["ModelArtifacts"]["S3ModelArtifacts"])
@@ -170,6 +176,10 @@ def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeyp
     from churn_ml.local.training import interruptions_of
 
     assert interruptions_of(steady) == 0 and interruptions_of(interrupted) == 2
+    spot_restart = ["Interrupted", "Restarting", "Training"]
+    assert [t["Status"] for t in interrupted["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", *spot_restart, *spot_restart, "Uploading", "Completed",
+    ]
     rows = np.random.default_rng(2).normal(size=(500, 3))
     assert np.array_equal(_predictions(steady, rows), _predictions(interrupted, rows))
     assert interrupted["BillableTimeInSeconds"] <= interrupted["TrainingTimeInSeconds"]

@@ -78,17 +78,16 @@ def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) ->
     return job_dir, None
 
 
-_BUILD_LOCK = threading.Lock()
-
-
 def publish_artifacts() -> Path:
     """Build include/ into the local artifacts bucket (no-op when unchanged); returns its folder.
 
-    Serialised: parallel tuning trials all call it, and the build stages into one folder.
+    Every local job calls it, from Airflow tasks in separate processes and from parallel tuning
+    trials in threads. ``artifacts.ensure_built`` makes that safe for both: an OS file lock around
+    check-and-build, and an atomic swap of the finished build, so a job reading the folder in
+    another process never finds it missing or half-built (no in-process lock needed on top).
     """
     out = lake.local_path(f"{cfg.settings.artifacts}/")
-    with _BUILD_LOCK:
-        artifacts.ensure_built(cfg.include_dir(), out)
+    artifacts.ensure_built(cfg.include_dir(), out)
     return out
 
 
@@ -98,32 +97,55 @@ def stream(
 ) -> tuple[int, list[str]]:
     """Run ``command``, copy its output to the task log and ``log_file``; returns (exit code, all lines).
 
-    ``on_line`` sees each line with the process (to signal it, e.g. a simulated spot interruption).
+    ``log_file`` is written line by line as the process prints (each line flushed), so it can be
+    followed with ``tail -f`` while the job runs, as CloudWatch shows a SageMaker job's log live.
+    For that the child must not buffer either: a Python child gets ``PYTHONUNBUFFERED=1`` (its
+    stdout is a pipe, which Python otherwise block-buffers until exit).
+
+    ``timeout`` (seconds) kills the process when it runs longer, whether or not it prints, and
+    raises ``subprocess.TimeoutExpired``. ``on_line`` sees each line with the process (to signal
+    it, e.g. a simulated spot interruption).
     """
     log.info("running: %s", " ".join(command))
     lines: list[str] = []
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {**env, "PYTHONUNBUFFERED": "1"}
     with log_file.open("a" if append else "w", encoding="utf-8") as sink:
         proc = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
+        # The output loop only ends when the process closes its stdout, so the time limit is a
+        # watchdog that kills it; waiting with a timeout after the loop would never fire in time.
+        timed_out = threading.Event()
+
+        def kill_on_timeout() -> None:
+            if proc.poll() is None:
+                timed_out.set()
+                proc.kill()
+
+        watchdog = threading.Timer(timeout, kill_on_timeout) if timeout is not None else None
         try:
+            if watchdog is not None:
+                watchdog.daemon = True
+                watchdog.start()
             assert proc.stdout is not None
             for line in proc.stdout:
                 line = line.rstrip("\n")
                 lines.append(line)
                 sink.write(line + "\n")
+                sink.flush()
                 log.info("| %s", line)
                 if on_line is not None:
                     on_line(line, proc)
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+            code = proc.wait()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
+        if timed_out.is_set():
+            raise subprocess.TimeoutExpired(command, timeout, output="\n".join(lines))
     return code, lines
 
 

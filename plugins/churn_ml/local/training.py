@@ -28,11 +28,12 @@ from churn_ml import lake
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
-    completed_job,
     arn,
+    completed_job,
     now,
     publish_artifacts,
     python,
+    read_state,
     stream,
     tail,
     write_state,
@@ -206,6 +207,78 @@ def parse_metrics(lines: list[str], definitions: list[dict]) -> list[dict]:
     return final
 
 
+TERMINAL = ("Completed", "Failed", "Stopped")
+FAILURE_REASON_MAX = 1024  # the API's limit on FailureReason
+
+
+class JobRecord:
+    """The DescribeTrainingJob record of one job name (``describe.json``), written at every transition.
+
+    ``SecondaryStatusTransitions`` keeps the job's whole history, as SageMaker's does: Starting,
+    Downloading, Training, Interrupted / Restarting (spot), Uploading, then Completed, Failed,
+    Stopped, MaxRuntimeExceeded or MaxWaitTimeExceeded; each with StartTime, EndTime (the end ones
+    too, when the job ended) and StatusMessage. The local target, unlike SageMaker, lets a job
+    name that did not complete run again (the operator retries under the same name there), so a
+    rerun appends to the transitions of the earlier runs instead of replacing them: the earlier
+    run's failure stays visible in its transition's StatusMessage. The other fields (times,
+    metrics, FailureReason) describe the latest run; CreationTime stays the first run's.
+    """
+
+    def __init__(self, state_file: Path, fields: dict) -> None:
+        self.state_file = state_file
+        earlier = read_state(state_file)
+        history = [dict(t) for t in (earlier or {}).get("SecondaryStatusTransitions", [])]
+        self.rerun = earlier is not None
+        if earlier is not None and history and "EndTime" not in history[-1]:
+            # The earlier run's runner died without recording an end (a killed task): say so.
+            stamp = now()
+            history[-1]["EndTime"] = stamp
+            history.append({
+                "Status": "Stopped", "StartTime": stamp, "EndTime": stamp,
+                "StatusMessage": f"The local runner of the previous run ended while the job was "
+                                 f"{earlier.get('SecondaryStatus', 'in progress')}; it did not finish",
+            })
+        self.describe: dict = {
+            **fields,
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "SecondaryStatusTransitions": history,
+            "CreationTime": (earlier or {}).get("CreationTime") or now(),
+            "TrainingStartTime": now(),
+        }
+        self.ended = False
+
+    @property
+    def runs(self) -> int:
+        """How many runs of this job name have started so far (one ``Starting`` transition each)."""
+        return sum(1 for t in self.describe["SecondaryStatusTransitions"] if t["Status"] == "Starting")
+
+    def transition(self, status: str, message: str, *, final: bool = False) -> None:
+        """Enter secondary status ``status`` (closing the current one) and save the record."""
+        stamp = now()
+        history = self.describe["SecondaryStatusTransitions"]
+        if history and "EndTime" not in history[-1]:
+            history[-1]["EndTime"] = stamp
+        entry = {"Status": status, "StartTime": stamp, "StatusMessage": message}
+        if final:
+            entry["EndTime"] = stamp
+        history.append(entry)
+        self.describe.update(SecondaryStatus=status, LastModifiedTime=stamp)
+        write_state(self.state_file, self.describe)
+
+    def end(self, status: str, secondary: str, message: str) -> None:
+        """End the run: ``TrainingJobStatus`` ``status``; the reason of a run that did not complete
+        goes to FailureReason and to the last transition's StatusMessage."""
+        if status not in TERMINAL:
+            raise ValueError(f"{status!r} is not a terminal TrainingJobStatus ({', '.join(TERMINAL)})")
+        self.describe.setdefault("TrainingEndTime", now())
+        self.describe["TrainingJobStatus"] = status
+        if status != "Completed":
+            self.describe["FailureReason"] = message[:FAILURE_REASON_MAX]
+        self.ended = True
+        self.transition(secondary, message, final=True)
+
+
 def run_training_job(request: dict, log: logging.Logger, interruptions: str | None = None) -> dict:
     """Run a CreateTrainingJob request to completion; returns the DescribeTrainingJob response.
 
@@ -214,14 +287,52 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
     SIGKILL after the notice, checkpoints synced to ``CheckpointConfig.S3Uri``, and a restart that
     resumes from them. ``TrainingTimeInSeconds`` counts the whole job including the waits,
     ``BillableTimeInSeconds`` only the time the training process ran.
+
+    The job's Describe record is kept in the control plane (see ``JobRecord``); a job name that
+    already completed is re-attached to, one that did not is run again and its record extended.
+    Whatever ends the run (a failure of the job, an error of the runner, the task being stopped),
+    the record says so before the error propagates.
     """
     validate_request(request)
     name = request["TrainingJobName"]
     job_dir, previous = completed_job("training-jobs", name, "TrainingJobStatus", log)
     if previous:
         return previous
-    state_file = job_dir / "describe.json"
+    spot = bool(request.get("EnableManagedSpotTraining"))
+    fields = {
+        "TrainingJobName": name,
+        "TrainingJobArn": arn("sagemaker", "training-job", name.lower()),
+        "HyperParameters": request.get("HyperParameters", {}),
+        "AlgorithmSpecification": request["AlgorithmSpecification"],
+        "RoleArn": request["RoleArn"],
+        "InputDataConfig": request.get("InputDataConfig", []),
+        "OutputDataConfig": request["OutputDataConfig"],
+        "ResourceConfig": request["ResourceConfig"],
+        "StoppingCondition": request["StoppingCondition"],
+        "EnableManagedSpotTraining": spot,
+        **{k: request[k] for k in ("CheckpointConfig", "TuningJobArn") if k in request},
+    }
+    record = JobRecord(job_dir / "describe.json", fields)
+    if record.rerun:
+        log.info("training job %s did not complete before: running it again (its record keeps the earlier runs)", name)
+    try:
+        return _run(request, record, job_dir, log, interruptions)
+    except BaseException as err:
+        if not record.ended:
+            if isinstance(err, Exception):
+                record.end("Failed", "Failed", f"InternalServerError: the local runner failed: {type(err).__name__}: {err}")
+            else:  # KeyboardInterrupt, SystemExit, the task being terminated
+                record.end("Stopped", "Stopped", f"Stopped: the local runner was stopped ({type(err).__name__})")
+        raise
 
+
+def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, interruptions: str | None) -> dict:
+    """The body of ``run_training_job``: sandbox, inputs, training attempts, outputs."""
+    name = request["TrainingJobName"]
+    describe = record.describe
+    record.transition(
+        "Starting", "Starting the training job" + (f" (run {record.runs + 1} of this job name)" if record.rerun else ""),
+    )
     publish_artifacts()
     hps = request.get("HyperParameters", {})
     opt_ml = job_dir / "opt_ml"
@@ -235,17 +346,21 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
 
     bundle = lake.local_path(hps["sagemaker_submit_directory"])
     if not bundle.exists():
-        raise LocalJobError(f"sagemaker_submit_directory {hps['sagemaker_submit_directory']} not found ({bundle})")
+        raise _fail(record, f"ClientError: sagemaker_submit_directory {hps['sagemaker_submit_directory']} not found ({bundle})")
     with tarfile.open(bundle) as tar:
         tar.extractall(code_dir, filter="data")
     program = hps["sagemaker_program"]
     if not (code_dir / program).exists():
-        raise LocalJobError(f"sagemaker_program {program!r} is not in the source bundle {bundle}")
+        raise _fail(record, f"ClientError: sagemaker_program {program!r} is not in the source bundle {bundle}")
 
+    record.transition("Downloading", "Downloading input data")
     channels = {}
     for channel in request.get("InputDataConfig", []):
         cname = channel["ChannelName"]
-        count = _copy_prefix(channel["DataSource"]["S3DataSource"]["S3Uri"], data_dir / cname)
+        try:
+            count = _copy_prefix(channel["DataSource"]["S3DataSource"]["S3Uri"], data_dir / cname)
+        except LocalJobError as err:
+            raise _fail(record, f"ClientError: {err}") from None
         channels[cname] = str(data_dir / cname)
         log.info("channel %s: %d objects", cname, count)
     resource = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"}
@@ -283,50 +398,20 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
         env["SM_CHECKPOINT_DIR"] = str(local_checkpoints)
     argv = [python(), program] + [a for k, v in user_hps.items() for a in (f"--{k}", v)]
 
-    spot = bool(request.get("EnableManagedSpotTraining"))
+    spot = describe["EnableManagedSpotTraining"]
     plan = interruption_plan(
         cfg.local_spot_interruptions() if interruptions is None else interruptions, name,
         int(user_hps.get("num_round", "100")),
     ) if spot else []
-    describe = {
-        "TrainingJobName": name,
-        "TrainingJobArn": arn("sagemaker", "training-job", name.lower()),
-        "TrainingJobStatus": "InProgress",
-        "SecondaryTrainingStatus": "Starting",
-        "SecondaryStatusTransitions": [],
-        "HyperParameters": hps,
-        "AlgorithmSpecification": request["AlgorithmSpecification"],
-        "RoleArn": request["RoleArn"],
-        "InputDataConfig": request.get("InputDataConfig", []),
-        "OutputDataConfig": request["OutputDataConfig"],
-        "ResourceConfig": request["ResourceConfig"],
-        "StoppingCondition": request["StoppingCondition"],
-        "EnableManagedSpotTraining": spot,
-        "CreationTime": now(),
-        "TrainingStartTime": now(),
-    }
-    if checkpoint:
-        describe["CheckpointConfig"] = checkpoint
-    if "TuningJobArn" in request:
-        describe["TuningJobArn"] = request["TuningJobArn"]
-
-    def transition(status: str, message: str) -> None:
-        stamp = now()
-        history = describe["SecondaryStatusTransitions"]
-        if history and "EndTime" not in history[-1]:
-            history[-1]["EndTime"] = stamp
-        history.append({"Status": status, "StartTime": stamp, "StatusMessage": message})
-        describe["SecondaryTrainingStatus"] = status
-        write_state(state_file, describe)
-
     stopping = request["StoppingCondition"]
     max_runtime = stopping["MaxRuntimeInSeconds"]
     max_wait = stopping.get("MaxWaitTimeInSeconds") if spot else None
+    log_file = job_dir / "training.log"
     started = time.monotonic()
     billable = 0.0
     interrupted = 0
     lines: list[str] = []
-    reason = ""
+    reason, secondary = "", "Failed"
     attempt = 0
     while True:
         attempt += 1
@@ -334,16 +419,20 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
             restored = sync_checkpoints_down(checkpoint["S3Uri"], local_checkpoints)
             if restored:
                 log.info("restored %d checkpoint file(s) from %s", restored, checkpoint["S3Uri"])
-        transition("Training", f"Training attempt {attempt}" + (" (resuming from checkpoints)" if attempt > 1 else ""))
+        record.transition(
+            "Training", "Training in progress" + (f" (attempt {attempt}, resuming from checkpoints)" if attempt > 1 else ""),
+        )
         interrupter = Interrupter(plan[0] if plan else None, cfg.local_spot_notice_seconds(), log)
         attempt_started = time.monotonic()
         try:
+            # A rerun of the job name appends too: the log keeps every run, as the transitions do.
             code, attempt_lines = stream(
-                argv, env=env, log=log, log_file=job_dir / "training.log", timeout=max(1.0, max_runtime - billable),
-                cwd=code_dir, on_line=interrupter.on_line, append=attempt > 1,
+                argv, env=env, log=log, log_file=log_file, timeout=max(1.0, max_runtime - billable),
+                cwd=code_dir, on_line=interrupter.on_line, append=attempt > 1 or record.rerun,
             )
-        except subprocess.TimeoutExpired:
-            code, attempt_lines, reason = -9, [], f"MaxRuntimeInSeconds ({max_runtime}) exceeded"
+        except subprocess.TimeoutExpired as err:
+            code, attempt_lines = -9, (err.output or "").splitlines()
+            reason, secondary = f"MaxRuntimeExceeded: MaxRuntimeInSeconds ({max_runtime}) exceeded", "MaxRuntimeExceeded"
         finally:
             interrupter.cancel()
             billable += time.monotonic() - attempt_started
@@ -356,13 +445,14 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
             break
         plan.pop(0)
         interrupted += 1
-        transition("Interrupted", f"Spot interruption {interrupted} at round {interrupter.round} (exit code {code})")
+        record.transition("Interrupted", f"Spot interruption {interrupted} at round {interrupter.round} (exit code {code})")
         log.warning("training job %s: simulated spot interruption %d at round %d", name, interrupted, interrupter.round)
         time.sleep(cfg.local_spot_restart_seconds())
         if max_wait is not None and time.monotonic() - started > max_wait:
             reason = f"MaxWaitTimeExceeded: MaxWaitTimeInSeconds ({max_wait}) passed while waiting for spot capacity"
+            secondary = "MaxWaitTimeExceeded"
             break
-        transition("Restarting", "Restarting the job on new spot capacity")
+        record.transition("Restarting", "Restarting the job on new spot capacity")
     if not reason:
         failure = (output_dir / "failure").read_text().strip() if (output_dir / "failure").exists() else ""
         reason = failure or (f"AlgorithmError: {program} exited with {code}" if code else "")
@@ -373,23 +463,33 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
         FinalMetricDataList=parse_metrics(lines, request["AlgorithmSpecification"].get("MetricDefinitions", [])),
     )
     if reason:
-        describe.update(TrainingJobStatus="Failed", FailureReason=reason)
-        transition("Failed", reason)
-        raise LocalJobError(
-            f"training job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {job_dir / 'training.log'}"
-        )
+        # SageMaker reports a job stopped by its time limits as Stopped, any other end as Failed.
+        record.end("Failed" if secondary == "Failed" else "Stopped", secondary, reason)
+        raise LocalJobError(f"training job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {log_file}")
+    record.transition("Uploading", "Uploading generated training model")
     output_uri = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
     _pack(model_dir, lake.local_path(f"{output_uri}/model.tar.gz"))
     _pack(output_dir / "data", lake.local_path(f"{output_uri}/output.tar.gz"))
     describe.update(
-        TrainingJobStatus="Completed",
         ModelArtifacts={"S3ModelArtifacts": f"{output_uri}/model.tar.gz"},
         OutputDataConfig={**request["OutputDataConfig"], "OutputTarUri": f"{output_uri}/output.tar.gz"},
     )
-    transition("Completed", "Training job completed" + (f" after {interrupted} spot interruption(s)" if interrupted else ""))
+    record.end("Completed", "Completed", "Training job completed" + (f" after {interrupted} spot interruption(s)" if interrupted else ""))
     return describe
 
 
+def _fail(record: JobRecord, reason: str) -> LocalJobError:
+    """Record the run as Failed with ``reason`` and return the error for the caller to raise."""
+    record.end("Failed", "Failed", reason)
+    return LocalJobError(f"training job {record.describe['TrainingJobName']} failed: {reason}")
+
+
 def interruptions_of(describe: dict) -> int:
-    """How many spot interruptions a DescribeTrainingJob response records."""
-    return sum(1 for t in describe.get("SecondaryStatusTransitions", []) if t.get("Status") == "Interrupted")
+    """How many spot interruptions a DescribeTrainingJob response records in the job's latest run.
+
+    Only the latest run (from its last ``Starting`` transition on): the record's times, among them
+    ``BillableTimeInSeconds`` which this number is reported with, are that run's too.
+    """
+    history = describe.get("SecondaryStatusTransitions", [])
+    starts = [i for i, t in enumerate(history) if t.get("Status") == "Starting"]
+    return sum(1 for t in history[starts[-1] if starts else 0:] if t.get("Status") == "Interrupted")
