@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,25 @@ for sub in ("plugins", "include", "include/sagemaker"):
     if str(REPO / sub) not in sys.path:
         sys.path.insert(0, str(REPO / sub))
 os.environ.setdefault("ML_TARGET", "local")
+# Tests that need Airflow's metadata database but no scheduler (DagBag, tasks run in-process) use a
+# SQLite database of their own, migrated once (pytest_configure); the end-to-end tests start the
+# PostgreSQL stack with its own environment, and the `airflow dags test` runs set theirs.
+SQLITE_DB = Path(os.environ.get("AIRFLOW_HOME", REPO / ".airflow")) / "tests" / "airflow.db"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{SQLITE_DB}"
+
+
+def pytest_configure(config):
+    from importlib.metadata import version
+
+    stamp, airflow_version = SQLITE_DB.with_suffix(".migrated"), version("apache-airflow")
+    if stamp.exists() and stamp.read_text() == airflow_version:
+        return
+    SQLITE_DB.parent.mkdir(parents=True, exist_ok=True)
+    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                             timeout=600, env=os.environ)
+    if migrate.returncode != 0:
+        raise pytest.UsageError(f"could not prepare the tests' SQLite database {SQLITE_DB}:\n{migrate.stderr[-3000:]}")
+    stamp.write_text(airflow_version)
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # Spark's Python workers (Python data sources, UDFs) import include/ and plugins/ modules too.

@@ -159,8 +159,10 @@ def test_training_request_is_valid_spot_with_checkpoints_and_a_retry_reattaches(
     assert again["Training"]["TrainingJobName"] == first["Training"]["TrainingJobName"]
 
 
-def test_transform_request_is_valid_and_a_retry_reattaches(aws):
+def test_transform_request_is_valid_and_a_retry_reattaches_only_while_its_outputs_are_there(aws):
     xcoms = {"resolve_model": {"model_data_url": MODEL}}
+    listed = run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "list_scoring_input"))
+    assert listed["objects"] == 1 and listed["manifest"].endswith("/scheduled__x/scoring_input.manifest")
     run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), xcoms)
     client = boto3.client("sagemaker")
     jobs = client.list_transform_jobs()["TransformJobSummaries"]
@@ -168,10 +170,20 @@ def test_transform_request_is_valid_and_a_retry_reattaches(aws):
     job = client.describe_transform_job(TransformJobName=jobs[0]["TransformJobName"])
     assert job["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
     assert job["TransformInput"]["SplitType"] == "Line" and job["BatchStrategy"] == "MultiRecord"
+    assert job["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "ManifestFile", "S3Uri": listed["manifest"]}
     assert len(client.list_models()["Models"]) == 1
+    # moto completes the job without writing its output; SageMaker would have: put it where it goes.
+    output = job["TransformOutput"]["S3OutputPath"] + "part-0.csv.out"
+    assert output.startswith(f"s3://churn-lake/_staging/predictions/dt={DS}/scheduled__x/out/")
+    aws.put_object(Bucket="churn-lake", Key=output.removeprefix("s3://churn-lake/"), Body=b"1,0.5\n")
     run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), xcoms)
-    assert len(client.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert len(client.list_transform_jobs()["TransformJobSummaries"]) == 1  # outputs in place: re-attached
     assert len(client.list_models()["Models"]) == 1  # same definition, same model
+    # Once the outputs were published (moved away) or cleared, the completed job is not trusted: it runs again.
+    aws.delete_object(Bucket="churn-lake", Key=output.removeprefix("s3://churn-lake/"))
+    run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), xcoms)
+    names = sorted(j["TransformJobName"] for j in client.list_transform_jobs()["TransformJobSummaries"])
+    assert names == [job["TransformJobName"], job["TransformJobName"] + "-r2"]
 
 
 def test_registry_and_deployment_requests_are_valid_and_only_approved_models_deploy(aws):
