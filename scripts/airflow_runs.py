@@ -72,6 +72,9 @@ class Airflow:
         found = [r for r in self.runs(dag_id) if r.get("logical_date") and _same_instant(r["logical_date"], day)]
         return found[-1] if found else None
 
+    def backfills(self, dag_id: str) -> list[dict]:
+        return self.request("GET", "/backfills", params={"dag_id": dag_id, "limit": 100})["backfills"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         tis = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         return {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}

@@ -1,37 +1,34 @@
-"""End to end: the README's run command on a generated sample, twice, with airflow dags test.
+"""End to end, as people run it: the README's run command, then reruns and backfills through the scheduler.
 
-Checks what a user relies on: every valid active customer of the day is scored, every injected
-bad record is quarantined (no more, no fewer), the model clears AUC 0.75 on a holdout it never
-saw, and running the same date again leaves every row count unchanged.
+The module starts its own Airflow stack (PostgreSQL, scheduler, dag-processor, triggerer, api-server:
+scripts/stack.sh) with its own lake and ports, runs `scripts/run_local.sh` on a generated sample
+(the batch chain as DAG runs of the scheduler), and then drives Airflow the way a person does:
+`airflow backfill create` with and without `--reprocess-behavior`, `airflow tasks clear`, a second
+run of a date, a run for an older date, and the UI in a real browser (tests/e2e/test_ui.py).
+
+Checks what a user relies on: every valid active customer of the day is scored, every injected bad
+record is quarantined (no more, no fewer), the model clears AUC 0.75 on a holdout it never saw,
+rerunning or backfilling a date replaces exactly that date and never leaves it empty, and training
+reruns start no job and production only moves forward. Waits are bounded generously; no assertion
+depends on how fast this machine is (times are printed instead).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import subprocess
-import sys
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.dataset as ds_
 import pytest
 
 from churn.datagen import injected_bad_records
-from support import free_port
+from e2e.stack import DS, airflow, backfill, day, predictions, run_cli, wait_for_runs
 
-REPO = Path(__file__).resolve().parents[2]
-DS = "2026-07-02"
 pytestmark = pytest.mark.e2e
-
-
-def _run(env: dict) -> str:
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts/run_local.sh")], env=env, capture_output=True, text=True, timeout=1200
-    )
-    assert proc.returncode == 0, f"run_local.sh failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout
 
 
 def _lines(folder: Path, pattern: str) -> int:
@@ -42,69 +39,39 @@ def _parquet_rows(folder: Path) -> int:
     return ds_.dataset(folder, format="parquet", partitioning="hive").count_rows()
 
 
-def _counts(lake: Path) -> dict:
-    return {
-        "clean_customers": _parquet_rows(lake / "clean/customers"),
-        "clean_events": _parquet_rows(lake / "clean/events"),
-        "errors": _lines(lake / "errors", "*/dt=*/*.json"),
-        "features": _parquet_rows(lake / "features"),
-        "labels": _parquet_rows(lake / "labels"),
-        "scoring_input": _lines(lake / "scoring_input", "dt=*/*.csv"),
-        "training_set": _lines(lake / f"training_sets/ds={DS}", "*/*.csv"),
-        "predictions": _lines(lake / f"predictions/dt={DS}", "*.out"),
-    }
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    env = {
-        **os.environ,
-        "LAKE_ROOT": str(work / "lake"),
-        "AIRFLOW_HOME": str(work / "airflow"),
-        "ML_TARGET": "local",
-        "CHURN_DS": DS,
-        "CHURN_LOCAL_RUNTIME_PORT": str(free_port()),  # not the port a `make run` endpoint may hold
-    }
-    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    try:
-        first = _run(env)
-        lake = work / "lake" / "churn-lake"
-        counts = _counts(lake)
-        endpoint_first = _endpoint(env)
-        second = _run(env)
-        yield {"lake": lake, "first": first, "second": second, "counts": counts, "counts_again": _counts(lake),
-               "endpoint_first": endpoint_first, "endpoint": _endpoint(env)}
-    finally:
-        subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "delete", "--all"], env=env, timeout=120)
-
-
-
-def _endpoint(env: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "describe", "churn-xgboost"],
-                          env={**env, "PYTHONPATH": str(REPO / "plugins")}, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_every_valid_active_customer_is_scored(chain):
-    lake = chain["lake"]
+def test_every_valid_active_customer_is_scored(stack):
+    lake = stack["lake"]
     customers = ds_.dataset(lake / "clean/customers", format="parquet", partitioning="hive").to_table().to_pylist()
     events = ds_.dataset(lake / "clean/events", format="parquet", partitioning="hive").to_table(
         filter=ds_.field("event_type") == "cancellation"
     ).to_pylist()
-    day = dt.date.fromisoformat(DS)
-    cancelled = {e["customer_id"] for e in events if e["event_ts"].date() < day}
-    expected = {c["customer_id"] for c in customers if c["signup_date"] < day} - cancelled
-    rows = [l.split(",") for p in (lake / f"predictions/dt={DS}").glob("*.out") for l in p.read_text().splitlines() if l]
+    today = dt.date.fromisoformat(DS)
+    cancelled = {e["customer_id"] for e in events if e["event_ts"].date() < today}
+    expected = {c["customer_id"] for c in customers if c["signup_date"] < today} - cancelled
+    rows = predictions(lake, DS)
     scored = [r[0] for r in rows]
     assert len(scored) == len(set(scored)), "a customer was scored twice"
     assert set(scored) == expected
     assert all(0.0 <= float(r[1]) <= 1.0 for r in rows)
+    # Only data objects were scored: no output for the _SUCCESS marker.
+    assert [p.name for p in (lake / f"predictions/dt={DS}").iterdir() if p.name.endswith(".out")] == [
+        p.name + ".out" for p in (lake / f"scoring_input/dt={DS}").glob("*.csv")
+    ]
 
 
-def test_quarantine_holds_exactly_the_injected_bad_records(chain):
-    lake = chain["lake"]
+def test_the_chain_ran_as_scheduler_dag_runs(stack):
+    client = airflow(stack)
+    for dag_id in ("churn_features", "churn_training", "churn_batch_scoring"):
+        run = client.run_for(dag_id, DS)
+        assert run and run["state"] == "success" and run["run_type"] == "manual", (dag_id, run)
+    sensor = client.task_instance("churn_batch_scoring", client.run_for("churn_batch_scoring", DS)["dag_run_id"],
+                                  "wait_for_scoring_input")
+    assert sensor["state"] == "success" and sensor["operator"] == "LakeKeySensor"
+    assert "Airflow UI       http://127.0.0.1:" in stack["first"]
+
+
+def test_quarantine_holds_exactly_the_injected_bad_records(stack):
+    lake = stack["lake"]
     manifest = json.loads((lake / "raw/_generator_manifest.json").read_text())
     summary = json.loads((lake / f"_runs/churn_features/ds={DS}/summary.json").read_text())
     for entity in ("customers", "events"):
@@ -115,16 +82,16 @@ def test_quarantine_holds_exactly_the_injected_bad_records(chain):
         assert quarantined == summary["entities"][entity]["quarantined"] == injected, entity
 
 
-def test_model_clears_the_holdout_bar(chain):
-    model = json.loads((chain["lake"] / "models/churn/latest.json").read_text())
+def test_model_clears_the_holdout_bar(stack):
+    model = json.loads((stack["lake"] / "models/churn/latest.json").read_text())
     metrics = model["metrics"]
     assert metrics["holdout:auc"] >= 0.75
     assert metrics["holdout:auc"] > metrics["holdout:best_single_feature_auc"] + 0.02
-    assert re.search(r"holdout\s+AUC 0\.\d{4}", chain["first"]) and "customers scored" in chain["first"]
+    assert re.search(r"holdout\s+AUC 0\.\d{4}", stack["first"]) and "customers scored" in stack["first"]
 
 
-def test_training_was_tuned_interrupted_on_spot_gated_and_registered(chain):
-    lake = chain["lake"]
+def test_training_was_tuned_interrupted_on_spot_gated_and_registered(stack):
+    lake = stack["lake"]
     model = json.loads((lake / "models/churn/latest.json").read_text())
     control = lake.parent / ".control-plane/sagemaker"
     job = json.loads((control / "training-jobs" / model["training_job_name"] / "describe.json").read_text())
@@ -133,26 +100,149 @@ def test_training_was_tuned_interrupted_on_spot_gated_and_registered(chain):
     tuned = sorted(p.name for p in (control / "tuning-jobs").iterdir())
     assert tuned and all(p.startswith("churn-hpo-") for p in tuned)
     versions = sorted((lake / "registry/churn-xgboost").iterdir())
-    assert len(versions) == 2  # one per run; the rerun was compared with the first as champion
-    second = json.loads((versions[1] / "package.json").read_text())
-    assert second["ModelApprovalStatus"] in ("Approved", "Rejected") and "champion" in second["ApprovalDescription"]
+    assert len(versions) == 1
+    package = json.loads((versions[0] / "package.json").read_text())
+    assert package["ModelApprovalStatus"] == "Approved" and package["DataDate"] == DS
     assert (versions[0] / "model_card.png").read_bytes()[:4] == b"\x89PNG"
-    assert "registry" in chain["first"] and "spot training    1 interruption(s)" in chain["first"]
+    assert "registry" in stack["first"] and "spot training    1 interruption(s)" in stack["first"]
 
 
-def test_rerunning_the_same_date_changes_no_row_count(chain):
-    assert chain["counts"]["predictions"] > 0
-    assert chain["counts_again"] == chain["counts"]
-
-
-def test_the_approved_model_is_deployed_blue_green_and_answers_like_batch_transform(chain):
-    first, now = chain["endpoint_first"], chain["endpoint"]
-    model = json.loads((chain["lake"] / "models/churn/latest.json").read_text())
-    assert first["EndpointStatus"] == now["EndpointStatus"] == "InService"
-    assert now["Local"]["ModelPackageVersion"] == str(model["model_package_version"])  # the published (approved) one
-    assert len(now["Local"]["Instances"]) == 2
-    if now["EndpointConfigName"] != first["EndpointConfigName"]:  # the second model was approved: blue/green
-        assert now["Local"]["LastDeployment"]["Status"] == "Succeeded"
-        assert now["Local"]["Standby"] == first["EndpointConfigName"]
+def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
+    endpoint = stack["endpoint"]()
+    model = json.loads((stack["lake"] / "models/churn/latest.json").read_text())
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["Local"]["ModelPackageVersion"] == str(model["model_package_version"])
+    assert len(endpoint["Local"]["Instances"]) == 2
     # The run summary scored customers through boto3's sagemaker-runtime client against the endpoint.
-    assert re.search(r"5 customers scored through boto3 sagemaker-runtime .*: 5 match batch transform", chain["second"])
+    assert re.search(r"5 customers scored through boto3 sagemaker-runtime .*: 5 match batch transform", stack["first"])
+
+
+class _Watch(threading.Thread):
+    """Reads each date's published predictions every few milliseconds while a rerun replaces them."""
+
+    def __init__(self, lake: Path, days: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.lake, self.days = lake, days
+        self.seen: dict[str, set[int]] = {d: set() for d in days}
+        self.reads = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for d in self.days:
+                self.seen[d].add(len(predictions(self.lake, d)))
+            self.reads += 1
+            time.sleep(0.02)
+
+
+def test_a_backfill_then_the_same_backfill_reprocessed_never_lose_a_date(stack):
+    lake = stack["lake"]
+    days = [day(-2), day(-1), DS]
+    # DS ran before (make run): a plain backfill creates runs only for the two dates that have none.
+    first = backfill(stack, "churn_batch_scoring", days[0], DS)
+    assert all(r["state"] == "success" for r in first.values()), first
+    assert first[DS]["run_type"] == "manual" and first[days[0]]["run_type"] == "backfill"
+    before = {d: sorted(predictions(lake, d)) for d in days}
+    assert all(before[d] for d in days)
+
+    watch = _Watch(lake, days)
+    watch.start()
+    started = time.monotonic()
+    again = backfill(stack, "churn_batch_scoring", days[0], DS, "--reprocess-behavior", "completed")
+    watch.stop.set()
+    watch.join()
+    print(f"\nreprocess of {len(days)} dates: {time.monotonic() - started:.0f} s; {watch.reads} reads of each partition")
+    assert all(r["state"] == "success" and r["start_date"] > first[r["logical_date"][:10]]["end_date"]
+               for r in again.values()), again
+    after = {d: sorted(predictions(lake, d)) for d in days}
+    for d in days:
+        print(f"  {d}: {len(before[d])} rows before, {len(after[d])} after; counts seen while reprocessing {sorted(watch.seen[d])}")
+        assert [r[0] for r in after[d]] == [r[0] for r in before[d]], f"{d}: other customers after the reprocess"
+        assert watch.seen[d] == {len(before[d])}, f"{d}: the partition was not whole at every moment"
+    # Every date was scored again (a new transform attempt), not re-attached to the old job.
+    jobs = sorted(p.name for p in (lake.parent / ".control-plane/sagemaker/transform-jobs").iterdir())
+    assert sum(1 for j in jobs if re.search(r"-r2$", j)) >= len(days), jobs
+
+
+def test_clearing_batch_transform_alone_scores_again(stack):
+    lake, client = stack["lake"], airflow(stack)
+    run_id = client.run_for("churn_batch_scoring", DS)["dag_run_id"]
+    before = (lake / f"predictions/dt={DS}/_SUCCESS").read_text()
+    # batch_transform and what follows it (-d), as "Clear" on the task in the UI. Airflow 3.3.1's CLI
+    # matches --task-regex as a substring of the task id, not as a regular expression.
+    run_cli(stack, "tasks", "clear", "churn_batch_scoring", "--task-regex", "batch_transform", "--downstream",
+            "--start-date", DS, "--end-date", DS, "--yes")
+    assert client.run("churn_batch_scoring", run_id)["state"] != "success", "nothing was cleared"
+    run = client.wait("churn_batch_scoring", run_id, timeout=900, poll=2)
+    assert run["state"] == "success"
+    after = json.loads((lake / f"predictions/dt={DS}/_SUCCESS").read_text())
+    assert after["transform_job"] != json.loads(before)["transform_job"], "the cleared task re-attached instead of scoring"
+    assert after["rows"] == json.loads(before)["rows"]
+
+
+def test_a_failed_rerun_leaves_the_published_partition_in_place(stack):
+    lake, client = stack["lake"], airflow(stack)
+    target = day(-1)
+    published = {p.name: p.read_bytes() for p in (lake / f"predictions/dt={target}").iterdir()}
+    data = next((lake / f"scoring_input/dt={target}").glob("*.csv"))
+    good = data.read_bytes()
+    data.write_bytes(good + b"C9999999,not-a-number\n")  # the container answers 400: the transform job fails
+    try:
+        run_cli(stack, "tasks", "clear", "churn_batch_scoring", "--start-date", target, "--end-date", target, "--yes")
+        assert client.run_for("churn_batch_scoring", target)["state"] != "success", "nothing was cleared"
+        run = client.wait("churn_batch_scoring", client.run_for("churn_batch_scoring", target)["dag_run_id"],
+                          timeout=900, poll=2)
+    finally:
+        data.write_bytes(good)
+    assert run["state"] == "failed"
+    states = client.task_states("churn_batch_scoring", run["dag_run_id"])
+    assert states["batch_transform"] == "failed" and states["publish_predictions"] == "upstream_failed"
+    assert {p.name: p.read_bytes() for p in (lake / f"predictions/dt={target}").iterdir()} == published
+
+
+def test_a_features_backfill_over_consecutive_days_succeeds(stack):
+    lake, client = stack["lake"], airflow(stack)
+    days = [day(-5), day(-4), day(-3)]
+    rows_before = {d: _parquet_rows(lake / f"features/dt={d}") for d in days}
+    runs = backfill(stack, "churn_features", days[0], days[-1])
+    assert all(r["state"] == "success" for r in runs.values()), runs
+    # One date at a time, in order: each day's job starts after the previous day's finished.
+    jobs = [client.task_instance("churn_features", runs[d]["dag_run_id"], "build_features") for d in days]
+    assert all(a["end_date"] <= b["start_date"] for a, b in zip(jobs, jobs[1:])), [(j["start_date"], j["end_date"]) for j in jobs]
+    assert {d: _parquet_rows(lake / f"features/dt={d}") for d in days} == rows_before
+
+
+def _jobs(lake: Path) -> dict[str, list[str]]:
+    control = lake.parent / ".control-plane/sagemaker"
+    return {kind: sorted(p.name for p in (control / kind).iterdir()) for kind in ("training-jobs", "tuning-jobs")}
+
+
+def test_a_second_training_run_of_the_date_starts_no_job_and_adds_no_version(stack):
+    lake, client = stack["lake"], airflow(stack)
+    jobs, versions = _jobs(lake), sorted((lake / "registry/churn-xgboost").iterdir())
+    run_id = client.run_for("churn_training", DS)["dag_run_id"]
+    run_cli(stack, "tasks", "clear", "churn_training", "--start-date", DS, "--end-date", DS, "--yes")
+    assert client.run("churn_training", run_id)["state"] != "success", "nothing was cleared"
+    run = client.wait("churn_training", run_id, timeout=1800, poll=3)
+    assert run["state"] == "success"
+    assert _jobs(lake) == jobs
+    assert sorted((lake / "registry/churn-xgboost").iterdir()) == versions
+
+
+def test_training_for_an_older_date_registers_but_does_not_change_what_is_deployed(stack):
+    lake, client = stack["lake"], airflow(stack)
+    endpoint, pointer = stack["endpoint"](), (lake / "models/churn/latest.json").read_text()
+    older = day(-7)
+    client.trigger("churn_training", older, {"tuning": {"max_jobs": 2, "max_parallel": 2}})
+    run = wait_for_runs(client, "churn_training", [older], timeout=1800)[older]
+    assert run["state"] == "success"
+    states = client.task_states("churn_training", run["dag_run_id"])
+    assert states["register_model"] == "success"
+    assert states["publish_model"] == states["deploy_model"] == "skipped"
+    assert (lake / "models/churn/latest.json").read_text() == pointer
+    assert stack["endpoint"]()["EndpointConfigName"] == endpoint["EndpointConfigName"]
+    newest = sorted((lake / "registry/churn-xgboost").iterdir())[-1]
+    card = json.loads((newest / "card.json").read_text())
+    # Whatever the gate decided about it, the reason it was not published names the newer production model.
+    assert card["ds"] == older and card["publication"].startswith("not published")
+    assert f"data up to {DS}" in card["publication"] and card["publication"] in (newest / "card.md").read_text()
