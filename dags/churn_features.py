@@ -21,8 +21,10 @@ features read the clean partitions that earlier runs wrote. So `build_features` 
 from the schedule, a backfill (whose runs Airflow may start in parallel) or a trigger; and the DAG
 runs one date at a time.
 
-**Backfill:** `airflow backfill create --dag-id churn_features --from-date 2026-06-01 --to-date 2026-06-30`
-(or *Trigger → Backfill* in the UI); add `--reprocess-behavior completed` to rebuild dates that ran.
+**Backfill:** `airflow backfill create --dag-id churn_features --from-date 2026-06-01 --to-date 2026-06-30
+--reprocess-behavior failed` (or *Trigger → Backfill* in the UI). Airflow asks a DAG with
+`depends_on_past` for a reprocess behavior: `failed` runs the dates without a run and reruns the
+failed ones; `completed` rebuilds every date in the range.
 To build a long history in one Spark job instead of one run per day, trigger a single run with the
 param `history_days` (e.g. 150).
 """
