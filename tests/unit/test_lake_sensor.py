@@ -1,0 +1,29 @@
+"""The lake sensor never holds a worker slot while it waits, and its timeout says what is missing."""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from churn_ml import lake
+from churn_ml.operators import LakeKeySensor
+
+KEYS = ["s3://churn-lake/raw/customers/dt=2026-07-01/_SUCCESS", "s3://churn-lake/raw/events/dt=2026-07-01/_SUCCESS"]
+
+
+def test_it_waits_in_reschedule_mode_and_pokes_the_local_lake(lake_root):
+    sensor = LakeKeySensor(task_id="wait", bucket_key=KEYS, timeout=600)
+    assert sensor.mode == "reschedule"
+    assert not sensor.poke({})
+    for key in KEYS:
+        lake.write_bytes(key, b"")
+    assert sensor.poke({})
+
+
+def test_the_timeout_names_the_missing_partition_and_what_to_do(lake_root):
+    lake.write_bytes(KEYS[0], b"")
+    sensor = LakeKeySensor(task_id="wait", bucket_key=KEYS, timeout=600)
+    error = sensor._timed_out(AirflowSensorTimeout("Sensor has timed out"))
+    assert isinstance(error, AirflowSensorTimeout)
+    message = str(error)
+    assert KEYS[1] in message and KEYS[0] not in message
+    assert "600 s" in message and "clear this task" in message
