@@ -62,7 +62,14 @@ start_postgres() {
   fi
   mkdir -p "$PG_HOME" "$PG_SOCKET_DIR"
   chmod 700 "$PG_HOME" "$PG_SOCKET_DIR"
-  [ "$(id -u)" = 0 ] && chown -R postgres: "$PG_HOME"
+  if [ "$(id -u)" = 0 ]; then
+    chown -R postgres: "$PG_HOME"
+    if ! runuser -u postgres -- test -x "$PG_HOME"; then
+      echo "error: PostgreSQL runs as the user postgres, which cannot reach $PG_HOME: a folder above it is private" >&2
+      echo "       (e.g. /root is 0700). Set AIRFLOW_HOME to a folder it can reach, or clone the repository there." >&2
+      exit 1
+    fi
+  fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     echo "==> initialising PostgreSQL in $PGDATA ($("$bin/postgres" --version))"
     as_pg "$bin/initdb" -D "$PGDATA" -U airflow --auth=trust -E UTF8 --locale=C.UTF-8 >"$PG_HOME/initdb.log" 2>&1 \
