@@ -404,10 +404,18 @@ def churn_training():
         return bool(version["Publish"])
 
     @task(outlets=[MODEL_ASSET])
-    def publish_model(version: dict, ds: str | None = None, outlet_events=None) -> dict:
+    def publish_model(version: dict, ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
         """Point models/churn/latest.json (what batch scoring and deployment use) at the approved version."""
-        from churn_ml import lake
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from churn_ml import lake, registry
         from churn_ml.settings import settings
+
+        # Decided again at the moment of writing: runs of other dates (a backfill) may have published since.
+        publish, why = registry.publication(version["ModelApprovalStatus"], ds, bool(params["force_publish"]),
+                                            f"{settings.lake}/{MODEL_POINTER_KEY}")
+        if not publish:
+            raise AirflowSkipException(why)
 
         record = {
             "ds": ds,

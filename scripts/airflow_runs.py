@@ -69,8 +69,21 @@ class Airflow:
     def run_for(self, dag_id: str, logical_date: str) -> dict | None:
         """The run of ``logical_date`` (YYYY-MM-DD, at midnight UTC), if there is one."""
         day = _midnight(logical_date)
-        found = [r for r in self.runs(dag_id) if r.get("logical_date") and _same_instant(r["logical_date"], day)]
+        runs = self.request("GET", f"/dags/{dag_id}/dagRuns",
+                            params={"logical_date_gte": day, "logical_date_lte": day, "limit": 10})["dag_runs"]
+        found = [r for r in runs if r.get("logical_date") and _same_instant(r["logical_date"], day)]
         return found[-1] if found else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
+        """Wait until the dag-processor has parsed ``dag_id`` (a fresh stack needs a few seconds)."""
+        deadline = time.monotonic() + timeout
+        while not any(d["dag_id"] == dag_id for d in self.dags()):
+            errors = self.import_errors()
+            if errors:
+                raise AirflowError(f"{dag_id} is not loaded; import errors: {errors}")
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} was not parsed within {timeout:.0f} s: see the dag-processor's log")
+            time.sleep(2)
 
     def backfills(self, dag_id: str) -> list[dict]:
         return self.request("GET", "/backfills", params={"dag_id": dag_id, "limit": 100})["backfills"]
@@ -142,6 +155,7 @@ def task_log(dag_id: str, run_id: str, task_id: str) -> Path | None:
 
 def run_dag(client: Airflow, dag_id: str, logical_date: str, conf: dict, timeout: float) -> dict:
     """Run ``dag_id`` for ``logical_date`` through the scheduler and wait; raise unless it succeeded."""
+    client.wait_for_dag(dag_id)
     client.unpause(dag_id)
     existing = client.run_for(dag_id, logical_date)
     if existing is None:
@@ -152,6 +166,9 @@ def run_dag(client: Airflow, dag_id: str, logical_date: str, conf: dict, timeout
         if existing["state"] not in FINISHED:
             print(f"    {dag_id} {run_id} is already {existing['state']}: waiting for it", flush=True)
         else:
+            if conf and existing.get("conf") != conf:
+                print(f"    note: the run keeps its conf {existing.get('conf')}, not {conf}: clearing reruns a run as it was",
+                      flush=True)
             client.clear_run(dag_id, run_id)
             print(f"    {dag_id} {logical_date} has run before ({existing['state']}): cleared {run_id} to rerun it", flush=True)
     run = client.wait(dag_id, run_id, timeout=timeout, progress=lambda line: print(line, flush=True))

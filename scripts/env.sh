@@ -45,6 +45,11 @@ export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__API__SECRET_KEY
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export ML_TARGET="${ML_TARGET:-local}"
+# Local runs: a failure surfaces at once (deployed: 2 retries, 5 min apart), and the final training
+# job runs on simulated spot capacity, interrupted (SIGTERM) at round 40, so it resumes from its
+# checkpoints ("" trains without interruptions). Here, so that the stack's processes get them too.
+export CHURN_TASK_RETRIES="${CHURN_TASK_RETRIES:-0}"
+export CHURN_LOCAL_SPOT_INTERRUPTIONS="${CHURN_LOCAL_SPOT_INTERRUPTIONS-40}"
 export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
 # Spark binds its driver and UI to loopback only.
 export SPARK_LOCAL_IP=127.0.0.1

@@ -15,10 +15,6 @@ START=${CHURN_START:-2026-01-01}
 SEED=${CHURN_SEED:-7}
 DS=${CHURN_DS:-$(python3 -c "import datetime as d; print(d.date.fromisoformat('$START') + d.timedelta(days=$DAYS))")}
 HISTORY_DAYS=${CHURN_HISTORY_DAYS:-150}
-export CHURN_TASK_RETRIES=${CHURN_TASK_RETRIES:-0}
-# The final training job runs on simulated spot capacity: interrupted (SIGTERM) at round 40, it
-# resumes from its checkpoints. Set to "" to train without interruptions.
-export CHURN_LOCAL_SPOT_INTERRUPTIONS=${CHURN_LOCAL_SPOT_INTERRUPTIONS-40}
 LOGS="$AIRFLOW_HOME/run-logs"
 mkdir -p "$LOGS"
 TIMINGS="$LOGS/timings.tsv"

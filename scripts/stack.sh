@@ -48,7 +48,13 @@ as_pg() {  # run a PostgreSQL server command as the cluster's owner (PostgreSQL 
   fi
 }
 
-alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+alive() {  # alive NAME: its pid file names a live `airflow NAME` (not a reused pid after a reboot)
+  local pid
+  [ -f "$PIDS/$1.pid" ] || return 1
+  pid=$(cat "$PIDS/$1.pid")
+  # The api-server retitles itself "airflow api_server -- ...".
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qE "airflow ${1//-/[-_]}"
+}
 
 start_postgres() {
   local bin; bin=$(pg_bin)
@@ -86,14 +92,17 @@ start_postgres() {
   fi
 }
 
-migrate() {  # airflow db migrate, once per installed Airflow (stamped with the lock's hash)
-  local want; want=$(cat requirements-local.txt constraints-local.txt | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$AIRFLOW_HOME/.migrated-pg" 2>/dev/null)" != "$want" ]; then
+migrate() {  # airflow db migrate, once per installed Airflow and cluster (stamped with the lock's hash)
+  local want stamp=$PG_HOME/.migrated
+  want=$(cat requirements-local.txt constraints-local.txt "$PGDATA/PG_VERSION" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "==> migrating the Airflow metadata database"
     airflow db migrate >"$LOGS/db-migrate.log" 2>&1 || { tail -40 "$LOGS/db-migrate.log" >&2; exit 1; }
-    echo "$want" > "$AIRFLOW_HOME/.migrated-pg"
+    echo "$want" > "$stamp"
   fi
 }
+
+healthy() { python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "$URL/api/v2/monitor/health" >/dev/null 2>&1; }
 
 start_process() {  # start_process NAME: `airflow NAME` in its own session (so stop reaches its children)
   local name=$1 args=()
@@ -107,7 +116,7 @@ start_process() {  # start_process NAME: `airflow NAME` in its own session (so s
 
 wait_for_api() {
   local deadline=$((SECONDS + 180))
-  until curl -fsS "$URL/api/v2/monitor/health" >/dev/null 2>&1; do
+  until healthy; do
     if ! alive api-server; then
       echo "error: the api-server exited; its log:" >&2; tail -30 "$LOGS/api-server.log" >&2; exit 1
     fi
@@ -118,7 +127,7 @@ wait_for_api() {
 
 start() {
   mkdir -p "$LOGS" "$PIDS"
-  if ! alive api-server && curl -fsS "$URL/api/v2/monitor/health" >/dev/null 2>&1; then
+  if ! alive api-server && healthy; then
     echo "error: something else already answers on $URL: stop it or set CHURN_AIRFLOW_PORT" >&2
     exit 1
   fi
@@ -126,20 +135,26 @@ start() {
   migrate
   for name in "${PROCESSES[@]}"; do start_process "$name"; done
   wait_for_api
+  sleep 2
+  for name in "${PROCESSES[@]}"; do
+    if ! alive "$name"; then echo "error: airflow $name exited; its log:" >&2; tail -30 "$LOGS/$name.log" >&2; exit 1; fi
+  done
   echo "==> Airflow is up: $URL  (PostgreSQL $PG_SOCKET_DIR, LocalExecutor; logs in $LOGS)"
   echo "    stop everything: scripts/stack.sh stop"
 }
 
-stop_group() {  # stop_group NAME: TERM the process group, KILL what is left after 30 s
+stop_session() {  # stop_session NAME: TERM every process of its session, KILL what is left after 30 s
+  # By session, not process group: Airflow's task supervisor puts each task (and the spark-submit or
+  # training process under it) in a process group of its own, but all stay in the session setsid made.
   local name=$1 pid
   [ -f "$PIDS/$name.pid" ] || return 0
   pid=$(cat "$PIDS/$name.pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 60); do pgrep -g "$pid" >/dev/null 2>&1 || break; sleep 0.5; done
-    if pgrep -g "$pid" >/dev/null 2>&1; then
-      echo "    $name (pid $pid) did not stop within 30 s: killing it" >&2
-      kill -KILL -- "-$pid" 2>/dev/null || true
+  if alive "$name"; then
+    pkill -TERM -s "$pid" 2>/dev/null || true
+    for _ in $(seq 60); do pgrep -s "$pid" >/dev/null 2>&1 || break; sleep 0.5; done
+    if pgrep -s "$pid" >/dev/null 2>&1; then
+      echo "    $name (session $pid) did not stop within 30 s: killing what is left" >&2
+      pkill -KILL -s "$pid" 2>/dev/null || true
     fi
   fi
   rm -f "$PIDS/$name.pid"
@@ -152,7 +167,7 @@ stop() {
     python -m churn_ml.local.kinesis stop >/dev/null 2>&1 || true
     python -m churn_ml.local.endpoints delete --all >/dev/null 2>&1 || true
   fi
-  for name in api-server triggerer dag-processor scheduler; do stop_group "$name"; done
+  for name in api-server triggerer dag-processor scheduler; do stop_session "$name"; done
   if [ -f "$PGDATA/PG_VERSION" ]; then
     as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -170,7 +185,7 @@ status() {
     if alive "$name"; then printf '%-14s running  (pid %s)\n' "$name" "$(cat "$PIDS/$name.pid")"
     else printf '%-14s stopped\n' "$name"; down=1; fi
   done
-  if curl -fsS "$URL/api/v2/monitor/health" >/dev/null 2>&1; then echo "UI             $URL"; fi
+  if healthy; then echo "UI             $URL"; fi
   return $down
 }
 

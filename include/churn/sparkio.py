@@ -118,32 +118,54 @@ def replace_partitions(
     days: list[str],
     fmt: str,
     partition_column: str = "dt",
+    object_store: bool | None = None,
     **options: str,
 ) -> None:
     """Make ``root/dt=<day>`` hold exactly ``frame``'s rows for each day in ``days``.
 
     Written aside, then swapped: the frame goes to ``root/_staging/<id>/`` first (Spark and Hive
     skip ``_`` folders), so a job that fails while writing leaves every published partition as it
-    was. Then each staged day gets stable file names (``part-00000.c000.csv``: a rerun replaces the
-    same names instead of adding new ones beside them) and its ``_SUCCESS`` marker, and is swapped
-    in: the old partition renamed aside, the new one renamed into place, the old one deleted. A day
-    whose new output is empty becomes an empty partition, keeping no rows from an earlier run.
-    Rerunning a day replaces exactly that day.
+    was. Each staged day gets stable file names (``part-00000.c000.csv``: a rerun replaces the same
+    names instead of adding new ones beside them), then is swapped in:
+
+    - on a filesystem (``file://``, the local target): the day's folder, marker included, by two
+      renames (the old partition aside, the new one into place), then the old one is deleted;
+    - on an object store (``s3://`` on EMR Serverless and Glue; ``object_store`` forces it), where a
+      folder rename is a copy of each object in no set order: each data object is copied over its
+      final name (a reader sees the old object or the new one), the objects the new set lacks are
+      deleted, and the ``_SUCCESS`` marker is written last.
+
+    A day whose new output is empty becomes an empty partition, keeping no rows from an earlier run.
     """
     root = root.rstrip("/")
     staging = f"{root}/_staging/{uuid.uuid4().hex}"
     frame.write.mode("overwrite").partitionBy(partition_column).format(fmt).options(**options).save(staging)
     fs, _ = _fs_path(spark, root)
-    jvm_path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path
+    jvm = spark.sparkContext._jvm
+    jvm_path = jvm.org.apache.hadoop.fs.Path
+    if object_store is None:
+        object_store = fs.getUri().getScheme() != "file"
     try:
         for day in days:
             staged = jvm_path(f"{staging}/{partition_column}={day}")
+            final = jvm_path(f"{root}/{partition_column}={day}")
             fs.mkdirs(staged)
             parts = sorted(s.getPath().getName() for s in fs.listStatus(staged) if s.getPath().getName().startswith("part-"))
-            for index, name in enumerate(parts):
-                fs.rename(jvm_path(staged, name), jvm_path(staged, f"part-{index:05d}{name[name.index('.'):]}"))
+            names = [f"part-{index:05d}{name[name.index('.'):]}" for index, name in enumerate(parts)]
+            for old, new in zip(parts, names):
+                fs.rename(jvm_path(staged, old), jvm_path(staged, new))
+            if object_store:
+                conf = spark.sparkContext._jsc.hadoopConfiguration()
+                fs.mkdirs(final)
+                for name in names:  # copy with overwrite: one PUT replaces the object whole
+                    jvm.org.apache.hadoop.fs.FileUtil.copy(fs, jvm_path(staged, name), fs, jvm_path(final, name),
+                                                           True, True, conf)
+                for status in fs.listStatus(final):
+                    if status.getPath().getName() not in (*names, "_SUCCESS"):
+                        fs.delete(status.getPath(), True)
+                write_text(spark, f"{root}/{partition_column}={day}/_SUCCESS", "")
+                continue
             write_text(spark, f"{staging}/{partition_column}={day}/_SUCCESS", "")
-            final = jvm_path(f"{root}/{partition_column}={day}")
             if fs.exists(final):
                 aside = jvm_path(f"{staging}/replaced-{day}")
                 if not fs.rename(final, aside):

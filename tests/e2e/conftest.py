@@ -47,9 +47,16 @@ def stack():
         yield {"lake": work / "lake" / "churn-lake", "first": run.stdout, "env": cli_env, "endpoint": endpoint,
                "work": work}
     finally:
+        # The sessions the stack started (scheduler, dag-processor, triggerer, api-server): each must be
+        # empty after stop, task processes included; and nothing may still name the test's folder.
+        sessions = [int(p.read_text()) for p in (work / "airflow/stack-pids").glob("*.pid")]
         stop = _env_sh(env, "bash scripts/stack.sh stop", 300)
         print(stop.stdout, stop.stderr)
         leftover = subprocess.run(["pgrep", "-af", str(work)], capture_output=True, text=True).stdout
+        leftover += "".join(subprocess.run(["pgrep", "-a", "-s", str(s)], capture_output=True, text=True).stdout
+                            for s in sessions)
         if not leftover.strip():
             shutil.rmtree(work, ignore_errors=True)
+        assert stop.returncode == 0, f"scripts/stack.sh stop failed:\n{stop.stdout}\n{stop.stderr}"
+        assert sessions, "the stack left no pid files: was it started?"
         assert not leftover.strip(), f"processes left behind after scripts/stack.sh stop:\n{leftover}"

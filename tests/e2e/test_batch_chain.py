@@ -149,6 +149,7 @@ def test_a_backfill_then_the_same_backfill_reprocessed_never_lose_a_date(stack):
     watch.start()
     started = time.monotonic()
     again = backfill(stack, "churn_batch_scoring", days[0], DS, "--reprocess-behavior", "completed")
+    assert watch.is_alive() and watch.reads > 100, "the watcher died: nothing was proven"
     watch.stop.set()
     watch.join()
     print(f"\nreprocess of {len(days)} dates: {time.monotonic() - started:.0f} s; {watch.reads} reads of each partition")

@@ -3,6 +3,7 @@ Selenium) opens the stack's Airflow UI after the end-to-end runs (tests/e2e/test
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -22,8 +23,11 @@ def browser():
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("the browser check needs Debian's chromium and chromium-driver: apt-get install chromium "
-                    "chromium-driver (scripts/test.sh installs them when run as root)")
+        message = ("the browser check needs Debian's chromium and chromium-driver: apt-get install chromium "
+                   "chromium-driver (scripts/test.sh installs them when run as root)")
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must run it
+        pytest.skip(message)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     # No sandbox as root; no background traffic to Google's hosts (this machine has no network).

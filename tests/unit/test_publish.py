@@ -101,6 +101,19 @@ def test_replace_partitions_stages_then_swaps_with_stable_names(spark, tmp_path)
     assert not (tmp_path / "features/_staging").exists() or not any((tmp_path / "features/_staging").iterdir())
 
 
+def test_the_object_store_swap_copies_each_object_then_writes_the_marker(spark, tmp_path):
+    root = f"file://{tmp_path}/scoring"
+    first = spark.createDataFrame([("A", "2026-07-01"), ("B", "2026-07-01")], ["customer_id", "dt"]).coalesce(1)
+    sparkio.replace_partitions(spark, first, root, ["2026-07-01"], "parquet", object_store=True)
+    (tmp_path / "scoring/dt=2026-07-01/part-00009.c000.snappy.parquet").write_bytes(b"an object of an earlier run")
+    second = spark.createDataFrame([("C", "2026-07-01")], ["customer_id", "dt"]).coalesce(1)
+    sparkio.replace_partitions(spark, second, root, ["2026-07-01", "2026-07-02"], "parquet", object_store=True)
+    assert _rows(spark, root) == [("C", "2026-07-01")]
+    names = sorted(p.name for p in (tmp_path / "scoring/dt=2026-07-01").iterdir() if not p.name.startswith("."))
+    assert names == ["_SUCCESS", "part-00000.c000.snappy.parquet"]
+    assert (tmp_path / "scoring/dt=2026-07-02/_SUCCESS").exists()
+
+
 def test_a_failing_write_leaves_the_published_partitions(spark, tmp_path):
     root = f"file://{tmp_path}/features"
     good = spark.createDataFrame([("A", "2026-07-01")], ["customer_id", "dt"])
