@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,11 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def airflow_sqlite(tmp_path) -> str:
+    """A migrated SQLite metadata database of the test's own: a copy of the session's (migrating takes seconds)."""
+    db = tmp_path / "airflow.db"
+    shutil.copy(SQLITE_DB, db)
+    return f"sqlite:///{db}"

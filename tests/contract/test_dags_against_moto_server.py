@@ -52,7 +52,7 @@ def _client(service: str, url: str):
                         aws_secret_access_key="testing")
 
 
-def _dags_test(dag_id: str, url: str, tmp_path: Path, **settings: str) -> str:
+def _dags_test(dag_id: str, url: str, tmp_path: Path, database: str, **settings: str) -> str:
     """``airflow dags test <dag_id> DS`` with ML_TARGET=aws and moto's endpoint in the AWS connection; the log."""
     env = {
         **os.environ,
@@ -62,16 +62,14 @@ def _dags_test(dag_id: str, url: str, tmp_path: Path, **settings: str) -> str:
         "CHURN_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/churn-sagemaker",
         "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,  # a migrated copy (the airflow_sqlite fixture)
         **settings,
     }
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
     run = subprocess.run(["airflow", "dags", "test", dag_id, DS], env=env, capture_output=True, text=True, timeout=600)
     return run.stdout + run.stderr
 
 
-def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_server, tmp_path):
+def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_server, tmp_path, airflow_sqlite):
     """The sensor, then StartJobRun on EMR Serverless, deferral, and the provider's trigger waiting
     for the run through aiobotocore (moto reports SUCCESS); moto runs no Spark, so report_features
     finds no run summary and fails, saying so."""
@@ -81,7 +79,7 @@ def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_s
         s3.put_object(Bucket="churn-lake", Key=f"raw/{entity}/dt=2026-07-01/_SUCCESS", Body=b"")
     emr = _client("emr-serverless", moto_server)
     application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
-    log = _dags_test("churn_features", moto_server, tmp_path, CHURN_EMR_APPLICATION_ID=application,
+    log = _dags_test("churn_features", moto_server, tmp_path, airflow_sqlite, CHURN_EMR_APPLICATION_ID=application,
                      CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
     for task in ("wait_for_raw_partitions", "build_features", "report_features"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
@@ -92,7 +90,7 @@ def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_s
     assert re.search(r"DagRun Finished: dag_id=churn_features, .* state=failed", log)
 
 
-def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_path):
+def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_path, airflow_sqlite):
     s3 = _client("s3", moto_server)
     for bucket in ("churn-lake", "churn-artifacts"):
         s3.create_bucket(Bucket=bucket)
@@ -102,7 +100,7 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     s3.put_object(Bucket="churn-lake", Key="models/churn/latest.json", Body=json.dumps(
         {"model_data_url": "s3://churn-lake/models/churn/job/output/model.tar.gz"}).encode())
 
-    log = _dags_test("churn_batch_scoring", moto_server, tmp_path)
+    log = _dags_test("churn_batch_scoring", moto_server, tmp_path, airflow_sqlite)
     for task in ("wait_for_scoring_input", "resolve_model", "list_scoring_input", "batch_transform"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
     # moto completes the job without running it: no output to publish, and the task says so.
@@ -126,7 +124,7 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     assert [o["Key"] for o in listed] == [f"predictions/dt={DS}/stale.out"]
 
 
-def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, tmp_path):
+def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, tmp_path, airflow_sqlite):
     """ensure_endpoint (DescribeEndpoint), ensure_streaming_job (GetJobRuns, GetJob, StartJobRun) and
     check_health (the run's progress.json in S3: none yet, so the run is STARTING within its grace).
     moto runs no Spark: no progress is ever written, which a later check reports as a problem."""
@@ -148,7 +146,7 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
         {"VariantName": "primary", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
     sagemaker.create_endpoint(EndpointName="churn-xgboost", EndpointConfigName="c")
 
-    log = _dags_test("churn_streaming", moto_server, tmp_path)
+    log = _dags_test("churn_streaming", moto_server, tmp_path, airflow_sqlite)
     for task in ("ensure_endpoint", "ensure_streaming_job", "check_health"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
     assert re.search(r"DagRun Finished: dag_id=churn_streaming, .* state=success", log), log[-3000:]
@@ -158,7 +156,7 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     assert "'state': 'STARTING'" in log  # the health check's metrics: no progress yet, within the grace
 
 
-def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path):
+def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path, airflow_sqlite):
     """The labels sensor, the training-set Spark job on EMR Serverless (the provider's trigger waits
     through aiobotocore), the manifest check, the registry lookup (ListModelPackages), then
     CreateHyperParameterTuningJob. moto runs no Spark (the manifest and channels are planted, as the
@@ -177,7 +175,7 @@ def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path):
         s3.put_object(Bucket="churn-lake", Key=f"training_sets/ds={DS}/{split}/part-00000.csv", Body=b"churned_30d,x\n0,1\n")
     emr = _client("emr-serverless", moto_server)
     application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
-    log = _dags_test("churn_training", moto_server, tmp_path, CHURN_EMR_APPLICATION_ID=application,
+    log = _dags_test("churn_training", moto_server, tmp_path, airflow_sqlite, CHURN_EMR_APPLICATION_ID=application,
                      CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
     for task in ("wait_for_labels", "build_training_set", "inspect_training_set", "resolve_champion",
                  "tune_hyperparameters"):
