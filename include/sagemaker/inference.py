@@ -5,12 +5,22 @@ endpoint container and batch transform.
 
 Input (``Content-Type``):
 
-- ``text/csv``: one record per line, no header; the model's features in training order,
-  optionally preceded by an id column (``C0000042,778.0,1.0,...``). Empty fields are missing values.
+- ``text/csv``: one record per line, no header, no quotes; the model's features in training order,
+  optionally preceded by an id column (``C0000042,778.0,1.0,...``; a numeric first field is an id
+  when the line has one field more than the model's features, and it is echoed as sent). Every
+  request is read by the same parser (pandas' C parser), so a row means the same whatever comes
+  with it. Features are decimal numbers; an empty field or ``nan``/``NaN``/``NAN`` is a missing
+  value, as the SageMaker XGBoost container reads them (``NA``, ``null`` and the like are errors).
 - ``application/json``: ``{"instances": [...]}`` (or a bare list), each instance either a list of
   feature values, ``{"id": ..., "features": [...]}``, or ``{"id": ..., "<feature name>": value, ...}``
-  with every feature of the model named (``null`` = missing).
+  with every feature of the model named. Values are JSON numbers; ``null`` (or the ``NaN``
+  literal) is a missing value; strings and booleans are errors; an id is a string or a number.
 - ``application/jsonlines``: one such instance per line.
+
+Non-finite values: ``inf``/``Infinity`` and numbers that overflow a double (``1e400``) are
+rejected with 400 naming the field, in every format. XGBoost cannot score them (the SageMaker
+container fails on them with a server error); a missing value is how to say "unknown".
+A leading UTF-8 byte-order mark is ignored. A ``charset`` other than UTF-8 is 415.
 
 Output (``Accept``; ``*/*`` or none answers in the request's type): ``text/csv`` one score per line
 (``id,score`` when ids were sent), ``application/json`` ``{"predictions": [{"id": ..., "score": ...}]}``,
@@ -68,6 +78,7 @@ class Records:
     values: np.ndarray | None
     ids: list | None = None
     named: list[dict] | None = None
+    first_texts: list[str] | None = None  # CSV: a numeric first column's text, the ids if the model says so
 
     def __len__(self) -> int:
         return len(self.named) if self.named is not None else int(self.values.shape[0])
@@ -123,95 +134,117 @@ def input_fn(body: bytes | str, content_type: str | None) -> Records:
     kind = media_type(content_type) or CSV
     if kind not in SUPPORTED:
         raise UnsupportedContentTypeError(f"content type {content_type!r} is not supported; send one of {', '.join(SUPPORTED)}")
+    charset = _charset(content_type)
+    if charset not in (None, "utf-8", "utf8", "us-ascii", "ascii"):
+        raise UnsupportedContentTypeError(f"charset {charset!r} is not supported; send the body as UTF-8 (charset=utf-8)")
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as err:
         raise BadRequestError(f"body is not UTF-8 text: {err}") from err
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first field
     if not text.strip():
         return Records(values=np.empty((0, 0)))
     if kind == CSV:
         return _parse_csv(text)
     if kind == JSON:
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise BadRequestError(f"body is not valid JSON ({err}); send {{\"instances\": [[...features], ...]}}") from err
+        document = _json(text, "body", 'send {"instances": [[...features], ...]}')
         instances = document.get("instances") if isinstance(document, dict) else document
         if not isinstance(instances, list):
             raise BadRequestError('JSON body must be {"instances": [...]} or a list of instances')
         return _parse_instances(instances)
-    instances = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                instances.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise BadRequestError(f"line {number} is not valid JSON ({err}); send one instance per line") from err
+    instances = [
+        _json(line, f"line {number}", "send one instance per line")
+        for number, line in enumerate(text.splitlines(), 1) if line.strip()
+    ]
     return _parse_instances(instances)
 
 
-SMALL_CSV_LINES = 64  # below this, plain Python parses faster than pandas (which costs ~1 ms a call)
+def _charset(content_type: str | None) -> str | None:
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _json(text: str, what: str, hint: str):
+    try:
+        return json.loads(text)
+    except ValueError as err:  # JSONDecodeError, and integers over Python's 4,300-digit limit
+        raise BadRequestError(f"{what} is not valid JSON ({err}); {hint}") from err
+    except RecursionError:
+        raise BadRequestError(f"{what} nests JSON too deeply; {hint}") from None
+
+
+# CSV: one parser (pandas' C parser) for every request, so a row means the same whatever comes with it.
+# Missing values are empty fields or nan/NaN/NAN, as the SageMaker XGBoost container reads them;
+# nothing else (NA, null, None) is taken for missing. Numbers are decimal ASCII: [+-]digits[.digits][e[+-]digits].
+CSV_MISSING = ["", "nan", "NaN", "NAN"]
+_CSV_OPTIONS = {"header": None, "skipinitialspace": True, "keep_default_na": False, "na_values": CSV_MISSING, "engine": "c"}
 
 
 def _parse_csv(text: str) -> Records:
-    if '"' not in text and text.count("\n") <= SMALL_CSV_LINES:
-        return _parse_small_csv(text)
+    if '"' in text:
+        raise BadRequestError('CSV fields must not be quoted: send bare values separated by "," (an id may not contain commas)')
     try:
-        frame = pd.read_csv(io.StringIO(text), header=None, skip_blank_lines=True, skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text), **_CSV_OPTIONS)
     except (pd.errors.ParserError, ValueError) as err:
         raise BadRequestError(f"body is not CSV with the same number of fields on every line: {err}") from err
-    if '"' not in text and text.count(",") != len(frame) * (frame.shape[1] - 1):
-        raise BadRequestError(
-            f"every CSV line needs {frame.shape[1]} fields like the first one; some lines have fewer"
-        )
-    ids = None
-    if frame.shape[1] > 1 and not pd.api.types.is_numeric_dtype(frame.dtypes.iloc[0]):
-        ids = frame.iloc[:, 0].astype(str).tolist()
-        frame = frame.iloc[:, 1:]
-    bad = [i for i, dtype in enumerate(frame.dtypes) if not pd.api.types.is_numeric_dtype(dtype)]
-    if bad:
-        column = frame.iloc[:, bad[0]]
-        sample = next(v for v in column if not _is_number(v))
-        position = bad[0] + (1 if ids is not None else 0) + 1
-        raise BadRequestError(
-            f"CSV field {position} has the non-numeric value {sample!r}; features must be numbers "
-            "(an id is only allowed in the first field)"
-        )
-    return Records(values=frame.to_numpy(dtype="float64"), ids=ids)
-
-
-def _parse_small_csv(text: str) -> Records:
-    rows = [line.split(",") for line in text.splitlines() if line.strip()]
-    width = len(rows[0])
-    for number, row in enumerate(rows, 1):
-        if len(row) != width:
+    width = frame.shape[1]
+    if text.count(",") != len(frame) * (width - 1):
+        # The C parser pads a short line with missing values; a long one is a ParserError above.
+        raise BadRequestError(f"CSV lines must all have {width} fields like the first one; some lines have fewer")
+    columns = [_numeric(frame.iloc[:, i]) for i in range(width)]
+    ids = first_texts = None
+    if width > 1 and columns[0] is None:
+        ids = [str(v).strip() if isinstance(v, str) else "" for v in frame.iloc[:, 0]]
+        columns = columns[1:]
+    elif width > 1:
+        # A numeric first field may be an id (the model decides by the number of features): keep its text.
+        first = pd.read_csv(io.StringIO(text), usecols=[0], dtype=str, **_CSV_OPTIONS).iloc[:, 0]
+        first_texts = [v.strip() if isinstance(v, str) else "" for v in first]
+    offset = 1 if ids is not None else 0
+    for i, column in enumerate(columns):
+        if column is None:
+            source = frame.iloc[:, i + offset]
+            line, sample = next((n, v) for n, v in enumerate(source, 1) if not _is_number(v))
             raise BadRequestError(
-                f"CSV lines must all have the same number of fields as the first one ({width}); line {number} has "
-                f"{len(row)} ({'fewer' if len(row) < width else 'more'})"
+                f"CSV field {i + offset + 1} of line {line} has the non-numeric value {sample!r}; features must be "
+                f"decimal numbers, empty or nan for a missing value (an id is only allowed in the first field)"
             )
-    ids = None
-    if width > 1 and not all(_is_number(row[0]) or not row[0].strip() for row in rows):
-        ids = [row[0].strip() for row in rows]
-        rows = [row[1:] for row in rows]
-    try:
-        values = np.array([[float(v) if v.strip() else math.nan for v in row] for row in rows], dtype="float64")
-    except ValueError:
-        position, sample = next(
-            (i, v) for row in rows for i, v in enumerate(row) if v.strip() and not _is_number(v)
-        )
-        raise BadRequestError(
-            f"CSV field {position + (2 if ids is not None else 1)} has the non-numeric value {sample.strip()!r}; "
-            "features must be numbers (an id is only allowed in the first field)"
-        ) from None
-    return Records(values=values, ids=ids)
+    values = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+    return Records(values=values, ids=ids, first_texts=first_texts)
+
+
+def _numeric(column: pd.Series) -> np.ndarray | None:
+    """The column as float64, or None when a value is not a number (booleans are not numbers)."""
+    kind = column.dtype.kind
+    if kind in "iuf":
+        return column.to_numpy(dtype="float64")
+    if kind == "O" and all(_is_number(v) for v in column):  # integers beyond 64 bits come as Python ints
+        return np.array([_to_float(v) for v in column], dtype="float64")
+    return None
 
 
 def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _to_float(value) -> float:
     try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _check_finite(values: np.ndarray) -> None:
+    bad = np.argwhere(np.isinf(values))
+    if len(bad):
+        row, col = (int(i) for i in bad[0])
+        raise BadRequestError(
+            f"record {row + 1}, feature {col + 1} is {values[row, col]}: infinite values and numbers beyond "
+            "\u00b11.8e308 cannot be scored; send a finite number, or an empty field (null in JSON) for a missing value"
+        )
 
 
 def _parse_instances(instances: list) -> Records:
@@ -219,7 +252,7 @@ def _parse_instances(instances: list) -> Records:
         return Records(values=np.empty((0, 0)))
     if all(isinstance(item, dict) for item in instances):
         if all(isinstance(item.get("features"), list) for item in instances):
-            ids = [item.get("id") for item in instances]
+            ids = [_id(item.get("id"), number) for number, item in enumerate(instances, 1)]
             return Records(values=_matrix([item["features"] for item in instances]),
                            ids=ids if any(i is not None for i in ids) else None)
         return Records(values=None, named=instances)
@@ -231,14 +264,27 @@ def _parse_instances(instances: list) -> Records:
     )
 
 
+def _id(value, number: int):
+    if value is None or isinstance(value, str) or (_is_number(value) and math.isfinite(_to_float(value))):
+        return value
+    raise BadRequestError(f"instance {number}: the id must be a string or a finite number, got {json.dumps(value)[:40]}")
+
+
 def _matrix(rows: list[list]) -> np.ndarray:
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise BadRequestError(f"every instance needs the same number of features, got lengths {sorted(widths)}")
     try:
-        return np.array([[math.nan if v is None else v for v in row] for row in rows], dtype="float64")
-    except (TypeError, ValueError) as err:
-        raise BadRequestError(f"feature values must be numbers or null: {err}") from err
+        values = [[math.nan if v is None else _json_number(v) for v in row] for row in rows]
+    except TypeError as err:
+        raise BadRequestError(f"feature values must be numbers or null: {err}") from None
+    return np.array(values, dtype="float64").reshape(len(rows), widths.pop())
+
+
+def _json_number(value) -> float:
+    if not _is_number(value):
+        raise TypeError(f"got {json.dumps(value)[:40]}")
+    return _to_float(value)
 
 
 def predict_fn(data: Records, model: xgb.Booster) -> Scored:
@@ -249,14 +295,15 @@ def predict_fn(data: Records, model: xgb.Booster) -> Scored:
     if data.named is not None:
         values, ids = _from_names(data.named, model)
     elif ids is None and values.shape[1] == expected + 1:
-        # A numeric first column in CSV: the id.
-        ids = [f"{v:g}" for v in values[:, 0]]
+        # A numeric first column in CSV: the id, echoed as it was sent.
+        ids = data.first_texts if data.first_texts is not None else [f"{v:.17g}" for v in values[:, 0]]
         values = values[:, 1:]
     if values.shape[1] != expected:
         raise BadRequestError(
             f"each record needs {expected} features (optionally preceded by an id), got {values.shape[1]}"
             + (f"; the model's features are {', '.join(model.feature_names)}" if model.feature_names else "")
         )
+    _check_finite(values)  # after the id is split off: an id may be any number
     return Scored(scores=model.inplace_predict(values, validate_features=False), ids=ids)
 
 
@@ -277,7 +324,7 @@ def _from_names(instances: list[dict], model: xgb.Booster) -> tuple[np.ndarray, 
                 ) + f". Expected the fields {names} and an optional 'id'"
             )
         rows.append([item[n] for n in names])
-        ids.append(item.get("id"))
+        ids.append(_id(item.get("id"), number))
     return _matrix(rows), ids if any(i is not None for i in ids) else None
 
 
@@ -287,6 +334,12 @@ def output_fn(prediction: Scored, accept: str | None) -> tuple[str, str]:
     if kind == CSV:
         if ids is None:
             return "".join(f"{p:.6f}\n" for p in scores), CSV
+        unsafe = next((i for i in ids if isinstance(i, str) and any(c in i for c in ',"\r\n')), None)
+        if unsafe is not None:
+            raise BadRequestError(
+                f"the id {unsafe[:40]!r} has a comma, quote or line break, which a CSV answer cannot carry; "
+                "ask for application/json or application/jsonlines (Accept)"
+            )
         return "".join(f"{i},{p:.6f}\n" for i, p in zip(ids, scores)), CSV
     items = [{"score": round(float(p), 6)} for p in scores] if ids is None else [
         {"id": i, "score": round(float(p), 6)} for i, p in zip(ids, scores)

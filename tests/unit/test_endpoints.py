@@ -244,3 +244,91 @@ def test_client_request_batches_respect_rows_and_bytes():
     assert all(sum(len(line) + 1 for line in b) <= 560 for b in by_bytes) and sum(map(len, by_bytes)) == 1200
     with pytest.raises(ValueError, match="does not fit"):
         list(request_batches(["x" * 100], max_bytes=50))
+
+
+class Garbage(threading.Thread):
+    """A client sending bad requests (4XX) and, optionally, rows a failing model answers with 5XX."""
+
+    def __init__(self, bodies: list[tuple[str, str]]) -> None:
+        super().__init__(daemon=True)
+        self.bodies, self.stop, self.answers = bodies, threading.Event(), []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=endpoints.runtime_url(), timeout=30) as client:
+            while not self.stop.is_set():
+                for content_type, body in self.bodies:
+                    answer = client.post(f"/endpoints/{NAME}/invocations", content=body, headers={"Content-Type": content_type})
+                    ok = answer.status_code == 200
+                    self.answers.append(200 if ok else answer.json().get("OriginalStatusCode", answer.status_code))
+                time.sleep(0.01)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.join(30)
+
+
+BAD_REQUESTS = [("text/csv", "1,2\n"), ("text/csv", "C1,x,1,2\n"), ("application/json", "{oops"), ("text/html", "<p>")]
+
+
+def _failing_program(runtime) -> str:
+    """A source bundle whose handlers fail (500) on rows whose id starts with "boom": a model bug that
+    passes the health check and the canary rows, and shows only under traffic."""
+    bundle = lake.local_path("s3://churn-artifacts/sagemaker/sourcedir.tar.gz")
+    buffer = io.BytesIO()
+    with tarfile.open(bundle) as source, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for member in source.getmembers():
+            tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+        code = (b"import inference\nfrom inference import input_fn, model_fn, output_fn, response_type  # noqa: F401\n\n"
+                b"def predict_fn(data, model):\n"
+                b"    if data.ids and any(str(i).startswith('boom') for i in data.ids):\n"
+                b"        raise RuntimeError('the model failed')\n"
+                b"    return inference.predict_fn(data, model)\n")
+        info = tarfile.TarInfo("failing_inference.py")
+        info.size = len(code)
+        tar.addfile(info, io.BytesIO(code))
+    uri = "s3://churn-artifacts/sagemaker/failing-sourcedir.tar.gz"
+    lake.write_bytes(uri, buffer.getvalue())
+    return uri
+
+
+def test_bad_client_requests_during_the_bake_do_not_roll_back_a_good_model(models, runtime):
+    first, second = expectations(models["a"]), expectations(models["b"])
+    endpoints.deploy(request_for(models["a"], 1), LOG, first)
+    good = ("text/csv", csv_body(first))
+    with Garbage([*BAD_REQUESTS, good]) as garbage:
+        result = endpoints.deploy(request_for(models["b"], 2), LOG, second)
+    assert result["Endpoint"]["Local"]["LastDeployment"]["Status"] == "Succeeded"
+    assert result["Endpoint"]["EndpointConfigName"] == f"{NAME}-v2"
+    assert garbage.answers.count(200) > 5 and sum(400 <= a < 500 for a in garbage.answers) > 20
+    assert not any(a >= 500 for a in garbage.answers)
+    metrics = endpoints.router_metrics(endpoints.runtime_url(), NAME)[f"{NAME}-v2"]
+    assert metrics["Invocation4XXErrors"] > 0 and metrics["Invocation5XXErrors"] == 0
+
+
+def test_a_model_that_returns_5xx_under_traffic_is_still_rolled_back(models, runtime):
+    first, second = expectations(models["a"]), expectations(models["b"])
+    endpoints.deploy(request_for(models["a"], 1), LOG, first)
+    failing = request_for(models["b"], 2)
+    failing["Model"]["PrimaryContainer"]["Environment"].update(
+        SAGEMAKER_PROGRAM="failing_inference.py", SAGEMAKER_SUBMIT_DIRECTORY=_failing_program(runtime),
+    )
+    boom = ("text/csv", "".join(f"boom{i},1.0,2.0,3.0\n" for i in range(3)))
+    with Garbage([*BAD_REQUESTS, boom]) as garbage, pytest.raises(LocalJobError, match="rolled back(.|\n)*5XX"):
+        endpoints.deploy(failing, LOG, second)
+    assert any(a == 500 for a in garbage.answers)  # green's failures, wrapped as ModelError
+    described = endpoints.describe_endpoint(NAME)
+    assert described["EndpointConfigName"] == f"{NAME}-v1" and described["Local"]["LastDeployment"]["Status"] == "RolledBack"
+
+
+def test_endpoint_names_are_checked_before_they_become_paths(runtime, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("../../outside", "a/b", "x-", "x" * 64):
+        assert endpoints.main(["delete", name]) == 1
+        with pytest.raises(ValueError, match="validation error"):
+            endpoints.describe_endpoint(name)
+    assert outside.is_dir()

@@ -16,8 +16,13 @@
     per-variant counts the deployment's alarms read (the local CloudWatch).
 
 Run by the control plane (``churn_ml.local.endpoints``):
-``python -m churn_ml.local.endpoint_server container --port-file F --model-dir M --code-dir C --program inference.py``
-``python -m churn_ml.local.endpoint_server router --port P --port-file F --state-dir S``
+``python -m churn_ml.local.endpoint_server [--log-file L] container --port-file F --model-dir M --code-dir C --program inference.py``
+``python -m churn_ml.local.endpoint_server [--log-file L] router --port P --port-file F --state-dir S``
+
+Malformed requests never get a 5xx: the router checks the endpoint name against SageMaker's rule
+(``naming.check_name``, from botocore's model) and answers ValidationError 400; bodies are read as
+they stream in and capped (413) without buffering the excess; a 5xx means the model or the
+service failed, which is what the deployment's alarm counts. No access log; the log rotates.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import contextlib
 import importlib
 import json
 import logging
+import logging.handlers
 import os
 import random
 import socket
@@ -42,6 +48,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from churn_ml import naming
 
 log = logging.getLogger("churn_ml.endpoint")
 RUNTIME_MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker Runtime's limit for InvokeEndpoint
@@ -68,13 +76,10 @@ def container_app(handlers, model, max_payload: int) -> Starlette:
                              "MaxPayloadInMB": max_payload // (1024 * 1024)})
 
     async def invocations(request: Request) -> Response:
-        declared = int(request.headers.get("content-length") or 0)
-        if max_payload and declared > max_payload:
-            return PlainTextResponse(
-                f"body of {declared} bytes is over the {max_payload // (1024 * 1024)} MB payload limit; "
-                "split it into smaller requests", status_code=413,
-            )
-        body = await request.body()
+        try:
+            body = await read_body(request, max_payload)
+        except (BodyTooLarge, BadContentLength) as err:
+            return PlainTextResponse(str(err), status_code=413 if isinstance(err, BodyTooLarge) else 400)
         try:
             args = (body, request.headers.get("content-type"), request.headers.get("accept"))
             # A few rows take well under a millisecond: the hop to a worker thread would cost more.
@@ -82,7 +87,7 @@ def container_app(handlers, model, max_payload: int) -> Starlette:
         except Exception as err:  # noqa: BLE001 - a bad request or a model failure must never stop the server
             status = getattr(err, "status", None)
             if not isinstance(status, int):
-                log.exception("inference failed")
+                log.exception("inference failed")  # the model's fault: a 5xx, which the deployment's alarm counts
                 return PlainTextResponse(f"{type(err).__name__}: {err}", status_code=500)
             return PlainTextResponse(str(err), status_code=status)
         return Response(output, media_type=media)
@@ -92,6 +97,35 @@ def container_app(handlers, model, max_payload: int) -> Starlette:
         Route("/execution-parameters", execution_parameters, methods=["GET"]),
         Route("/invocations", invocations, methods=["POST"]),
     ])
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"Request payload of {size} bytes is over the {limit // (1024 * 1024)} MB limit; "
+                         "split it into smaller requests.")
+
+
+class BadContentLength(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read as it streams in (Content-Length or chunked). Over ``limit`` bytes (0 = none)
+    the rest is read and dropped, never buffered, then BodyTooLarge: reading it all keeps the
+    keep-alive connection usable for the client's next request."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.strip().isdigit():
+        raise BadContentLength(f"Content-Length {declared[:40]!r} is not a number of bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if not limit or size <= limit:
+            chunks.append(chunk)
+        elif chunks:
+            chunks.clear()
+    if limit and size > limit:
+        raise BodyTooLarge(size, limit)
+    return b"".join(chunks)
 
 
 def load_container(model_dir: str, code_dir: str, program: str):
@@ -119,6 +153,8 @@ class Routes:
             stat = path.stat()
         except FileNotFoundError:
             self._cache.pop(name, None)
+            return None
+        except OSError:
             return None
         key = (stat.st_mtime_ns, stat.st_size)
         cached = self._cache.get(name)
@@ -156,14 +192,17 @@ def router_app(state_dir: Path, account: str) -> Starlette:
 
     async def invoke(request: Request) -> Response:
         name = request.path_params["name"]
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > RUNTIME_MAX_PAYLOAD:
-            return _error(413, "ValidationError", f"Request payload of {declared} bytes is over the 6 MB limit of InvokeEndpoint.")
+        try:
+            body = await read_body(request, RUNTIME_MAX_PAYLOAD)
+            naming.check_name(name)  # SageMaker's own rule, before the name comes near a file path
+        except BodyTooLarge as err:
+            return _error(413, "ValidationError", str(err))
+        except (BadContentLength, ValueError) as err:
+            return _error(400, "ValidationError", str(err))
         state = routes.get(name)
         live = [r for r in (state or {}).get("routes", []) if r.get("weight", 0) > 0]
         if state is None or not live:
             return _error(400, "ValidationError", f"Endpoint {name} of account {account} not found.")
-        body = await request.body()
         route = random.choices(live, weights=[r["weight"] for r in live])[0]
         url = random.choice(route["urls"])
         counts = metrics[name][route["EndpointConfigName"]]  # blue and green may share a VariantName
@@ -188,12 +227,25 @@ def router_app(state_dir: Path, account: str) -> Starlette:
             OriginalStatusCode=answer.status_code, OriginalMessage=text,
         )
 
+    async def unknown(request: Request) -> Response:
+        with contextlib.suppress(BodyTooLarge, BadContentLength):
+            await read_body(request, RUNTIME_MAX_PAYLOAD)  # drained: the connection stays usable
+        return _error(404, "UnknownOperationException",
+                      f"{request.method} {request.url.path[:200]} is not an operation of the SageMaker Runtime; "
+                      "call POST /endpoints/<EndpointName>/invocations")
+
+    async def failure(request: Request, err: Exception) -> Response:
+        log.error("request %s %s failed: %s: %s", request.method, request.url.path[:200], type(err).__name__, err)
+        return _error(500, "InternalFailure", f"the local SageMaker Runtime failed: {type(err).__name__}")
+
     return Starlette(
         routes=[
             Route("/ping", ping, methods=["GET"]),
             Route("/_local/metrics", local_metrics, methods=["GET"]),
-            Route("/endpoints/{name}/invocations", invoke, methods=["POST"]),
+            Route("/endpoints/{name:path}/invocations", invoke, methods=["POST"]),
+            Route("/{path:path}", unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
         ],
+        exception_handlers={Exception: failure},
         lifespan=_closing(client),
     )
 
@@ -221,7 +273,8 @@ def _serve(app: Starlette, port: int, port_file: Path) -> None:
     except OSError as err:
         raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {err}; choose another port") from err
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+    # No access log (a line per request); uvicorn's own messages go to the rotating log (log_config=None).
+    config = uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, timeout_graceful_shutdown=30,
                             backlog=2048, timeout_keep_alive=30)
     server = uvicorn.Server(config)
     tmp = port_file.with_name(f".{port_file.name}.tmp")
@@ -231,9 +284,18 @@ def _serve(app: Starlette, port: int, port_file: Path) -> None:
     asyncio.run(server.serve(sockets=[sock]))
 
 
+LOG_BYTES, LOG_BACKUPS = 5 * 1024 * 1024, 2  # a server's log never passes 15 MB
+
+
+def _logging(log_file: Path | None) -> None:
+    handler = (logging.handlers.RotatingFileHandler(log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
+               if log_file else logging.StreamHandler(sys.stdout))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     parser = argparse.ArgumentParser(prog="churn_ml.local.endpoint_server")
+    parser.add_argument("--log-file", type=Path, help="rotating log (5 MB x 3); stdout when not given")
     sub = parser.add_subparsers(dest="role", required=True)
     container = sub.add_parser("container")
     container.add_argument("--model-dir", required=True)
@@ -246,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     router.add_argument("--port-file", required=True, type=Path)
     router.add_argument("--account", default="000000000000")
     args = parser.parse_args(argv)
+    _logging(args.log_file)
     if args.role == "container":
         handlers, model = load_container(args.model_dir, args.code_dir, args.program)
         mb = int(os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6"))

@@ -14,7 +14,7 @@ A deployment (``deploy``) is CreateModel + CreateEndpointConfig + CreateEndpoint
 - update, blue/green: start the new (green) variant beside the live (blue) one, health check and
   expectations against green directly, then shift traffic as the request's
   ``BlueGreenUpdatePolicy`` says (ALL_AT_ONCE, CANARY, LINEAR), each step baking for
-  ``CHURN_LOCAL_BAKE_SECONDS`` while an alarm watches green's error rate; the last step is an
+  ``CHURN_LOCAL_BAKE_SECONDS`` while an alarm watches green's 5XX rate; the last step is an
   atomic switch of the routes file, and blue stays up as the standby (kept for rollback).
   Any failure puts all traffic back on blue, stops green, records the reason and fails the task.
 
@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from churn_ml import serving
+from churn_ml import naming, serving
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     PLUGINS_DIR,
@@ -115,18 +115,20 @@ def _stop_process(pid: int, log: logging.Logger, what: str) -> None:
 def _start_process(role: str, args: list[str], folder: Path, env: dict, log: logging.Logger) -> dict:
     """Start a detached server process and wait until it answers /ping; returns pid, port, url, log."""
     folder.mkdir(parents=True, exist_ok=True)
-    port_file, log_file = folder / "port.json", folder / "server.log"
+    port_file, log_file, out_file = folder / "port.json", folder / "server.log", folder / "server.out"
     port_file.unlink(missing_ok=True)
-    with log_file.open("ab") as sink:
+    # The server logs to a rotating server.log; server.out keeps only what bypasses logging (a crash).
+    with out_file.open("ab") as sink:
         proc = subprocess.Popen(
-            [python(), "-m", "churn_ml.local.endpoint_server", role, *args, "--port-file", str(port_file)],
+            [python(), "-m", "churn_ml.local.endpoint_server", "--log-file", str(log_file), role, *args,
+             "--port-file", str(port_file)],
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
             start_new_session=True,  # not in the task's process group: it outlives the task
         )
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            lines = log_file.read_text(errors="replace").splitlines()
+            lines = [line for f in (log_file, out_file) if f.exists() for line in f.read_text(errors="replace").splitlines()]
             raise LocalJobError(
                 f"{role} process exited with code {proc.returncode} before it was healthy.\n"
                 f"Last lines:\n{tail(lines)}\nFull log: {log_file}"
@@ -221,6 +223,7 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
     variants = request.get("ProductionVariants") or []
     if not name:
         raise ValueError("endpoint config request is missing EndpointConfigName")
+    naming.check_name(name, "sagemaker", "CreateEndpointConfig", "EndpointConfigName")
     if len(variants) != 1:
         raise ValueError(f"endpoint config {name}: the local target serves exactly one production variant, got {len(variants)}")
     for key in ("VariantName", "ModelName"):
@@ -254,17 +257,23 @@ def _tag(config: dict, key: str) -> str | None:
 
 # ---------------------------------------------------------------- endpoints
 
+def _endpoint(name: object) -> str:
+    """``name`` if SageMaker would accept it as an EndpointName: names become file names below."""
+    return naming.check_name(name, "sagemaker", "CreateEndpoint", "EndpointName")
+
+
 def _state_file(name: str) -> Path:
-    return routes_dir() / f"{name}.json"
+    return routes_dir() / f"{_endpoint(name)}.json"
 
 
 def _instances_dir(name: str, config_name: str) -> Path:
-    return control_plane("sagemaker", "endpoint-instances", name, config_name)
+    naming.check_name(config_name, "sagemaker", "CreateEndpointConfig", "EndpointConfigName")
+    return control_plane("sagemaker", "endpoint-instances", _endpoint(name), config_name)
 
 
 @contextlib.contextmanager
 def _deployment_lock(name: str):
-    lock_path = routes_dir() / f".{name}.lock"
+    lock_path = routes_dir() / f".{_endpoint(name)}.lock"
     with lock_path.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -405,11 +414,15 @@ def traffic_steps(deployment_config: dict | None, instances: int) -> list[float]
 
 
 def _errors(counts: dict) -> tuple[int, int]:
-    return counts.get("Invocations", 0), counts.get("Invocation4XXErrors", 0) + counts.get("Invocation5XXErrors", 0)
+    """Invocations and the errors the alarm counts: 5XX (the model failed or did not answer), as the
+    template's ``<endpoint>-invocation-errors`` alarm on Invocation5XXErrors does on AWS. Client
+    errors (4XX, a ModelError for a bad request) are the caller's fault: garbage sent during a
+    bake must not roll back a good model."""
+    return counts.get("Invocations", 0), counts.get("Invocation5XXErrors", 0)
 
 
 def _bake(url: str, name: str, blue: str, green: str, seconds: float, log: logging.Logger) -> None:
-    """Watch the variants' error counts for ``seconds``; raise (the alarm) when green errs more than blue."""
+    """Watch the variants' 5XX counts for ``seconds``; raise (the alarm) when green errs more than blue."""
     start = router_metrics(url, name)
     deadline = time.monotonic() + seconds
     while True:
@@ -420,7 +433,7 @@ def _bake(url: str, name: str, blue: str, green: str, seconds: float, log: loggi
         blue_rate = (b_errors - b_errors0) / max(b_calls - b_calls0, 1)
         if errors and errors / calls > blue_rate + ALARM_MARGIN:
             raise LocalJobError(
-                f"alarm: {green} failed {errors} of {calls} requests while baking ({blue} error rate {blue_rate:.1%})"
+                f"alarm: {green} answered {errors} of {calls} requests with a 5XX while baking ({blue} 5XX rate {blue_rate:.1%})"
             )
         if time.monotonic() >= deadline:
             log.info("baked %.0fs: %s served %d requests, %d errors", seconds, green, calls, errors)
@@ -542,7 +555,7 @@ def delete_endpoint(name: str, log: logging.Logger) -> None:
         _state_file(name).unlink()  # the router stops routing at once
         _retire(state.get("live"), log)
         _retire(state.get("standby"), log)
-        shutil.rmtree(control_plane("sagemaker", "endpoint-instances", name), ignore_errors=True)
+        shutil.rmtree(control_plane("sagemaker", "endpoint-instances", _endpoint(name)), ignore_errors=True)
     log.info("deleted endpoint %s", name)
 
 
@@ -595,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             delete_endpoint(args.name, log)
         else:
             parser.error("delete needs an endpoint name or --all")
-    except LocalJobError as err:
+    except (LocalJobError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
