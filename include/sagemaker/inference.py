@@ -33,10 +33,13 @@ message says what was expected), body over the payload limit (6 MB, or the trans
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +81,7 @@ class Records:
     values: np.ndarray | None
     ids: list | None = None
     named: list[dict] | None = None
-    first_texts: list[str] | None = None  # CSV: a numeric first column's text, the ids if the model says so
+    first_texts: Callable[[], list[str]] | None = None  # CSV: a numeric first column's text, the ids if the model says so
 
     def __len__(self) -> int:
         return len(self.named) if self.named is not None else int(self.values.shape[0])
@@ -194,20 +197,20 @@ def _parse_csv(text: str) -> Records:
     if text.count(",") != len(frame) * (width - 1):
         # The C parser pads a short line with missing values; a long one is a ParserError above.
         raise BadRequestError(f"CSV lines must all have {width} fields like the first one; some lines have fewer")
-    columns = [_numeric(frame.iloc[:, i]) for i in range(width)]
+    columns = [_numeric(frame.iloc[:, i], text, i) for i in range(width)]
     ids = first_texts = None
     if width > 1 and columns[0] is None:
-        ids = [str(v).strip() if isinstance(v, str) else "" for v in frame.iloc[:, 0]]
+        ids = _csv_field_texts(text, 0)
         columns = columns[1:]
     elif width > 1:
-        # A numeric first field may be an id (the model decides by the number of features): keep its text.
-        first = pd.read_csv(io.StringIO(text), usecols=[0], dtype=str, **_CSV_OPTIONS).iloc[:, 0]
-        first_texts = [v.strip() if isinstance(v, str) else "" for v in first]
+        # A numeric first field may be an id (the model decides by the number of features): its text,
+        # read only if the model says so (batch transform's filtered input never needs it).
+        first_texts = functools.partial(_csv_field_texts, text, 0)
     offset = 1 if ids is not None else 0
     for i, column in enumerate(columns):
         if column is None:
-            source = frame.iloc[:, i + offset]
-            line, sample = next((n, v) for n, v in enumerate(source, 1) if not _is_number(v))
+            source = _csv_field_texts(text, i + offset)
+            line, sample = next(((n, v) for n, v in enumerate(source, 1) if v != "" and _token_value(v) is None), (0, "?"))
             raise BadRequestError(
                 f"CSV field {i + offset + 1} of line {line} has the non-numeric value {sample!r}; features must be "
                 f"decimal numbers, empty or nan for a missing value (an id is only allowed in the first field)"
@@ -216,14 +219,39 @@ def _parse_csv(text: str) -> Records:
     return Records(values=values, ids=ids, first_texts=first_texts)
 
 
-def _numeric(column: pd.Series) -> np.ndarray | None:
-    """The column as float64, or None when a value is not a number (booleans are not numbers)."""
+def _csv_field_texts(text: str, index: int) -> list[str]:
+    """Field ``index`` of every record as sent (stripped; "" when missing), read by the same parser."""
+    column = pd.read_csv(io.StringIO(text), usecols=[index], dtype=str, **_CSV_OPTIONS).iloc[:, 0]
+    return [v.strip() if isinstance(v, str) else "" for v in column]
+
+
+def _numeric(column: pd.Series, text: str, index: int) -> np.ndarray | None:
+    """The column as float64, or None when a value is not a number (booleans are not numbers).
+
+    The C parser types a column from all its tokens; where that leaves text (a number beside an
+    integer too big for 64 bits), each token is read on its own, as it would be in a request alone."""
     kind = column.dtype.kind
     if kind in "iuf":
         return column.to_numpy(dtype="float64")
-    if kind == "O" and all(_is_number(v) for v in column):  # integers beyond 64 bits come as Python ints
-        return np.array([_to_float(v) for v in column], dtype="float64")
-    return None
+    if kind == "b":
+        return None
+    if any(not isinstance(v, str) and _is_number(v) for v in column):
+        # The parser's wide-integer path converts with Python's int(), which reads "1_0" as 10: the text, please.
+        column = pd.Series(_csv_field_texts(text, index))
+    values = [_token_value(v) if v != "" else math.nan for v in column]
+    return None if any(v is None for v in values) else np.array(values, dtype="float64")
+
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE)
+
+
+def _token_value(value) -> float | None:
+    if isinstance(value, str):
+        token = value.strip(" \t\x0b\x0c")
+        return float(token) if _DECIMAL.fullmatch(token) else None
+    if _is_number(value):
+        return _to_float(value)
+    return math.nan if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA else None
 
 
 def _is_number(value) -> bool:
@@ -296,7 +324,7 @@ def predict_fn(data: Records, model: xgb.Booster) -> Scored:
         values, ids = _from_names(data.named, model)
     elif ids is None and values.shape[1] == expected + 1:
         # A numeric first column in CSV: the id, echoed as it was sent.
-        ids = data.first_texts if data.first_texts is not None else [f"{v:.17g}" for v in values[:, 0]]
+        ids = data.first_texts() if data.first_texts is not None else [f"{v:.17g}" for v in values[:, 0]]
         values = values[:, 1:]
     if values.shape[1] != expected:
         raise BadRequestError(

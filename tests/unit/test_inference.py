@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import inference
 import numpy as np
 import pytest
 import xgboost as xgb
-
-import inference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from inference import (
     BadRequestError,
     PayloadTooLargeError,
@@ -143,15 +144,73 @@ def test_a_body_over_the_payload_limit_is_413(model, monkeypatch):
         ("1,2,3\n" * 100 + "4,5\n", "fewer"),
         ("1,2,3\n" * 100 + "4,5,6,7\n", "same number of fields"),
         ("C1,1,x,3\n" * 100, "non-numeric value 'x'"),
+        ("1,2,1e400\n", "feature 3 is inf"),
+        ("C1,inf,2,3\n", "feature 1 is inf"),
+        ("1,2,1_0\n", "non-numeric value '1_0'"),
+        ("1,2,True\n", "non-numeric value 'True'"),
+        ("1,2,NA\n", "non-numeric value 'NA'"),
+        ('C1,"1",2,3\n', "must not be quoted"),
+        ("[[1, 2, Infinity]]", "feature 3 is inf"),
+        ("[[1, 2, true]]", "numbers or null: got true"),
+        ('[[1, 2, "3"]]', "numbers or null"),
+        ("[" * 50_000 + "]" * 50_000, "too deeply"),
+        ('[{"id": {"a": 1}, "features": [1, 2, 3]}]', "id must be a string or a finite number"),
     ],
 )
-def test_large_csv_bodies_take_the_pandas_parser_with_the_same_errors(model, body, message):
+def test_malformed_values_are_400_with_what_was_expected(model, body, message):
+    content_type = "application/json" if body.startswith(("[", "{")) else "text/csv"
     with pytest.raises(BadRequestError, match=message):
-        predict_fn(input_fn(body, "text/csv"), model)
+        predict_fn(input_fn(body, content_type), model)
 
 
-def test_small_and_large_csv_parsers_agree(model):
-    rows = "".join(f"C{i},{i / 7:.3f},,{-i / 3:.3f}\n" for i in range(200))
-    small = output_fn(predict_fn(input_fn(rows[: rows.index("C10,")], "text/csv"), model), "text/csv")[0]
-    large = output_fn(predict_fn(input_fn(rows, "text/csv"), model), "text/csv")[0]
-    assert large.startswith(small) and len(large.splitlines()) == 200
+def test_missing_values_bom_and_numeric_ids(model):
+    nan = float("nan")
+    scored = _score(model, "\ufeffC1,0.5,,-2\nC2,nan,NaN,NAN\n", "text/csv", "application/json")
+    assert [p["id"] for p in json.loads(scored[0])["predictions"]] == ["C1", "C2"]  # no BOM in the id
+    expected = model.inplace_predict(np.array([[0.5, nan, -2.0], [nan, nan, nan]]))
+    assert [p["score"] for p in json.loads(scored[0])["predictions"]] == pytest.approx(expected, abs=1e-6)
+    # A numeric id is echoed as sent, even one a double cannot hold or one that would overflow.
+    text, _ = _score(model, "0042,1,2,3\n12345678901234567,1,2,3\n1e400,1,2,3\n", "text/csv")
+    assert [line.split(",")[0] for line in text.splitlines()] == ["0042", "12345678901234567", "1e400"]
+    assert _score(model, "[[NaN, null, 1]]", "application/json")[0] == _score(model, "[[null, null, 1]]", "application/json")[0]
+
+
+def test_a_csv_answer_refuses_ids_it_cannot_carry(model):
+    with pytest.raises(BadRequestError, match="ask for application/json"):
+        _score(model, '{"instances": [{"id": "a,b", "features": [1, 2, 3]}]}', "application/json", "text/csv")
+    with pytest.raises(UnsupportedContentTypeError, match="UTF-8"):
+        input_fn("1,2,3\n", "text/csv; charset=latin-1")
+
+
+# The differential property: a row means the same whatever comes with it. Rows share one layout
+# (all with an id or none, one width), as the rows of a request do; tokens include the edge cases.
+_TOKENS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.5g}"),
+    st.integers(-(10**22), 10**22).map(str),
+    st.sampled_from(["", "nan", "NaN", "NAN", " 1", "2 ", "+.5", "5.", "0001", "1E5", "-0", "1e-400", "99999999999999999999",
+                     "inf", "1e400", "1_0", "NA", "True", "\u0661", "x"]),
+)
+_IDS = st.one_of(st.from_regex(r"C[0-9]{1,6}", fullmatch=True), st.integers(0, 10**20).map(str), _TOKENS)
+
+
+def _answer(model, body: str):
+    try:
+        return _score(model, body, "text/csv", "application/jsonlines")[0].splitlines()
+    except BadRequestError:
+        return None
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(rows=st.integers(1, 3).flatmap(lambda width: st.lists(
+    st.tuples(_IDS, st.lists(_TOKENS, min_size=width + 2, max_size=width + 2)), min_size=1, max_size=70)),
+    with_id=st.booleans())
+def test_n_rows_in_one_request_score_as_the_same_rows_one_by_one(model, rows, with_id):
+    lines = [",".join(([row_id] if with_id else []) + fields) + "\n" for row_id, fields in rows]
+    together = _answer(model, "".join(lines))
+    alone = [_answer(model, line) for line in lines]
+    if together is None:
+        assert any(answer is None for answer in alone)  # a bad row fails the request it is in
+    else:
+        assert all(answer is not None for answer in alone)
+        assert together == [answer[0] for answer in alone]  # same ids, same scores, to the last digit

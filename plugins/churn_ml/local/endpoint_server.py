@@ -36,6 +36,7 @@ import logging
 import logging.handlers
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -84,7 +85,7 @@ def container_app(handlers, model, max_payload: int) -> Starlette:
             args = (body, request.headers.get("content-type"), request.headers.get("accept"))
             # A few rows take well under a millisecond: the hop to a worker thread would cost more.
             output, media = infer(*args) if len(body) < INLINE_BYTES else await run_in_threadpool(infer, *args)
-        except Exception as err:  # noqa: BLE001 - a bad request or a model failure must never stop the server
+        except Exception as err:  # a bad request or a model failure must never stop the server
             status = getattr(err, "status", None)
             if not isinstance(status, int):
                 log.exception("inference failed")  # the model's fault: a 5xx, which the deployment's alarm counts
@@ -207,7 +208,8 @@ def router_app(state_dir: Path, account: str) -> Starlette:
         url = random.choice(route["urls"])
         counts = metrics[name][route["EndpointConfigName"]]  # blue and green may share a VariantName
         counts["Invocations"] += 1
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        # Stripped: h11 refuses to send a value with outer whitespace, which uvicorn accepted.
+        headers = {k: v.strip() for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
         started = time.perf_counter()
         try:
             answer = await client.post(f"{url}/invocations", content=body, headers=headers)
@@ -227,11 +229,18 @@ def router_app(state_dir: Path, account: str) -> Starlette:
             OriginalStatusCode=answer.status_code, OriginalMessage=text,
         )
 
-    async def unknown(request: Request) -> Response:
+    async def unknown(request: Request, _exc: Exception) -> Response:
+        """No route: Starlette's 404 and 405, in the Runtime's shape (a name with a line break ends here too)."""
         with contextlib.suppress(BodyTooLarge, BadContentLength):
             await read_body(request, RUNTIME_MAX_PAYLOAD)  # drained: the connection stays usable
+        invocation = re.fullmatch(r"/endpoints/(.*)/invocations", request.scope["path"], re.DOTALL)
+        if invocation and request.method == "POST":
+            try:
+                naming.check_name(invocation.group(1))
+            except ValueError as err:
+                return _error(400, "ValidationError", str(err))
         return _error(404, "UnknownOperationException",
-                      f"{request.method} {request.url.path[:200]} is not an operation of the SageMaker Runtime; "
+                      f"{request.method} {request.url.path[:200]!r} is not an operation of the SageMaker Runtime; "
                       "call POST /endpoints/<EndpointName>/invocations")
 
     async def failure(request: Request, err: Exception) -> Response:
@@ -243,9 +252,8 @@ def router_app(state_dir: Path, account: str) -> Starlette:
             Route("/ping", ping, methods=["GET"]),
             Route("/_local/metrics", local_metrics, methods=["GET"]),
             Route("/endpoints/{name:path}/invocations", invoke, methods=["POST"]),
-            Route("/{path:path}", unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
         ],
-        exception_handlers={Exception: failure},
+        exception_handlers={404: unknown, 405: unknown, Exception: failure},
         lifespan=_closing(client),
     )
 
