@@ -77,7 +77,8 @@ def main() -> int:
     from pyspark.sql import SparkSession
 
     spark = (SparkSession.builder.master("local[2]").appName("endpoint-scoring-bench")
-             .config("spark.ui.enabled", "false").getOrCreate())
+             .config("spark.ui.enabled", "false").config("spark.driver.bindAddress", "127.0.0.1")
+             .config("spark.driver.host", "127.0.0.1").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     results = []
     try:

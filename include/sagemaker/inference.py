@@ -248,6 +248,8 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:ini
 def _token_value(value) -> float | None:
     if isinstance(value, str):
         token = value.strip(" \t\x0b\x0c")
+        if token in CSV_MISSING:  # a text column keeps them as text
+            return math.nan
         return float(token) if _DECIMAL.fullmatch(token) else None
     if _is_number(value):
         return _to_float(value)

@@ -295,6 +295,7 @@ def _failing_program(runtime) -> str:
     return uri
 
 
+@pytest.mark.e2e  # two deployments under traffic (~15 s each): in the full test command
 def test_bad_client_requests_during_the_bake_do_not_roll_back_a_good_model(models, runtime):
     first, second = expectations(models["a"]), expectations(models["b"])
     endpoints.deploy(request_for(models["a"], 1), LOG, first)
@@ -309,6 +310,7 @@ def test_bad_client_requests_during_the_bake_do_not_roll_back_a_good_model(model
     assert metrics["Invocation4XXErrors"] > 0 and metrics["Invocation5XXErrors"] == 0
 
 
+@pytest.mark.e2e
 def test_a_model_that_returns_5xx_under_traffic_is_still_rolled_back(models, runtime):
     first, second = expectations(models["a"]), expectations(models["b"])
     endpoints.deploy(request_for(models["a"], 1), LOG, first)
