@@ -9,23 +9,37 @@ churn-artifacts-... --setting CHURN_LAKE_BUCKET=... --setting CHURN_SAGEMAKER_RO
 
 What it does, in order (``--dry-run`` stops after the build and prints the plan):
 
-1. builds into a temporary folder: ``dags/`` (the DAG files and ``.airflowignore``), ``plugins.zip``
-   (``churn_ml/`` at the zip's root, as MWAA puts plugins.zip's content on the path),
-   ``requirements.txt``, ``startup.sh`` (exports ``ML_TARGET=aws`` and the ``CHURN_*`` settings:
-   MWAA sets environment variables only through the startup script), and the include/ artifacts
-   (Spark scripts, ``lib/churn.zip`` for ``--py-files``, the SageMaker source bundle);
-2. uploads the artifacts to the artifacts bucket and the rest to the MWAA bucket (``dags/`` is
-   synced: DAG files that are gone from the repository are deleted);
-3. calls UpdateEnvironment with the new object versions of plugins.zip, requirements.txt and
+1. builds into a temporary folder from the files git tracks (``git ls-files``) under dags/, plugins/
+   and include/, plus requirements.txt, and nothing else: it refuses to go on when one of them is a
+   symbolic link, lies below one, is not a regular file, or resolves outside the repository, and when
+   an untracked (not git-ignored) file sits under those folders (commit it or remove it). Git-ignored
+   files (``__pycache__``...) are never shipped. The build: ``dags/`` (the DAG files and
+   ``.airflowignore``), ``plugins.zip`` (``churn_ml/`` at the zip's root, as MWAA puts plugins.zip's
+   content on the path), ``requirements.txt``, ``startup.sh`` (exports ``ML_TARGET=aws`` and the
+   ``CHURN_*`` settings: MWAA sets environment variables only through the startup script), and the
+   include/ artifacts (Spark scripts, ``lib/churn.zip`` for ``--py-files``, the SageMaker source bundle);
+2. checks the target before writing anything: the caller's account (STS GetCallerIdentity) is sent as
+   ``ExpectedBucketOwner`` on every S3 call, so a bucket of another account is never read or written,
+   and the environment's source bucket (MWAA GetEnvironment, ``SourceBucketArn``) must be the MWAA
+   bucket it uploads to (and its DAG folder ``dags``);
+3. uploads the artifacts to the artifacts bucket and the rest to the MWAA bucket. Under ``dags/`` it
+   deletes only DAG files it uploaded itself on an earlier deploy and that are gone from the build:
+   the keys it manages are listed in ``deploy/dags-manifest.json`` (outside ``dags/``), rewritten on
+   every deploy; anything else under ``dags/`` is left alone;
+4. calls UpdateEnvironment with the new object versions of plugins.zip, requirements.txt and
    startup.sh (the bucket is versioned), so MWAA installs exactly what was uploaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shlex
 import shutil
+import stat
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -51,6 +65,12 @@ BACKEND_REQUIRED = {
     "glue": ("CHURN_GLUE_ROLE_NAME",),
 }
 SETTING = re.compile(r"^(CHURN_[A-Z0-9_]+|AWS_DEFAULT_REGION)=(.*)$")
+# What the build reads from the repository: the files git tracks under these folders, and these files.
+SOURCE_FOLDERS = ("dags", "plugins", "include")
+SOURCE_FILES = ("requirements.txt",)
+DAGS_PREFIX = "dags/"
+# The DAG keys this command uploaded (and so may delete later), outside dags/: MWAA syncs only dags/.
+MANIFEST_KEY = "deploy/dags-manifest.json"
 
 
 class DeployError(RuntimeError):
@@ -84,59 +104,240 @@ def startup_script(settings: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_plugins_zip(target: Path) -> list[str]:
+def _git(repo: Path, *args: str) -> list[str]:
+    """``git -C repo args`` with NUL-separated output (no quoting of unusual names)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], check=False, capture_output=True, timeout=120)
+    except FileNotFoundError as err:
+        raise DeployError("git not found: the deploy builds from the files git tracks, so it needs git on PATH") from err
+    if proc.returncode != 0:
+        raise DeployError(f"{repo} is not a git checkout (git {' '.join(args[:2])}: "
+                          f"{proc.stderr.decode(errors='replace').strip()}): the deploy builds from the files git "
+                          "tracks; run it from a clone of the repository")
+    return [name for name in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0") if name]
+
+
+def tracked_sources(repo: Path) -> list[str]:
+    """The repository-relative paths the build reads: what git tracks under dags/, plugins/ and include/,
+    and requirements.txt."""
+    tracked = _git(repo, "ls-files", "-z", "--cached", "--", *SOURCE_FOLDERS, *SOURCE_FILES)
+    missing = [name for name in SOURCE_FILES if name not in tracked]
+    if missing:
+        raise DeployError(f"{', '.join(missing)} not tracked by git in {repo}: commit it, then deploy again")
+    return sorted(set(tracked))
+
+
+def refuse_untracked(repo: Path) -> None:
+    """Refuse when an untracked, not git-ignored file sits under dags/, plugins/ or include/: it would not
+    be deployed, and it is either work that is not committed or something (a ``.env``, a scratch file, a
+    link to a file elsewhere) that must not be near the build at all. Git-ignored files are left out."""
+    untracked = _git(repo, "ls-files", "-z", "--others", "--exclude-standard", "--", *SOURCE_FOLDERS)
+    if untracked:
+        raise DeployError(
+            f"untracked files under {', '.join(f + '/' for f in SOURCE_FOLDERS)}: {', '.join(sorted(untracked))}. "
+            "The deploy ships only what git tracks: `git add` (and commit) what belongs to the deployment, delete "
+            "the rest or list it in .gitignore, then deploy again"
+        )
+
+
+def _source_problem(repo: Path, relative: str) -> str | None:
+    """Why ``repo/relative`` must not be shipped, or None for a regular file inside the repository."""
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or ".." in parts:
+        return "is not a plain path inside the repository"
+    for depth in range(1, len(parts) + 1):
+        path = repo.joinpath(*parts[:depth])
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return ("is tracked by git but missing from the working tree (restore it with `git checkout -- "
+                    f"{relative}` or commit its deletion)")
+        if stat.S_ISLNK(info.st_mode):
+            where = "is" if depth == len(parts) else f"lies below {Path(*parts[:depth]).as_posix()}, which is"
+            return f"{where} a symbolic link (-> {os.readlink(path)})"
+    if not stat.S_ISREG(repo.joinpath(relative).lstat().st_mode):
+        return "is not a regular file"
+    if not repo.joinpath(relative).resolve().is_relative_to(repo.resolve()):
+        return f"resolves outside the repository ({repo.joinpath(relative).resolve()})"
+    return None
+
+
+def stage_sources(repo: Path, target: Path) -> list[str]:
+    """Copy the tracked sources (``tracked_sources``) into ``target`` as regular files; returns their paths.
+
+    Refuses, naming every offending path, when one is a symbolic link or lies below one (a link can point
+    anywhere: its target's content would be uploaded), is not a regular file, is missing, or resolves
+    outside the repository; then when there are untracked files (``refuse_untracked``). Files are opened
+    with O_NOFOLLOW, so a link swapped in after the check fails too.
+    """
+    repo = Path(repo).resolve()
+    names = tracked_sources(repo)
+    problems = [f"{name} {problem}" for name in names if (problem := _source_problem(repo, name))]
+    if problems:
+        raise DeployError(
+            "refusing to build: the deploy ships only regular files git tracks inside the repository, and\n  "
+            + "\n  ".join(problems)
+            + "\nReplace each link with a real file (git rm --cached <path>, copy the content in, git add <path>), "
+              "restore what is missing, or remove it from the repository (git rm), then deploy again"
+        )
+    refuse_untracked(repo)
+    for name in names:
+        source, destination = repo / name, target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(descriptor, "rb") as reader, destination.open("wb") as writer:
+            shutil.copyfileobj(reader, writer)
+            os.chmod(destination, stat.S_IMODE(os.fstat(reader.fileno()).st_mode))
+    return names
+
+
+def build_plugins_zip(target: Path, plugins: Path) -> list[str]:
     """plugins.zip with the package at its root (``churn_ml/__init__.py``), no caches; returns the names."""
     names = []
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((REPO / "plugins").rglob("*")):
-            relative = path.relative_to(REPO / "plugins")
-            if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
+        for path in sorted(plugins.rglob("*")):
+            relative = path.relative_to(plugins)
+            if path.is_file() and not path.is_symlink() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
                 archive.write(path, relative.as_posix())
                 names.append(relative.as_posix())
     return names
 
 
-def build(out: Path, settings: dict[str, str]) -> dict[str, Path]:
+def build(out: Path, settings: dict[str, str], repo: Path = REPO) -> dict[str, Path]:
     """Everything to upload, under ``out``: {"dags": folder, "plugins.zip": ..., "requirements.txt": ...,
-    "startup.sh": ..., "artifacts": folder}."""
+    "startup.sh": ..., "artifacts": folder, "source": the staged tracked sources it was built from}."""
+    source = out / "source"
+    stage_sources(repo, source)
     dags = out / "dags"
     dags.mkdir(parents=True)
-    for path in sorted((REPO / "dags").iterdir()):
+    for path in sorted((source / "dags").iterdir()) if (source / "dags").is_dir() else []:
         if path.is_file() and (path.suffix == ".py" or path.name == ".airflowignore"):
             shutil.copy2(path, dags / path.name)
-    build_plugins_zip(out / "plugins.zip")
-    shutil.copy2(REPO / "requirements.txt", out / "requirements.txt")
+    build_plugins_zip(out / "plugins.zip", source / "plugins")
+    shutil.copy2(source / "requirements.txt", out / "requirements.txt")
     (out / "startup.sh").write_text(startup_script(settings))
-    artifacts.build(REPO / "include", out / "artifacts")
+    artifacts.build(source / "include", out / "artifacts")
     return {"dags": dags, "plugins.zip": out / "plugins.zip", "requirements.txt": out / "requirements.txt",
-            "startup.sh": out / "startup.sh", "artifacts": out / "artifacts"}
+            "startup.sh": out / "startup.sh", "artifacts": out / "artifacts", "source": source}
 
 
-def _upload_folder(s3, folder: Path, bucket: str, prefix: str, sync: bool) -> int:
-    keys = set()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        key = f"{prefix}{path.relative_to(folder).as_posix()}"
-        s3.upload_file(str(path), bucket, key)
-        keys.add(key)
-    if sync:
-        stale = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                 for o in page.get("Contents", []) if o["Key"] not in keys]
-        for key in stale:
-            s3.delete_object(Bucket=bucket, Key=key)
-    return len(keys)
+def caller_account(sts) -> str:
+    """The account the credentials belong to: every S3 call names it as ``ExpectedBucketOwner``."""
+    return sts.get_caller_identity()["Account"]
 
 
-def upload(s3, built: dict[str, Path], mwaa_bucket: str, artifacts_bucket: str) -> dict[str, str]:
-    """Upload; returns the new VersionId of plugins.zip, requirements.txt and startup.sh."""
-    versioning = s3.get_bucket_versioning(Bucket=mwaa_bucket).get("Status")
+def check_environment(mwaa, environment: str, mwaa_bucket: str) -> None:
+    """Refuse unless the MWAA environment reads its DAGs and plugins from ``mwaa_bucket`` (``SourceBucketArn``)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        found = mwaa.get_environment(Name=environment)["Environment"]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise DeployError(f"MWAA environment {environment!r} not found with these credentials and region: "
+                              "pass --environment (and --region) of the environment to deploy to") from err
+        raise
+    arn = found.get("SourceBucketArn") or ""
+    source_bucket = arn.split(":::", 1)[1] if arn.startswith("arn:") and ":::" in arn else arn
+    if source_bucket != mwaa_bucket:
+        raise DeployError(
+            f"MWAA environment {environment!r} reads its code from {arn or 'no source bucket'}, not from "
+            f"s3://{mwaa_bucket}: uploading there would not change what the environment runs, and the bucket may "
+            f"belong to something else. Pass --mwaa-bucket {source_bucket or '<its source bucket>'} (or the "
+            "--environment that uses this bucket)"
+        )
+    dag_path = (found.get("DagS3Path") or "").strip("/")
+    if dag_path and f"{dag_path}/" != DAGS_PREFIX:
+        raise DeployError(f"MWAA environment {environment!r} reads DAGs from s3://{mwaa_bucket}/{dag_path}/, but this "
+                          f"command uploads them to {DAGS_PREFIX}: set the environment's DagS3Path to 'dags' "
+                          "(infra/cloudformation/churn.yaml does)")
+
+
+def _check_bucket(s3, bucket: str, owner: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket"):
+            raise DeployError(f"bucket s3://{bucket} does not exist: check --stack / the bucket names") from err
+        if code in ("403", "AccessDenied"):
+            raise DeployError(f"bucket s3://{bucket} is not owned by account {owner} (the caller's, from STS), or "
+                              "these credentials may not use it: refusing to upload there. Deploy with credentials of "
+                              "the account that owns the stack's buckets") from err
+        raise
+
+
+def _put(s3, bucket: str, key: str, body: bytes, owner: str) -> str | None:
+    return s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=owner).get("VersionId")
+
+
+def _managed_dags(s3, bucket: str, owner: str) -> set[str]:
+    """The dags/ keys the previous deploy wrote (its manifest); none on a first deploy."""
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=MANIFEST_KEY, ExpectedBucketOwner=owner)["Body"].read()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return set()
+        raise
+    try:
+        keys = json.loads(body)["dags"]
+        return {k for k in keys if isinstance(k, str) and k.startswith(DAGS_PREFIX) and ".." not in k.split("/")}
+    except (ValueError, KeyError, TypeError):
+        print(f"warning: s3://{bucket}/{MANIFEST_KEY} is not a manifest this command wrote; deleting nothing under "
+              f"{DAGS_PREFIX} this time", file=sys.stderr)
+        return set()
+
+
+def _write_manifest(s3, bucket: str, keys: set[str], owner: str) -> None:
+    manifest = {"written_by": "infra/deploy_mwaa.py", "dags": sorted(keys),
+                "note": f"the {DAGS_PREFIX} objects the deploy command manages; it deletes no other {DAGS_PREFIX} object"}
+    _put(s3, bucket, MANIFEST_KEY, json.dumps(manifest, indent=1).encode(), owner)
+
+
+def _files(folder: Path) -> list[tuple[str, Path]]:
+    return [(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def upload(s3, built: dict[str, Path], mwaa_bucket: str, artifacts_bucket: str, owner: str) -> dict[str, str]:
+    """Upload; returns the new VersionId of plugins.zip, requirements.txt and startup.sh.
+
+    Every S3 call carries ``ExpectedBucketOwner=owner``. Under dags/ only keys of the previous deploy's
+    manifest that the build no longer has are deleted; other objects there are not this command's.
+    """
+    for bucket in dict.fromkeys((mwaa_bucket, artifacts_bucket)):
+        _check_bucket(s3, bucket, owner)
+    versioning = s3.get_bucket_versioning(Bucket=mwaa_bucket, ExpectedBucketOwner=owner).get("Status")
     if versioning != "Enabled":
         raise DeployError(f"bucket {mwaa_bucket} must have versioning enabled (MWAA pins object versions)")
-    _upload_folder(s3, built["artifacts"], artifacts_bucket, "", sync=False)
-    _upload_folder(s3, built["dags"], mwaa_bucket, "dags/", sync=True)
-    versions = {}
-    for name in ("plugins.zip", "requirements.txt", "startup.sh"):
-        with built[name].open("rb") as body:
-            versions[name] = s3.put_object(Bucket=mwaa_bucket, Key=name, Body=body)["VersionId"]
+    for key, path in _files(built["artifacts"]):
+        _put(s3, artifacts_bucket, key, path.read_bytes(), owner)
+    previous = _managed_dags(s3, mwaa_bucket, owner)
+    dags = {f"{DAGS_PREFIX}{name}": path for name, path in _files(built["dags"])}
+    # Recorded before the upload: an interrupted deploy still knows the keys it may have written.
+    _write_manifest(s3, mwaa_bucket, previous | set(dags), owner)
+    for key, path in dags.items():
+        _put(s3, mwaa_bucket, key, path.read_bytes(), owner)
+    present = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=mwaa_bucket, Prefix=DAGS_PREFIX, ExpectedBucketOwner=owner) for o in page.get("Contents", [])}
+    for key in sorted((previous - set(dags)) & present):
+        s3.delete_object(Bucket=mwaa_bucket, Key=key, ExpectedBucketOwner=owner)
+        print(f"deleted s3://{mwaa_bucket}/{key} (uploaded by an earlier deploy, gone from the repository)")
+    _write_manifest(s3, mwaa_bucket, set(dags), owner)
+    return {name: _put(s3, mwaa_bucket, name, built[name].read_bytes(), owner)
+            for name in ("plugins.zip", "requirements.txt", "startup.sh")}
+
+
+def deploy(*, s3, mwaa, sts, built: dict[str, Path], environment: str, mwaa_bucket: str,
+           artifacts_bucket: str) -> dict[str, str]:
+    """Check the target (the caller's account, the environment's source bucket), upload, UpdateEnvironment."""
+    owner = caller_account(sts)
+    check_environment(mwaa, environment, mwaa_bucket)
+    versions = upload(s3, built, mwaa_bucket, artifacts_bucket, owner)
+    update_environment(mwaa, environment, versions)
     return versions
 
 
@@ -180,13 +381,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mwaa-deploy-") as folder:
             built = build(Path(folder), settings)
             print(f"built {sorted(p.name for p in built['dags'].iterdir())}, plugins.zip, requirements.txt, startup.sh, "
-                  f"artifacts ({artifacts.fingerprint(REPO / 'include')})")
+                  f"artifacts ({artifacts.fingerprint(built['source'] / 'include')}) from the files git tracks")
             if args.dry_run:
                 print(f"would upload to s3://{mwaa_bucket}/ and s3://{artifacts_bucket}/, then update {environment}")
                 print(built["startup.sh"].read_text())
                 return 0
-            versions = upload(session.client("s3"), built, mwaa_bucket, artifacts_bucket)
-        update_environment(session.client("mwaa"), environment, versions)
+            versions = deploy(s3=session.client("s3"), mwaa=session.client("mwaa"), sts=session.client("sts"),
+                              built=built, environment=environment, mwaa_bucket=mwaa_bucket,
+                              artifacts_bucket=artifacts_bucket)
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -51,7 +51,10 @@ export ML_TARGET="${ML_TARGET:-local}"
 export CHURN_TASK_RETRIES="${CHURN_TASK_RETRIES:-0}"
 export CHURN_LOCAL_SPOT_INTERRUPTIONS="${CHURN_LOCAL_SPOT_INTERRUPTIONS-40}"
 export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
-# Spark binds its driver and UI to loopback only.
+# Spark binds its driver (RPC, block manager) and UI to loopback only: without it, a hostname that
+# resolves to 127.0.0.1 makes Spark pick the machine's network address instead. For the sessions
+# started in-process from this shell; the local Spark runner (plugins/churn_ml/local/spark.py) also
+# passes spark.driver.bindAddress/host=127.0.0.1 and this variable to every spark-submit itself.
 export SPARK_LOCAL_IP=127.0.0.1
 # Spark and the SageMaker-shaped subprocesses use the virtualenv's interpreter.
 export PYSPARK_PYTHON="$VIRTUAL_ENV/bin/python"

@@ -8,6 +8,7 @@ runners move it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,9 +24,36 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def local_path(uri: str) -> Path:
-    """Where the local target keeps ``uri``."""
+    """Where the local target keeps ``uri``: ``LAKE_ROOT/<bucket>/<key>``, always inside LAKE_ROOT.
+
+    The one place an ``s3://`` URI becomes a local path (``local_uri``, the local runners and Spark's
+    ``file://`` arguments all come through here). On S3 a key is only a name, and ``a/../../x`` names
+    an object like any other; on a filesystem ``..`` climbs out of the folder. So a bucket or key that
+    could lead outside the lake root is refused: ``.``/``..`` as the bucket, a ``..`` segment, a NUL.
+    A leading or doubled ``/`` cannot (pathlib joins the segments below the bucket's folder).
+    """
     bucket, key = split_uri(uri)
-    return cfg.lake_root() / bucket / key
+    problem = None
+    if "\0" in uri:
+        problem = "it contains a NUL character"
+    elif bucket in (".", ".."):
+        problem = f"its bucket is {bucket!r}"
+    elif ".." in key.split("/"):
+        problem = "its key has a '..' segment"
+    if problem is None:
+        root = cfg.lake_root()
+        path = root / bucket / key
+        # Belt and braces: with the rules above the normalised path is always below the root.
+        inside = os.path.normpath(path)
+        if inside != os.path.normpath(root / bucket) and not inside.startswith(os.path.normpath(root / bucket) + os.sep):
+            problem = f"it maps to {inside}, outside the bucket's folder {root / bucket}"
+    if problem:
+        raise ValueError(
+            f"refusing to map {uri!r} to a local lake path: {problem}, which would lead outside the lake root "
+            f"{cfg.lake_root()}. Lake URIs name objects as s3://bucket/key with plain '/'-separated names; "
+            "build the key without '..' (or NUL) segments"
+        )
+    return path
 
 
 def local_uri(uri: str) -> str:

@@ -1,13 +1,19 @@
 """infra/deploy_mwaa.py: what it builds, and the upload + UpdateEnvironment against moto.
 
-moto has no MWAA backend: S3 runs in moto (a versioned bucket, real VersionIds), and the
-UpdateEnvironment call goes through botocore's Stubber, which validates it against the MWAA
-service model and checks that it names exactly the versions S3 returned.
+moto has no MWAA backend: S3 and STS run in moto (a versioned bucket, real VersionIds), and the
+GetEnvironment and UpdateEnvironment calls go through botocore's Stubber, which validates them
+against the MWAA service model; UpdateEnvironment must name exactly the versions S3 returned.
+moto ignores ExpectedBucketOwner, so a botocore event hook records what every S3 call sent.
+
+The security review (issue 17) found the build following symlinks out of the repository and
+shipping untracked files, no check of the buckets' owner or of the environment's source bucket,
+and a dags/ sync that deleted objects the command had not written; the tests below pin each fix.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import zipfile
@@ -31,9 +37,55 @@ SETTINGS = {
 }
 
 
+ACCOUNT = "123456789012"  # moto's account: what STS GetCallerIdentity returns under mock_aws
+MWAA_BUCKET, ARTIFACTS_BUCKET = "airflow-churn-1", "churn-artifacts-1"
+
+
 @pytest.fixture
 def built(tmp_path):
     return deploy.build(tmp_path / "out", SETTINGS)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def small_repo(tmp_path) -> Path:
+    """A git checkout with the layout the build reads, every file added to the index."""
+    repo = tmp_path / "repo"
+    files = {
+        "dags/churn_small.py": "# a DAG\n", "dags/.airflowignore": "",
+        "plugins/churn_ml/__init__.py": "", "plugins/churn_ml/operators.py": "X = 1\n",
+        "include/churn/__init__.py": "", "include/jobs/job.py": "print('job')\n",
+        "include/sagemaker/train.py": "print('train')\n", "requirements.txt": "apache-airflow-providers-amazon\n",
+    }
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    return repo
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A file outside the repository, with content that must never reach a build."""
+    secret = tmp_path / "elsewhere" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("aws_secret_access_key = OUTSIDE-SECRET\n")
+    return secret
+
+
+def _built_bytes(out: Path) -> bytes:
+    """Everything the build wrote, the archives' members included."""
+    data = b""
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        data += path.read_bytes()
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                data += b"".join(archive.read(n) for n in archive.namelist())
+    return data
 
 
 def test_plugins_zip_has_the_package_at_its_root_and_imports_from_the_zip(built):
@@ -71,44 +123,204 @@ def test_missing_or_malformed_settings_are_refused_with_the_names():
     assert deploy.parse_settings(["CHURN_LAKE_BUCKET=a=b"]) == {"CHURN_LAKE_BUCKET": "a=b"}
 
 
-@mock_aws
-def test_upload_syncs_dags_and_the_environment_gets_the_new_versions(built, tmp_path):
-    s3 = boto3.client("s3", region_name="us-east-1")
-    for bucket in ("airflow-churn-1", "churn-artifacts-1"):
+def test_a_symlink_to_a_file_outside_the_repository_is_refused_naming_it(small_repo, outside, tmp_path):
+    link = small_repo / "plugins/churn_ml/settings_local.py"
+    link.symlink_to(outside)
+    _git(small_repo, "add", "plugins/churn_ml/settings_local.py")  # git tracks the link itself
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.build(tmp_path / "out", SETTINGS, repo=small_repo)
+    message = str(refused.value)
+    assert f"plugins/churn_ml/settings_local.py is a symbolic link (-> {outside})" in message
+    assert "Replace each link with a real file" in message
+    assert b"OUTSIDE-SECRET" not in _built_bytes(tmp_path / "out")
+    assert not (tmp_path / "out" / "plugins.zip").exists()
+
+
+def test_a_tracked_file_below_a_symlinked_folder_is_refused(small_repo, outside, tmp_path):
+    """The folder include/churn replaced by a link to a folder elsewhere: the tracked names still match."""
+    elsewhere = outside.parent / "churn"
+    (small_repo / "include/churn").rename(elsewhere)
+    (elsewhere / "__init__.py").write_text("SECRET = 'OUTSIDE-SECRET'\n")
+    (small_repo / "include/churn").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(deploy.DeployError, match=r"include/churn/__init__.py lies below include/churn, which is a "
+                                                  r"symbolic link \(->"):
+        deploy.build(tmp_path / "out", SETTINGS, repo=small_repo)
+    assert b"OUTSIDE-SECRET" not in _built_bytes(tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["plugins/.env", "dags/scratch_dag.py", "include/jobs/link_to_secret.py"])
+def test_an_untracked_file_or_link_is_refused_with_what_to_do(small_repo, outside, tmp_path, name):
+    path = small_repo / name
+    if "link" in name:
+        path.symlink_to(outside)
+    else:
+        path.write_text("AWS_SECRET_ACCESS_KEY=OUTSIDE-SECRET\n")
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.build(tmp_path / "out", SETTINGS, repo=small_repo)
+    assert f"untracked files under dags/, plugins/, include/: {name}." in str(refused.value)
+    assert "The deploy ships only what git tracks: `git add`" in str(refused.value)
+    assert b"OUTSIDE-SECRET" not in _built_bytes(tmp_path / "out")
+
+
+def test_only_tracked_files_are_built_and_git_ignored_ones_are_left_out(small_repo, tmp_path):
+    (small_repo / ".gitignore").write_text(".env\n__pycache__/\n")
+    (small_repo / "plugins/.env").write_text("AWS_SECRET_ACCESS_KEY=IGNORED-SECRET\n")
+    (small_repo / "plugins/churn_ml/__pycache__").mkdir()
+    (small_repo / "plugins/churn_ml/__pycache__/operators.cpython-312.pyc").write_bytes(b"IGNORED-SECRET")
+    built = deploy.build(tmp_path / "out", SETTINGS, repo=small_repo)
+    with zipfile.ZipFile(built["plugins.zip"]) as archive:
+        assert archive.namelist() == ["churn_ml/__init__.py", "churn_ml/operators.py"]
+    assert sorted(p.name for p in built["dags"].iterdir()) == [".airflowignore", "churn_small.py"]
+    assert b"IGNORED-SECRET" not in _built_bytes(tmp_path / "out")
+
+
+def test_this_repository_builds_from_exactly_the_files_git_tracks(built):
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "plugins"], capture_output=True, text=True,
+                             check=True).stdout.split("\0")
+    with zipfile.ZipFile(built["plugins.zip"]) as archive:
+        assert sorted(archive.namelist()) == sorted(n.removeprefix("plugins/") for n in tracked if n)
+    assert not any(p.is_symlink() for p in built["source"].rglob("*"))
+
+
+def _buckets(s3) -> None:
+    for bucket in (MWAA_BUCKET, ARTIFACTS_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket="airflow-churn-1", VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object(Bucket="airflow-churn-1", Key="dags/retired_dag.py", Body=b"# removed from the repository")
+    s3.put_bucket_versioning(Bucket=MWAA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
-    versions = deploy.upload(s3, built, "airflow-churn-1", "churn-artifacts-1")
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="airflow-churn-1")["Contents"]}
-    assert "dags/retired_dag.py" not in keys and "dags/churn_training.py" in keys and "dags/.airflowignore" in keys
-    assert {"plugins.zip", "requirements.txt", "startup.sh"} <= keys
-    artifacts = {o["Key"] for o in s3.list_objects_v2(Bucket="churn-artifacts-1")["Contents"]}
-    assert {"jobs/churn_features.py", "lib/churn.zip", "sagemaker/sourcedir.tar.gz"} <= artifacts
-    for name, version in versions.items():
-        assert s3.head_object(Bucket="airflow-churn-1", Key=name)["VersionId"] == version
 
-    mwaa = boto3.client("mwaa", region_name="us-east-1")
-    with Stubber(mwaa) as stub:
-        stub.add_response("update_environment", {"Arn": "arn:aws:airflow:us-east-1:111122223333:environment/churn"}, {
-            "Name": "churn",
-            "PluginsS3Path": "plugins.zip", "PluginsS3ObjectVersion": versions["plugins.zip"],
-            "RequirementsS3Path": "requirements.txt", "RequirementsS3ObjectVersion": versions["requirements.txt"],
-            "StartupScriptS3Path": "startup.sh", "StartupScriptS3ObjectVersion": versions["startup.sh"],
-        })
-        deploy.update_environment(mwaa, "churn", versions)
+def _record_s3_calls(s3) -> list[tuple[str, dict]]:
+    """Every S3 operation the client sends with its parameters (moto does not check ExpectedBucketOwner)."""
+    calls: list[tuple[str, dict]] = []
+    s3.meta.events.register("provide-client-params.s3.*",
+                            lambda params, model, **_: calls.append((model.name, dict(params))))
+    return calls
+
+
+def _mwaa(source_bucket: str = MWAA_BUCKET, dag_path: str = "dags"):
+    """An MWAA client (Stubber: moto has no MWAA) whose environment reads from ``source_bucket``."""
+    client = boto3.client("mwaa", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response("get_environment", {"Environment": {
+        "Name": "churn", "SourceBucketArn": f"arn:aws:s3:::{source_bucket}", "DagS3Path": dag_path}}, {"Name": "churn"})
+    return client, stub
+
+
+def _deploy(s3, built, mwaa=None):
+    client, stub = mwaa or _mwaa()
+    sent = []
+    client.meta.events.register("provide-client-params.mwaa.UpdateEnvironment", lambda params, **_: sent.append(params))
+    stub.add_response("update_environment", {"Arn": "arn:aws:airflow:us-east-1:123456789012:environment/churn"})
+    with stub:
+        versions = deploy.deploy(s3=s3, mwaa=client, sts=boto3.client("sts", region_name="us-east-1"), built=built,
+                                 environment="churn", mwaa_bucket=MWAA_BUCKET, artifacts_bucket=ARTIFACTS_BUCKET)
         stub.assert_no_pending_responses()
+    return versions, sent[0]
 
+
+def _keys(s3, bucket: str) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+@mock_aws
+def test_upload_and_the_environment_gets_the_new_versions(built):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    versions, update = _deploy(s3, built)
+    keys = _keys(s3, MWAA_BUCKET)
+    assert {"dags/churn_training.py", "dags/.airflowignore", "plugins.zip", "requirements.txt", "startup.sh"} <= keys
+    assert {"jobs/churn_features.py", "lib/churn.zip", "sagemaker/sourcedir.tar.gz"} <= _keys(s3, ARTIFACTS_BUCKET)
+    for name, version in versions.items():
+        assert s3.head_object(Bucket=MWAA_BUCKET, Key=name)["VersionId"] == version
+    assert update == {
+        "Name": "churn",
+        "PluginsS3Path": "plugins.zip", "PluginsS3ObjectVersion": versions["plugins.zip"],
+        "RequirementsS3Path": "requirements.txt", "RequirementsS3ObjectVersion": versions["requirements.txt"],
+        "StartupScriptS3Path": "startup.sh", "StartupScriptS3ObjectVersion": versions["startup.sh"],
+    }
     # Every deploy uploads new versions, and MWAA is told to install exactly those.
-    assert deploy.upload(s3, built, "airflow-churn-1", "churn-artifacts-1")["plugins.zip"] != versions["plugins.zip"]
+    assert _deploy(s3, built)[0]["plugins.zip"] != versions["plugins.zip"]
+
+
+@mock_aws
+def test_a_foreign_object_under_dags_survives_and_only_dag_files_the_deploy_wrote_are_deleted(built):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    s3.put_object(Bucket=MWAA_BUCKET, Key="dags/other_team_dag.py", Body=b"# not from this repository")
+    s3.put_object(Bucket=MWAA_BUCKET, Key="dags/configs/other_team.json", Body=b"{}")
+    (built["dags"] / "retired_dag.py").write_text("# in this build, gone from the next one\n")
+    _deploy(s3, built)
+    manifest = json.loads(s3.get_object(Bucket=MWAA_BUCKET, Key=deploy.MANIFEST_KEY)["Body"].read())
+    assert "dags/retired_dag.py" in manifest["dags"] and "dags/other_team_dag.py" not in manifest["dags"]
+
+    (built["dags"] / "retired_dag.py").unlink()
+    _deploy(s3, built)
+    keys = _keys(s3, MWAA_BUCKET)
+    assert "dags/retired_dag.py" not in keys  # this command wrote it: managed, and deleted once it left the build
+    assert {"dags/other_team_dag.py", "dags/configs/other_team.json", "dags/churn_training.py"} <= keys
+    manifest = json.loads(s3.get_object(Bucket=MWAA_BUCKET, Key=deploy.MANIFEST_KEY)["Body"].read())
+    assert manifest["dags"] == sorted(f"dags/{p.name}" for p in built["dags"].iterdir())
+
+
+@mock_aws
+def test_a_first_deploy_deletes_nothing_under_dags(built):
+    """No manifest yet (or one this command did not write): nothing under dags/ is known to be its own."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    s3.put_object(Bucket=MWAA_BUCKET, Key="dags/retired_dag.py", Body=b"# uploaded by hand")
+    _deploy(s3, built)
+    assert "dags/retired_dag.py" in _keys(s3, MWAA_BUCKET)
+
+
+@mock_aws
+def test_expected_bucket_owner_is_the_callers_account_on_every_s3_call(built):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    calls = _record_s3_calls(s3)
+    (built["dags"] / "retired_dag.py").write_text("# deleted by the second deploy\n")
+    _deploy(s3, built)
+    (built["dags"] / "retired_dag.py").unlink()
+    _deploy(s3, built)
+    operations = {name for name, _ in calls}
+    assert {"HeadBucket", "GetBucketVersioning", "PutObject", "GetObject", "ListObjectsV2", "DeleteObject"} <= operations
+    without = [(name, params.get("Bucket"), params.get("Key")) for name, params in calls
+               if params.get("ExpectedBucketOwner") != ACCOUNT]
+    assert not without, f"S3 calls without ExpectedBucketOwner={ACCOUNT}: {without}"
+
+
+def test_a_bucket_of_another_account_is_refused_before_any_upload(built):
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403,
+                              expected_params={"Bucket": MWAA_BUCKET, "ExpectedBucketOwner": "111122223333"})
+        with pytest.raises(deploy.DeployError, match=f"s3://{MWAA_BUCKET} is not owned by account 111122223333"):
+            deploy.upload(s3, built, MWAA_BUCKET, ARTIFACTS_BUCKET, "111122223333")
+        stub.assert_no_pending_responses()  # and no PutObject was attempted (the Stubber would have failed it)
+
+
+@mock_aws
+@pytest.mark.parametrize("source_bucket, dag_path, message", [
+    ("airflow-someone-else", "dags",
+     f"reads its code from arn:aws:s3:::airflow-someone-else, not from s3://{MWAA_BUCKET}"),
+    (MWAA_BUCKET, "team-a/dags", f"reads DAGs from s3://{MWAA_BUCKET}/team-a/dags/"),
+])
+def test_an_environment_reading_from_another_bucket_is_refused_before_any_upload(built, source_bucket, dag_path,
+                                                                                   message):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    client, stub = _mwaa(source_bucket, dag_path)
+    with stub, pytest.raises(deploy.DeployError, match=message):
+        deploy.deploy(s3=s3, mwaa=client, sts=boto3.client("sts", region_name="us-east-1"), built=built,
+                      environment="churn", mwaa_bucket=MWAA_BUCKET, artifacts_bucket=ARTIFACTS_BUCKET)
+    assert not _keys(s3, MWAA_BUCKET) and not _keys(s3, ARTIFACTS_BUCKET)
 
 
 @mock_aws
 def test_an_unversioned_mwaa_bucket_is_refused(built):
     s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="airflow-churn-1")
+    for bucket in (MWAA_BUCKET, ARTIFACTS_BUCKET):
+        s3.create_bucket(Bucket=bucket)
     with pytest.raises(deploy.DeployError, match="versioning"):
-        deploy.upload(s3, built, "airflow-churn-1", "churn-artifacts-1")
+        deploy.upload(s3, built, MWAA_BUCKET, ARTIFACTS_BUCKET, ACCOUNT)
 
 
 def test_requirements_resolve_with_airflow_3_3_1_and_the_provider_pins(tmp_path):

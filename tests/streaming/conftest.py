@@ -22,6 +22,11 @@ from churn_ml.local.training import run_training_job
 from support import free_port, model_request, training_request
 
 REPO = Path(__file__).resolve().parents[2]
+# The in-process SparkSession these tests use (tests/conftest.py's `spark`) binds its driver like any local
+# Spark: to the machine's network address when the hostname resolves to loopback, unless SPARK_LOCAL_IP
+# says otherwise (scripts/env.sh exports it; a bare `pytest` has no env.sh). Set before any session starts:
+# conftest files are imported at collection. The jobs' spark-submit runs get loopback from the runner.
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 START, DAYS = dt.date(2026, 3, 1), 100
 EVENT_DAY = START + dt.timedelta(days=DAYS - 1)  # the last generated day: its events are replayed
 DS = EVENT_DAY + dt.timedelta(days=1)

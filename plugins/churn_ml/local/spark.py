@@ -19,6 +19,18 @@ from churn_ml import settings as cfg
 from churn_ml.local.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
+LOOPBACK = "127.0.0.1"
+# Every server of the local target binds loopback only. Spark's driver otherwise binds its RPC
+# endpoint and block manager to the machine's network address: when the hostname resolves to a
+# loopback address it picks the first other interface ("Your hostname, vm, resolves to a loopback
+# address: 127.0.0.1; using 192.0.2.2 instead"). SPARK_LOCAL_IP (scripts/env.sh) would prevent that,
+# but not every launcher sources env.sh, so the runner sets the binding itself, after the request's
+# own settings (a request cannot move it). The web UI is off; a request may turn it on, and it then
+# binds to SPARK_LOCAL_IP (set below), else to every interface, so the environment sets that too.
+LOOPBACK_CONF = {
+    "spark.driver.bindAddress": LOOPBACK,
+    "spark.driver.host": LOOPBACK,
+}
 
 
 def _spark_submit() -> str:
@@ -93,6 +105,7 @@ def spark_submit(
         "spark.hadoop.fs.file.impl.disable.cache": "true",
         "spark.sql.warehouse.dir": str(workdir / "warehouse"),
         **spark_conf,
+        **LOOPBACK_CONF,
     }
     command = [
         _spark_submit(),
@@ -108,6 +121,7 @@ def spark_submit(
         command += ["--py-files", ",".join(local_py_files)]
     command += [str(script), *[str(a) for a in lake.to_local_uris(list(arguments))]]
     env = dict(os.environ)
+    env["SPARK_LOCAL_IP"] = LOOPBACK  # Spark's web UI and anything else that reads it: loopback as well
     # Spark gives --py-files to the driver and the executors' Python workers, not to the Python process
     # that plans a Python data source (the streaming job's churn.kinesis_source): "No module named
     # 'churn'" unless they are on PYTHONPATH as well, which scripts/env.sh happened to provide (include/).
