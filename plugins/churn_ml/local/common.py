@@ -23,10 +23,25 @@ class LocalJobError(RuntimeError):
     """A local job failed; the message carries the reason and where its full log is."""
 
 
+def path_segment(name: object) -> str:
+    """``name`` if it can be one folder or file name below the control plane, else ValueError.
+
+    Names (jobs, models, endpoints, runs) become paths here; a name that is empty, ``.``/``..``,
+    or holds a separator or NUL could lead elsewhere. The services' own name rules are stricter
+    (``naming.check_name``); this is the floor every name meets before it touches the file system."""
+    if not isinstance(name, str) or not name or name in (".", "..") or len(name) > 255 \
+            or any(c in name for c in "/\\\0"):
+        raise ValueError(
+            f"{name!r} cannot be a resource name: names are 1-255 characters without '/', '\\' or NUL, "
+            "and not '.' or '..' (SageMaker's own rule: letters, digits and hyphens)"
+        )
+    return name
+
+
 def control_plane(*parts: str) -> Path:
     path = cfg.lake_root() / ".control-plane"
     for part in parts:
-        path = path / part
+        path = path / path_segment(part)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -52,7 +67,7 @@ def write_state(path: Path, state: dict) -> None:
 
 def created(kind: str, name: str) -> dict | None:
     """What ``create_once`` stored for ``name`` (``{"request", "CreationTime"}``), or None."""
-    return read_state(control_plane("sagemaker", kind) / f"{name}.json")
+    return read_state(control_plane("sagemaker", kind) / f"{path_segment(name)}.json")
 
 
 def create_once(kind: str, name: str, request: dict, log: logging.Logger) -> dict:
@@ -63,7 +78,7 @@ def create_once(kind: str, name: str, request: dict, log: logging.Logger) -> dic
         raise LocalJobError(f"a different {kind.rstrip('s').replace('-', ' ')} named {name} already exists; names must be unique")
     if not existing:
         existing = {"request": request, "CreationTime": now()}
-        write_state(control_plane("sagemaker", kind) / f"{name}.json", existing)
+        write_state(control_plane("sagemaker", kind) / f"{path_segment(name)}.json", existing)
         log.info("created %s %s", kind.rstrip("s").replace("-", " "), name)
     return existing
 

@@ -12,11 +12,12 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from churn_ml import lake
+from churn_ml import lake, naming
 from churn_ml.local.common import LocalJobError, arn, create_once, created
 
 
 def validate_model(model: dict) -> None:
+    naming.check_name(model.get("ModelName"), "sagemaker", "CreateModel", "ModelName")
     container = model.get("PrimaryContainer") or {}
     for key in ("Image", "ModelDataUrl"):
         if key not in container:

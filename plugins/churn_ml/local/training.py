@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from churn_ml import lake
+from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     LocalJobError,
@@ -294,7 +294,7 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
     the record says so before the error propagates.
     """
     validate_request(request)
-    name = request["TrainingJobName"]
+    name = naming.check_name(request.get("TrainingJobName"), "sagemaker", "CreateTrainingJob", "TrainingJobName")
     job_dir, previous = completed_job("training-jobs", name, "TrainingJobStatus", log)
     if previous:
         return previous

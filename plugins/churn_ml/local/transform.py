@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from churn_ml import lake
+from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from churn_ml.local.common import (
     PLUGINS_DIR,
@@ -27,6 +27,7 @@ from churn_ml.local.common import (
     arn,
     completed_job,
     control_plane,
+    path_segment,
     now,
     publish_artifacts,
     python,
@@ -110,7 +111,7 @@ def validate_request(model: dict | None, transform: dict) -> None:
 
 def describe_transform_job(name: str) -> dict | None:
     """DescribeTransformJob of a local job, or None when there is none of that name."""
-    return read_state(control_plane("sagemaker", "transform-jobs") / name / "describe.json")
+    return read_state(control_plane("sagemaker", "transform-jobs") / path_segment(name) / "describe.json")
 
 
 def run_transform_job(config: dict, log: logging.Logger) -> dict:
@@ -118,7 +119,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     model_request = config.get("Model")
     transform = config.get("Transform", config)
     validate_request(model_request, transform)
-    name = transform["TransformJobName"]
+    name = naming.check_name(transform.get("TransformJobName"), "sagemaker", "CreateTransformJob", "TransformJobName")
     job_dir, previous = completed_job("transform-jobs", name, "TransformJobStatus", log)
     if previous:
         return {"Model": describe_model(previous["ModelName"]), "Transform": previous}

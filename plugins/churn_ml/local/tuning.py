@@ -124,7 +124,8 @@ def _warm_start(study: optuna.Study, request: dict, dists: dict, log: logging.Lo
 
 def run_tuning_job(request: dict, log: logging.Logger) -> dict:
     validate_request(request)
-    name = request["HyperParameterTuningJobName"]
+    name = naming.check_name(request.get("HyperParameterTuningJobName"), "sagemaker", "CreateHyperParameterTuningJob",
+                             "HyperParameterTuningJobName")
     job_dir, previous = completed_job("tuning-jobs", name, "HyperParameterTuningJobStatus", log)
     if previous:
         return previous
