@@ -29,10 +29,12 @@ def source_lake() -> Path:
 
 
 def published_model(lake: Path) -> Path:
-    """The model.tar.gz `make run` published (models/churn/latest.json)."""
+    """The model.tar.gz `make run` published (the production pointer, dag_support.MODEL_POINTER_KEY)."""
     import json
 
-    pointer = lake / "churn-lake/models/churn/latest.json"
+    from churn_ml.dag_support import MODEL_POINTER_KEY
+
+    pointer = lake / "churn-lake" / MODEL_POINTER_KEY
     if not pointer.exists():
         raise SystemExit(f"no published model at {pointer}: run `make run` first")
     url = json.loads(pointer.read_text())["model_data_url"]

@@ -3,7 +3,8 @@
 
 1. **wait_for_scoring_input** — waits for the day's `scoring_input/dt=<ds>/_SUCCESS`, written by
    `churn_features` for the same `ds` (reschedule mode: no worker slot is held while it waits).
-2. **resolve_model** — reads `models/churn/latest.json` (written by `churn_training`).
+2. **resolve_model** — reads the production model pointer `published/churn/latest.json` (written by
+   `churn_training`'s `publish_model`).
 3. **list_scoring_input** — writes the SageMaker manifest of the day's data objects, so the
    transform never sees the `_SUCCESS` marker.
 4. **batch_transform** — SageMaker batch transform (CreateModel + CreateTransformJob) of the
@@ -33,16 +34,19 @@ from churn_ml.dag_support import (
     LAKE,
     MODEL_ASSET,
     MODEL_POINTER_KEY,
+    PREDICTIONS,
     PREDICTIONS_ASSET,
+    PREDICTIONS_STAGING,
+    SCORING_INPUT,
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
 from churn_ml.operators import LakeKeySensor, SageMakerTransformJobOperator
 
-SCORING_INPUT = f"{LAKE}/scoring_input/dt={{{{ ds }}}}/"
+INPUT_PARTITION = f"{LAKE}/{SCORING_INPUT}dt={{{{ ds }}}}/"
 # Per run: a rerun never writes into the staging of another run of the same date.
-STAGING = f"{LAKE}/_staging/predictions/dt={{{{ ds }}}}/{{{{ run_id | replace(':', '-') | replace('+', '-') }}}}/"
+STAGING = f"{LAKE}/{PREDICTIONS_STAGING}dt={{{{ ds }}}}/{{{{ run_id | replace(':', '-') | replace('+', '-') }}}}/"
 MANIFEST = f"{STAGING}scoring_input.manifest"
 
 TRANSFORM_REQUEST = {
@@ -90,7 +94,7 @@ TRANSFORM_REQUEST = {
 def churn_batch_scoring():
     wait_for_scoring_input = LakeKeySensor(
         task_id="wait_for_scoring_input",
-        bucket_key=f"{SCORING_INPUT}_SUCCESS",
+        bucket_key=f"{INPUT_PARTITION}_SUCCESS",
         deferrable=True,
         poke_interval=120,
         timeout=SENSOR_TIMEOUT.total_seconds(),
@@ -130,7 +134,7 @@ def churn_batch_scoring():
         from churn_ml import lake, transform_io
         from churn_ml.settings import settings
 
-        partition = f"{settings.lake}/predictions/dt={ds}/"
+        partition = f"{settings.lake}/{PREDICTIONS}dt={ds}/"
         outputs = transform_io.outputs(transform["Transform"])
         rows, moves = 0, {}
         for source, out in outputs.items():
@@ -151,7 +155,7 @@ def churn_batch_scoring():
     chain(
         wait_for_scoring_input,
         resolve_model(),
-        list_scoring_input(SCORING_INPUT, MANIFEST),
+        list_scoring_input(INPUT_PARTITION, MANIFEST),
         batch_transform,
         publish_predictions(batch_transform.output),
     )

@@ -37,8 +37,10 @@ from airflow.sdk import Param, chain, dag, task
 from churn_ml.dag_support import (
     DEFAULT_ARGS,
     FEATURES_ASSET,
+    FEATURES_RUNS,
     LABELS_ASSET,
     LAKE,
+    RAW,
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
@@ -73,8 +75,8 @@ def churn_features():
     wait_for_raw = LakeKeySensor(
         task_id="wait_for_raw_partitions",
         bucket_key=[
-            f"{LAKE}/raw/customers/dt={PREVIOUS_DAY}/_SUCCESS",
-            f"{LAKE}/raw/events/dt={PREVIOUS_DAY}/_SUCCESS",
+            f"{LAKE}/{RAW}customers/dt={PREVIOUS_DAY}/_SUCCESS",
+            f"{LAKE}/{RAW}events/dt={PREVIOUS_DAY}/_SUCCESS",
         ],
         deferrable=True,
         poke_interval=60,
@@ -104,7 +106,7 @@ def churn_features():
         from churn_ml.settings import settings
 
         log = logging.getLogger(__name__)
-        uri = f"{settings.lake}/_runs/churn_features/ds={ds}/summary.json"
+        uri = f"{settings.lake}/{FEATURES_RUNS}ds={ds}/summary.json"
         if not lake.exists(uri):
             raise FileNotFoundError(
                 f"the features job finished but wrote no run summary at {uri}; it writes one last, so it did not "

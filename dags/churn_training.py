@@ -20,8 +20,9 @@
    champion's AUC on the same holdout by more than `max_auc_drop`; otherwise Rejected, with the reason.
 8. **register_model** — a model package version with its status, metrics and model card (metrics,
    data range, hyperparameters, features, ROC + importance plot). `python -m churn_ml.registry list`.
-9. **approved → publish_model** — only an Approved model moves `models/churn/latest.json` (what batch
-   scoring and deployment use); a Rejected one stops here.
+9. **approved → publish_model** — only an Approved model moves the production pointer
+   `published/churn/latest.json` (what batch scoring and deployment use; only this DAG's own role
+   writes under `published/`, never a SageMaker job); a Rejected one stops here.
 10. **deploy_model** — the approved version behind the real-time endpoint (`CHURN_ENDPOINT_NAME`):
    blue/green with a canary instance and auto rollback on the endpoint's alarms; the task fails
    unless the endpoint then serves the new config and scores the model's canary rows as training
@@ -38,11 +39,16 @@ from airflow.sdk import Param, chain, dag, task
 
 from churn_ml.dag_support import (
     AWS_CONN_ID,
+    CHECKPOINTS,
     DEFAULT_ARGS,
+    LABELS,
     LAKE,
     MODEL_ASSET,
     MODEL_POINTER_KEY,
+    MODELS,
     SENSOR_TIMEOUT,
+    TRAINING_SETS,
+    TUNING_MODELS,
     USER_MACROS,
 )
 from churn_ml.operators import (
@@ -53,7 +59,7 @@ from churn_ml.operators import (
     spark_job,
 )
 
-TRAINING_SET = f"{LAKE}/training_sets/ds={{{{ ds }}}}"
+TRAINING_SET = f"{LAKE}/{TRAINING_SETS}ds={{{{ ds }}}}"
 # Fixed for every trial and the final model (trigger form: "static_hyperparameters").
 STATIC_HYPERPARAMETERS = {"num_round": 600, "early_stopping_rounds": 40, "seed": 42, "checkpoint_every": 50}
 # The search space; the values the final model uses come from the tuning job, never from here.
@@ -113,7 +119,7 @@ ALGORITHM = {
 SPOT = {
     "EnableManagedSpotTraining": True,
     "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
-    "CheckpointConfig": {"S3Uri": f"{LAKE}/checkpoints/churn/", "LocalPath": "/opt/ml/checkpoints"},
+    "CheckpointConfig": {"S3Uri": f"{LAKE}/{CHECKPOINTS}", "LocalPath": "/opt/ml/checkpoints"},
 }
 RESOURCES = {"InstanceType": "{{ churn.training_instance_type }}", "InstanceCount": 1, "VolumeSizeInGB": 10}
 
@@ -133,7 +139,7 @@ TUNING_REQUEST = {
         "AlgorithmSpecification": ALGORITHM,
         "RoleArn": "{{ churn.sagemaker_role_arn }}",
         "InputDataConfig": [_channel("train"), _channel("validation")],
-        "OutputDataConfig": {"S3OutputPath": f"{LAKE}/models/churn-tuning/"},
+        "OutputDataConfig": {"S3OutputPath": f"{LAKE}/{TUNING_MODELS}"},
         "ResourceConfig": RESOURCES,
         **SPOT,
     },
@@ -148,7 +154,7 @@ TRAINING_REQUEST = {
         **SOURCE,
     },
     "InputDataConfig": [_channel("train"), _channel("validation"), _channel("holdout")],
-    "OutputDataConfig": {"S3OutputPath": f"{LAKE}/models/churn/"},
+    "OutputDataConfig": {"S3OutputPath": f"{LAKE}/{MODELS}"},
     "ResourceConfig": RESOURCES,
     "RoleArn": "{{ churn.sagemaker_role_arn }}",
     **SPOT,
@@ -235,7 +241,7 @@ PUBLISHED = "ti.xcom_pull(task_ids='publish_model')"
 def churn_training():
     wait_for_labels = LakeKeySensor(
         task_id="wait_for_labels",
-        bucket_key=f"{LAKE}/labels/dt={{{{ macros.ds_add(ds, -30) }}}}/_SUCCESS",
+        bucket_key=f"{LAKE}/{LABELS}dt={{{{ macros.ds_add(ds, -30) }}}}/_SUCCESS",
         deferrable=True,
         poke_interval=300,
         timeout=SENSOR_TIMEOUT.total_seconds(),
@@ -265,7 +271,7 @@ def churn_training():
         from churn_ml import lake
         from churn_ml.settings import settings
 
-        manifest = lake.read_json(f"{settings.lake}/training_sets/ds={ds}/_manifest.json")
+        manifest = lake.read_json(f"{settings.lake}/{TRAINING_SETS}ds={ds}/_manifest.json")
         for split, stats in manifest["splits"].items():
             logging.getLogger(__name__).info(
                 "%s: %d rows, churn rate %.2f%%, snapshots %s..%s", split, stats["rows"],
@@ -363,7 +369,7 @@ def churn_training():
         metrics = decision["metrics"]
         card = {
             "ds": ds,
-            "training_set": f"{settings.lake}/training_sets/ds={ds}/",
+            "training_set": f"{settings.lake}/{TRAINING_SETS}ds={ds}/",
             "splits": inspected["splits"],
             "hyperparameters": {k: v for k, v in job["HyperParameters"].items()
                                 if not k.startswith("sagemaker_") and k != "training_set_fingerprint"},
@@ -405,7 +411,8 @@ def churn_training():
 
     @task(outlets=[MODEL_ASSET])
     def publish_model(version: dict, ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
-        """Point models/churn/latest.json (what batch scoring and deployment use) at the approved version."""
+        """Point the production pointer (MODEL_POINTER_KEY: what batch scoring and deployment use) at the
+        approved version."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from churn_ml import lake, registry

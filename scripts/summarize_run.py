@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from churn_ml import lake, registry  # noqa: E402
+from churn_ml.dag_support import MODEL_POINTER_KEY  # noqa: E402
 from churn_ml.local.common import control_plane, read_state  # noqa: E402
 from churn_ml.local.training import interruptions_of  # noqa: E402
 from churn_ml.settings import settings  # noqa: E402
@@ -19,7 +20,7 @@ def main() -> int:
     parser.add_argument("--ds", required=True)
     parser.add_argument("--timings", type=Path)
     args = parser.parse_args()
-    model = lake.read_json(f"{settings.lake}/models/churn/latest.json")
+    model = lake.read_json(f"{settings.lake}/{MODEL_POINTER_KEY}")  # the production model churn_training published
     features = lake.read_json(f"{settings.lake}/_runs/churn_features/ds={args.ds}/summary.json")
     marker = lake.read_json(f"{settings.lake}/predictions/dt={args.ds}/_SUCCESS")
     m = model["metrics"]

@@ -56,7 +56,7 @@ def write_card_plot(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        log.warning("no model card plot: %s (add matplotlib to the training image)", err)
+        log.warning("no model card plot: %s (include/sagemaker/requirements.txt pins matplotlib for the image)", err)
         return False
     fig, (roc_ax, imp_ax) = plt.subplots(1, 2, figsize=(12, 5))
     for name, values in scores.items():

@@ -144,7 +144,8 @@ def input_fn(body: bytes | str, content_type: str | None) -> Records:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as err:
         raise BadRequestError(f"body is not UTF-8 text: {err}") from err
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first field
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the first field
+        text = text[1:]  # (not str.removeprefix: the SageMaker XGBoost 1.7-1 container runs Python 3.8)
     if not text.strip():
         return Records(values=np.empty((0, 0)))
     if kind == CSV:

@@ -1,8 +1,17 @@
-"""What the churn DAGs share: default args, template macros, lake paths and the Assets linking them.
+"""What the churn DAGs share: default args, template macros, the lake's layout, who may touch which
+part of it, and the Assets linking the DAGs.
 
 Paths are Jinja strings rendered at run time (``{{ churn.lake }}`` reads CHURN_LAKE_BUCKET when the
 task runs); Asset URIs must be literal, so they read the same variable at parse time (an
 environment read, nothing more).
+
+The lake's prefixes are defined here once, and ``LAKE_ACCESS`` says which role reads, writes or
+deletes under each of them for every task of every DAG (the Spark jobs and SageMaker jobs a task
+starts included). The IAM policies of infra/cloudformation/churn.yaml grant exactly that, and
+tests/infra/test_lake_access.py checks it both ways: every lake path in the DAGs, their requests,
+the plugins and include/jobs/ must fall under a prefix the table gives the role that uses it, and
+every role's S3 statements must be exactly the table's. A new prefix in code fails the test until
+the table and the policy say so.
 """
 
 from __future__ import annotations
@@ -28,12 +37,109 @@ SENSOR_TIMEOUT = dt.timedelta(hours=float(os.environ.get("CHURN_SENSOR_TIMEOUT_H
 
 LAKE = "{{ churn.lake }}"
 LAKE_BUCKET = settings.lake_bucket
-
-FEATURES_ASSET = Asset(f"s3://{LAKE_BUCKET}/features/", extra={"format": "parquet", "partitioned_by": "dt"})
-SCORING_INPUT_ASSET = Asset(f"s3://{LAKE_BUCKET}/scoring_input/", extra={"format": "csv", "partitioned_by": "dt"})
-LABELS_ASSET = Asset(f"s3://{LAKE_BUCKET}/labels/", extra={"format": "parquet", "partitioned_by": "dt"})
-MODEL_ASSET = Asset(f"s3://{LAKE_BUCKET}/models/churn/latest.json", extra={"kind": "model pointer"})
-PREDICTIONS_ASSET = Asset(f"s3://{LAKE_BUCKET}/predictions/", extra={"format": "csv", "partitioned_by": "dt"})
-
 AWS_CONN_ID = settings.aws_conn_id
-MODEL_POINTER_KEY = "models/churn/latest.json"  # below the lake root: the model batch scoring uses
+
+# ------------------------------------------------------------------ the lake's layout
+# Prefixes below the lake root (each ends with "/"). The Spark jobs build the same names from their
+# --lake argument (include/jobs/*.py); the test finds those paths in their code.
+RAW = "raw/"  # landed JSON lines, dt=D/ + _SUCCESS (the upstream export)
+CLEAN = "clean/"  # typed Parquet per entity
+QUARANTINE = ("errors/customers/", "errors/events/")  # bad raw records, with the reason (one per entity)
+FEATURES = "features/"
+SCORING_INPUT = "scoring_input/"
+LABELS = "labels/"
+FEATURES_RUNS = "_runs/churn_features/"  # the features job's run summaries
+TRAINING_SETS = "training_sets/"
+MODELS = "models/churn/"  # final training jobs' outputs (SageMaker OutputDataConfig), evaluation.json
+TUNING_MODELS = "models/churn-tuning/"  # tuning trials' outputs
+CHECKPOINTS = "checkpoints/churn/"  # managed spot checkpoints, per job
+REGISTRY = "registry/"  # model cards of the registry's versions
+# The production model: what batch scoring and deployment use. Its own prefix, which only the
+# orchestration role (MWAA) writes: never below an output prefix a SageMaker job (or its role) writes.
+PUBLISHED = "published/churn/"
+MODEL_POINTER_KEY = f"{PUBLISHED}latest.json"
+PREDICTIONS_STAGING = "_staging/predictions/"  # batch transform outputs of a run, before publish_predictions
+PREDICTIONS = "predictions/"
+STREAM_PREDICTIONS = "stream_predictions/"  # the Glue streaming job (plugins/churn_ml/streaming.py)
+STREAM_ERRORS = "errors/stream_events/"
+STREAMING_STATE = "_streaming/churn_streaming/"  # its checkpoint and runs/<id>/progress.json
+EMR_LOGS = "_logs/emr-serverless/"  # EMR Serverless job logs (monitoringConfiguration.logUri)
+
+FEATURES_ASSET = Asset(f"s3://{LAKE_BUCKET}/{FEATURES}", extra={"format": "parquet", "partitioned_by": "dt"})
+SCORING_INPUT_ASSET = Asset(f"s3://{LAKE_BUCKET}/{SCORING_INPUT}", extra={"format": "csv", "partitioned_by": "dt"})
+LABELS_ASSET = Asset(f"s3://{LAKE_BUCKET}/{LABELS}", extra={"format": "parquet", "partitioned_by": "dt"})
+MODEL_ASSET = Asset(f"s3://{LAKE_BUCKET}/{MODEL_POINTER_KEY}", extra={"kind": "model pointer"})
+PREDICTIONS_ASSET = Asset(f"s3://{LAKE_BUCKET}/{PREDICTIONS}", extra={"format": "csv", "partitioned_by": "dt"})
+
+# ------------------------------------------------------------------ who touches which prefix
+# The roles (infra/cloudformation/churn.yaml): the DAGs' own calls run as the MWAA execution role;
+# the jobs they start run as the SageMaker role, the EMR Serverless job role or the Glue job role.
+# SPARK is whichever of the last two CHURN_SPARK_BACKEND picks: both get the Spark jobs' access.
+MWAA, SAGEMAKER, EMR, GLUE, SPARK = "mwaa", "sagemaker", "emr-serverless", "glue", "spark"
+ROLES = (MWAA, SAGEMAKER, EMR, GLUE)
+# Access: r = s3:GetObject (and HEAD), w = s3:PutObject, d = s3:DeleteObject, only where a rerun
+# replaces what is there or a publish moves it. Listing (s3:ListBucket) goes with every prefix a role
+# has (the policies condition it on s3:prefix; see infra/cloudformation/churn.yaml for the exception).
+_FEATURES_JOB = {RAW: "r", CLEAN: "rwd", **{q: "rwd" for q in QUARANTINE}, FEATURES: "rwd", SCORING_INPUT: "rwd",
+                 LABELS: "rwd", FEATURES_RUNS: "rwd"}
+_TRAINING_SET_JOB = {FEATURES: "r", LABELS: "r", TRAINING_SETS: "rwd"}
+_STREAMING_JOB = {FEATURES: "r", STREAM_PREDICTIONS: "rwd", STREAM_ERRORS: "rwd", STREAMING_STATE: "rwd"}
+LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
+    "churn_features": {
+        "wait_for_raw_partitions": {MWAA: {RAW: "r"}},
+        "build_features": {SPARK: _FEATURES_JOB, EMR: {EMR_LOGS: "w"}},
+        "report_features": {MWAA: {FEATURES_RUNS: "r"}},
+    },
+    "churn_training": {
+        "wait_for_labels": {MWAA: {LABELS: "r"}},
+        "build_training_set": {SPARK: _TRAINING_SET_JOB, EMR: {EMR_LOGS: "w"}},
+        "inspect_training_set": {MWAA: {TRAINING_SETS: "r"}},
+        "resolve_champion": {},  # the registry: SageMaker's model package group on AWS
+        # MWAA: the provider checks the input channels exist before it creates the job.
+        "tune_hyperparameters": {MWAA: {TRAINING_SETS: "r"},
+                                 SAGEMAKER: {TRAINING_SETS: "r", TUNING_MODELS: "w", CHECKPOINTS: "rwd"}},
+        "train_model": {MWAA: {TRAINING_SETS: "r", MODELS: "r"},
+                        SAGEMAKER: {TRAINING_SETS: "r", MODELS: "rw", CHECKPOINTS: "rwd"}},
+        "quality_gate": {},
+        # output.tar.gz read, evaluation.json written beside it; the card; the production pointer read.
+        "register_model": {MWAA: {MODELS: "rw", REGISTRY: "w", PUBLISHED: "r"}},
+        "approved": {},
+        "publish_model": {MWAA: {PUBLISHED: "rw"}},
+        "deploy_model": {MWAA: {MODELS: "r"}, SAGEMAKER: {MODELS: "r"}},
+    },
+    "churn_batch_scoring": {
+        "wait_for_scoring_input": {MWAA: {SCORING_INPUT: "r"}},
+        "resolve_model": {MWAA: {PUBLISHED: "r"}},
+        "list_scoring_input": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "w"}},
+        "batch_transform": {MWAA: {PREDICTIONS_STAGING: "r"},
+                            SAGEMAKER: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rw", MODELS: "r"}},
+        "publish_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rd", PREDICTIONS: "wd"}},
+    },
+    "churn_streaming": {
+        "ensure_endpoint": {},
+        "ensure_streaming_job": {GLUE: _STREAMING_JOB},  # the Glue streaming job it starts
+        "check_health": {MWAA: {STREAMING_STATE: "r"}},
+    },
+    "churn_streaming_stop": {
+        "stop_streaming_job": {},
+    },
+}
+# The artifacts bucket (the build of include/): only the jobs read it, each its own part.
+ARTIFACTS_ACCESS: dict[str, dict[str, str]] = {
+    SAGEMAKER: {"sagemaker/": "r"},
+    EMR: {"jobs/": "r", "lib/": "r"},
+    GLUE: {"jobs/": "r", "lib/": "r"},
+}
+
+
+def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
+    """Per role, every prefix it touches and how (the union over the tasks; SPARK counts for both)."""
+    merged: dict[str, dict[str, set[str]]] = {role: {} for role in ROLES}
+    for tasks in (table or LAKE_ACCESS).values():
+        for roles in tasks.values():
+            for role, prefixes in roles.items():
+                for target in ((EMR, GLUE) if role == SPARK else (role,)):
+                    for prefix, modes in prefixes.items():
+                        merged[target].setdefault(prefix, set()).update(modes)
+    return {role: {p: "".join(m for m in "rwd" if m in modes) for p, modes in sorted(found.items())}
+            for role, found in merged.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -121,23 +122,71 @@ class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
         return state["jobRunId"]
 
 
-class GlueSparkJobOperator(GlueJobOperator):
-    """A Spark job run as a Glue job; locally, ``spark-submit`` of the same script and arguments.
+class GlueJobDefinitionError(RuntimeError):
+    """A DAG asked for a Glue job the template does not define, or to change a job's definition."""
 
-    Uses the provider's ``resume_glue_job_on_retry``: a retry finds the run its earlier attempt started.
+
+class StartOnlyGlueJobHook(GlueJobHook):
+    """GlueJobHook that starts runs of an existing job and never creates or updates one.
+
+    The CloudFormation template owns the Glue jobs' definitions (role, security configuration,
+    logging, timeout, workers, script and library). The provider's ``update_config=True`` would
+    call UpdateJob with the operator's few fields, which replaces the whole definition (dropping
+    the security configuration and the template's default arguments); and a job the template does
+    not define would be created with the provider's defaults. Both refuse here instead.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def get_or_create_glue_job(self) -> str:
+        if self.job_name is None or not self.has_job(self.job_name):
+            raise GlueJobDefinitionError(
+                f"Glue job {self.job_name} does not exist: the stack of infra/cloudformation/churn.yaml defines the "
+                "Glue jobs (deploy or update it); the DAGs only start runs of them"
+            )
+        return self.job_name
+
+    def create_or_update_glue_job(self) -> str:
+        raise GlueJobDefinitionError(
+            f"refusing to create or update Glue job {self.job_name}: its definition is the CloudFormation template's"
+        )
+
+    def update_job(self, **job_kwargs: Any) -> bool:
+        raise GlueJobDefinitionError(
+            f"refusing to update Glue job {job_kwargs.get('Name', self.job_name)}: its definition is the "
+            "CloudFormation template's"
+        )
+
+
+class GlueSparkJobOperator(GlueJobOperator):
+    """A run of a Glue job the template defines; locally, ``spark-submit`` of the same script and arguments.
+
+    StartJobRun only (``StartOnlyGlueJobHook``): the job's definition, including its DefaultArguments,
+    is the template's and is never updated from here. ``script_args`` are the run's own arguments;
+    ``job_default_arguments`` are the template's DefaultArguments the local target needs to run the
+    script the same way (the library on ``--extra-py-files``): on AWS the job already has them, so
+    they are not sent. Uses the provider's ``resume_glue_job_on_retry``: a retry finds the run its
+    earlier attempt started.
+    """
+
+    aws_hook_class = StartOnlyGlueJobHook
+
+    def __init__(self, *, job_default_arguments: dict[str, str] | None = None, **kwargs: Any) -> None:
+        if kwargs.get("update_config") or kwargs.get("create_job_kwargs"):
+            raise GlueJobDefinitionError(
+                "GlueSparkJobOperator never creates or updates a Glue job: the template defines it (per-run sizing "
+                "goes in run_job_kwargs, StartJobRun's own WorkerType/NumberOfWorkers)"
+            )
+        kwargs["update_config"] = False
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("resume_glue_job_on_retry", True)
         super().__init__(**kwargs)
+        self.job_default_arguments = dict(job_default_arguments or {})
 
     def execute(self, context: Any) -> str:
         if not cfg.is_local():
             return super().execute(context)
         from churn_ml.local.spark import argv, run_spark_job, split_glue_arguments
 
-        py_files, conf, args = split_glue_arguments(self.script_args or {})
+        py_files, conf, args = split_glue_arguments({**self.job_default_arguments, **(self.script_args or {})})
         dag_id, logical_date = _run_key(context)
         name = naming.job_name(self.job_name, dag_id, logical_date, {"script": self.script_location, "args": args})
         state = run_spark_job(
@@ -555,7 +604,9 @@ def spark_job(
     library = f"{s.artifacts}/lib/churn.zip"
     conf = spark_conf or {}
     if cfg.spark_backend() == "glue":
-        script_args: dict[str, str] = {"--extra-py-files": library, **arguments}
+        # The job (script, library, workers, security configuration, logging, timeout) is the
+        # template's; a run sends only its own arguments, never one of the job's DefaultArguments.
+        script_args: dict[str, str] = dict(arguments)
         if conf:
             script_args["--conf"] = " --conf ".join(f"{k}={v}" for k, v in conf.items())
         return GlueSparkJobOperator(
@@ -563,9 +614,7 @@ def spark_job(
             job_name=glue_job_name,
             script_location=script,
             script_args=script_args,
-            iam_role_name="{{ churn.glue_role_name }}",
-            create_job_kwargs={"GlueVersion": "5.0", "WorkerType": "G.1X", "NumberOfWorkers": 4},
-            update_config=True,
+            job_default_arguments={"--extra-py-files": library},
             aws_conn_id=s.aws_conn_id,
             **kwargs,
         )
@@ -593,10 +642,12 @@ def spark_job(
 __all__: Sequence[str] = (
     "EmrServerlessSparkJobOperator",
     "SageMakerEndpointDeployOperator",
+    "GlueJobDefinitionError",
     "GlueSparkJobOperator",
     "LakeKeySensor",
     "SageMakerTrainingJobOperator",
     "SageMakerTransformJobOperator",
     "SageMakerTuningJobOperator",
+    "StartOnlyGlueJobHook",
     "spark_job",
 )

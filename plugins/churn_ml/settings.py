@@ -10,9 +10,9 @@
 | CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
 | CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (aws target, emr_serverless) |
 | CHURN_EMR_EXECUTION_ROLE_ARN | - | job execution role for EMR Serverless |
-| CHURN_GLUE_ROLE_NAME | - | IAM role the Glue jobs run as (aws target, glue) |
+| CHURN_GLUE_ROLE_NAME | - | IAM role the template's Glue jobs run as (aws target, glue); the DAGs never create or update a Glue job, so they do not send it |
 | CHURN_SAGEMAKER_ROLE_ARN | - | SageMaker execution role |
-| CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`) |
+| CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`); its account must be the template's SageMakerXGBoostImage entry for the region, the only one the SageMaker role may pull from |
 | CHURN_TRAINING_INSTANCE_TYPE | ml.m5.xlarge | training instance type |
 | CHURN_TRANSFORM_INSTANCE_TYPE | ml.m5.large | batch transform instance type |
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |

@@ -106,9 +106,11 @@ def ensure_endpoint(log: logging.Logger) -> dict:
 # ------------------------------------------------------------------ the job's runs
 
 def _glue_hook():
-    from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
+    # Starts runs of the template's job; never creates or updates it (the template owns the definition).
+    from churn_ml.operators import StartOnlyGlueJobHook
 
-    return GlueJobHook(job_name=settings.streaming_job_name, aws_conn_id=settings.aws_conn_id, update_config=False)
+    return StartOnlyGlueJobHook(job_name=settings.streaming_job_name, aws_conn_id=settings.aws_conn_id,
+                                update_config=False)
 
 
 def latest_run() -> dict | None:

@@ -12,6 +12,7 @@ deferral happens; the triggers are the provider's), it does not run Spark, and i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pendulum
@@ -22,6 +23,7 @@ from moto import mock_aws
 
 import churn_training
 
+REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 DS = "2026-07-06"
 ENV = {
@@ -101,10 +103,46 @@ def run(task, xcoms: dict | None = None):
         return deferred
 
 
+def template_glue_job(resource: str) -> dict:
+    """CreateJob arguments for one of the template's Glue jobs (infra/cloudformation/churn.yaml), as the
+    stack creates it in this test's account: what the DAGs find, and must leave as it is."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+        loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)))
+    template = yaml.load((REPO / "infra/cloudformation/churn.yaml").read_text(), Loader=Loader)  # a SafeLoader subclass
+    names = {"${Project}": "churn", "${ArtifactsBucket}": "churn-artifacts"}
+
+    def sub(value):
+        if isinstance(value, dict):
+            return {k: sub(v) for k, v in value.items()}
+        if isinstance(value, str):
+            for name, replacement in names.items():
+                value = value.replace(name, replacement)
+        return value
+
+    props = sub(template["Resources"][resource]["Properties"])
+    props["Role"] = f"arn:aws:iam::{ACCOUNT}:role/churn-glue"
+    props["SecurityConfiguration"] = "churn-glue"
+    return props
+
+
 @pytest.mark.parametrize("backend", ["emr_serverless", "glue"])
 def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch, backend):
     monkeypatch.setenv("CHURN_SPARK_BACKEND", backend)
+    if backend == "glue":
+        definition = template_glue_job("TrainingSetJob")
+        boto3.client("glue").create_job(**definition)
+        before = boto3.client("glue").get_job(JobName="churn-training-set")["Job"]
     task = task_of("churn_training.py", "churn_training", "build_training_set")
+    sent: list[dict] = []
+    if backend == "glue":  # what StartJobRun sends (moto's GetJobRuns merges the job's defaults in)
+        task.hook.conn.meta.events.register("provide-client-params.glue.StartJobRun",
+                                            lambda params, **_: sent.append(dict(params)))
     run(task)
     if backend == "emr_serverless":
         client = boto3.client("emr-serverless")
@@ -119,10 +157,25 @@ def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch
     else:
         glue = boto3.client("glue")
         job = glue.get_job(JobName="churn-training-set")["Job"]
-        assert job["Command"]["ScriptLocation"] == "s3://churn-artifacts/jobs/churn_training_set.py"
-        assert job["Role"].endswith("churn-glue") and job["GlueVersion"] == "5.0"
+        # StartJobRun only: the template's definition is untouched (security configuration, default
+        # arguments, workers, timeout), and the run sends none of the job's default arguments.
+        assert job == before
+        assert job["SecurityConfiguration"] == "churn-glue" and job["Timeout"] == definition["Timeout"]
+        assert job["Command"]["ScriptLocation"] == task.script_location == "s3://churn-artifacts/jobs/churn_training_set.py"
+        assert job["DefaultArguments"]["--extra-py-files"] == "s3://churn-artifacts/lib/churn.zip"
         runs = glue.get_job_runs(JobName="churn-training-set")["JobRuns"]
-        assert len(runs) == 1 and runs[0]["Arguments"]["--extra-py-files"] == "s3://churn-artifacts/lib/churn.zip"
+        assert len(runs) == 1 and runs[0]["Arguments"]["--ds"] == DS
+        assert len(sent) == 1 and set(sent[0]) == {"JobName", "Arguments"}
+        assert sent[0]["Arguments"]["--ds"] == DS and not set(sent[0]["Arguments"]) & set(job["DefaultArguments"])
+
+
+def test_a_glue_job_the_template_does_not_define_is_never_created(aws, monkeypatch):
+    from churn_ml.operators import GlueJobDefinitionError
+
+    monkeypatch.setenv("CHURN_SPARK_BACKEND", "glue")
+    with pytest.raises(GlueJobDefinitionError, match="does not exist: the stack of infra/cloudformation/churn.yaml"):
+        run(task_of("churn_training.py", "churn_training", "build_training_set"))
+    assert boto3.client("glue").get_jobs()["Jobs"] == []
 
 
 def test_tuning_request_is_valid_and_a_retry_reattaches(aws):

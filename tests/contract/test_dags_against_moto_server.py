@@ -22,6 +22,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from churn_ml.dag_support import MODEL_POINTER_KEY
 from support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +98,7 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/part-00000.csv", Body=b"C1,1.0,2.0\n")
     s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/_SUCCESS", Body=b"")
     s3.put_object(Bucket="churn-lake", Key=f"predictions/dt={DS}/stale.out", Body=b"from an earlier run\n")
-    s3.put_object(Bucket="churn-lake", Key="models/churn/latest.json", Body=json.dumps(
+    s3.put_object(Bucket="churn-lake", Key=MODEL_POINTER_KEY, Body=json.dumps(
         {"model_data_url": "s3://churn-lake/models/churn/job/output/model.tar.gz"}).encode())
 
     log = _dags_test("churn_batch_scoring", moto_server, tmp_path, airflow_sqlite)

@@ -26,6 +26,7 @@ import pyarrow.dataset as ds_
 import pytest
 
 from churn.datagen import injected_bad_records
+from churn_ml.dag_support import MODEL_POINTER_KEY
 from e2e.stack import DS, airflow, backfill, day, predictions, run_cli, wait_for_runs
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +84,7 @@ def test_quarantine_holds_exactly_the_injected_bad_records(stack):
 
 
 def test_model_clears_the_holdout_bar(stack):
-    model = json.loads((stack["lake"] / "models/churn/latest.json").read_text())
+    model = json.loads((stack["lake"] / MODEL_POINTER_KEY).read_text())
     metrics = model["metrics"]
     assert metrics["holdout:auc"] >= 0.75
     assert metrics["holdout:auc"] > metrics["holdout:best_single_feature_auc"] + 0.02
@@ -92,7 +93,7 @@ def test_model_clears_the_holdout_bar(stack):
 
 def test_training_was_tuned_interrupted_on_spot_gated_and_registered(stack):
     lake = stack["lake"]
-    model = json.loads((lake / "models/churn/latest.json").read_text())
+    model = json.loads((lake / MODEL_POINTER_KEY).read_text())
     control = lake.parent / ".control-plane/sagemaker"
     job = json.loads((control / "training-jobs" / model["training_job_name"] / "describe.json").read_text())
     assert [t["Status"] for t in job["SecondaryStatusTransitions"]].count("Interrupted") == 1
@@ -109,7 +110,7 @@ def test_training_was_tuned_interrupted_on_spot_gated_and_registered(stack):
 
 def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
     endpoint = stack["endpoint"]()
-    model = json.loads((stack["lake"] / "models/churn/latest.json").read_text())
+    model = json.loads((stack["lake"] / MODEL_POINTER_KEY).read_text())
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["Local"]["ModelPackageVersion"] == str(model["model_package_version"])
     assert len(endpoint["Local"]["Instances"]) == 2
@@ -233,7 +234,7 @@ def test_a_second_training_run_of_the_date_starts_no_job_and_adds_no_version(sta
 
 def test_training_for_an_older_date_registers_but_does_not_change_what_is_deployed(stack):
     lake, client = stack["lake"], airflow(stack)
-    endpoint, pointer = stack["endpoint"](), (lake / "models/churn/latest.json").read_text()
+    endpoint, pointer = stack["endpoint"](), (lake / MODEL_POINTER_KEY).read_text()
     older = day(-7)
     client.trigger("churn_training", older, {"tuning": {"max_jobs": 2, "max_parallel": 2}})
     run = wait_for_runs(client, "churn_training", [older], timeout=1800)[older]
@@ -241,7 +242,7 @@ def test_training_for_an_older_date_registers_but_does_not_change_what_is_deploy
     states = client.task_states("churn_training", run["dag_run_id"])
     assert states["register_model"] == "success"
     assert states["publish_model"] == states["deploy_model"] == "skipped"
-    assert (lake / "models/churn/latest.json").read_text() == pointer
+    assert (lake / MODEL_POINTER_KEY).read_text() == pointer
     assert stack["endpoint"]()["EndpointConfigName"] == endpoint["EndpointConfigName"]
     newest = sorted((lake / "registry/churn-xgboost").iterdir())[-1]
     card = json.loads((newest / "card.json").read_text())

@@ -125,6 +125,77 @@ def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeyp
     assert not set(defaults) & set(streaming.run_arguments()), "the DAG's run arguments would silently override"
 
 
+def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeypatch):
+    """ECR pulls name AWS's SageMaker image account for the region (a mapping), not any account."""
+    import re
+
+    import cfn_template
+    from churn_ml.settings import settings
+
+    tagged = cfn_template.load()
+    mapping = tagged["Mappings"]["SageMakerXGBoostImage"]
+    assert all(re.fullmatch(r"\d{12}", entry["Account"]) for entry in mapping.values())
+    assert {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1"} <= set(mapping)
+    monkeypatch.setenv("ML_TARGET", "local")
+    monkeypatch.delenv("CHURN_XGBOOST_IMAGE_URI", raising=False)
+    registry, _, repository = settings.xgboost_image_uri.partition("/")  # the default (settings.py)
+    account, _, _, region = registry.split(".")[:4]
+    assert repository.startswith("sagemaker-xgboost:") and mapping[region]["Account"] == account
+    pulls = [s for s in cfn_template.role_statements(tagged, "SageMakerRole") if "ecr:BatchGetImage" in cfn_template.as_list(s["Action"])]
+    assert len(pulls) == 1
+    arn, names = pulls[0]["Resource"]["!Sub"]
+    assert arn == "arn:${AWS::Partition}:ecr:${AWS::Region}:${ImageAccount}:repository/sagemaker-xgboost"
+    assert names == {"ImageAccount": {"!FindInMap": ["SageMakerXGBoostImage", {"!Ref": "AWS::Region"}, "Account"]}}
+
+
+def test_the_jobs_log_groups_are_encrypted_with_the_data_key_and_expire(template):
+    import cfn_template
+
+    tagged = cfn_template.load()
+    resources = tagged["Resources"]
+    groups = {cfn_template.sub_text(r["Properties"]["LogGroupName"]): (name, r) for name, r in resources.items()
+              if r["Type"] == "AWS::Logs::LogGroup"}
+    assert set(groups) == {
+        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TransformJobs", "/aws/sagemaker/Endpoints/${EndpointName}",
+        "/aws-glue/jobs/${GlueSecurityConfiguration}-role/${GlueJobRole}/output",
+        "/aws-glue/jobs/${GlueSecurityConfiguration}-role/${GlueJobRole}/error",
+        "/aws-glue/jobs/logs-v2-${GlueSecurityConfiguration}",
+    }
+    for name, resource in groups.values():
+        assert resource["Properties"]["KmsKeyId"] == {"!GetAtt": "DataKey.Arn"}, name
+        assert resource["Properties"]["RetentionInDays"] == {"!Ref": "LogRetentionInDays"}, name
+    for shared in ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TransformJobs"):  # account-wide: kept on delete
+        name, resource = groups[shared]
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain", name
+    assert tagged["Parameters"]["LogRetentionInDays"]["Default"] in tagged["Parameters"]["LogRetentionInDays"]["AllowedValues"]
+    # CloudWatch Logs may use the key for this account's log groups (and nothing else may, but the account).
+    logs = [s for s in tagged["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+            if s["Principal"] == {"Service": {"!Sub": "logs.${AWS::Region}.amazonaws.com"}}]
+    assert len(logs) == 1 and {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs[0]["Action"])
+    assert "kms:EncryptionContext:aws:logs:arn" in str(logs[0]["Condition"])
+    # EMR Serverless logs to the lake (_logs/), which expire after the same number of days.
+    rules = {r["Id"]: r for r in template["Resources"]["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-job-logs"]["Prefix"] == "_logs/"
+    assert rules["expire-job-logs"]["ExpirationInDays"] == "LogRetentionInDays"
+    from churn_ml.dag_support import EMR_LOGS
+
+    assert EMR_LOGS.startswith("_logs/")
+
+
+def test_the_training_bundle_pins_exact_versions():
+    """The SageMaker source bundle's requirements are installed in the XGBoost container at every job
+    start: exact versions only (no ranges, no unpinned names)."""
+    import re
+
+    path = REPO / "include" / "sagemaker" / "requirements.txt"
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    requirements = [line for line in lines if line]
+    assert requirements, path
+    for requirement in requirements:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
+    assert "matplotlib==3.4.1" in requirements  # what the sagemaker-xgboost:1.7-1 image (Python 3.8) has
+
+
 def test_compose_file_follows_the_compose_spec():
     proc = subprocess.run(
         [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
