@@ -201,7 +201,11 @@ def _parse_csv(text: str) -> Records:
     columns = [_numeric(frame.iloc[:, i], text, i) for i in range(width)]
     ids = first_texts = None
     if width > 1 and columns[0] is None:
-        ids = _csv_field_texts(text, 0)
+        first = frame.iloc[:, 0].tolist()
+        # A text column is the ids as sent; a boolean or wide-integer one is read again as text.
+        ids = ([v.strip() if isinstance(v, str) else "" for v in first]
+               if all(isinstance(v, str) or v is None or (isinstance(v, float) and math.isnan(v)) for v in first)
+               else _csv_field_texts(text, 0))
         columns = columns[1:]
     elif width > 1:
         # A numeric first field may be an id (the model decides by the number of features): its text,
