@@ -416,3 +416,17 @@ def test_only_the_orchestration_role_writes_the_production_model_pointer(templat
     sagemaker_writes = [p for p, m in ds.role_access()[ds.SAGEMAKER].items() if set(m) & set("wd")]
     assert not any(pointer.startswith(p) or p.startswith(ds.PUBLISHED) for p in sagemaker_writes)
     assert ds.MODEL_ASSET.uri.endswith(f"/{pointer}")
+
+
+def test_the_docs_table_names_every_prefix_each_role_may_touch():
+    """docs/infrastructure.md says what each role may touch: every prefix of role_access() is in its row."""
+    from churn_ml.dag_support import role_access
+
+    docs = (Path(__file__).resolve().parents[2] / "docs/infrastructure.md").read_text()
+    rows = {"mwaa": "| MWAA", "sagemaker": "| SageMaker", "emr-serverless": "| EMR Serverless", "glue": "| Glue"}
+    for role, prefixes in role_access().items():
+        row = next(line for line in docs.splitlines() if line.startswith(rows[role]))
+        if role == "glue":  # "as EMR Serverless, plus ..."
+            row += next(line for line in docs.splitlines() if line.startswith(rows["emr-serverless"]))
+        missing = [prefix for prefix in prefixes if f"`{prefix}`" not in row]
+        assert not missing, f"docs/infrastructure.md's row for {role} misses {missing}"
