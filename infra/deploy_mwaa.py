@@ -57,12 +57,11 @@ OUTPUT_SETTINGS = {
     "SageMakerRoleArn": "CHURN_SAGEMAKER_ROLE_ARN",
     "EmrApplicationId": "CHURN_EMR_APPLICATION_ID",
     "EmrExecutionRoleArn": "CHURN_EMR_EXECUTION_ROLE_ARN",
-    "GlueRoleName": "CHURN_GLUE_ROLE_NAME",
 }
 REQUIRED = ("CHURN_LAKE_BUCKET", "CHURN_ARTIFACTS_BUCKET", "CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI")
 BACKEND_REQUIRED = {
     "emr_serverless": ("CHURN_EMR_APPLICATION_ID", "CHURN_EMR_EXECUTION_ROLE_ARN"),
-    "glue": ("CHURN_GLUE_ROLE_NAME",),
+    "glue": (),  # the template's Glue jobs carry their role; the DAGs only start runs
 }
 SETTING = re.compile(r"^(CHURN_[A-Z0-9_]+|AWS_DEFAULT_REGION)=(.*)$")
 # What the build reads from the repository: the files git tracks under these folders, and these files.

@@ -10,7 +10,6 @@
 | CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
 | CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (aws target, emr_serverless) |
 | CHURN_EMR_EXECUTION_ROLE_ARN | - | job execution role for EMR Serverless |
-| CHURN_GLUE_ROLE_NAME | - | IAM role the template's Glue jobs run as (aws target, glue); the DAGs never create or update a Glue job, so they do not send it |
 | CHURN_SAGEMAKER_ROLE_ARN | - | SageMaker execution role |
 | CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`); its account must be the template's SageMakerXGBoostImage entry for the region, the only one the SageMaker role may pull from |
 | CHURN_TRAINING_INSTANCE_TYPE | ml.m5.xlarge | training instance type |
@@ -121,10 +120,6 @@ class _Settings:
     @property
     def emr_execution_role_arn(self) -> str:
         return self._aws("CHURN_EMR_EXECUTION_ROLE_ARN", f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-emr-serverless")
-
-    @property
-    def glue_role_name(self) -> str:
-        return self._aws("CHURN_GLUE_ROLE_NAME", "churn-glue")
 
     @property
     def sagemaker_role_arn(self) -> str:

@@ -35,7 +35,6 @@ ENV = {
     "CHURN_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-sagemaker",
     "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
     "CHURN_EMR_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-emr-serverless",
-    "CHURN_GLUE_ROLE_NAME": "churn-glue",
 }
 MODEL = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output/model.tar.gz"
 BEST = {name: "0.5" for name in churn_training.TUNED} | {"max_depth": "4", "eta": "0.1"}

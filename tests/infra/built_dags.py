@@ -67,7 +67,7 @@ def render(task):
         mp.setenv("CHURN_LAKE_BUCKET", LAKE_BUCKET)
         mp.setenv("CHURN_ARTIFACTS_BUCKET", ARTIFACTS_BUCKET)
         for name in ("CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI", "CHURN_EMR_APPLICATION_ID",
-                     "CHURN_EMR_EXECUTION_ROLE_ARN", "CHURN_GLUE_ROLE_NAME"):
+                     "CHURN_EMR_EXECUTION_ROLE_ARN"):
             mp.setenv(name, "x")
         task.render_template_fields(context)
     return task, context
