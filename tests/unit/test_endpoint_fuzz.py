@@ -18,6 +18,7 @@ import json
 import logging
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -282,3 +283,16 @@ def test_the_endpoint_still_answers_after_the_fuzz(endpoint):
                                   {"Content-Type": "text/csv"})
     assert status == 200 and [line.split(",")[0] for line in data.decode().splitlines()] == ["C1", "C2"]
     assert sum(client.statuses.values()) >= 2000 and client.statuses[200] > 100
+    # No line per request: after the fuzz the servers' logs are a few lines (startup, shutdown).
+    router_log = endpoints.control_plane("sagemaker", "runtime") / "server.log"
+    for log_file in [router_log, *(Path(i["log"]) for i in endpoint["instances"])]:
+        assert log_file.stat().st_size < 20_000, log_file.read_text()[-2000:]
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_the_connection_stays_usable(endpoint):
+    client = endpoint["client"]
+    big = b"1.0,2.0,3.0\n" * (7 * 1024 * 1024 // 12)  # 7 MB, sent chunked: no Content-Length to check first
+    status, headers, data = client.post(f"/endpoints/{NAME}/invocations", big, {"Content-Type": "text/csv"}, chunked=True)
+    assert status == 413 and headers["x-amzn-errortype"] == "ValidationError:" and b"6 MB" in data
+    status, _, data = client.post(f"/endpoints/{NAME}/invocations", b"1,2,3\n", {"Content-Type": "text/csv"})
+    assert status == 200 and len(data.decode().splitlines()) == 1

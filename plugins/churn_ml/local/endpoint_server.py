@@ -299,6 +299,7 @@ def _logging(log_file: Path | None) -> None:
     handler = (logging.handlers.RotatingFileHandler(log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
                if log_file else logging.StreamHandler(sys.stdout))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every forwarded request at INFO
 
 
 def main(argv: list[str] | None = None) -> int:
