@@ -101,5 +101,6 @@ def test_postgresql_listens_on_its_unix_socket_only(stack):
     server = psutil.Process(postmaster)
     processes = {p.pid: p for p in [server, *server.children(recursive=True)]}
     assert listening(processes) == [], "PostgreSQL must not listen on any TCP port"
-    sockets = list((stack["work"] / "airflow/pg/socket").glob(".s.PGSQL.*"))
-    assert sockets and all(s.is_socket() for s in sockets), "PostgreSQL's Unix socket is missing"
+    # .s.PGSQL.<port> is the socket; .s.PGSQL.<port>.lock beside it is a plain lock file.
+    sockets = [s for s in (stack["work"] / "airflow/pg/socket").glob(".s.PGSQL.*") if not s.name.endswith(".lock")]
+    assert sockets and all(s.is_socket() for s in sockets), f"PostgreSQL's Unix socket is missing: {sockets}"
