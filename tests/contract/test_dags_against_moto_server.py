@@ -25,6 +25,9 @@ import pytest
 from churn_ml.dag_support import MODEL_POINTER_KEY
 from support import free_port
 
+# Each test runs `airflow dags test` in a subprocess against a moto server (~15 s each): in the full
+# test command, not in make test-fast.
+pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 DS = "2026-07-02"
 
