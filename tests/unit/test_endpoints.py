@@ -79,12 +79,28 @@ def invoke_scores(client, canary: dict) -> list[float]:
     return [float(line.split(",")[1]) for line in answer["Body"].read().decode().splitlines()]
 
 
-class Traffic(threading.Thread):
+class Client(threading.Thread):
+    """A client thread for the length of a ``with`` block: ``run`` loops until ``stop`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.join(30)
+
+
+class Traffic(Client):
     """Steady requests through the Runtime while a deployment runs; records every failure."""
 
     def __init__(self, canary: dict) -> None:
-        super().__init__(daemon=True)
-        self.canary, self.stop, self.sent, self.failures = canary, threading.Event(), 0, []
+        super().__init__()
+        self.canary, self.sent, self.failures = canary, 0, []
         self.scores: list[list[float]] = []
 
     def run(self) -> None:
@@ -96,14 +112,6 @@ class Traffic(threading.Thread):
                 self.failures.append(repr(err))
             self.sent += 1
             time.sleep(0.02)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.join(30)
 
 
 def test_create_then_boto3_runtime_returns_the_trained_scores(models, runtime, capsys):
@@ -246,12 +254,12 @@ def test_client_request_batches_respect_rows_and_bytes():
         list(request_batches(["x" * 100], max_bytes=50))
 
 
-class Garbage(threading.Thread):
+class Garbage(Client):
     """A client sending bad requests (4XX) and, optionally, rows a failing model answers with 5XX."""
 
     def __init__(self, bodies: list[tuple[str, str]]) -> None:
-        super().__init__(daemon=True)
-        self.bodies, self.stop, self.answers = bodies, threading.Event(), []
+        super().__init__()
+        self.bodies, self.answers = bodies, []
 
     def run(self) -> None:
         with httpx.Client(base_url=endpoints.runtime_url(), timeout=30) as client:
@@ -261,14 +269,6 @@ class Garbage(threading.Thread):
                     ok = answer.status_code == 200
                     self.answers.append(200 if ok else answer.json().get("OriginalStatusCode", answer.status_code))
                 time.sleep(0.01)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.join(30)
 
 
 BAD_REQUESTS = [("text/csv", "1,2\n"), ("text/csv", "C1,x,1,2\n"), ("application/json", "{oops"), ("text/html", "<p>")]
