@@ -99,7 +99,7 @@ def model_request(name: str, model_data_url: str) -> dict:
 @contextlib.contextmanager
 def local_endpoint(model_tar: Path, instances: int = 2):
     """Deploy the model to a local endpoint in a temporary lake; yields (runtime URL, endpoint name)."""
-    from churn_ml.local import endpoints
+    from local_aws import endpoints
 
     with temporary_lake(model_tar) as (_, uri):
         request = {

@@ -1,4 +1,4 @@
-"""Shared by the training benchmarks: the sample training set, loaded once, and train.py's loop."""
+"""Shared by the training benchmarks: the sample training set, loaded once, and churn_train.py's loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 for sub in ("include/sagemaker", "plugins", "dags"):
     sys.path.insert(0, str(REPO / sub))
 
-import train  # noqa: E402
+import churn_train as train  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 

@@ -47,8 +47,8 @@ def raw(model, inputs: Path, out: Path) -> float:
 
 
 def transform(uri: str) -> tuple[float, float]:
-    from churn_ml.local.common import publish_artifacts
-    from churn_ml.local.transform import run_transform_job
+    from local_aws.common import publish_artifacts
+    from local_aws.transform import run_transform_job
 
     publish_artifacts()  # built once before timing, as in a deployed bucket
     request = {

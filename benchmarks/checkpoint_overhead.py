@@ -1,6 +1,6 @@
-"""Checkpoint overhead of train.py: the same rounds trained without checkpoints and with a
+"""Checkpoint overhead of churn_train.py: the same rounds trained without checkpoints and with a
 checkpoint every N rounds (each interval restarts from the saved model; see
-include/sagemaker/checkpoints.py), on the sample training set, median of several repeats.
+include/sagemaker/churn_checkpoints.py), on the sample training set, median of several repeats.
 
     .venv/bin/python benchmarks/checkpoint_overhead.py [--rounds 300] [--repeats 3]   (after `make run`)
 """
@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from _training_data import args_for, matrices, train, training_set
-from checkpoints import CheckpointStore
+from churn_checkpoints import CheckpointStore
 
 HYPERPARAMETERS = {"max_depth": 5, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5,
                    "early_stopping_rounds": 0, "seed": 42, "nthread": 2}

@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--checkpoints", type=int, default=8)
     args = parser.parse_args()
 
-    from churn_ml.local import endpoints
+    from local_aws import endpoints
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from test_endpoint_fuzz import Client, _check, _headers, accepts, bodies, content_types, names

@@ -23,7 +23,7 @@ from _serving import REPO, local_endpoint, published_model, scoring_rows, source
 
 def per_row(runtime: str, endpoint: str):
     def run(lines):
-        from churn_ml.local.endpoints import runtime_client
+        from local_aws.endpoints import runtime_client
 
         client = runtime_client(runtime)
         for line in lines:
@@ -36,7 +36,7 @@ def per_row(runtime: str, endpoint: str):
 def batched(runtime: str, endpoint: str):
     def run(lines):
         from churn.scoring import score_lines
-        from churn_ml.local.endpoints import runtime_client
+        from local_aws.endpoints import runtime_client
 
         yield from score_lines(runtime_client(runtime), endpoint, lines)
 

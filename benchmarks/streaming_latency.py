@@ -2,7 +2,7 @@
 at fixed input rates, then the saturation rate.
 
 Everything runs on this machine, in a temporary lake with its own ports: the Kinesis emulator, the
-producer (``churn.stream_producer``), the job (``include/jobs/churn_streaming.py`` under local
+producer (``churn.stream_producer``), the job (``include/jobs/churn_stream_scoring.py`` under local
 Spark, started the way the churn_streaming DAG starts it) and a 2-instance local endpoint with the
 model `make run` published. The sample's feature snapshots and raw event days are copied in.
 
@@ -59,13 +59,13 @@ class Bench:
         self.lake, self.lines, self.sent = lake, lines, 0
 
     def progress(self) -> dict:
-        from churn_ml import streaming
+        from churn_ml import stream_job
 
-        return streaming.read_progress(self.run_id) or {"recent_batches": [], "totals": {"input": 0}}
+        return stream_job.read_progress(self.run_id) or {"recent_batches": [], "totals": {"input": 0}}
 
     def produce(self, count: int, rate: float) -> float:
         from churn.stream_producer import kinesis_client, produce
-        from churn_ml.local import kinesis
+        from local_aws import control_plane, kinesis
 
         if self.sent + count > len(self.lines):
             raise SystemExit(f"not enough generated events ({len(self.lines)}) for this run: lower --seconds or --rates")
@@ -128,17 +128,17 @@ def main() -> None:
     source = source_lake()
     with local_endpoint(published_model(source), instances=2) as (_, endpoint):
         from churn.stream_producer import event_lines
-        from churn_ml import streaming
-        from churn_ml.local import kinesis
+        from churn_ml import stream_job
+        from local_aws import control_plane, kinesis
 
         lake = Path(os.environ["LAKE_ROOT"])
         days = _copy_inputs(source, lake, args.days)
         lines = list(event_lines(lake / "churn-lake/raw", days[0], days[-1]))
         os.environ.update(CHURN_ENDPOINT_NAME=endpoint, CHURN_KINESIS_STREAM="churn-events-bench",
-                          CHURN_LOCAL_KINESIS_PORT=str(free_port()), CHURN_STREAMING_TRIGGER_SECONDS=f"{args.trigger:g}")
+                          CHURN_LOCAL_AWS_PORT=str(free_port()), CHURN_STREAMING_TRIGGER_SECONDS=f"{args.trigger:g}")
         bench = Bench(lake, lines)
         try:
-            bench.run_id = streaming.ensure_job(LOG)["run_id"]
+            bench.run_id = stream_job.ensure_job(LOG)["run_id"]
             warm = bench.step("warm-up (not reported)", 200, 0, 0)
             results, next_batch = [], warm["next_batch"]
             for rate in rates:
@@ -147,8 +147,8 @@ def main() -> None:
                 next_batch = result["next_batch"]
             results.append(bench.step("as fast as possible", args.saturation_events, 0, next_batch))
         finally:
-            streaming.stop_job(LOG)
-            kinesis.stop_server()
+            stream_job.stop_job(LOG)
+            control_plane.stop_server()
     print(f"\nstreaming job, local target, {os.cpu_count()} cores, trigger {args.trigger:g} s, "
           f"endpoint with 2 instances, {len(lines)} generated events available")
     _table(results)

@@ -1,7 +1,7 @@
 """Bayesian (Optuna TPE, as the local tuning runner) vs random search at the same trial budget.
 
 Same search space as the churn_training DAG, same objective (validation AUC at the early-stopping
-best round, from train.py's own training loop), several seeds each. Prints, per strategy and seed,
+best round, from churn_train.py's own training loop), several seeds each. Prints, per strategy and seed,
 the best AUC found and the number of trials needed to come within 0.005 AUC of the best AUC any
 run found.
 
@@ -18,9 +18,9 @@ import time
 
 import optuna
 from _training_data import args_for, matrices, train, training_set
-from churn_training import STATIC_HYPERPARAMETERS, TUNING_RANGES
+from churn_ml.training_requests import STATIC_HYPERPARAMETERS, TUNING_RANGES  # noqa: E402
 
-from churn_ml.local.tuning import _sampler, distributions
+from local_aws.tuning import _sampler, distributions
 
 TOLERANCE = 0.005
 
@@ -34,7 +34,7 @@ def search(strategy: str, seed: int, trials: int, data, path) -> list[float]:
         trial = study.ask(dists)
         hps = {**STATIC_HYPERPARAMETERS, **trial.params, "nthread": 2}
         args = args_for(path, hps)
-        with contextlib.redirect_stdout(io.StringIO()):  # train.py's per-round metric lines
+        with contextlib.redirect_stdout(io.StringIO()):  # churn_train.py's per-round metric lines
             _, state = train.boost(train.xgb_params(args), dtrain, dvalid, args, store=None)
         study.tell(trial, state.best_score)
         values.append(state.best_score)

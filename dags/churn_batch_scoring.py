@@ -43,41 +43,14 @@ from churn_ml.dag_support import (
     USER_MACROS,
 )
 from churn_ml.operators import LakeKeySensor, SageMakerTransformJobOperator
+from churn_ml.training_requests import transform_request, xcom
 
 INPUT_PARTITION = f"{LAKE}/{SCORING_INPUT}dt={{{{ ds }}}}/"
 # Per run: a rerun never writes into the staging of another run of the same date.
 STAGING = f"{LAKE}/{PREDICTIONS_STAGING}dt={{{{ ds }}}}/{{{{ run_id | replace(':', '-') | replace('+', '-') }}}}/"
 MANIFEST = f"{STAGING}scoring_input.manifest"
-
-TRANSFORM_REQUEST = {
-    "Model": {
-        "ExecutionRoleArn": "{{ churn.sagemaker_role_arn }}",
-        "PrimaryContainer": {
-            "Image": "{{ churn.xgboost_image_uri }}",
-            "ModelDataUrl": "{{ ti.xcom_pull(task_ids='resolve_model')['model_data_url'] }}",
-            "Environment": {
-                "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_SUBMIT_DIRECTORY": "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz",
-            },
-        },
-        "Tags": [{"Key": "project", "Value": "churn"}],
-    },
-    "Transform": {
-        "BatchStrategy": "MultiRecord",
-        "MaxPayloadInMB": 6,
-        "MaxConcurrentTransforms": 2,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": MANIFEST}},
-            "ContentType": "text/csv",
-            "SplitType": "Line",
-            "CompressionType": "None",
-        },
-        "TransformOutput": {"S3OutputPath": f"{STAGING}out/", "Accept": "text/csv", "AssembleWith": "Line"},
-        "TransformResources": {"InstanceType": "{{ churn.transform_instance_type }}", "InstanceCount": 1},
-        "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
-        "Tags": [{"Key": "project", "Value": "churn"}],
-    },
-}
+TRANSFORM_REQUEST = transform_request(model_data_url=xcom("resolve_model", "model_data_url"), manifest=MANIFEST,
+                                      output_path=f"{STAGING}out/")
 
 
 @dag(

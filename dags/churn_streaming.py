@@ -2,7 +2,7 @@
 ### churn_streaming — keeps the near-real-time scoring job running and healthy (every 5 minutes)
 
 Events on the Kinesis stream are scored within seconds by a long-running Spark Structured Streaming
-job (`include/jobs/churn_streaming.py`: Glue streaming job on AWS, a detached local Spark process on
+job (`include/jobs/churn_stream_scoring.py`: Glue streaming job on AWS, a detached local Spark process on
 the local target) that calls the SageMaker endpoint and writes `stream_predictions/dt=/hour=/batch_id=/`.
 
 1. **ensure_endpoint** — the endpoint must be serving (InService, or Updating during a blue/green
@@ -16,7 +16,7 @@ the local target) that calls the SageMaker endpoint and writes `stream_predictio
    is wrong; the limits are DAG params.
 
 **Stopping** is explicit: pause this DAG, then trigger `churn_streaming_stop` (or run
-`python -m churn_ml.local.streaming stop` on the local target). This DAG never stops the job.
+`python -m local_aws.glue_streaming stop` on the local target). This DAG never stops the job.
 """
 
 from __future__ import annotations
@@ -57,29 +57,29 @@ def churn_streaming():
         """The endpoint the job scores with is serving."""
         import logging
 
-        from churn_ml import streaming
+        from churn_ml import stream_job
 
-        return streaming.ensure_endpoint(logging.getLogger("airflow.task"))
+        return stream_job.ensure_endpoint(logging.getLogger("airflow.task"))
 
     @task
     def ensure_streaming_job() -> dict:
         """A run of the streaming job is in progress (started or restarted from its checkpoint if not)."""
         import logging
 
-        from churn_ml import streaming
+        from churn_ml import stream_job
 
-        return streaming.ensure_job(logging.getLogger("airflow.task"))
+        return stream_job.ensure_job(logging.getLogger("airflow.task"))
 
     @task
     def check_health(run: dict, endpoint: dict, params: dict | None = None) -> dict:
         """Fail with a clear message when the run is not keeping up, not progressing or erroring."""
         import logging
 
-        from churn_ml import streaming
+        from churn_ml import stream_job
 
         limits = {k: float(params[k]) for k in ("max_progress_age_seconds", "max_batch_seconds", "max_error_rate",
                                                   "max_lag_seconds", "startup_grace_seconds")}
-        return streaming.check_health(run, endpoint, logging.getLogger("airflow.task"), **limits)
+        return stream_job.check_health(run, endpoint, logging.getLogger("airflow.task"), **limits)
 
     endpoint = ensure_endpoint()
     run = ensure_streaming_job()
@@ -107,9 +107,9 @@ def churn_streaming_stop():
     def stop_streaming_job() -> dict | None:
         import logging
 
-        from churn_ml import streaming
+        from churn_ml import stream_job
 
-        return streaming.stop_job(logging.getLogger("airflow.task"))
+        return stream_job.stop_job(logging.getLogger("airflow.task"))
 
     stop_streaming_job()
 

@@ -51,12 +51,24 @@ export ML_TARGET="${ML_TARGET:-local}"
 export CHURN_TASK_RETRIES="${CHURN_TASK_RETRIES:-0}"
 export CHURN_LOCAL_SPOT_INTERRUPTIONS="${CHURN_LOCAL_SPOT_INTERRUPTIONS-40}"
 export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
+# The local target's AWS: the control plane (local_aws/control_plane.py; scripts/stack.sh starts it)
+# on 127.0.0.1. The tasks' and triggers' AWS clients reach it through the AWS connection, as they
+# reach AWS when deployed; the SageMaker Runtime client goes to the endpoints' router. The same
+# connection as local_aws.control_plane.connection() (a test compares them).
+export CHURN_LOCAL_AWS_PORT="${CHURN_LOCAL_AWS_PORT:-4566}"
+if [ "$ML_TARGET" = local ]; then
+  _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
+  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"local\", \"password\": \"local\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
+  unset _conn_var
+  # Deferred jobs are polled every 3 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
+  export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-3}"
+fi
 # Spark binds its driver (RPC, block manager) and UI to loopback only: without it, a hostname that
 # resolves to 127.0.0.1 makes Spark pick the machine's network address instead. For the sessions
-# started in-process from this shell; the local Spark runner (plugins/churn_ml/local/spark.py) also
+# started in-process from this shell; the local Spark runner (local_aws/spark.py) also
 # passes spark.driver.bindAddress/host=127.0.0.1 and this variable to every spark-submit itself.
 export SPARK_LOCAL_IP=127.0.0.1
 # Spark and the SageMaker-shaped subprocesses use the virtualenv's interpreter.
 export PYSPARK_PYTHON="$VIRTUAL_ENV/bin/python"
 export PYSPARK_DRIVER_PYTHON="$VIRTUAL_ENV/bin/python"
-export PYTHONPATH="$ROOT/plugins:$ROOT/include${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT:$ROOT/plugins:$ROOT/include${PYTHONPATH:+:$PYTHONPATH}"

@@ -133,6 +133,11 @@ start() {
   fi
   start_postgres
   migrate
+  if [ "$ML_TARGET" = local ]; then
+    # The AWS APIs the tasks and triggers call, on 127.0.0.1 (local_aws/control_plane.py).
+    python -m local_aws.control_plane start >"$LOGS/control-plane.log" 2>&1 \
+      || { echo "error: the local control plane did not start:" >&2; tail -30 "$LOGS/control-plane.log" >&2; exit 1; }
+  fi
   for name in "${PROCESSES[@]}"; do start_process "$name"; done
   wait_for_api
   sleep 2
@@ -163,11 +168,13 @@ stop_session() {  # stop_session NAME: TERM every process of its session, KILL w
 stop() {
   # What the DAGs started on the local target: the streaming job, the Kinesis emulator, the endpoint.
   if [ -x "$VIRTUAL_ENV/bin/python" ]; then
-    python -m churn_ml.local.streaming stop >/dev/null 2>&1 || true
-    python -m churn_ml.local.kinesis stop >/dev/null 2>&1 || true
-    python -m churn_ml.local.endpoints delete --all >/dev/null 2>&1 || true
+    python -m local_aws.glue_streaming stop >/dev/null 2>&1 || true
+    python -m local_aws.endpoints delete --all >/dev/null 2>&1 || true
   fi
   for name in api-server triggerer dag-processor scheduler; do stop_session "$name"; done
+  if [ -x "$VIRTUAL_ENV/bin/python" ]; then
+    python -m local_aws.control_plane stop >/dev/null 2>&1 || true  # and the jobs it still runs
+  fi
   if [ -f "$PGDATA/PG_VERSION" ]; then
     as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -185,6 +192,9 @@ status() {
     if alive "$name"; then printf '%-14s running  (pid %s)\n' "$name" "$(cat "$PIDS/$name.pid")"
     else printf '%-14s stopped\n' "$name"; down=1; fi
   done
+  if [ "$ML_TARGET" = local ]; then
+    printf '%-14s %s\n' control-plane "$(python -m local_aws.control_plane status 2>/dev/null || echo stopped)"
+  fi
   if healthy; then echo "UI             $URL"; fi
   return $down
 }

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from churn_ml import lake, registry  # noqa: E402
 from churn_ml.dag_support import MODEL_POINTER_KEY  # noqa: E402
-from churn_ml.local.common import control_plane, read_state  # noqa: E402
-from churn_ml.local.training import interruptions_of  # noqa: E402
+from local_aws.common import control_plane, read_state  # noqa: E402
+from local_aws.training import interruptions_of  # noqa: E402
 from churn_ml.settings import settings  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def main() -> int:
 def summarize_endpoint(ds: str) -> None:
     """The endpoint the training DAG deployed, and a few of the day's customers scored through it
     with boto3's sagemaker-runtime client, next to what batch transform gave them."""
-    from churn_ml.local import endpoints
+    from local_aws import endpoints
 
     if settings.endpoint_name not in endpoints.list_endpoints():
         print("endpoint         none deployed")
@@ -79,7 +79,7 @@ def summarize_endpoint(ds: str) -> None:
     same = sum(abs(float(online[c]) - float(batch[c])) <= 2e-6 for c in online)
     print(f"                 {len(online)} customers scored through boto3 sagemaker-runtime at "
           f"{local['RuntimeUrl']}: {same} match batch transform")
-    print("                 stop it: python -m churn_ml.local.endpoints delete --all")
+    print("                 stop it: python -m local_aws.endpoints delete --all")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def training_request(**hyperparameters):
         },
         "HyperParameters": {
             **hps,
-            "sagemaker_program": "train.py",
+            "sagemaker_program": "churn_train.py",
             "sagemaker_submit_directory": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
         },
         "InputDataConfig": [

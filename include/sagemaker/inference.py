@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from train import MODEL_FILE_NAME
+from churn_train import MODEL_FILE_NAME
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -120,7 +120,7 @@ def response_type(accept: str | None, content_type: str | None) -> str:
 def model_fn(model_dir: str) -> xgb.Booster:
     path = os.path.join(model_dir, MODEL_FILE_NAME)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"model file {MODEL_FILE_NAME} not found in {model_dir}: was the model trained by train.py?")
+        raise FileNotFoundError(f"model file {MODEL_FILE_NAME} not found in {model_dir}: was the model trained by churn_train.py?")
     booster = xgb.Booster()
     booster.load_model(path)
     booster.set_param({"nthread": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))})

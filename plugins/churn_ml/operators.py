@@ -9,6 +9,7 @@ dag id, the logical date and the request (``naming.job_name``), so a retried tas
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,16 +25,40 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     serialize,
 )
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-from airflow.sdk.bases.sensor import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 from botocore.exceptions import ClientError
 
-from churn_ml import lake, naming, serving, transform_io
+from churn_ml import canary_check, lake, naming, transform_io
 from churn_ml import settings as cfg
 
 IN_PROGRESS = ("InProgress", "Stopping")
+
+
+class _TriggerWithHookParams:
+    """Defer with the operator's own region, ``verify`` and botocore config in the trigger, polling
+    at most every ``CHURN_JOB_POLL_SECONDS`` when that is set.
+
+    The provider's operators build their triggers from ``aws_conn_id`` alone, so a trigger would
+    poll another region, or with other TLS or retry settings, than the operator's hook did. Each of
+    the three the trigger's constructor accepts and was not given is filled in here, for the
+    triggers this project creates and the provider's alike.
+    """
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
+        if isinstance(trigger, AwsBaseWaiterTrigger):
+            accepted = inspect.signature(type(trigger).__init__).parameters
+            for name in ("region_name", "verify", "botocore_config"):
+                value = getattr(self, name, None)
+                if name in accepted and value is not None and getattr(trigger, name, None) is None:
+                    setattr(trigger, name, value)
+            poll = cfg.job_poll_seconds()
+            if poll and trigger.waiter_delay > poll:  # poll more often, for the same total wait
+                budget = trigger.waiter_delay * trigger.attempts
+                trigger.waiter_delay, trigger.attempts = poll, -(-budget // poll)
+        return super().defer(trigger=trigger, **kwargs)
 
 
 def _run_key(context: Any) -> tuple[str, str]:
@@ -42,33 +67,21 @@ def _run_key(context: Any) -> tuple[str, str]:
 
 
 class LakeKeySensor(S3KeySensor):
-    """S3KeySensor for full ``s3://`` keys; on the local target it checks the lake folder instead.
+    """S3KeySensor for full ``s3://`` keys that says what is missing when it times out.
 
-    It never holds a worker slot while it waits: on AWS it defers to the provider's S3 trigger; on
-    the local target it pokes in reschedule mode (the task ends between pokes and the scheduler
-    starts it again). At ``timeout`` it fails saying which partition is missing and what to do.
+    Deferrable: it never holds a worker slot while it waits (the provider's S3 trigger polls on the
+    triggerer). At ``timeout`` it fails saying which partition is missing and what to do.
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("deferrable", True)
         super().__init__(**kwargs)
 
     def _keys(self) -> list[str]:
         return [self.bucket_key] if isinstance(self.bucket_key, str) else list(self.bucket_key)
 
-    def poke(self, context: Any) -> bool:
-        if not cfg.is_local():
-            return super().poke(context)
-        missing = [k for k in self._keys() if not lake.local_path(k).exists()]
-        if missing:
-            self.log.info("waiting for %s", ", ".join(missing))
-        return not missing
-
     def execute(self, context: Any) -> Any:
         try:
-            if cfg.is_local():
-                # Poke here; deferral would need S3 credentials the local target has not.
-                return BaseSensorOperator.execute(self, context)
             return super().execute(context)
         except AirflowSensorTimeout as err:
             raise self._timed_out(err) from err
@@ -88,7 +101,7 @@ class LakeKeySensor(S3KeySensor):
         )
 
 
-class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
+class EmrServerlessSparkJobOperator(_TriggerWithHookParams, EmrServerlessStartJobOperator):
     """A Spark job run on EMR Serverless; locally, ``spark-submit`` of the same jobDriver.
 
     The job run name and ``clientToken`` are deterministic, so a retry whose StartJobRun already
@@ -107,19 +120,7 @@ class EmrServerlessSparkJobOperator(EmrServerlessStartJobOperator):
             {"jobDriver": self.job_driver, "configurationOverrides": self.configuration_overrides},
         )
         self.client_request_token = self.name
-        if not cfg.is_local():
-            return super().execute(context, event)
-        from churn_ml.local.spark import parse_submit_parameters, run_spark_job
-
-        submit = self.job_driver["sparkSubmit"]
-        py_files, conf = parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
-
-        state = run_spark_job(
-            name=self.name, entry_point=submit["entryPoint"], arguments=submit.get("entryPointArguments", []),
-            py_files=py_files, spark_conf=conf, log=self.log,
-        )
-        self.log.info("local job run %s finished: %s", self.name, state["state"])
-        return state["jobRunId"]
+        return super().execute(context, event)
 
 
 class GlueJobDefinitionError(RuntimeError):
@@ -156,20 +157,18 @@ class StartOnlyGlueJobHook(GlueJobHook):
         )
 
 
-class GlueSparkJobOperator(GlueJobOperator):
-    """A run of a Glue job the template defines; locally, ``spark-submit`` of the same script and arguments.
+class GlueSparkJobOperator(_TriggerWithHookParams, GlueJobOperator):
+    """A run of a Glue job the template defines.
 
-    StartJobRun only (``StartOnlyGlueJobHook``): the job's definition, including its DefaultArguments,
-    is the template's and is never updated from here. ``script_args`` are the run's own arguments;
-    ``job_default_arguments`` are the template's DefaultArguments the local target needs to run the
-    script the same way (the library on ``--extra-py-files``): on AWS the job already has them, so
-    they are not sent. Uses the provider's ``resume_glue_job_on_retry``: a retry finds the run its
-    earlier attempt started.
+    StartJobRun only (``StartOnlyGlueJobHook``): the job's definition, including its DefaultArguments
+    (the library on ``--extra-py-files``), is the template's and is never updated from here;
+    ``script_args`` are the run's own arguments. Uses the provider's ``resume_glue_job_on_retry``: a
+    retry finds the run its earlier attempt started.
     """
 
     aws_hook_class = StartOnlyGlueJobHook
 
-    def __init__(self, *, job_default_arguments: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         if kwargs.get("update_config") or kwargs.get("create_job_kwargs"):
             raise GlueJobDefinitionError(
                 "GlueSparkJobOperator never creates or updates a Glue job: the template defines it (per-run sizing "
@@ -179,24 +178,9 @@ class GlueSparkJobOperator(GlueJobOperator):
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("resume_glue_job_on_retry", True)
         super().__init__(**kwargs)
-        self.job_default_arguments = dict(job_default_arguments or {})
-
-    def execute(self, context: Any) -> str:
-        if not cfg.is_local():
-            return super().execute(context)
-        from churn_ml.local.spark import argv, run_spark_job, split_glue_arguments
-
-        py_files, conf, args = split_glue_arguments({**self.job_default_arguments, **(self.script_args or {})})
-        dag_id, logical_date = _run_key(context)
-        name = naming.job_name(self.job_name, dag_id, logical_date, {"script": self.script_location, "args": args})
-        state = run_spark_job(
-            name=name, entry_point=self.script_location, arguments=argv(args), py_files=py_files,
-            spark_conf=conf, log=self.log,
-        )
-        return state["jobRunId"]
 
 
-class _SageMakerJobMixin:
+class _SageMakerJobMixin(_TriggerWithHookParams):
     """Re-attach to a job of the same deterministic name instead of starting a duplicate."""
 
     def _existing(self, name: str, describe) -> dict | None:
@@ -267,7 +251,7 @@ class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator
     ``-rN`` attempt after a failure, resumes the same checkpoints), and the deferred wait is sized
     from MaxWaitTimeInSeconds so a long wait for spot capacity never times the task out.
     ``champion_model_uri`` (templated), when not empty, adds the ``champion`` channel: the current
-    approved model, which train.py scores on the same holdout.
+    approved model, which churn_train.py scores on the same holdout.
     """
 
     template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "champion_model_uri")
@@ -275,6 +259,9 @@ class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator
     def __init__(self, *, job_name_prefix: str, champion_model_uri: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", True)
         kwargs["check_if_job_exists"] = False  # re-attach instead of the provider's timestamp suffix
+        # Deferred, the provider cannot tail the job's CloudWatch log: print_log would only hold the
+        # worker slot for one check_interval to print what the first seconds logged.
+        kwargs.setdefault("print_log", False)
         super().__init__(**kwargs)
         self.job_name_prefix = job_name_prefix
         self.champion_model_uri = champion_model_uri
@@ -296,11 +283,6 @@ class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator
             checkpoint = self.config["CheckpointConfig"]
             checkpoint["S3Uri"] = f"{checkpoint['S3Uri'].rstrip('/')}/{base}/"
         self.max_attempts = max(self.max_attempts or 0, _wait_budget(self.config) // self.check_interval + 10)
-        if cfg.is_local():
-            self.config["TrainingJobName"] = base
-            from churn_ml.local.training import run_training_job
-
-            return {"Training": run_training_job(self.config, self.log)}
         name, found = self._attempt_name(base, self.hook.describe_training_job, "TrainingJobStatus")
         self.config["TrainingJobName"] = name
         if found is None:
@@ -339,13 +321,6 @@ class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperat
             self.job_name_prefix, dag_id, logical_date,
             {"run_id": context["run_id"], **{k: v for k, v in transform.items() if k != "TransformJobName"}},
         )
-        if cfg.is_local():
-            from churn_ml.local.transform import describe_transform_job, run_transform_job
-
-            transform["TransformJobName"], _ = self._attempt_name(
-                base, describe_transform_job, "TransformJobStatus", usable=transform_io.outputs_present
-            )
-            return run_transform_job(self.config, self.log)
         if model is not None and self._existing(model["ModelName"], self.hook.describe_model) is not None:
             self.config.pop("Model")  # same name = same definition: reuse the existing model
         name, found = self._attempt_name(
@@ -377,7 +352,6 @@ class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOpera
     blue/green update back and reports the endpoint InService, so the waiter alone would call a
     rolled-back deployment a success. Then the model's canary rows (``expectations_uri``, the
     registered evaluation.json) must score through the endpoint as they did in training.
-    Locally, ``churn_ml.local.endpoints`` does the same blue/green with real processes.
     """
 
     template_fields: Sequence[str] = (*SageMakerEndpointOperator.template_fields, "model_package_version",
@@ -430,10 +404,6 @@ class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOpera
     def execute(self, context: Any) -> dict:
         name, config_name = self._prepare()
         canary = self._approved_canary()
-        if cfg.is_local():
-            from churn_ml.local.endpoints import deploy
-
-            return deploy(self.config, self.log, canary)
         live = self._existing(name, self.hook.describe_endpoint)
         if live is not None:
             status = live["EndpointStatus"]
@@ -486,10 +456,10 @@ class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOpera
                 f"checks). Status {live['EndpointStatus']}; {live.get('FailureReason', '')}"
             )
         if canary and canary.get("rows"):
-            runtime = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="sagemaker-runtime").conn
+            runtime = AwsBaseHook(client_type="sagemaker-runtime", **self._hook_parameters).conn
             answer = runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="text/csv",
-                                             Body=serving.csv_body(canary))
-            problem = serving.mismatch(serving.scores_from_csv(answer["Body"].read().decode("utf-8")), canary)
+                                             Body=canary_check.csv_body(canary))
+            problem = canary_check.mismatch(canary_check.scores_from_csv(answer["Body"].read().decode("utf-8")), canary)
             if problem:
                 raise DeploymentError(f"endpoint {name} ({config_name}) is live but {problem}")
             self.log.info("endpoint %s serves %s; %d canary rows match training", name, config_name, len(canary["rows"]))
@@ -547,7 +517,7 @@ class SageMakerTuningJobOperator(_SageMakerJobMixin, SageMakerTuningOperator):
             raise RuntimeError(
                 f"tuning job {tuning.get('HyperParameterTuningJobName')} is {tuning.get('HyperParameterTuningJobStatus')} "
                 f"without a best training job that has the tuned hyperparameters ({', '.join(missing)} missing): no "
-                f"trial reported {objective}? Check its training jobs' logs (a failing train.py, or MetricDefinitions "
+                f"trial reported {objective}? Check its training jobs' logs (a failing churn_train.py, or MetricDefinitions "
                 f"that match nothing)."
             )
         return result
@@ -573,11 +543,6 @@ class SageMakerTuningJobOperator(_SageMakerJobMixin, SageMakerTuningOperator):
         budget = rounds * _wait_budget(self.config["TrainingJobDefinition"])
         # The provider's tuning trigger polls up to 480 times: space the polls to cover the budget.
         self.check_interval = max(self.check_interval, -(-budget // 480))
-        if cfg.is_local():
-            self.config["HyperParameterTuningJobName"] = base
-            from churn_ml.local.tuning import run_tuning_job
-
-            return {"Tuning": run_tuning_job(self.config, self.log)}
         name, found = self._attempt_name(
             base, self.hook.describe_tuning_job, "HyperParameterTuningJobStatus", naming.TUNING_MAX_LEN
         )
@@ -614,7 +579,6 @@ def spark_job(
             job_name=glue_job_name,
             script_location=script,
             script_args=script_args,
-            job_default_arguments={"--extra-py-files": library},
             aws_conn_id=s.aws_conn_id,
             **kwargs,
         )

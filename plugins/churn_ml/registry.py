@@ -4,10 +4,18 @@ A version is one trained model with its approval status (``Approved`` or ``Rejec
 quality gate, with the reason), its metrics and the champion's metrics on the same holdout, and a
 model card (``card.json``, ``card.md``, ``model_card.png``) under ``<lake>/registry/<group>/v<NNNN>/``
 on both targets. On AWS the version is a model package in the group (``ModelApprovalStatus``,
-``ApprovalDescription``, ``CustomerMetadataProperties`` with the headline metrics and the card's
-URI, ``ModelMetrics`` pointing at the evaluation); locally ``package.json`` holds the same fields.
+``ApprovalDescription``, ``CustomerMetadataProperties`` with the training job, data date, tuning job
+and headline metrics, ``ModelMetrics`` pointing at the evaluation); locally ``package.json`` holds
+the same fields.
 
-Registering is idempotent per training job: a retried task finds the version it registered.
+Registering is idempotent per training job: a retried task finds the version it registered. On AWS
+that version is found among the ListModelPackages summaries by its description (no Describe of the
+others), and CreateModelPackage carries a ClientToken derived from the registration
+(``registration_token``), so a create that went through while its task failed, or that races another
+attempt, returns that package instead of a second version. Lookups ask ListModelPackages for what
+they need (the group, Approved only, newest first) and describe only what they use; only the full
+listings (``list_versions``, ``trained_before``: every version's data date and tuning job) describe
+every version.
 
 CLI::
 
@@ -19,15 +27,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from collections.abc import Iterable, Iterator
 
-from churn_ml import lake
+from churn_ml import lake, model_card, naming
 from churn_ml import settings as cfg
-from churn_ml.local.common import arn, now
+from local_aws.common import arn, now
 
 DEFAULT_GROUP = "churn-xgboost"
 APPROVED, REJECTED = "Approved", "Rejected"
 HEADLINE = ("holdout:auc", "holdout:pr_auc", "holdout:logloss", "holdout:brier", "holdout:lift_at_10")
+PAGE_SIZE = 100  # ListModelPackages' largest MaxResults
+
+log = logging.getLogger(__name__)
 
 
 def group_name() -> str:
@@ -73,30 +86,62 @@ def _from_package(package: dict) -> dict:
     }
 
 
+def _summaries(client, group: str, *, status: str | None = None, newest_first: bool = False) -> Iterator[dict]:
+    """The group's versions as ListModelPackages summaries (number, ARN, status, description; no
+    Describe), only those with approval ``status`` if given, in creation (= version) order."""
+    request = {"ModelPackageGroupName": group, "SortBy": "CreationTime",
+               "SortOrder": "Descending" if newest_first else "Ascending"}
+    if status:
+        request["ModelApprovalStatus"] = status
+    for page in client.get_paginator("list_model_packages").paginate(**request, PaginationConfig={"PageSize": PAGE_SIZE}):
+        yield from page["ModelPackageSummaryList"]
+
+
+def _describe(client, summary: dict) -> dict:
+    return _from_package(client.describe_model_package(ModelPackageName=summary["ModelPackageArn"]))
+
+
+def _aws_versions(group: str, *, status: str | None = None, newest_first: bool = False) -> Iterator[dict]:
+    """The versions ``_summaries`` lists, each described when the caller gets to it."""
+    client = _sagemaker().conn
+    for summary in _summaries(client, group, status=status, newest_first=newest_first):
+        yield _describe(client, summary)
+
+
 def list_versions(group: str | None = None) -> list[dict]:
     """Every version of the group, oldest first."""
     group = group or group_name()
     if cfg.is_local():
         return _local_versions(group)
-    client = _sagemaker().conn
-    versions = []
-    for page in client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
-        for summary in page["ModelPackageSummaryList"]:
-            versions.append(_from_package(client.describe_model_package(ModelPackageName=summary["ModelPackageArn"])))
-    return sorted(versions, key=lambda v: v["ModelPackageVersion"])
+    return sorted(_aws_versions(group), key=lambda v: v["ModelPackageVersion"])
 
 
 def show_version(version: int, group: str | None = None) -> dict:
-    found = [v for v in list_versions(group) if v["ModelPackageVersion"] == version]
+    group = group or group_name()
+    if cfg.is_local():
+        found = [v for v in _local_versions(group) if v["ModelPackageVersion"] == version]
+    else:
+        client = _sagemaker().conn
+        summary = next((s for s in _summaries(client, group, newest_first=True) if s["ModelPackageVersion"] == version),
+                       None)
+        found = [_describe(client, summary)] if summary else []
     if not found:
-        raise LookupError(f"model package group {group or group_name()} has no version {version}")
+        raise LookupError(f"model package group {group} has no version {version}")
     return found[0]
 
 
 def latest_approved(group: str | None = None) -> dict | None:
     """The champion: the newest Approved version, or None before the first approval."""
-    approved = [v for v in list_versions(group) if v["ModelApprovalStatus"] == APPROVED]
-    return approved[-1] if approved else None
+    group = group or group_name()
+    if cfg.is_local():
+        approved = [v for v in _local_versions(group) if v["ModelApprovalStatus"] == APPROVED]
+        return approved[-1] if approved else None
+    return next(_aws_versions(group, status=APPROVED, newest_first=True), None)
+
+
+def _by_data_date_before(versions: Iterable[dict], ds: str) -> list[dict]:
+    older = [v for v in versions if v.get("DataDate", "") < ds]
+    return sorted(older, key=lambda v: (v.get("DataDate", ""), v["ModelPackageVersion"]))
 
 
 def trained_before(ds: str, group: str | None = None) -> list[dict]:
@@ -107,14 +152,42 @@ def trained_before(ds: str, group: str | None = None) -> list[dict]:
     after its own first run registered a version, and a run for an older date never takes a newer
     model as its champion.
     """
-    older = [v for v in list_versions(group) if v.get("DataDate", "") < ds]
-    return sorted(older, key=lambda v: (v.get("DataDate", ""), v["ModelPackageVersion"]))
+    return _by_data_date_before(list_versions(group), ds)
 
 
 def champion_for(ds: str, group: str | None = None) -> dict | None:
-    """The newest Approved version trained on data older than ``ds``, or None."""
-    approved = [v for v in trained_before(ds, group) if v["ModelApprovalStatus"] == APPROVED]
-    return approved[-1] if approved else None
+    """The newest Approved version trained on data older than ``ds``, or None.
+
+    Newest by data date, not by registration (a backfill registers older data later), so every
+    Approved version is looked at; on AWS only those (ListModelPackages filters on the status).
+    """
+    group = group or group_name()
+    if cfg.is_local():
+        approved = [v for v in _local_versions(group) if v["ModelApprovalStatus"] == APPROVED]
+    else:
+        approved = _aws_versions(group, status=APPROVED)
+    older = _by_data_date_before(approved, ds)
+    return older[-1] if older else None
+
+
+def baseline_for(ds: str, group: str | None = None) -> dict:
+    """What the training run for ``ds`` starts from: the champion it is compared with on the same
+    holdout (``champion_for``) and the tuning job it warm-starts from (that of the version with the
+    newest data that has one). Both among the versions trained on data older than ``ds``, so a rerun
+    of the date asks for the same jobs."""
+    earlier = trained_before(ds, group)
+    champion = champion_for(ds, group)
+    warm_start = next((v["TuningJobName"] for v in reversed(earlier) if v.get("TuningJobName")), "")
+    log.info(
+        "champion: %s; warm start from: %s",
+        f"v{champion['ModelPackageVersion']} ({champion['ModelDataUrl']})" if champion else "none (first model)",
+        warm_start or "none",
+    )
+    return {
+        "model_data_url": champion["ModelDataUrl"] if champion else "",
+        "version": champion["ModelPackageVersion"] if champion else None,
+        "warm_start": warm_start,
+    }
 
 
 # ---------------------------------------------------------------- the gate
@@ -143,6 +216,27 @@ def gate(metrics: dict[str, float], *, floor: float, tolerance: float) -> tuple[
     )
 
 
+def gate_training_job(job: dict, *, floor: float, tolerance: float) -> dict:
+    """The gate's decision on a final training job (its DescribeTrainingJob answer): the metrics of
+    its ``FinalMetricDataList``, and ``gate``'s status and reason; logs challenger against champion."""
+    from local_aws.training import interruptions_of
+
+    metrics = {m["MetricName"]: round(float(m["Value"]), 6) for m in job.get("FinalMetricDataList", [])}
+    status, reason = gate(metrics, floor=floor, tolerance=tolerance)
+    log.info("training job %s: %d spot interruption(s), %s s billable of %s s",
+             job["TrainingJobName"], interruptions_of(job), job.get("BillableTimeInSeconds"),
+             job.get("TrainingTimeInSeconds"))
+    for name in sorted(k for k in metrics if k.startswith("holdout:")):
+        champion = metrics.get(f"champion:{name}")
+        log.info("%-32s challenger %.4f   champion %s", name, metrics[name],
+                 "-" if champion is None else f"{champion:.4f}")
+    if status == APPROVED:
+        log.info("QUALITY GATE: APPROVED. %s", reason)
+    else:
+        log.warning("QUALITY GATE: REJECTED. %s. The model is registered as Rejected and is not published.", reason)
+    return {"status": status, "reason": reason, "metrics": metrics}
+
+
 def publication(status: str, ds: str, force: bool, pointer_uri: str) -> tuple[bool, str]:
     """Whether a model trained on data up to ``ds`` may replace production, and why.
 
@@ -168,7 +262,51 @@ def publication(status: str, ds: str, force: bool, pointer_uri: str) -> tuple[bo
     return True, f"published: replaces {serving}"
 
 
+def publish(version: dict, ds: str, pointer_uri: str) -> dict:
+    """Point production at ``version``, trained on data up to ``ds``: the record at ``pointer_uri``
+    that batch scoring and deployment read, and ``publication`` holds the next model against."""
+    record = {
+        "ds": ds,
+        "model_package_version": version["ModelPackageVersion"],
+        "model_package_arn": version["ModelPackageArn"],
+        "training_job_name": version["TrainingJobName"],
+        "model_data_url": version["ModelDataUrl"],
+        "evaluation_uri": version.get("EvaluationUri", ""),
+        "metrics": version["Metrics"],
+    }
+    lake.write_json(pointer_uri, record)
+    return record
+
+
 # ---------------------------------------------------------------- writing
+
+
+def registration_token(group: str, training_job_name: str, model_data_url: str) -> str:
+    """CreateModelPackage's ClientToken for registering ``training_job_name``'s model in ``group``.
+
+    Derived from what identifies the registration, never random: a retried registration sends the
+    same token and SageMaker returns the package the first call created instead of a second version.
+    32 hexadecimal characters (the service takes 1-36 of ``[a-zA-Z0-9-]``).
+    """
+    return naming.content_hash(
+        {"group": group, "training_job_name": training_job_name, "model_data_url": model_data_url}, length=32
+    )
+
+
+def _description(training_job_name: str) -> str:
+    """The version's ModelPackageDescription: ListModelPackages returns it, so it finds the version
+    of a training job without a Describe of every version."""
+    return f"churn XGBoost from {training_job_name}"
+
+
+def _registered(client, group: str, training_job_name: str) -> dict | None:
+    """The version registered for ``training_job_name`` (newest first: a retry looks for a recent one)."""
+    for summary in _summaries(client, group, newest_first=True):
+        if summary.get("ModelPackageDescription") == _description(training_job_name):
+            version = _describe(client, summary)
+            if version["TrainingJobName"] == training_job_name:
+                return version
+    return None
 
 
 def register(
@@ -183,11 +321,11 @@ def register(
     if approval not in (APPROVED, REJECTED):
         raise ValueError(f"approval must be {APPROVED} or {REJECTED}, got {approval!r}")
     group = group or group_name()
-    existing = [v for v in list_versions(group) if v["TrainingJobName"] == training_job_name]
-    if existing:
-        return existing[-1]
     if cfg.is_local():
         versions = _local_versions(group)
+        existing = [v for v in versions if v["TrainingJobName"] == training_job_name]
+        if existing:
+            return existing[-1]
         number = versions[-1]["ModelPackageVersion"] + 1 if versions else 1
         record = {
             "ModelPackageGroupName": group,
@@ -207,13 +345,16 @@ def register(
         }
     else:
         hook = _sagemaker()
+        existing = _registered(hook.conn, group, training_job_name)
+        if existing:
+            return existing
         properties = {"training_job_name": training_job_name, "data_date": data_date,
                       "tuning_job_name": tuning_job_name,
                       **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
         hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
         response = hook.conn.create_model_package(
             ModelPackageGroupName=group,
-            ModelPackageDescription=f"churn XGBoost from {training_job_name}",
+            ModelPackageDescription=_description(training_job_name),
             ModelApprovalStatus=approval,
             InferenceSpecification={
                 "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url}],
@@ -222,6 +363,7 @@ def register(
             },
             ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
             CustomerMetadataProperties=properties,
+            ClientToken=registration_token(group, training_job_name, model_data_url),
         )
         package = hook.conn.describe_model_package(ModelPackageName=response["ModelPackageArn"])
         if reason:
@@ -234,44 +376,13 @@ def register(
         number = package["ModelPackageVersion"]
         record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,
                                            "CardUri": f"{version_prefix(group, number)}/card.md"}
-    prefix = version_prefix(group, number)
-    full_card = {**card, "version": number, "status": approval, "reason": reason, "model_data_url": model_data_url,
-                 "training_job_name": training_job_name}
-    if card_plot:
-        lake.write_bytes(f"{prefix}/model_card.png", card_plot)
-        full_card["plot"] = f"{prefix}/model_card.png"
-    lake.write_json(f"{prefix}/card.json", full_card)
-    lake.write_bytes(f"{prefix}/card.md", render_card(full_card).encode("utf-8"))
+    model_card.write(version_prefix(group, number), {
+        **card, "version": number, "status": approval, "reason": reason, "model_data_url": model_data_url,
+        "training_job_name": training_job_name,
+    }, card_plot)
     if cfg.is_local():
-        lake.write_json(f"{prefix}/package.json", record)  # last: a version exists once its card does
+        lake.write_json(f"{version_prefix(group, number)}/package.json", record)  # last: a version exists once its card does
     return record
-
-
-def render_card(card: dict) -> str:
-    """The model card as Markdown: what a reviewer reads before trusting the model."""
-    metrics, champion = card.get("metrics", {}), card.get("champion_metrics", {})
-    lines = [
-        f"# Churn model v{card['version']}: {card['status']}", "",
-        f"**Decision:** {card['reason']}", "",
-        *([f"**Publication:** {card['publication']}", ""] if card.get("publication") else []),
-        f"- training job: `{card['training_job_name']}`",
-        f"- model: `{card['model_data_url']}`",
-        f"- training set: `{card.get('training_set', '')}` (built for {card.get('ds', '')})", "",
-        "## Data", "", "| split | rows | churn rate | snapshots |", "|---|---|---|---|",
-    ]
-    for split, stats in card.get("splits", {}).items():
-        snaps = stats.get("snapshots", [])
-        lines.append(f"| {split} | {stats['rows']} | {100 * stats['positive_rate']:.2f}% | "
-                     f"{snaps[0] if snaps else ''} .. {snaps[-1] if snaps else ''} |")
-    lines += ["", "## Holdout metrics", "", "| metric | this model | champion |", "|---|---|---|"]
-    for name in sorted(k for k in metrics if k.startswith("holdout:")):
-        other = champion.get(f"champion:{name}")
-        lines.append(f"| {name} | {metrics[name]:.4f} | {'' if other is None else f'{other:.4f}'} |")
-    lines += ["", "## Hyperparameters", "", "```json", json.dumps(card.get("hyperparameters", {}), indent=1, sort_keys=True),
-              "```", "", "## Features", "", ", ".join(f"`{f}`" for f in card.get("features", [])), ""]
-    if card.get("plot"):
-        lines += ["## ROC and feature importance", "", "![ROC and feature importance](model_card.png)", ""]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- CLI

@@ -20,9 +20,10 @@
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
+| CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 3 for the local target, whose jobs take seconds to minutes |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
-| CHURN_LOCAL_KINESIS_PORT | 4567 | local target: port of the Kinesis emulator started on 127.0.0.1 |
+| CHURN_LOCAL_AWS_PORT | 4566 | local target: port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |
 | CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
@@ -166,6 +167,15 @@ class _Settings:
     @property
     def local_spark_memory(self) -> str:
         return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
+
+
+def job_poll_seconds() -> int | None:
+    value = _get("CHURN_JOB_POLL_SECONDS")
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise SettingsError(f"CHURN_JOB_POLL_SECONDS must be a whole number of seconds >= 1, got {value!r}")
+    return int(value)
 
 
 def local_spot_interruptions() -> str:

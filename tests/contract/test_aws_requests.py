@@ -21,7 +21,7 @@ from airflow.exceptions import TaskDeferred
 from airflow.sdk import macros
 from moto import mock_aws
 
-import churn_training
+from churn_ml.training_requests import TUNED
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -37,7 +37,7 @@ ENV = {
     "CHURN_EMR_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-emr-serverless",
 }
 MODEL = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output/model.tar.gz"
-BEST = {name: "0.5" for name in churn_training.TUNED} | {"max_depth": "4", "eta": "0.1"}
+BEST = {name: "0.5" for name in TUNED} | {"max_depth": "4", "eta": "0.1"}
 
 
 class FakeTI:
@@ -77,9 +77,9 @@ def aws(monkeypatch, tmp_path):
 
 
 def task_of(dag_file: str, dag_id: str, task_id: str):
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=f"{churn_training.__file__.rsplit('/', 1)[0]}/{dag_file}")
+    bag = DagBag(dag_folder=str(REPO / "dags" / dag_file))
     assert not bag.import_errors, bag.import_errors
     task = bag.get_dag(dag_id).get_task(task_id)
     if hasattr(task, "check_interval"):
@@ -238,17 +238,21 @@ def test_transform_request_is_valid_and_a_retry_reattaches_only_while_its_output
     assert names == [job["TransformJobName"], job["TransformJobName"] + "-r2"]
 
 
+def register(job: str, approval: str, data_date: str = "2026-07-02", model: str = MODEL) -> dict:
+    """registry.register as register_model calls it, for the training job ``job``."""
+    from churn_ml import registry
+
+    return registry.register(
+        model_data_url=model, image_uri=ENV["CHURN_XGBOOST_IMAGE_URI"], training_job_name=job, approval=approval,
+        reason="test", metrics={"holdout:auc": 0.8}, card={}, card_plot=None,
+        evaluation_uri="s3://churn-lake/models/churn/evaluation.json", data_date=data_date,
+        tuning_job_name=f"churn-hpo-{data_date.replace('-', '')}-abc",
+    )
+
+
 def test_registry_and_deployment_requests_are_valid_and_only_approved_models_deploy(aws):
     from churn_ml import registry
     from churn_ml.operators import DeploymentError
-
-    def register(job: str, approval: str) -> dict:
-        return registry.register(
-            model_data_url=MODEL, image_uri=ENV["CHURN_XGBOOST_IMAGE_URI"], training_job_name=job, approval=approval,
-            reason="test", metrics={"holdout:auc": 0.8}, card={}, card_plot=None,
-            evaluation_uri="s3://churn-lake/models/churn/evaluation.json", data_date="2026-07-02",
-            tuning_job_name="churn-hpo-20260702-abc",
-        )
 
     rejected = register("churn-xgb-a", "Rejected")
     approved = register("churn-xgb-b", "Approved")
@@ -273,6 +277,96 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
     assert isinstance(result, TaskDeferred) or result["Endpoint"]["EndpointConfigName"] == endpoint["EndpointConfigName"]
 
 
+@pytest.fixture
+def sagemaker_calls(aws, monkeypatch) -> list[tuple[str, dict]]:
+    """(operation, parameters) of every SageMaker request the registry sends (through one hook)."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    from churn_ml import registry
+
+    hook, calls = SageMakerHook(aws_conn_id="aws_default"), []
+    hook.conn.meta.events.register("provide-client-params.sagemaker",
+                                   lambda params, model, **_: calls.append((model.name, dict(params))))
+    monkeypatch.setattr(registry, "_sagemaker", lambda: hook)
+    return calls
+
+
+def test_registry_lookups_filter_on_the_server_and_describe_only_what_they_need(sagemaker_calls, monkeypatch):
+    """ListModelPackages filters (group, Approved, newest first), one page of one summary at a time, and
+    a DescribeModelPackage only of the versions a lookup needs, never of every version."""
+    from churn_ml import registry
+
+    monkeypatch.setattr(registry, "PAGE_SIZE", 1)  # every lookup has to walk the pages
+    for job, approval, data_date in [("churn-xgb-a", "Rejected", "2026-06-25"), ("churn-xgb-b", "Approved", "2026-07-02"),
+                                     ("churn-xgb-c", "Rejected", "2026-07-09"),
+                                     ("churn-xgb-d", "Approved", "2026-06-18")]:  # a backfill: registered last, oldest data
+        register(job, approval, data_date, model=MODEL.replace("aaaa", job[-1]))
+
+    def calls_of(lookup) -> tuple[object, list[str], list[dict]]:
+        sagemaker_calls.clear()
+        result = lookup()
+        listed = [params for op, params in sagemaker_calls if op == "ListModelPackages"]
+        return result, [op for op, _ in sagemaker_calls if op != "ListModelPackages"], listed
+
+    newest, others, listed = calls_of(registry.latest_approved)
+    assert newest["TrainingJobName"] == "churn-xgb-d" and others == ["DescribeModelPackage"]
+    assert listed == [{"ModelPackageGroupName": "churn-xgboost", "ModelApprovalStatus": "Approved",
+                       "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1}]
+    # The champion is the Approved version with the newest data before the date, not the newest registered;
+    # the Rejected versions are never described.
+    champion, others, listed = calls_of(lambda: registry.champion_for("2026-07-16"))
+    assert champion["TrainingJobName"] == "churn-xgb-b" and others == ["DescribeModelPackage"] * 2
+    assert {p["ModelApprovalStatus"] for p in listed} == {"Approved"} and len(listed) >= 2  # both pages
+    assert registry.champion_for("2026-06-30")["TrainingJobName"] == "churn-xgb-d"
+    shown, others, _ = calls_of(lambda: registry.show_version(3))
+    assert shown["TrainingJobName"] == "churn-xgb-c" and others == ["DescribeModelPackage"]
+    # The version of a training job, among several: found from the summaries, nothing created.
+    again, others, _ = calls_of(lambda: register("churn-xgb-b", "Approved", "2026-07-02", model=MODEL.replace("aaaa", "b")))
+    assert again["ModelPackageVersion"] == 2 and others == ["DescribeModelPackage"]
+    assert [v["TrainingJobName"] for v in registry.list_versions()] == [f"churn-xgb-{x}" for x in "abcd"]
+
+
+def test_a_retried_registration_sends_the_same_client_token_and_gets_the_same_version(sagemaker_calls, monkeypatch):
+    """SageMaker answers a CreateModelPackage whose ClientToken it has seen with the package it created
+    then; moto 5.2.5 records the token but creates another version, so this test gives it SageMaker's
+    answer. The registry's own lookup is blinded, as when ListModelPackages does not show the first
+    create yet (two attempts at once, or a create that went through while its attempt failed): the
+    token alone keeps the registration one version."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    from churn_ml import naming, registry
+
+    create = SageMakerModelBackend.create_model_package
+
+    def create_once_per_token(self, **request):
+        seen = [p for p in self.model_packages.values() if request["client_token"] and p.client_token == request["client_token"]]
+        return seen[0].arn if seen else create(self, **request)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_model_package", create_once_per_token)
+    monkeypatch.setattr(registry, "_registered", lambda *_: None)
+    first, retry = register("churn-xgb-a", "Approved"), register("churn-xgb-a", "Approved")
+    other = register("churn-xgb-b", "Approved", model=MODEL.replace("aaaa", "bbbb"))
+    tokens = [params["ClientToken"] for op, params in sagemaker_calls if op == "CreateModelPackage"]
+    assert len(tokens) == 3 and tokens[0] == tokens[1] != tokens[2]
+    assert naming.check_name(tokens[0], "sagemaker", "CreateModelPackage", "ClientToken") == tokens[0]
+    assert [v["ModelPackageVersion"] for v in (first, retry, other)] == [1, 1, 2]
+    assert [v["TrainingJobName"] for v in registry.list_versions()] == ["churn-xgb-a", "churn-xgb-b"]
+
+
+def test_the_endpoint_and_batch_scoring_create_the_same_model_for_an_artifact(aws):
+    """Both DAGs build their CreateModel from one definition: the same container, code and role for a model."""
+    register("churn-xgb-b", "Approved")
+    run(task_of("churn_training.py", "churn_training", "deploy_model"),
+        {"publish_model": {"model_package_version": 1, "model_data_url": MODEL, "evaluation_uri": ""}})
+    run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "list_scoring_input"))
+    run(task_of("churn_batch_scoring.py", "churn_batch_scoring", "batch_transform"), {"resolve_model": {"model_data_url": MODEL}})
+    client = boto3.client("sagemaker")
+    models = [client.describe_model(ModelName=m["ModelName"]) for m in client.list_models()["Models"]]
+    assert sorted(m["ModelName"].split("-model-")[0] for m in models) == ["churn-score", "churn-xgboost"]
+    definitions = [{k: m[k] for k in ("PrimaryContainer", "ExecutionRoleArn")} for m in models]
+    assert definitions[0] == definitions[1] and definitions[0]["PrimaryContainer"]["ModelDataUrl"] == MODEL
+
+
 def test_sensor_pokes_s3(aws):
     task = task_of("churn_batch_scoring.py", "churn_batch_scoring", "wait_for_scoring_input")
     context = {"ds": DS, "params": {}, "macros": macros, "dag": task.dag, "task": task, "ti": FakeTI(task, {}),
@@ -292,7 +386,7 @@ def streaming_aws(aws):
     arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
     boto3.client("glue").create_job(
         Name="churn-streaming", Role="churn-glue", GlueVersion="5.0", WorkerType="G.1X", NumberOfWorkers=2,
-        Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_streaming.py",
+        Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_stream_scoring.py",
                  "PythonVersion": "3"},
         DefaultArguments={"--extra-py-files": "s3://churn-artifacts/lib/churn.zip", "--source": "glue",
                           "--stream-arn": arn, "--region": "us-east-1"},
@@ -333,17 +427,17 @@ def test_streaming_dag_starts_one_glue_run_and_a_retry_or_a_race_reattaches(stre
 
     from moto.moto_api import state_manager
 
-    from churn_ml import streaming
+    from churn_ml import stream_job
 
     log = logging.getLogger("test")
     state_manager.set_transition("glue::job_run", {"progression": "manual", "times": 10**6})
     try:
-        assert streaming.ensure_endpoint(log)["status"] == "InService"
-        first = streaming.ensure_job(log)
+        assert stream_job.ensure_endpoint(log)["status"] == "InService"
+        first = stream_job.ensure_job(log)
         assert first["action"] == "started"
-        again = streaming.ensure_job(log)
+        again = stream_job.ensure_job(log)
         assert again["action"] == "none" and again["run_id"] == first["run_id"]
-        raced = streaming._start(log)  # a start while the run is active: ConcurrentRunsExceeded -> that run
+        raced = stream_job._start(log)  # a start while the run is active: ConcurrentRunsExceeded -> that run
         assert raced["Id"] == first["run_id"]
         runs = boto3.client("glue").get_job_runs(JobName="churn-streaming")["JobRuns"]
         assert len(runs) == 1
@@ -356,7 +450,7 @@ def test_streaming_dag_starts_one_glue_run_and_a_retry_or_a_race_reattaches(stre
     # A finished run (moto: SUCCEEDED after its reads) is replaced by a new one.
     for _ in range(3):
         boto3.client("glue").get_job_runs(JobName="churn-streaming")
-    assert streaming.ensure_job(log)["action"] == "started"
+    assert stream_job.ensure_job(log)["action"] == "started"
     assert len(boto3.client("glue").get_job_runs(JobName="churn-streaming")["JobRuns"]) == 2
 
 
@@ -367,21 +461,21 @@ def test_stopping_the_streaming_job_sends_a_valid_batch_stop(streaming_aws, monk
     from botocore.stub import Stubber
     from moto.moto_api import state_manager
 
-    from churn_ml import streaming
+    from churn_ml import stream_job
 
     log = logging.getLogger("test")
     state_manager.set_transition("glue::job_run", {"progression": "manual", "times": 10**6})
     try:
-        run_id = streaming.ensure_job(log)["run_id"]
+        run_id = stream_job.ensure_job(log)["run_id"]
         runs = boto3.client("glue").get_job_runs(JobName="churn-streaming")
     finally:
         state_manager.unset_transition("glue::job_run")
-    hook = streaming._glue_hook()
+    hook = stream_job._glue_hook()
     with Stubber(hook.conn) as stub:
         stub.add_response("get_job_runs", runs, {"JobName": "churn-streaming", "MaxResults": 10})
         stub.add_response("batch_stop_job_run", {"SuccessfulSubmissions": [{"JobName": "churn-streaming", "JobRunId": run_id}],
                                                  "Errors": []},
                           {"JobName": "churn-streaming", "JobRunIds": [run_id]})
-        monkeypatch.setattr(streaming, "_glue_hook", lambda: hook)
-        assert streaming.stop_job(log)["Id"] == run_id
+        monkeypatch.setattr(stream_job, "_glue_hook", lambda: hook)
+        assert stream_job.stop_job(log)["Id"] == run_id
         stub.assert_no_pending_responses()

@@ -141,7 +141,7 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
     glue = _client("glue", moto_server)
     glue.create_job(Name="churn-streaming", Role="churn-glue", GlueVersion="5.0",
-                    Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_streaming.py"},
+                    Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_stream_scoring.py"},
                     DefaultArguments={"--source": "glue", "--stream-arn": arn}, ExecutionProperty={"MaxConcurrentRuns": 1})
     sagemaker = _client("sagemaker", moto_server)
     sagemaker.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/churn-sagemaker",

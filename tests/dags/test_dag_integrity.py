@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_training_tunes_trains_gates_registers_publishes_and_deploys_only_throug
     tasks = describe("local")["dags"]["churn_training"]["tasks"]
     order = ["resolve_champion", "tune_hyperparameters", "train_model", "quality_gate", "register_model",
              "approved", "publish_model", "deploy_model"]
-    for upstream, downstream in zip(order, order[1:]):
+    for upstream, downstream in pairwise(order):
         assert downstream in tasks[upstream]["downstream"], f"{upstream} -> {downstream}"
     assert tasks["tune_hyperparameters"]["operator"] == "SageMakerTuningJobOperator"
     assert tasks["approved"]["operator"] == "_ShortCircuitDecoratedOperator"

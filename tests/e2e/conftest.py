@@ -27,7 +27,7 @@ def stack():
     # Not under pytest's 0700 temporary root: PostgreSQL runs as the user postgres when tests run as root.
     work = Path(tempfile.mkdtemp(prefix="churn-e2e-"))
     work.chmod(0o755)
-    env = stack_env(work, free_port(), free_port())
+    env = stack_env(work, free_port(), free_port(), free_port())
     started = time.monotonic()
     try:
         run = subprocess.run(["bash", str(REPO / "scripts/run_local.sh")], env=env, capture_output=True, text=True,
@@ -39,7 +39,7 @@ def stack():
         cli_env = dict(item.split("=", 1) for item in shell.stdout.split("\0") if "=" in item)
 
         def endpoint() -> dict:
-            proc = subprocess.run([sys.executable, "-m", "churn_ml.local.endpoints", "describe", "churn-xgboost"],
+            proc = subprocess.run([sys.executable, "-m", "local_aws.endpoints", "describe", "churn-xgboost"],
                                   env=cli_env, capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr
             return json.loads(proc.stdout)

@@ -81,7 +81,7 @@ def wait_for_runs(client: Airflow, dag_id: str, days: list[str], *, timeout: flo
         time.sleep(3)
 
 
-def stack_env(work: Path, airflow_port: int, runtime_port: int) -> dict:
+def stack_env(work: Path, airflow_port: int, runtime_port: int, aws_port: int) -> dict:
     env = {
         **os.environ,
         "LAKE_ROOT": str(work / "lake"),
@@ -90,6 +90,7 @@ def stack_env(work: Path, airflow_port: int, runtime_port: int) -> dict:
         "CHURN_DS": DS,
         "CHURN_AIRFLOW_PORT": str(airflow_port),
         "CHURN_LOCAL_RUNTIME_PORT": str(runtime_port),  # not the port a `make run` endpoint may hold
+        "CHURN_LOCAL_AWS_PORT": str(aws_port),  # nor its control plane
     }
     # scripts/env.sh derives these from AIRFLOW_HOME and the port: never inherit another stack's.
     for name in list(env):

@@ -43,7 +43,7 @@ class _TI:
 @cache
 def dags(backend: str) -> dict:
     """The DAGs as the scheduler parses them on the aws target with this Spark backend."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ML_TARGET", "aws")

@@ -58,7 +58,7 @@ def small_repo(tmp_path) -> Path:
         "dags/churn_small.py": "# a DAG\n", "dags/.airflowignore": "",
         "plugins/churn_ml/__init__.py": "", "plugins/churn_ml/operators.py": "X = 1\n",
         "include/churn/__init__.py": "", "include/jobs/job.py": "print('job')\n",
-        "include/sagemaker/train.py": "print('train')\n", "requirements.txt": "apache-airflow-providers-amazon\n",
+        "include/sagemaker/churn_train.py": "print('train')\n", "requirements.txt": "apache-airflow-providers-amazon\n",
     }
     for name, text in files.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_arti
     assert startup.startswith("#!/bin/sh") and "export ML_TARGET=aws" in startup
     assert "export CHURN_SAGEMAKER_ROLE_ARN=arn:aws:iam::111122223333:role/churn-sagemaker" in startup
     assert {p.relative_to(built["artifacts"]).as_posix() for p in built["artifacts"].rglob("*") if p.is_file()} >= {
-        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_streaming.py", "lib/churn.zip",
+        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_stream_scoring.py", "lib/churn.zip",
         "sagemaker/sourcedir.tar.gz"}
 
 

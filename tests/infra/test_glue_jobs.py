@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from built_dags import ARTIFACTS_BUCKET, dags, render
 from cfn_template import as_list, load, role_statements, sub_text
+from local_aws.template import glue_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 # Glue job arguments that decide encryption, logging, monitoring or which code and libraries run:
@@ -39,10 +40,6 @@ def template() -> dict:
     return load()
 
 
-def glue_jobs(template: dict) -> dict[str, dict]:
-    """Job name (Project = churn) -> the template's job properties."""
-    return {sub_text(r["Properties"]["Name"]).replace("${Project}", "churn"): r["Properties"]
-            for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job"}
 
 
 def glue_tasks() -> list:
@@ -52,7 +49,7 @@ def glue_tasks() -> list:
 
 
 def test_no_task_or_hook_creates_or_updates_a_glue_job():
-    from churn_ml import streaming
+    from churn_ml import stream_job
     from churn_ml.operators import GlueJobDefinitionError, StartOnlyGlueJobHook
 
     for task in glue_tasks():
@@ -64,7 +61,7 @@ def test_no_task_or_hook_creates_or_updates_a_glue_job():
             task.hook.update_job(Name=task.job_name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ML_TARGET", "aws")
-        assert streaming._glue_hook().update_config is False  # the streaming job's runs: StartJobRun only
+        assert stream_job._glue_hook().update_config is False  # the streaming job's runs: StartJobRun only
 
 
 def test_no_code_in_dags_or_plugins_updates_a_glue_job_definition():
@@ -118,16 +115,14 @@ def test_glue_runs_never_override_a_default_argument_or_a_security_setting(templ
                     for k, v in job["DefaultArguments"].items()}
         assert rendered.script_location == sub_text(job["Command"]["ScriptLocation"]).replace(
             "${ArtifactsBucket}", ARTIFACTS_BUCKET), task.task_id
-        # The local target's stand-in for the job's definition is the template's.
-        assert rendered.job_default_arguments.items() <= defaults.items(), task.task_id
         run_arguments = set(rendered.script_args)
         assert not run_arguments & set(defaults), f"{task.task_id} overrides {run_arguments & set(defaults)}"
         assert not run_arguments & SECURITY_ARGUMENTS, f"{task.task_id} sets {run_arguments & SECURITY_ARGUMENTS}"
         assert set(rendered.run_job_kwargs) <= RUN_PARAMETERS, task.task_id
-    # The streaming job, started by churn_ml.streaming with its run arguments on top of the job's defaults.
-    from churn_ml import streaming
+    # The streaming job, started by churn_ml.stream_job with its run arguments on top of the job's defaults.
+    from churn_ml import stream_job
 
-    run_arguments = set(streaming.run_arguments())
+    run_arguments = set(stream_job.run_arguments())
     defaults = set(jobs["churn-streaming"]["DefaultArguments"])
     assert not run_arguments & defaults and not run_arguments & SECURITY_ARGUMENTS
 
@@ -141,19 +136,3 @@ def test_a_glue_run_never_creates_the_job_either():
     with pytest.raises(GlueJobDefinitionError, match="does not exist"):
         hook.initialize_job({"--ds": "2026-07-06"})
     assert issubclass(StartOnlyGlueJobHook, GlueJobHook)
-
-
-def test_the_local_target_runs_the_glue_job_with_the_templates_library(monkeypatch):
-    """Locally there is no job definition: the operator applies the template's --extra-py-files itself."""
-    from churn_ml.local import spark
-
-    calls = []
-    monkeypatch.setattr(spark, "run_spark_job", lambda **kwargs: calls.append(kwargs) or {"jobRunId": "local-1"})
-    monkeypatch.setenv("ML_TARGET", "local")
-    task = next(t for t in glue_tasks() if t.task_id == "build_training_set")
-    rendered, context = render(task)
-    assert rendered.execute(context) == "local-1"
-    (call,) = calls
-    assert call["py_files"] == [f"s3://{ARTIFACTS_BUCKET}/lib/churn.zip"]
-    assert call["entry_point"] == rendered.script_location
-    assert "--extra-py-files" not in call["arguments"] and call["arguments"][:2] == ["--ds", "2026-07-06"]

@@ -111,18 +111,20 @@ def test_the_endpoint_rollback_alarms_are_the_ones_the_training_dag_names(templa
 
 
 def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeypatch):
-    from churn_ml import streaming
+    from churn_ml import stream_job
 
-    monkeypatch.setenv("CHURN_ARTIFACTS_BUCKET", "${ArtifactsBucket}")
+    from cfn_template import sub_text
+    from churn_ml.settings import settings
+
     job = template["Resources"]["StreamingJob"]["Properties"]
-    expected = streaming.job_definition()
-    assert job["Name"].replace("${Project}", "churn") == expected["Name"]
-    assert job["Command"]["Name"] == "gluestreaming" and job["Command"]["ScriptLocation"] == expected["Command"]["ScriptLocation"]
+    assert sub_text(job["Name"]).replace("${Project}", "churn") == settings.streaming_job_name
+    assert job["Command"]["Name"] == "gluestreaming"
+    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/jobs/churn_stream_scoring.py"
     defaults = job["DefaultArguments"]
-    assert defaults["--extra-py-files"] == expected["DefaultArguments"]["--extra-py-files"]
+    assert sub_text(defaults["--extra-py-files"]) == "s3://${ArtifactsBucket}/lib/churn.zip"
     assert defaults["--source"] == "glue" and "--stream-arn" in defaults
     assert job["ExecutionProperty"]["MaxConcurrentRuns"] == 1  # a racing second start fails, never duplicates
-    assert not set(defaults) & set(streaming.run_arguments()), "the DAG's run arguments would silently override"
+    assert not set(defaults) & set(stream_job.run_arguments()), "the DAG's run arguments would silently override"
 
 
 def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeypatch):

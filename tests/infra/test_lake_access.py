@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from built_dags import ARTIFACTS_BUCKET, LAKE_BUCKET, LAKE_ROOT, dags, render
 from cfn_template import Tagged, as_list, load, role_statements, sub_text
+from local_aws.template import glue_jobs
 from churn_ml import dag_support as ds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +146,10 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
         add(ds.EMR, log_uri, "w")
     elif isinstance(rendered, operators.GlueSparkJobOperator):
         add(ds.GLUE, rendered.script_location, "r")
-        for _, uri in s3_strings(rendered.job_default_arguments):
+        # The job's DefaultArguments are the template's (the control plane defines the same jobs locally).
+        defaults = glue_jobs(load())[rendered.job_name]["DefaultArguments"]
+        for _, uri in s3_strings({k: (sub_text(v) or v).replace("${ArtifactsBucket}", rendered.script_location.split("/")[2])
+                                  for k, v in defaults.items() if sub_text(v)}):
             add(ds.GLUE, uri, "r")
         for _, uri in s3_strings(rendered.script_args):
             if uri != LAKE_ROOT:
@@ -282,12 +286,13 @@ def _spark_tasks(backend: str) -> dict[str, list[tuple[str, str]]]:
 
 @pytest.mark.parametrize("backend", ["emr_serverless", "glue"])
 def test_the_paths_in_the_spark_jobs_are_granted_to_the_role_that_runs_them(backend):
-    from churn_ml import streaming
+    from churn_ml import stream_job
 
     role = ds.EMR if backend == "emr_serverless" else ds.GLUE
     runs = {job: [(t, role) for t in tasks] for job, tasks in _spark_tasks(backend).items()}
-    # The streaming job: a Glue job the churn_streaming DAG starts (streaming.ensure_job).
-    runs.setdefault(streaming.SCRIPT.rsplit("/", 1)[1], []).append((("churn_streaming", "ensure_streaming_job"), ds.GLUE))
+    # The streaming job: a Glue job the churn_streaming DAG starts (stream_job.ensure_job).
+    script = sub_text(glue_jobs(load())[stream_job.settings.streaming_job_name]["Command"]["ScriptLocation"])
+    runs.setdefault(script.rsplit("/", 1)[1], []).append((("churn_streaming", "ensure_streaming_job"), ds.GLUE))
     assert set(runs) == {p.name for p in (REPO / "include" / "jobs").glob("*.py")}, "a job no task runs, or the reverse"
     for job, runners in runs.items():
         paths = job_paths(f"jobs/{job}")
@@ -299,12 +304,12 @@ def test_the_paths_in_the_spark_jobs_are_granted_to_the_role_that_runs_them(back
 
 
 def test_the_streaming_jobs_run_arguments_and_health_check_are_in_the_table():
-    from churn_ml import streaming
+    from churn_ml import stream_job
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHURN_LAKE_BUCKET", LAKE_BUCKET)
-        arguments = streaming.run_arguments()
-        progress = f"{streaming.root()}/runs/run-1/progress.json"
+        arguments = stream_job.run_arguments()
+        progress = f"{stream_job.root()}/runs/run-1/progress.json"
     job = task_access("churn_streaming", "ensure_streaming_job")[ds.GLUE]
     for name, value in arguments.items():
         if value.startswith("s3://") and value != LAKE_ROOT:

@@ -17,8 +17,8 @@ import pytest
 
 from churn import datagen, features
 from churn_ml import lake
-from churn_ml.local import endpoints, kinesis
-from churn_ml.local.training import run_training_job
+from local_aws import control_plane, endpoints, kinesis
+from local_aws.training import run_training_job
 from support import free_port, model_request, training_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,8 +56,8 @@ def world(tmp_path_factory, spark):
     work = tmp_path_factory.mktemp("streaming")
     env = {
         "LAKE_ROOT": str(work / "lake"), "ML_TARGET": "local",
-        "CHURN_LOCAL_RUNTIME_PORT": str(free_port()), "CHURN_LOCAL_KINESIS_PORT": str(free_port()),
-        "CHURN_STREAMING_TRIGGER_SECONDS": "1", "CHURN_LOCAL_SPARK_MEMORY": "1g",
+        "CHURN_LOCAL_RUNTIME_PORT": str(free_port()), "CHURN_LOCAL_AWS_PORT": str(free_port()),
+        "CHURN_STREAMING_TRIGGER_SECONDS": "1", "CHURN_LOCAL_SPARK_MEMORY": "1g", "CHURN_JOB_POLL_SECONDS": "1",
         "CHURN_ENDPOINT_NAME": "churn-stream-test", "CHURN_KINESIS_STREAM": "churn-events-test",
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -86,16 +86,17 @@ def world(tmp_path_factory, spark):
             },
             "Endpoint": {"EndpointName": env["CHURN_ENDPOINT_NAME"], "EndpointConfigName": "churn-stream-test-v1"},
         }, LOG)
+        control_plane.ensure_server()  # the AWS APIs the DAG's tasks call, Kinesis included
         try:
             yield {"work": work, "raw": raw, "lake": work / "lake" / "churn-lake", "env": {**os.environ, **env},
                    "model_url": model_url}
         finally:
-            from churn_ml.local.streaming import stop_job_run
+            from local_aws.glue_streaming import stop_job_run
 
             from churn_ml.settings import settings
 
             stop_job_run(settings.streaming_job_name, LOG, timeout=30)
-            kinesis.stop_server()
+            control_plane.stop_server()
             endpoints.main(["delete", "--all"])
 
 
@@ -110,7 +111,9 @@ def airflow_env(world: dict) -> dict:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"), str(REPO / "include"),
+                                       os.environ.get("PYTHONPATH", "")]),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(control_plane.connection()),
     }
 
 

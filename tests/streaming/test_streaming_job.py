@@ -28,9 +28,9 @@ import pytest
 
 from churn import features
 from churn.stream_producer import event_lines, kinesis_client, produce
-from churn_ml import streaming
-from churn_ml.local import endpoints, kinesis
-from churn_ml.local.streaming import get_job_run
+from churn_ml import stream_job
+from local_aws import endpoints, kinesis
+from local_aws.glue_streaming import get_job_run
 from conftest import EVENT_DAY, LOG, dags_test, read_json_lines
 
 pytestmark = pytest.mark.e2e
@@ -136,7 +136,7 @@ def _progress_with(run_id: str, events: int) -> dict | None:
     or the last one read when the wait runs out (None if there was none)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        progress = streaming.read_progress(run_id)
+        progress = stream_job.read_progress(run_id)
         if (progress and progress["totals"]["input"] >= events) or time.monotonic() > deadline:
             return progress
         time.sleep(0.5)
@@ -242,7 +242,7 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
 def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world):
     """The job calls the endpoint by name: after a deployment, later events get the new model's scores
     and the health check reports a batch scored since the endpoint changed."""
-    from churn_ml.local.training import run_training_job
+    from local_aws.training import run_training_job
     from support import model_request, training_request
 
     run_before = get_job_run("churn-streaming")["Id"]
@@ -268,11 +268,11 @@ def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world)
     assert new["score"].to_dict() != _scores_in_process(world["model_url"], new), "v1 and v2 score alike"
     assert get_job_run("churn-streaming")["Id"] == run_before, "the job was restarted"
 
-    endpoint = streaming.ensure_endpoint(LOG)
+    endpoint = stream_job.ensure_endpoint(LOG)
     assert endpoint["config"] == "churn-stream-test-v2"
     deadline = time.monotonic() + WAIT_SECONDS
     while True:  # the job writes its progress every few seconds
-        metrics = streaming.check_health({"run_id": run_before, "started_on": None}, endpoint, LOG)
+        metrics = stream_job.check_health({"run_id": run_before, "started_on": None}, endpoint, LOG)
         if metrics["scored_since_deployment"] or time.monotonic() > deadline:
             break
         time.sleep(1)

@@ -80,7 +80,7 @@ def _reader(out: str, stamps: list[str], start: float, stop, ready) -> tuple[int
 
 
 def _publisher(start: float) -> tuple[str, list[str]]:
-    from churn_ml.local.common import publish_artifacts
+    from local_aws.common import publish_artifacts
 
     _wait_for(start)
     try:

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from churn_ml.local import endpoints
-from churn_ml.local.training import run_training_job
+from local_aws import endpoints
+from local_aws.training import run_training_job
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support import FEATURES, free_port, model_request, training_request, write_channel

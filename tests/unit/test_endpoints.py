@@ -18,9 +18,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from churn_ml import lake
-from churn_ml.local import endpoints
-from churn_ml.local.common import LocalJobError
-from churn_ml.local.training import run_training_job
+from local_aws import endpoints
+from local_aws.common import LocalJobError
+from local_aws.training import run_training_job
 from support import BLUE_GREEN_CANARY, free_port, model_request, training_request, write_channel
 
 LOG = logging.getLogger("test")

@@ -10,13 +10,11 @@ from churn_ml.operators import LakeKeySensor
 KEYS = ["s3://churn-lake/raw/customers/dt=2026-07-01/_SUCCESS", "s3://churn-lake/raw/events/dt=2026-07-01/_SUCCESS"]
 
 
-def test_it_waits_in_reschedule_mode_and_pokes_the_local_lake(lake_root):
+def test_it_defers_on_both_targets():
+    """The provider's S3 trigger waits on the triggerer (locally, against the control plane's S3:
+    tests/local_aws/test_control_plane.py pokes the lake through it)."""
     sensor = LakeKeySensor(task_id="wait", bucket_key=KEYS, timeout=600)
-    assert sensor.mode == "reschedule"
-    assert not sensor.poke({})
-    for key in KEYS:
-        lake.write_bytes(key, b"")
-    assert sensor.poke({})
+    assert sensor.deferrable
 
 
 def test_the_timeout_names_the_missing_partition_and_what_to_do(lake_root):

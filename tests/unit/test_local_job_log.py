@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_ml.local.common import stream
+from local_aws.common import stream
 
 LOG = logging.getLogger("test")
 

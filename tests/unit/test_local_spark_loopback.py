@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from churn import datagen
-from churn_ml.local import spark
+from local_aws import spark
 from churn_ml.settings import settings
 
 LOG = logging.getLogger("test")

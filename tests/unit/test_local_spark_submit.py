@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from churn_ml import lake
-from churn_ml.local import spark
-from churn_ml.local.common import LocalJobError
+from local_aws import spark
+from local_aws.common import LocalJobError
 
 BESIDE = Path(sys.executable).parent / "spark-submit"
 LIB = "s3://churn-artifacts/lib/churn.zip"  # the jobs' --py-files / --extra-py-files
@@ -23,7 +23,7 @@ def test_spark_submit_is_found_next_to_the_interpreter_when_not_on_path(lake_roo
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH, like `env -i ... .venv/bin/python`
     for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYTHONPATH"):
         monkeypatch.delenv(name, raising=False)
-    command, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_streaming.py",
+    command, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_stream_scoring.py",
                                       arguments=[], py_files=[LIB], spark_conf={}, workdir=tmp_path)
     assert command[0] == str(BESIDE)
     # Spark's Python is this interpreter (it has pyspark), not whatever `python` is on PATH.
@@ -45,7 +45,7 @@ def test_a_configured_spark_python_and_python_path_are_kept(lake_root, monkeypat
     monkeypatch.delenv("PYSPARK_DRIVER_PYTHON", raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/repo/plugins", "/repo/include"]))
     monkeypatch.setattr(spark, "_spark_submit", lambda: "spark-submit")
-    _, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_streaming.py",
+    _, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_stream_scoring.py",
                                 arguments=[], py_files=[LIB], spark_conf={}, workdir=tmp_path)
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == "/opt/python/bin/python3"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(LIB)), "/repo/plugins", "/repo/include"]

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from churn_ml import naming
-from churn_ml.local.common import control_plane, path_segment
-from churn_ml.local.models import create_model
-from churn_ml.local.training import run_training_job
+from local_aws.common import control_plane, path_segment
+from local_aws.models import create_model
+from local_aws.training import run_training_job
 from support import model_request, training_request
 
 LOG = logging.getLogger("test")

@@ -91,3 +91,48 @@ def test_production_only_moves_forward_unless_forced(lake_root):
     assert registry.publication("Approved", "2026-06-25", True, pointer)[0] is True
     assert registry.publication("Approved", "2026-07-02", False, pointer)[0] is True  # a rerun republishes its own date
     assert registry.publication("Approved", "2026-07-09", False, pointer)[0] is True
+
+
+def test_the_registration_token_is_derived_from_the_registration_and_valid_for_sagemaker():
+    from churn_ml import naming
+
+    token = registry.registration_token("churn-xgboost", "job-a", "s3://churn-lake/models/churn/job-a/output/model.tar.gz")
+    assert naming.check_name(token, "sagemaker", "CreateModelPackage", "ClientToken") == token
+    assert token == registry.registration_token("churn-xgboost", "job-a", "s3://churn-lake/models/churn/job-a/output/model.tar.gz")
+    others = {registry.registration_token("churn-xgboost", "job-b", "s3://churn-lake/models/churn/job-a/output/model.tar.gz"),
+              registry.registration_token("churn-xgboost", "job-a", "s3://churn-lake/models/churn/job-b/output/model.tar.gz"),
+              registry.registration_token("other-group", "job-a", "s3://churn-lake/models/churn/job-a/output/model.tar.gz")}
+    assert token not in others and len(others) == 3
+
+
+def test_the_baseline_of_a_date_is_its_champion_and_the_newest_tuning_before_it(lake_root):
+    assert registry.baseline_for("2026-07-02") == {"model_data_url": "", "version": None, "warm_start": ""}
+    _register("job-jun", "Approved", 0.78, ds="2026-06-25")
+    _register("job-jul", "Rejected", 0.60, ds="2026-07-02")
+    assert registry.baseline_for("2026-07-09") == {
+        "model_data_url": "s3://churn-lake/models/churn/job-jun/output/model.tar.gz", "version": 1,
+        "warm_start": "hpo-job-jul",  # a Rejected model's tuning still warm-starts the next date
+    }
+
+
+def test_the_gate_decides_on_the_training_jobs_final_metrics_and_logs_the_comparison(caplog):
+    job = {"TrainingJobName": "job-a", "BillableTimeInSeconds": 40, "TrainingTimeInSeconds": 100,
+           "SecondaryStatusTransitions": [{"Status": "Starting"}, {"Status": "Interrupted"}, {"Status": "Training"}],
+           "FinalMetricDataList": [{"MetricName": "holdout:auc", "Value": 0.7712345678},
+                                   {"MetricName": "champion:holdout:auc", "Value": 0.79}]}
+    with caplog.at_level("INFO", logger="churn_ml.registry"):
+        decision = registry.gate_training_job(job, floor=0.7, tolerance=0.01)
+    assert decision["status"] == "Rejected" and "worse than the champion's 0.7900" in decision["reason"]
+    assert decision["metrics"] == {"holdout:auc": 0.771235, "champion:holdout:auc": 0.79}
+    assert "job-a: 1 spot interruption(s), 40 s billable of 100 s" in caplog.text
+    assert "challenger 0.7712   champion 0.7900" in caplog.text and "QUALITY GATE: REJECTED" in caplog.text
+
+
+def test_publishing_writes_the_pointer_the_next_publication_is_held_against(lake_root):
+    pointer = "s3://churn-lake/published/churn/latest.json"
+    version = _register("job-a", "Approved", 0.78, ds="2026-07-09")
+    record = registry.publish(version, "2026-07-09", pointer)
+    assert lake.read_json(pointer) == record
+    assert record["model_package_version"] == 1 and record["model_data_url"].endswith("/job-a/output/model.tar.gz")
+    assert record["evaluation_uri"].endswith("/job-a/output/evaluation.json")
+    assert registry.publication("Approved", "2026-07-02", False, pointer)[0] is False  # older data than production

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from churn_ml import lake, naming
-from churn_ml.local.transform import apply_csv_filter, parse_csv_filter, run_transform_job
-from churn_ml.local.training import run_training_job, validate_request
+from local_aws.transform import apply_csv_filter, parse_csv_filter, run_transform_job
+from local_aws.training import run_training_job, validate_request
 from support import training_request as _training_request
 from support import FEATURES, model_request
 from support import write_channel as _write_channel
@@ -173,7 +173,7 @@ def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeyp
     steady = run_training_job(_spot_request("spot-steady"), LOG, interruptions="")
     interrupted = run_training_job(_spot_request("spot-interrupted"), LOG, interruptions="35,75:kill")
 
-    from churn_ml.local.training import interruptions_of
+    from local_aws.training import interruptions_of
 
     assert interruptions_of(steady) == 0 and interruptions_of(interrupted) == 2
     spot_restart = ["Interrupted", "Restarting", "Training"]
@@ -209,7 +209,7 @@ def test_spot_request_without_max_wait_is_refused():
 
 
 def test_interruption_plan_parses_rounds_random_and_kill():
-    from churn_ml.local.training import Interruption, interruption_plan
+    from local_aws.training import Interruption, interruption_plan
 
     plan = interruption_plan("90:kill, 40,random", "job-a", 200)
     assert plan[0] == Interruption(40) and Interruption(90, kill=True) in plan and len(plan) == 3
@@ -223,11 +223,14 @@ def test_spot_fields_are_cast_named_per_job_and_size_the_wait(lake_root, monkeyp
     import datetime as dt
     from types import SimpleNamespace
 
-    import churn_ml.local.training as training
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+
     from churn_ml.operators import SageMakerTrainingJobOperator
 
     seen = {}
-    monkeypatch.setattr(training, "run_training_job", lambda request, log: seen.setdefault("request", request))
+    # What the provider's operator is given to create (no job of that name exists yet).
+    monkeypatch.setattr(SageMakerTrainingOperator, "execute", lambda self, context: seen.setdefault("request", self.config))
+    monkeypatch.setattr(SageMakerTrainingJobOperator, "_existing", lambda self, name, describe: None)
     config = _spot_request("ignored")
     config["StoppingCondition"] = {"MaxRuntimeInSeconds": "3600", "MaxWaitTimeInSeconds": "7200"}
     config["CheckpointConfig"]["S3Uri"] = "s3://churn-lake/checkpoints/churn/"

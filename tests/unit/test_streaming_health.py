@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from churn import scoring
-from churn_ml.streaming import assess
+from churn_ml.stream_job import assess
 
 NOW = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.timezone.utc)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from churn import stream_producer
-from churn_ml.local import kinesis
+from local_aws import control_plane, kinesis
 from support import free_port
 
 STREAM = "churn-events-test"
@@ -15,10 +15,10 @@ STREAM = "churn-events-test"
 
 @pytest.fixture
 def emulator(lake_root, monkeypatch):
-    monkeypatch.setenv("CHURN_LOCAL_KINESIS_PORT", str(free_port()))
+    monkeypatch.setenv("CHURN_LOCAL_AWS_PORT", str(free_port()))
     url = kinesis.ensure_server()
     yield url
-    kinesis.stop_server()
+    control_plane.stop_server()
 
 
 def _raw_events(root, day: str, events: int, corrupt: int):

@@ -1,11 +1,11 @@
-"""train.py: arguments, channels, canary records, metrics and checkpoints, called directly."""
+"""churn_train.py: arguments, channels, canary records, metrics and checkpoints, called directly."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import train
+import churn_train as train
 
 
 def test_hyperparameters_from_the_command_line_and_sm_paths_from_the_environment(monkeypatch):
@@ -60,7 +60,7 @@ def test_canary_records_span_the_scores_and_reproduce_the_booster(tmp_path):
 
 
 def test_lift_brier_and_metric_directions():
-    import evaluation
+    import churn_evaluation as evaluation
 
     labels = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1] * 10)
     perfect = labels.astype(float)
@@ -72,7 +72,7 @@ def test_lift_brier_and_metric_directions():
 
 def test_checkpoints_resume_from_the_newest_loadable_file(tmp_path):
     import xgboost as xgb
-    from checkpoints import CheckpointStore, TrainingState
+    from churn_checkpoints import CheckpointStore, TrainingState
 
     x = np.random.default_rng(0).normal(size=(200, 3))
     booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0), 10)

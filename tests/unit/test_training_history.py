@@ -10,9 +10,9 @@ import botocore.session
 import numpy as np
 import pytest
 
-import churn_ml.local.training as training
-from churn_ml.local.common import LocalJobError
-from churn_ml.local.training import run_training_job
+import local_aws.training as training
+from local_aws.common import LocalJobError
+from local_aws.training import run_training_job
 from support import training_request, write_channel
 
 LOG = logging.getLogger("test")
@@ -145,7 +145,7 @@ def test_max_runtime_exceeded_is_a_stopped_job(lake_root):
 
 def test_interruptions_are_counted_in_the_latest_run():
     """They are reported with BillableTimeInSeconds, which is the latest run's."""
-    from churn_ml.local.training import interruptions_of
+    from local_aws.training import interruptions_of
 
     runs = [
         ["Starting", "Downloading", "Training", "Interrupted", "Restarting", "Training", "Failed"],

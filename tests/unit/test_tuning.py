@@ -9,8 +9,8 @@ import optuna
 import pytest
 from test_runners import _training_request, _write_channel
 
-from churn_ml.local.common import LocalJobError
-from churn_ml.local.tuning import distributions, run_tuning_job
+from local_aws.common import LocalJobError
+from local_aws.tuning import distributions, run_tuning_job
 
 LOG = logging.getLogger("test")
 RANGES = {

@@ -8,7 +8,7 @@ approved model, scored on the same holdout for the quality gate). CSV files have
 label ``churned_30d`` first, then the features.
 
 Managed spot: checkpoints go to ``CheckpointConfig.LocalPath`` every ``checkpoint_every`` rounds
-(see checkpoints.py); on start the newest one is resumed and only the remaining rounds train; on
+(see churn_checkpoints.py); on start the newest one is resumed and only the remaining rounds train; on
 SIGTERM the current interval is finished (when it fits SageMaker's 120 s notice), saved, and the
 process exits 143 for SageMaker to restart it.
 
@@ -38,9 +38,9 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-import evaluation
-from checkpoints import DEFAULT_DIR as CHECKPOINT_DIR
-from checkpoints import CheckpointStore, TrainingState
+import churn_evaluation
+from churn_checkpoints import DEFAULT_DIR as CHECKPOINT_DIR
+from churn_checkpoints import CheckpointStore, TrainingState
 
 MODEL_FILE_NAME = "xgboost-model.json"
 EVALUATION_FILE_NAME = "evaluation.json"
@@ -331,7 +331,7 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
     model_dir.mkdir(parents=True, exist_ok=True)
     booster.save_model(model_dir / MODEL_FILE_NAME)
 
-    results = evaluation.metrics(y_valid.to_numpy(), booster.predict(dvalid), "validation")
+    results = churn_evaluation.metrics(y_valid.to_numpy(), booster.predict(dvalid), "validation")
     report: dict = {
         "rounds": int(booster.num_boosted_rounds()), "features": names, "train_rows": int(len(y_train)),
         "validation_rows": int(len(y_valid)),
@@ -342,7 +342,7 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
         dhold = xgb.DMatrix(x_hold, feature_names=names)
         labels = y_hold.to_numpy()
         curves = {"challenger": booster.predict(dhold)}
-        results.update(evaluation.metrics(labels, curves["challenger"], "holdout"))
+        results.update(churn_evaluation.metrics(labels, curves["challenger"], "holdout"))
         feature, auc = best_single_feature_auc(x_hold, y_hold)
         results["holdout:best_single_feature_auc"] = auc
         report.update(holdout_rows=int(len(y_hold)), holdout_positives=int(y_hold.sum()), best_single_feature=feature)
@@ -353,8 +353,8 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
                 report["champion_not_evaluated"] = reason
             else:
                 curves["champion"] = champion.predict(dhold)
-                results.update(evaluation.metrics(labels, curves["champion"], "champion:holdout"))
-        report["card_plot"] = evaluation.write_card_plot(
+                results.update(churn_evaluation.metrics(labels, curves["champion"], "champion:holdout"))
+        report["card_plot"] = churn_evaluation.write_card_plot(
             output_dir / CARD_PLOT_NAME, labels, curves, booster.get_score(importance_type="total_gain"),
             f"churn XGBoost: {len(y_hold)} holdout rows, {int(y_hold.sum())} churners",
         )

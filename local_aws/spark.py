@@ -16,7 +16,7 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
-from churn_ml.local.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
+from local_aws.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"

@@ -15,9 +15,9 @@
     ``sagemaker-runtime`` client raises its usual exceptions. ``GET /_local/metrics`` gives the
     per-variant counts the deployment's alarms read (the local CloudWatch).
 
-Run by the control plane (``churn_ml.local.endpoints``):
-``python -m churn_ml.local.endpoint_server [--log-file L] container --port-file F --model-dir M --code-dir C --program inference.py``
-``python -m churn_ml.local.endpoint_server [--log-file L] router --port P --port-file F --state-dir S``
+Run by the control plane (``local_aws.endpoints``):
+``python -m local_aws.endpoint_server [--log-file L] container --port-file F --model-dir M --code-dir C --program inference.py``
+``python -m local_aws.endpoint_server [--log-file L] router --port P --port-file F --state-dir S``
 
 Malformed requests never get a 5xx: the router checks the endpoint name against SageMaker's rule
 (``naming.check_name``, from botocore's model) and answers ValidationError 400; bodies are read as
@@ -303,7 +303,7 @@ def _logging(log_file: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="churn_ml.local.endpoint_server")
+    parser = argparse.ArgumentParser(prog="local_aws.endpoint_server")
     parser.add_argument("--log-file", type=Path, help="rotating log (5 MB x 3); stdout when not given")
     sub = parser.add_subparsers(dest="role", required=True)
     container = sub.add_parser("container")

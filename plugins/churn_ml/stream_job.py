@@ -5,12 +5,12 @@
 * ``ensure_job`` - the Glue streaming job must have a run in progress: none or a finished one ->
   start one (it resumes from its checkpoint); FAILED -> start one and report why the last failed.
   Retry-safe: the job allows one concurrent run, and a start that races another returns that run.
-* ``assess`` - health from the progress the job writes (``include/jobs/churn_streaming.py``): progress
+* ``assess`` - health from the progress the job writes (``include/jobs/churn_stream_scoring.py``): progress
   age, batch duration, share of bad events, lag from the stream's arrival time to the prediction.
 * ``stop_job`` - stop the active run; only ever called explicitly (CLI or the stop DAG).
 
-AWS: the provider's GlueJobHook and SageMakerHook. Local: ``churn_ml.local.streaming`` (a detached
-Spark process), ``churn_ml.local.kinesis`` (the emulator, started on demand) and the local endpoints.
+The provider's GlueJobHook and SageMakerHook, on both targets (locally, the control plane runs the
+Glue run as a detached Spark process reading its Kinesis, and serves the endpoint).
 
 The job scores through the endpoint by name, so once a new model version is deployed every later
 batch is scored by it: no restart is needed. ``assess`` reports whether a batch has been committed
@@ -29,7 +29,6 @@ from churn_ml.settings import settings
 
 SERVING = ("InService", "Updating")
 ACTIVE_RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "WAITING")
-SCRIPT = "jobs/churn_streaming.py"
 
 
 class StreamingHealthError(RuntimeError):
@@ -40,19 +39,10 @@ def root() -> str:
     return f"{settings.lake}/_streaming/churn_streaming"
 
 
-def job_definition() -> dict:
-    """The Glue job as CloudFormation defines it (Name, Command, DefaultArguments); the local
-    runner starts the same script with the same arguments."""
-    return {
-        "Name": settings.streaming_job_name,
-        "Command": {"Name": "gluestreaming", "ScriptLocation": f"{settings.artifacts}/{SCRIPT}"},
-        "DefaultArguments": {"--extra-py-files": f"{settings.artifacts}/lib/churn.zip"},
-    }
-
-
 def run_arguments() -> dict[str, str]:
     """StartJobRun Arguments, the same on both targets. On AWS the job's defaults add ``--source glue``,
-    the stream ARN and the region (infra/cloudformation/churn.yaml); locally ``_local_arguments``."""
+    the stream ARN and the region (infra/cloudformation/churn.yaml); locally, the control plane adds its
+    Kinesis and Runtime endpoints (local_aws.spark_api)."""
     return {
         "--lake": settings.lake,
         "--endpoint-name": settings.endpoint_name,
@@ -68,25 +58,15 @@ def run_arguments() -> dict[str, str]:
 
 def ensure_endpoint(log: logging.Logger) -> dict:
     name = settings.endpoint_name
-    if cfg.is_local():
-        from churn_ml.local import endpoints
-        from churn_ml.local.common import LocalJobError
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    from botocore.exceptions import ClientError
 
-        endpoints.ensure_router(log)  # after a reboot the router is the one piece to bring back
-        try:
-            described = endpoints.describe_endpoint(name)
-        except LocalJobError:
-            described = None
-    else:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-        from botocore.exceptions import ClientError
-
-        try:
-            described = SageMakerHook(aws_conn_id=settings.aws_conn_id).describe_endpoint(name)
-        except ClientError as err:
-            if "could not find" not in str(err).lower():
-                raise
-            described = None
+    try:
+        described = SageMakerHook(aws_conn_id=settings.aws_conn_id).describe_endpoint(name)
+    except ClientError as err:
+        if "could not find" not in str(err).lower():
+            raise
+        described = None
     if described is None:
         raise StreamingHealthError(
             f"endpoint {name} does not exist; the streaming job scores through it. Deploy a model with the "
@@ -115,31 +95,11 @@ def _glue_hook():
 
 def latest_run() -> dict | None:
     """The job's newest run (GetJobRun shape) or None."""
-    if cfg.is_local():
-        from churn_ml.local.streaming import get_job_run
-
-        return get_job_run(settings.streaming_job_name)
     runs = _glue_hook().conn.get_job_runs(JobName=settings.streaming_job_name, MaxResults=10)["JobRuns"]
     return max(runs, key=lambda r: r["StartedOn"]) if runs else None
 
 
-def _local_arguments(log: logging.Logger) -> dict[str, str]:
-    from churn_ml.local import endpoints, kinesis
-
-    url = kinesis.ensure_server()
-    kinesis.ensure_stream(url, settings.kinesis_stream)
-    return {"--source": "python", "--stream": settings.kinesis_stream, "--kinesis-endpoint-url": url,
-            "--runtime-endpoint-url": endpoints.ensure_router(log)}
-
-
 def _start(log: logging.Logger) -> dict:
-    if cfg.is_local():
-        from churn_ml.local.streaming import ConcurrentRunsExceeded, start_job_run
-
-        try:
-            return start_job_run(job_definition(), {**run_arguments(), **_local_arguments(log)}, log)
-        except ConcurrentRunsExceeded:
-            return latest_run()
     hook = _glue_hook()
     try:
         run_id = hook.initialize_job(script_arguments=run_arguments())["JobRunId"]
@@ -168,11 +128,7 @@ def ensure_job(log: logging.Logger) -> dict:
 
 
 def stop_job(log: logging.Logger) -> dict | None:
-    """Stop the active run (explicit only: the stop DAG or ``python -m churn_ml.local.streaming stop``)."""
-    if cfg.is_local():
-        from churn_ml.local.streaming import stop_job_run
-
-        return stop_job_run(settings.streaming_job_name, log)
+    """Stop the active run (explicit only: the stop DAG, or ``python -m local_aws.glue_streaming stop`` locally)."""
     run = latest_run()
     if not run or run["JobRunState"] not in ACTIVE_RUN_STATES:
         log.info("no active run of %s", settings.streaming_job_name)

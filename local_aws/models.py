@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from churn_ml import lake, naming
-from churn_ml.local.common import LocalJobError, arn, create_once, created
+from local_aws.common import LocalJobError, arn, create_once, created
 
 
 def validate_model(model: dict) -> None:

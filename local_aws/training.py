@@ -26,7 +26,7 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
-from churn_ml.local.common import (
+from local_aws.common import (
     LocalJobError,
     arn,
     completed_job,

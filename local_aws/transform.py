@@ -21,8 +21,8 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
-from churn_ml.local.common import (
-    PLUGINS_DIR,
+from local_aws.common import (
+    RUNNER_PATH,
     LocalJobError,
     arn,
     completed_job,
@@ -36,7 +36,7 @@ from churn_ml.local.common import (
     tail,
     write_state,
 )
-from churn_ml.local.models import create_model, describe_model, unpack_model, validate_model
+from local_aws.models import create_model, describe_model, unpack_model, validate_model
 from churn_ml.transform_io import input_objects, output_uri
 
 
@@ -186,7 +186,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         **os.environ,
         # The model's bundle first (as in the container), then this repository's runner and its
         # request batching (churn.scoring, shared with the Spark jobs' endpoint client).
-        "PYTHONPATH": os.pathsep.join([str(code_dir), str(PLUGINS_DIR), str(cfg.include_dir())]),
+        "PYTHONPATH": os.pathsep.join([str(code_dir), *RUNNER_PATH, str(cfg.include_dir())]),
         "PYTHONUNBUFFERED": "1",
         # What SageMaker tells a batch-transform container about the job.
         "SAGEMAKER_BATCH": "true",
@@ -197,7 +197,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
 
     def run_worker(index: int) -> tuple[int, list[str], dict]:
         code, lines = stream(
-            [python(), "-m", "churn_ml.local.transform_worker", str(job_dir / f"spec-{index}.json"),
+            [python(), "-m", "local_aws.transform_worker", str(job_dir / f"spec-{index}.json"),
              str(job_dir / f"result-{index}.json")],
             env={**proc_env, "OMP_NUM_THREADS": threads}, log=log, log_file=job_dir / f"transform-{index}.log", cwd=code_dir,
         )

@@ -1,6 +1,6 @@
 """The local batch-transform "container": loads the inference handlers and scores the input objects.
 
-Run by the transform runner as ``python -m churn_ml.local.transform_worker SPEC RESULT`` with the
+Run by the transform runner as ``python -m local_aws.transform_worker SPEC RESULT`` with the
 model's source bundle first on PYTHONPATH. Writes each ``.out`` to a temporary name and renames it
 only when the whole object succeeded; writes RESULT (JSON) with record counts or the error.
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from churn.scoring import request_batches
-from churn_ml.local.transform import apply_csv_filter, parse_csv_filter
+from local_aws.transform import apply_csv_filter, parse_csv_filter
 
 log = logging.getLogger("transform_worker")
 

@@ -24,8 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import optuna
 
 from churn_ml import naming
-from churn_ml.local.common import LocalJobError, arn, completed_job, control_plane, now, read_state, write_state
-from churn_ml.local.training import run_training_job
+from local_aws.common import LocalJobError, arn, completed_job, control_plane, now, read_state, write_state
+from local_aws.training import run_training_job
 
 STRATEGIES = ("Bayesian", "Random")
 

@@ -18,7 +18,7 @@ A deployment (``deploy``) is CreateModel + CreateEndpointConfig + CreateEndpoint
   atomic switch of the routes file, and blue stays up as the standby (kept for rollback).
   Any failure puts all traffic back on blue, stops green, records the reason and fails the task.
 
-``python -m churn_ml.local.endpoints list|describe NAME|rollback NAME|delete NAME|delete --all``.
+``python -m local_aws.endpoints list|describe NAME|rollback NAME|delete NAME|delete --all``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-from churn_ml import naming, serving
+from churn_ml import canary_check, naming
 from churn_ml import settings as cfg
-from churn_ml.local.common import (
-    PLUGINS_DIR,
+from local_aws.common import (
+    RUNNER_PATH,
     LocalJobError,
     arn,
     control_plane,
@@ -53,7 +53,7 @@ from churn_ml.local.common import (
     tail,
     write_state,
 )
-from churn_ml.local.models import create_model, describe_model, unpack_model
+from local_aws.models import create_model, describe_model, unpack_model
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per health or metrics poll otherwise
 STARTUP_SECONDS = 90.0
@@ -120,7 +120,7 @@ def _start_process(role: str, args: list[str], folder: Path, env: dict, log: log
     # The server logs to a rotating server.log; server.out keeps only what bypasses logging (a crash).
     with out_file.open("ab") as sink:
         proc = subprocess.Popen(
-            [python(), "-m", "churn_ml.local.endpoint_server", "--log-file", str(log_file), role, *args,
+            [python(), "-m", "local_aws.endpoint_server", "--log-file", str(log_file), role, *args,
              "--port-file", str(port_file)],
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
             start_new_session=True,  # not in the task's process group: it outlives the task
@@ -145,7 +145,7 @@ def _start_process(role: str, args: list[str], folder: Path, env: dict, log: log
 def _env(extra: dict | None = None) -> dict:
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONPATH": os.pathsep.join([*RUNNER_PATH, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),
     }
@@ -189,7 +189,7 @@ def ensure_router(log: logging.Logger) -> str:
         if answer.get("state_dir") != str(routes_dir()):
             raise LocalJobError(
                 f"127.0.0.1:{port} already serves another lake's endpoints ({answer.get('state_dir')}); "
-                "stop it (python -m churn_ml.local.endpoints delete --all with that LAKE_ROOT) or set "
+                "stop it (python -m local_aws.endpoints delete --all with that LAKE_ROOT) or set "
                 "CHURN_LOCAL_RUNTIME_PORT to a free port"
             )
         return url
@@ -378,18 +378,18 @@ def check_expectations(variant: dict, canary: dict | None, log: logging.Logger) 
         log.warning("no canary rows for %s: deploying on the health check alone", variant["EndpointConfigName"])
         return
     for instance in variant["instances"]:
-        for body, content_type in ((serving.csv_body(canary), "text/csv"), (serving.json_body(canary), "application/json")):
+        for body, content_type in ((canary_check.csv_body(canary), "text/csv"), (canary_check.json_body(canary), "application/json")):
             answer = httpx.post(f"{instance['url']}/invocations", content=body,
                                 headers={"Content-Type": content_type, "Accept": "application/json"}, timeout=60)
             if answer.status_code != 200:
                 raise LocalJobError(
                     f"canary request ({content_type}) to {instance['url']} got HTTP {answer.status_code}: {answer.text[:500]}"
                 )
-            problem = serving.mismatch([p["score"] for p in answer.json()["predictions"]], canary)
+            problem = canary_check.mismatch([p["score"] for p in answer.json()["predictions"]], canary)
             if problem:
                 raise LocalJobError(f"canary ({content_type}, {instance['url']}): {problem}")
     log.info("canary: %d rows x %d instance(s), CSV and JSON, all within %.0e of training's scores",
-             len(canary["rows"]), len(variant["instances"]), serving.TOLERANCE)
+             len(canary["rows"]), len(variant["instances"]), canary_check.TOLERANCE)
 
 
 def traffic_steps(deployment_config: dict | None, instances: int) -> list[float]:
@@ -454,7 +454,10 @@ def deploy(request: dict, log: logging.Logger, expectations: dict | None = None)
     publish_artifacts()
     if request.get("Model"):
         create_model(request["Model"], log)
-    config = create_endpoint_config(request["EndpointConfig"], log)
+    if request.get("EndpointConfig"):
+        config = create_endpoint_config(request["EndpointConfig"], log)
+    else:  # CreateEndpoint/UpdateEndpoint of an existing config, as the control plane receives them
+        config = describe_endpoint_config(config_name)
     if config_name != config["EndpointConfigName"]:
         raise ValueError(f"Endpoint.EndpointConfigName {config_name} is not the config in the request ({config['EndpointConfigName']})")
     with _deployment_lock(name):
@@ -468,6 +471,42 @@ def deploy(request: dict, log: logging.Logger, expectations: dict | None = None)
         else:
             _update(name, config, endpoint, state, url, expectations, log)
     return {"EndpointConfig": config, "Endpoint": describe_endpoint(name)}
+
+
+def begin(request: dict, operation: str) -> None:
+    """The synchronous part of CreateEndpoint / UpdateEndpoint on the control plane: check the
+    request against the endpoint's state and record Creating or Updating, so that a DescribeEndpoint
+    right after the call sees the deployment; a worker then runs ``deploy``."""
+    name, config_name = _endpoint(request.get("EndpointName")), request.get("EndpointConfigName")
+    describe_endpoint_config(config_name)
+    state = read_state(_state_file(name))
+    if operation == "CreateEndpoint" and state is not None:
+        raise LocalJobError(f"Cannot create already existing endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
+    if operation == "UpdateEndpoint" and state is None:
+        raise LocalJobError(f"Could not find endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
+    if state is not None and state["EndpointStatus"] in ("Creating", "Updating", "RollingBack"):
+        raise LocalJobError(f"Cannot update in-progress endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
+    if state is None:
+        state = {"EndpointName": name, "CreationTime": now(), "EndpointConfigName": config_name, "routes": [],
+                 "EndpointStatus": "Creating"}
+    else:
+        state.update(EndpointStatus="Updating", PendingDeployment={"EndpointConfigName": config_name, "StartTime": now()},
+                     DeploymentConfig=request.get("DeploymentConfig"))
+    _save(name, state)
+
+
+def deployment_ended(name: str, reason: str) -> None:
+    """The deployment's worker died without finishing: a new endpoint is Failed, an updated one keeps
+    serving its live variant (as SageMaker rolls a failed update back)."""
+    state = read_state(_state_file(name))
+    if state is None or state["EndpointStatus"] not in ("Creating", "Updating"):
+        return
+    if state.get("live"):
+        state.update(EndpointStatus="InService", PendingDeployment=None, EndpointConfigName=state["live"]["EndpointConfigName"],
+                     routes=[_route(state["live"], 1.0)], FailureReason=f"the update did not finish: {reason}"[:1024])
+    else:
+        state.update(EndpointStatus="Failed", FailureReason=reason[:1024])
+    _save(name, state)
 
 
 def _create(name, config, endpoint, state, url, expectations, log) -> None:
@@ -513,6 +552,7 @@ def _update(name, config, endpoint, state, url, expectations, log) -> None:
             _bake(url, name, blue["EndpointConfigName"], new, bake, log)
     except Exception as err:
         state.update(routes=[_route(blue, 1.0)], EndpointStatus="InService", PendingDeployment=None,
+                     FailureReason=f"the update to {new} was rolled back: {str(err).splitlines()[0]}"[:1024],
                      LastDeployment={"EndpointConfigName": new, "Status": "RolledBack", "Reason": str(err), "Time": now()})
         _save(name, state)
         _retire(green, log)
@@ -523,6 +563,7 @@ def _update(name, config, endpoint, state, url, expectations, log) -> None:
     previous_standby = state.get("standby")
     state.update(live=green, standby=blue, EndpointConfigName=new, EndpointStatus="InService", PendingDeployment=None,
                  LastDeployment={"EndpointConfigName": new, "Status": "Succeeded", "Time": now()})
+    state.pop("FailureReason", None)
     _save(name, state)
     if previous_standby and previous_standby["EndpointConfigName"] not in (new, blue["EndpointConfigName"]):
         _retire(previous_standby, log)
@@ -577,7 +618,7 @@ def _print_table(names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     log = logging.getLogger("churn_ml.endpoints")
-    parser = argparse.ArgumentParser(prog="python -m churn_ml.local.endpoints",
+    parser = argparse.ArgumentParser(prog="python -m local_aws.endpoints",
                                      description="Local SageMaker endpoints of this lake ($LAKE_ROOT).")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="endpoints, status, model version, URL")

@@ -1,6 +1,6 @@
 """What a deployment checks on both targets: the model's canary rows must score as they did in training.
 
-train.py stores ``canary`` in evaluation.json: sample holdout rows spread over the score range and
+churn_train.py stores ``canary`` in evaluation.json: sample holdout rows spread over the score range and
 the scores the booster gave them. A deployed model that loads another artifact, orders features
 differently or runs different inference code cannot reproduce them.
 """

@@ -15,8 +15,10 @@ from pathlib import Path
 from churn_ml import artifacts, lake
 from churn_ml import settings as cfg
 
-LOCAL_REGION = "local"
-PLUGINS_DIR = Path(__file__).resolve().parents[2]  # on a runner subprocess's PYTHONPATH
+LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/env.sh)
+REPO_DIR = Path(__file__).resolve().parents[1]
+# A runner subprocess imports this package and the plugins' churn_ml: both go on its PYTHONPATH.
+RUNNER_PATH = (str(REPO_DIR), str(REPO_DIR / "plugins"))
 
 
 class LocalJobError(RuntimeError):

@@ -10,7 +10,7 @@ pid, process start time, state); its driver log is in the lake next to the progr
 writes (``<progress root>/<run id>/driver.log``). ``get_job_run`` answers like GetJobRun: a run
 whose process is gone is FAILED with the error from its log, or STOPPED after ``stop_job_run``.
 
-``python -m churn_ml.local.streaming status|stop|logs [--job churn-streaming]``.
+``python -m local_aws.glue_streaming status|stop|logs [--job churn-streaming]``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 import psutil
 
 from churn_ml import lake, naming
-from churn_ml.local.common import LocalJobError, control_plane, now, read_state, tail, write_state
-from churn_ml.local.spark import argv, spark_submit, split_glue_arguments
+from local_aws.common import LocalJobError, control_plane, now, read_state, tail, write_state
+from local_aws.spark import argv, spark_submit, split_glue_arguments
 
 ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 STOP_SECONDS = 60.0
@@ -82,14 +82,15 @@ def get_job_run(job: str, run_id: str | None = None) -> dict | None:
     return state
 
 
-def start_job_run(definition: dict, arguments: dict, log: logging.Logger) -> dict:
-    """StartJobRun: start the job's script with the merged arguments; returns the GetJobRun state."""
+def start_job_run(definition: dict, arguments: dict, log: logging.Logger, run_id: str | None = None) -> dict:
+    """StartJobRun: start the job's script with the merged arguments; returns the GetJobRun state.
+    ``run_id``: the id the control plane gave the run (default: a new one)."""
     job = definition["Name"]
     current = get_job_run(job)
     if current and current["JobRunState"] in ACTIVE:
         raise ConcurrentRunsExceeded(f"job {job} already has run {current['Id']} in state {current['JobRunState']}")
     merged = {**definition.get("DefaultArguments", {}), **arguments}
-    run_id = f"jr_{naming.content_hash({'job': job, 'started': now(), 'pid': os.getpid()}, 32)}"
+    run_id = run_id or f"jr_{naming.content_hash({'job': job, 'started': now(), 'pid': os.getpid()}, 32)}"
     merged["--JOB_RUN_ID"] = run_id
     if "--progress-root" not in merged:
         raise LocalJobError(f"job {job}: the local runner keeps the run's log under --progress-root; pass it")
@@ -155,7 +156,7 @@ def stop_job_run(job: str, log: logging.Logger, timeout: float = STOP_SECONDS) -
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    parser = argparse.ArgumentParser(prog="python -m churn_ml.local.streaming")
+    parser = argparse.ArgumentParser(prog="python -m local_aws.glue_streaming")
     parser.add_argument("command", choices=["status", "stop", "logs"])
     parser.add_argument("--job", default="churn-streaming")
     args = parser.parse_args(argv)

@@ -1,0 +1,192 @@
+"""The local target's AWS: the APIs the project uses, on 127.0.0.1, with jobs that really run.
+
+One process, ``python -m local_aws.control_plane serve``: moto's server (request parsing for every
+protocol, errors and answers in botocore's shapes, and the services it emulates in full: Kinesis,
+CloudWatch Logs, IAM/STS), with the job APIs extended so that creating a job runs it
+(``sagemaker_api``: training, tuning, transform jobs and models; ``spark_api``: EMR Serverless job
+runs and Glue job runs of the template's jobs, batch and streaming), and S3 a read-only view of
+the lake folder (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
+connection's ``endpoint_url``, exactly as they talk to AWS.
+
+``ensure_server()`` starts it on ``CHURN_LOCAL_AWS_PORT`` (4566) unless this lake's control plane
+already answers, in a session of its own (it outlives the task or command that started it, like an
+AWS account outlives a DAG run); ``stop_server()`` stops it and the jobs it runs. Its pid and URL
+are in ``.control-plane/server.json``, its log in ``.control-plane/server.log``.
+
+``python -m local_aws.control_plane start|status|stop|serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from churn_ml import settings as cfg
+from local_aws.common import LOCAL_REGION, RUNNER_PATH, LocalJobError, control_plane, now, read_state, write_state
+
+DEFAULT_PORT = 4566
+REGION = LOCAL_REGION
+CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+STARTUP_SECONDS = 60.0
+log = logging.getLogger(__name__)
+
+
+def port() -> int:
+    return int(os.environ.get("CHURN_LOCAL_AWS_PORT", "").strip() or DEFAULT_PORT)
+
+
+def client(service: str, url: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, endpoint_url=url, region_name=REGION, **CREDENTIALS,
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30))
+
+
+def _answers(url: str) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client("sts", url).get_caller_identity()
+    except (BotoCoreError, ClientError, OSError):
+        return False
+    return True
+
+
+def server_url() -> str | None:
+    state = read_state(control_plane() / "server.json")
+    return state["url"] if state and _answers(state["url"]) else None
+
+
+def connection(url: str | None = None) -> dict:
+    """The AWS connection of the local target (scripts/env.sh exports the same one): every client
+    to the control plane, the SageMaker Runtime to the endpoints' router."""
+    return {
+        "conn_type": "aws", "login": CREDENTIALS["aws_access_key_id"], "password": CREDENTIALS["aws_secret_access_key"],
+        "extra": {
+            "region_name": REGION, "endpoint_url": url or f"http://127.0.0.1:{port()}",
+            "service_config": {"sagemaker-runtime": {"endpoint_url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}},
+        },
+    }
+
+
+def ensure_server() -> str:
+    """This lake's control plane, started if it is not running; returns its URL."""
+    running = server_url()
+    if running:
+        return running
+    url = f"http://127.0.0.1:{port()}"
+    if _answers(url):
+        raise LocalJobError(f"127.0.0.1:{port()} already serves another lake's control plane; stop it or set "
+                            "CHURN_LOCAL_AWS_PORT")
+    folder = control_plane()
+    log_file = folder / "server.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*RUNNER_PATH, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    with log_file.open("ab") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local_aws.control_plane", "serve", "--port", str(port())],
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        )
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalJobError(f"the control plane exited with {proc.returncode}; see {log_file}")
+        if _answers(url) and read_state(folder / "server.json"):
+            log.info("started the local control plane at %s (pid %d)", url, proc.pid)
+            return url
+        time.sleep(0.2)
+    proc.kill()
+    raise LocalJobError(f"the control plane did not answer within {STARTUP_SECONDS:.0f}s; see {log_file}")
+
+
+def stop_server(timeout: float = 30.0) -> None:
+    """Stop the control plane and the jobs it runs (TERM to its session; KILL after ``timeout``)."""
+    state = read_state(control_plane() / "server.json")
+    if not state:
+        return
+    import psutil
+
+    try:
+        group = os.getpgid(state["pid"])
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        group = None
+    deadline = time.monotonic() + timeout
+    while group is not None and time.monotonic() < deadline:
+        if not [p for p in psutil.process_iter(["pid"]) if _in_group(p, group)]:
+            break
+        time.sleep(0.2)
+    else:
+        if group is not None:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    (control_plane() / "server.json").unlink(missing_ok=True)
+    log.info("stopped the local control plane (pid %d)", state["pid"])
+
+
+def _in_group(process, group: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == group
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def serve(listen_port: int) -> None:
+    """Run the control plane in this process until SIGTERM."""
+    os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
+    from moto.backends import get_backend
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from local_aws import lake_s3, sagemaker_api, spark_api
+
+    lake_s3.install()
+    sagemaker_api.install()
+    spark_api.install()
+    spark_api.install_glue()
+    url = f"http://127.0.0.1:{listen_port}"
+    spark_api.create_application(get_backend("emr-serverless")[cfg.LOCAL_ACCOUNT][REGION],
+                                 cfg.settings.emr_application_id)
+    glue = get_backend("glue")[cfg.LOCAL_ACCOUNT][REGION]
+    spark_api.create_glue_jobs(glue, url)
+    spark_api.adopt_streaming_runs(glue)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=listen_port, verbose=False)
+    server.start()
+    write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
+    print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m local_aws.control_plane")
+    parser.add_argument("command", choices=["start", "status", "stop", "serve"])
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.port or port())
+    elif args.command == "start":
+        print(ensure_server())
+    elif args.command == "status":
+        url = server_url()
+        print(url or "not running")
+        return 0 if url else 1
+    else:
+        stop_server()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The model card of a registry version, and the training output it is made from.
+
+A final training job leaves ``output.tar.gz`` beside its ``model.tar.gz`` (SageMaker packs the job's
+``/opt/ml/output/data``): churn_train.py writes ``evaluation.json`` there (features, rounds, metrics,
+the canary rows the endpoint deployment is checked against) and, when it had a holdout,
+``model_card.png`` (ROC of challenger and champion, gain importance). ``extract_training_output``
+takes both out and publishes ``evaluation.json`` beside the tarball, where the registry's
+``ModelMetrics`` and the deployment read it.
+
+The card itself (``build``) says what a reviewer needs before trusting the model: data range per
+split, hyperparameters, features, challenger vs champion metrics, spot seconds. The registry adds
+the version, the gate's decision and reason, and ``write`` stores it as ``card.json``, ``card.md``
+and ``model_card.png`` under the version's prefix, on both targets.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+
+from churn_ml import lake
+
+# The names churn_train.py (include/sagemaker/) writes: EVALUATION_FILE_NAME and CARD_PLOT_NAME.
+EVALUATION = "evaluation.json"
+PLOT = "model_card.png"
+OUTPUT_TAR = "output.tar.gz"
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    evaluation: dict
+    plot: bytes | None
+    evaluation_uri: str
+
+
+def extract_training_output(model_data_url: str) -> TrainingOutput:
+    """``evaluation.json`` and the plot from the job's ``output.tar.gz`` (beside ``model_data_url``);
+    ``evaluation.json`` is also written beside the tarball, where ``evaluation_uri`` says."""
+    output_tar = f"{model_data_url.rsplit('/', 1)[0]}/{OUTPUT_TAR}"
+    with tarfile.open(fileobj=io.BytesIO(lake.read_bytes(output_tar))) as tar:
+        evaluation = json.load(tar.extractfile(EVALUATION))
+        plot = tar.extractfile(PLOT).read() if PLOT in tar.getnames() else None
+    evaluation_uri = f"{output_tar.rsplit('/', 1)[0]}/{EVALUATION}"
+    lake.write_json(evaluation_uri, evaluation)
+    return TrainingOutput(evaluation=evaluation, plot=plot, evaluation_uri=evaluation_uri)
+
+
+def build(
+    job: dict, *, ds: str, training_set: str, splits: dict, evaluation: dict, metrics: dict[str, float],
+    tuning_job_name: str,
+) -> dict:
+    """The card of the training job ``job`` (a DescribeTrainingJob answer) trained on ``training_set``
+    for ``ds``: ``metrics`` are the gate's (the challenger's and, prefixed ``champion:``, the
+    champion's on the same holdout), ``splits`` the training set manifest's."""
+    return {
+        "ds": ds,
+        "training_set": training_set,
+        "splits": splits,
+        # What the search chose and the fixed ones; not the container's plumbing or the data's fingerprint.
+        "hyperparameters": {k: v for k, v in job["HyperParameters"].items()
+                            if not k.startswith("sagemaker_") and k != "training_set_fingerprint"},
+        "features": evaluation["features"],
+        "rounds": evaluation["rounds"],
+        "metrics": {k: v for k, v in metrics.items() if not k.startswith("champion:")},
+        "champion_metrics": {k: v for k, v in metrics.items() if k.startswith("champion:")},
+        "tuning_job_name": tuning_job_name,
+        "spot": {"training_seconds": job.get("TrainingTimeInSeconds"),
+                 "billable_seconds": job.get("BillableTimeInSeconds")},
+    }
+
+
+def write(prefix: str, card: dict, plot: bytes | None) -> dict:
+    """Store the card of a version under ``prefix``: the plot (if any), ``card.json`` and ``card.md``.
+
+    Returns the card as stored (with ``plot``, the plot's URI, when there is one).
+    """
+    card = dict(card)
+    if plot:
+        lake.write_bytes(f"{prefix}/{PLOT}", plot)
+        card["plot"] = f"{prefix}/{PLOT}"
+    lake.write_json(f"{prefix}/card.json", card)
+    lake.write_bytes(f"{prefix}/card.md", render(card).encode("utf-8"))
+    return card
+
+
+def render(card: dict) -> str:
+    """The model card as Markdown: what a reviewer reads before trusting the model."""
+    metrics, champion = card.get("metrics", {}), card.get("champion_metrics", {})
+    lines = [
+        f"# Churn model v{card['version']}: {card['status']}", "",
+        f"**Decision:** {card['reason']}", "",
+        *([f"**Publication:** {card['publication']}", ""] if card.get("publication") else []),
+        f"- training job: `{card['training_job_name']}`",
+        f"- model: `{card['model_data_url']}`",
+        f"- training set: `{card.get('training_set', '')}` (built for {card.get('ds', '')})", "",
+        "## Data", "", "| split | rows | churn rate | snapshots |", "|---|---|---|---|",
+    ]
+    for split, stats in card.get("splits", {}).items():
+        snaps = stats.get("snapshots", [])
+        lines.append(f"| {split} | {stats['rows']} | {100 * stats['positive_rate']:.2f}% | "
+                     f"{snaps[0] if snaps else ''} .. {snaps[-1] if snaps else ''} |")
+    lines += ["", "## Holdout metrics", "", "| metric | this model | champion |", "|---|---|---|"]
+    for name in sorted(k for k in metrics if k.startswith("holdout:")):
+        other = champion.get(f"champion:{name}")
+        lines.append(f"| {name} | {metrics[name]:.4f} | {'' if other is None else f'{other:.4f}'} |")
+    lines += ["", "## Hyperparameters", "", "```json", json.dumps(card.get("hyperparameters", {}), indent=1, sort_keys=True),
+              "```", "", "## Features", "", ", ".join(f"`{f}`" for f in card.get("features", [])), ""]
+    if card.get("plot"):
+        lines += ["## ROC and feature importance", "", f"![ROC and feature importance]({PLOT})", ""]
+    return "\n".join(lines)
