@@ -10,8 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 for sub in ("include/sagemaker", "plugins", "dags"):
     sys.path.insert(0, str(REPO / sub))
 
-import churn_train as train  # noqa: E402
 import xgboost as xgb  # noqa: E402
+
+import churn_train as train  # noqa: E402
 
 
 def training_set(lake_root: str | None = None, ds: str = "2026-07-02") -> Path:

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from _training_data import args_for, matrices, train, training_set
+
 from churn_checkpoints import CheckpointStore
 
 HYPERPARAMETERS = {"max_depth": 5, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5,

@@ -43,10 +43,11 @@ def main() -> int:
     parser.add_argument("--checkpoints", type=int, default=8)
     args = parser.parse_args()
 
-    from local_aws import endpoints
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from test_endpoint_fuzz import Client, _check, _headers, accepts, bodies, content_types, names
+
+    from local_aws import endpoints
 
     lake = source_lake()
     rows = scoring_rows(lake, 500)

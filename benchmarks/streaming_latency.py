@@ -65,7 +65,7 @@ class Bench:
 
     def produce(self, count: int, rate: float) -> float:
         from churn.stream_producer import kinesis_client, produce
-        from local_aws import control_plane, kinesis
+        from local_aws import kinesis
 
         if self.sent + count > len(self.lines):
             raise SystemExit(f"not enough generated events ({len(self.lines)}) for this run: lower --seconds or --rates")
@@ -97,7 +97,7 @@ class Bench:
         table = ds_.dataset(self.lake / "churn-lake/stream_predictions", format="parquet", partitioning="hive") \
             .to_table(columns=["batch_id", "produced_at"], filter=ds_.field("batch_id") >= first_batch)
         by_time = sorted(
-            (p.replace(tzinfo=dt.timezone.utc).timestamp(), commits[int(b)])
+            (p.replace(tzinfo=dt.UTC).timestamp(), commits[int(b)])
             for b, p in zip(table.column("batch_id").to_pylist(), table.column("produced_at").to_pylist())
         )
         latencies = sorted(commit - produced for produced, commit in by_time)
@@ -129,7 +129,7 @@ def main() -> None:
     with local_endpoint(published_model(source), instances=2) as (_, endpoint):
         from churn.stream_producer import event_lines
         from churn_ml import stream_job
-        from local_aws import control_plane, kinesis
+        from local_aws import control_plane
 
         lake = Path(os.environ["LAKE_ROOT"])
         days = _copy_inputs(source, lake, args.days)

@@ -18,8 +18,8 @@ import time
 
 import optuna
 from _training_data import args_for, matrices, train, training_set
-from churn_ml.training_requests import STATIC_HYPERPARAMETERS, TUNING_RANGES  # noqa: E402
 
+from churn_ml.training_requests import STATIC_HYPERPARAMETERS, TUNING_RANGES
 from local_aws.tuning import _sampler, distributions
 
 TOLERANCE = 0.005

@@ -49,7 +49,7 @@ def control_plane(*parts: str) -> Path:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def arn(service: str, kind: str, name: str) -> str:

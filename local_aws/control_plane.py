@@ -19,6 +19,7 @@ are in ``.control-plane/server.json``, its log in ``.control-plane/server.log``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -32,7 +33,8 @@ from local_aws.common import LOCAL_REGION, RUNNER_PATH, LocalJobError, control_p
 
 DEFAULT_PORT = 4566
 REGION = LOCAL_REGION
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+# Any key works; the secret is masked in task logs, so it must be a word no log line needs to show.
+CREDENTIALS = {"aws_access_key_id": "churn-local", "aws_secret_access_key": "churn-local-not-a-secret"}
 STARTUP_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
@@ -133,9 +135,19 @@ def stop_server(timeout: float = 30.0) -> None:
 
 
 def _in_group(process, group: int) -> bool:
+    """A live process of the group (an exited one that its parent has not reaped yet does not count;
+    when that parent is this process, it is reaped here)."""
+    import psutil
+
     try:
-        return os.getpgid(process.pid) == group
-    except (ProcessLookupError, PermissionError):
+        if os.getpgid(process.pid) != group:
+            return False
+        if process.status() == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(process.pid, os.WNOHANG)
+            return False
+        return True
+    except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
         return False
 
 
@@ -165,7 +177,8 @@ def serve(listen_port: int) -> None:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    stopped.wait()
+    while not stopped.wait(0.5):
+        pass
     server.stop()
 
 

@@ -38,7 +38,7 @@ class LakeKey(FakeKey):
         tag = hashlib.md5(f"{stat.st_size}:{stat.st_mtime_ns}".encode(), usedforsecurity=False).hexdigest()
         super().__init__(name, b"", bucket.account_id, bucket.region_name, etag=tag, bucket_name=bucket.name)
         self.contentsize = stat.st_size
-        self.last_modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).replace(tzinfo=None)
+        self.last_modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
 
     @property
     def value(self) -> bytes:

@@ -12,7 +12,9 @@ CreateModel/DescribeModel keep models in the control plane folder (``local_aws.m
 transform jobs and endpoints read them. CreateEndpointConfig, CreateEndpoint and UpdateEndpoint
 deploy with ``local_aws.endpoints`` (container processes behind the Runtime router, blue/green
 traffic shifting, rollback on the alarms), DescribeEndpoint reports Creating, Updating, InService
-or Failed, and the FailureReason of a rolled-back update. State lives in files under the lake's ``.control-plane/``,
+or Failed, and the FailureReason of a rolled-back update. Model package groups and versions (the
+registry) are files too, versions numbered in order, CreateModelPackage idempotent on ClientToken,
+ListModelPackages filtered, sorted and paginated as the service does. State lives in files under the lake's ``.control-plane/``,
 so it survives a restart of the control plane.
 """
 
@@ -247,6 +249,123 @@ def _describe_endpoint(self: SageMakerResponse) -> ActionResult:
     return ActionResult(described)
 
 
+# ---------------------------------------------------------------- model registry
+
+class _Registry:
+    """Model package groups and versions, one JSON file per version under
+    ``.control-plane/sagemaker/model-packages/<group>/`` (DescribeModelPackage's shape); versions are
+    numbered in creation order under a lock, and CreateModelPackage is idempotent on ClientToken."""
+
+    def group_dir(self, group: str) -> Path:
+        return control_plane("sagemaker", "model-packages", path_segment(group))
+
+    def group_arn(self, group: str) -> str:
+        return arn("sagemaker", "model-package-group", group.lower())
+
+    def create_group(self, request: dict) -> dict:
+        group = naming.check_name(request.get("ModelPackageGroupName"), "sagemaker", "CreateModelPackageGroup",
+                                  "ModelPackageGroupName")
+        folder = self.group_dir(group)
+        if (folder / "group.json").exists():
+            raise ValidationError(f"Model Package Group already exists: {self.group_arn(group)}")
+        write_state(folder / "group.json", {
+            "ModelPackageGroupName": group, "ModelPackageGroupArn": self.group_arn(group),
+            "ModelPackageGroupDescription": request.get("ModelPackageGroupDescription", ""),
+            "CreationTime": now(), "ModelPackageGroupStatus": "Completed",
+            "CreatedBy": {}})
+        return {"ModelPackageGroupArn": self.group_arn(group)}
+
+    def describe_group(self, name: str) -> dict:
+        found = read_state(self.group_dir(name) / "group.json") if name else None
+        if found is None:
+            raise ValidationError(f"ModelPackageGroup {name} does not exist.")
+        return found
+
+    def _versions(self, group: str) -> list[dict]:
+        return sorted((read_state(p) for p in self.group_dir(group).glob("v*.json")),
+                      key=lambda v: v["ModelPackageVersion"])
+
+    def create(self, request: dict) -> dict:
+        import fcntl
+
+        group = request.get("ModelPackageGroupName", "")
+        self.describe_group(group)
+        token = request.get("ClientToken")
+        with (self.group_dir(group) / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            versions = self._versions(group)
+            same = [v for v in versions if token and v.get("ClientToken") == token]
+            if same:
+                return {"ModelPackageArn": same[0]["ModelPackageArn"]}
+            number = versions[-1]["ModelPackageVersion"] + 1 if versions else 1
+            package = {
+                "ModelPackageName": group, "ModelPackageGroupName": group, "ModelPackageVersion": number,
+                "ModelPackageArn": arn("sagemaker", "model-package", f"{group.lower()}/{number}"),
+                "CreationTime": now(), "ModelPackageStatus": "Completed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+                "ModelApprovalStatus": request.get("ModelApprovalStatus", "PendingManualApproval"),
+                **{k: request[k] for k in ("ModelPackageDescription", "InferenceSpecification", "ModelMetrics",
+                                           "CustomerMetadataProperties", "ClientToken") if k in request},
+            }
+            write_state(self.group_dir(group) / f"v{number:04d}.json", package)
+        log.info("registered %s version %d", group, number)
+        return {"ModelPackageArn": package["ModelPackageArn"]}
+
+    def _find(self, name: str) -> tuple[Path, dict]:
+        """A version by ARN (``.../model-package/<group>/<n>``) or ``<group>/<n>``."""
+        try:
+            group, number = name.rsplit(":model-package/", 1)[-1].rsplit("/", 1)
+            path = self.group_dir(group) / f"v{int(number):04d}.json"
+        except ValueError as err:
+            raise ValidationError(f"ModelPackage {name} does not exist.") from err
+        package = read_state(path)
+        if package is None:
+            raise ValidationError(f"ModelPackage {name} does not exist.")
+        return path, package
+
+    def describe(self, name: str) -> dict:
+        return {k: v for k, v in self._find(name)[1].items() if k != "ClientToken"}
+
+    def update(self, request: dict) -> dict:
+        path, package = self._find(request.get("ModelPackageArn", ""))
+        for key in ("ModelApprovalStatus", "ApprovalDescription", "CustomerMetadataProperties"):
+            if key in request:
+                package[key] = request[key]
+        package["LastModifiedTime"] = now()
+        write_state(path, package)
+        return {"ModelPackageArn": package["ModelPackageArn"]}
+
+    def list(self, request: dict) -> dict:
+        group = request.get("ModelPackageGroupName", "")
+        versions = self._versions(group) if group and (self.group_dir(group) / "group.json").exists() else []
+        if request.get("ModelApprovalStatus"):
+            versions = [v for v in versions if v["ModelApprovalStatus"] == request["ModelApprovalStatus"]]
+        if request.get("SortBy", "CreationTime") == "Name":
+            versions.sort(key=lambda v: v["ModelPackageArn"])
+        if request.get("SortOrder", "Ascending") == "Descending":
+            versions.reverse()
+        start = int(request.get("NextToken") or 0)
+        size = int(request.get("MaxResults") or 100)
+        page = versions[start:start + size]
+        answer = {"ModelPackageSummaryList": [
+            {k: v[k] for k in ("ModelPackageName", "ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn",
+                               "ModelPackageDescription", "CreationTime", "ModelPackageStatus", "ModelApprovalStatus")
+             if k in v} for v in page]}
+        if start + size < len(versions):
+            answer["NextToken"] = str(start + size)
+        return answer
+
+
+REGISTRY = _Registry()
+
+
+def _registry(method: str, key: str | None = None):
+    def handler(self: SageMakerResponse) -> ActionResult:
+        body = _body(self)
+        return ActionResult(getattr(REGISTRY, method)(body.get(key, "") if key else body))
+    return handler
+
+
 def install() -> None:
     """Replace moto's fake SageMaker jobs and models with the control plane's real ones."""
     for kind, create, describe, stop in (
@@ -265,3 +384,9 @@ def install() -> None:
     SageMakerResponse.create_endpoint = _deploy("CreateEndpoint")
     SageMakerResponse.update_endpoint = _deploy("UpdateEndpoint")
     SageMakerResponse.describe_endpoint = _describe_endpoint
+    SageMakerResponse.create_model_package_group = _registry("create_group")
+    SageMakerResponse.describe_model_package_group = _registry("describe_group", "ModelPackageGroupName")
+    SageMakerResponse.create_model_package = _registry("create")
+    SageMakerResponse.describe_model_package = _registry("describe", "ModelPackageName")
+    SageMakerResponse.update_model_package = _registry("update")
+    SageMakerResponse.list_model_packages = _registry("list")

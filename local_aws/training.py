@@ -482,14 +482,3 @@ def _fail(record: JobRecord, reason: str) -> LocalJobError:
     """Record the run as Failed with ``reason`` and return the error for the caller to raise."""
     record.end("Failed", "Failed", reason)
     return LocalJobError(f"training job {record.describe['TrainingJobName']} failed: {reason}")
-
-
-def interruptions_of(describe: dict) -> int:
-    """How many spot interruptions a DescribeTrainingJob response records in the job's latest run.
-
-    Only the latest run (from its last ``Starting`` transition on): the record's times, among them
-    ``BillableTimeInSeconds`` which this number is reported with, are that run's too.
-    """
-    history = describe.get("SecondaryStatusTransitions", [])
-    starts = [i for i, t in enumerate(history) if t.get("Status") == "Starting"]
-    return sum(1 for t in history[starts[-1] if starts else 0:] if t.get("Status") == "Interrupted")

@@ -21,14 +21,15 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
+from churn_ml.transform_io import input_objects, output_uri
 from local_aws.common import (
     RUNNER_PATH,
     LocalJobError,
     arn,
     completed_job,
     control_plane,
-    path_segment,
     now,
+    path_segment,
     publish_artifacts,
     python,
     read_state,
@@ -37,9 +38,6 @@ from local_aws.common import (
     write_state,
 )
 from local_aws.models import create_model, describe_model, unpack_model, validate_model
-from churn_ml.transform_io import input_objects, output_uri
-
-
 
 # --- JSONPath subset for CSV records, as SageMaker documents it for InputFilter / OutputFilter ---
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -146,8 +147,10 @@ def _same_instant(a: str, b: str) -> bool:
 def task_log(dag_id: str, run_id: str, task_id: str) -> Path | None:
     """The newest attempt's log file of a task (the local stack writes logs under AIRFLOW_HOME/logs)."""
     folder = Path(os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", Path(os.environ["AIRFLOW_HOME"]) / "logs"))
+    # attempt=N.log; a deferred attempt also has attempt=N.log.trigger.M.log (the trigger's own).
     attempts = sorted(
-        (folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("attempt=*.log"),
+        (p for p in (folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("attempt=*.log")
+         if re.fullmatch(r"attempt=\d+\.log", p.name)),
         key=lambda p: int(p.stem.split("=")[1]),
     )
     return attempts[-1] if attempts else None

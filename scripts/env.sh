@@ -58,10 +58,13 @@ export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
 export CHURN_LOCAL_AWS_PORT="${CHURN_LOCAL_AWS_PORT:-4566}"
 if [ "$ML_TARGET" = local ]; then
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
-  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"local\", \"password\": \"local\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
+  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"churn-local\", \"password\": \"churn-local-not-a-secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
   unset _conn_var
-  # Deferred jobs are polled every 3 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
-  export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-3}"
+  # Deferred jobs are polled every 10 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
+  # Not less: a trigger that fires a few seconds after the deferral can beat the scheduler to the
+  # deferring process's exit, and Airflow 3.3.1 then fails the resumed task ("finished with state
+  # success, but the task instance's state attribute is queued": apache/airflow#67287, #72716).
+  export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-10}"
 fi
 # Spark binds its driver (RPC, block manager) and UI to loopback only: without it, a hostname that
 # resolves to 127.0.0.1 makes Spark pick the machine's network address instead. For the sessions

@@ -8,11 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from churn_ml import lake, registry  # noqa: E402
-from churn_ml.dag_support import MODEL_POINTER_KEY  # noqa: E402
-from local_aws.common import control_plane, read_state  # noqa: E402
-from local_aws.training import interruptions_of  # noqa: E402
-from churn_ml.settings import settings  # noqa: E402
+from churn_ml import lake, registry
+from churn_ml.dag_support import MODEL_POINTER_KEY
+from churn_ml.registry import interruptions_of
+from churn_ml.settings import settings
+from local_aws.common import control_plane, read_state
 
 
 def main() -> int:

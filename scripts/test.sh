@@ -17,4 +17,7 @@ if [[ "$*" != *"not e2e"* ]] && { ! command -v chromium >/dev/null 2>&1 || ! com
     echo "note: chromium and chromedriver are missing; the UI check needs them: apt-get install chromium chromium-driver" >&2
   fi
 fi
+# Lint first: a finding fails the command before any test runs (ruff check --fix repairs most).
+echo "==> ruff check"
+ruff check .
 exec python -m pytest "$@"

@@ -52,6 +52,43 @@ def lake_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def _control_plane(tmp_path_factory):
+    """One local control plane (local_aws) for the tests that call AWS APIs in-process, on a lake
+    and port of its own; stopped, with what it runs, at the end of the session."""
+    import socket
+
+    from local_aws import control_plane
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"LAKE_ROOT": str(tmp_path_factory.mktemp("control-plane") / "lake"), "CHURN_LOCAL_AWS_PORT": str(port),
+           "ML_TARGET": "local"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        url = control_plane.ensure_server()
+    yield url
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        control_plane.stop_server()
+
+
+@pytest.fixture
+def aws_local(_control_plane, monkeypatch, request) -> str:
+    """The AWS connection points at the session's control plane; a model package group of the test's own."""
+    import json
+    import re
+
+    from local_aws import control_plane
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(_control_plane)))
+    monkeypatch.setenv("CHURN_MODEL_PACKAGE_GROUP", re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:50].strip("-"))
+    return _control_plane
+
+
+@pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
 

@@ -228,7 +228,7 @@ def generate(cfg: GeneratorConfig) -> dict:
         events: list[dict] = []
         seq = 0
 
-        def emit(i: int, kind: str, value: float, second: int) -> None:
+        def emit(i: int, kind: str, value: float, second: int, day=day, d=d, events=events) -> None:  # bound per day
             nonlocal seq
             ts = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=second)
             events.append(

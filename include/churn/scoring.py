@@ -48,7 +48,8 @@ _TRANSIENT_CODES = {"ThrottlingException", "ServiceUnavailable", "ServiceUnavail
 
 
 def _transient(err: Exception) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(err, (BotoConnectionError, HTTPClientError)):
         return True
@@ -70,7 +71,7 @@ def invoke(client, endpoint: str, body: str, max_wait_seconds: float = 300.0, sl
         try:
             answer = client.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="text/csv", Body=body)
             return answer["Body"].read().decode("utf-8")
-        except Exception as err:  # noqa: BLE001 - classified below; the rest is raised as it is
+        except Exception as err:
             if not _transient(err):
                 raise
             left = deadline - time.monotonic()

@@ -178,7 +178,7 @@ class Termination:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
 
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+    def _handle(self, signum, frame) -> None:
         if self.requested_at is None:
             self.requested_at = time.monotonic()
             print("SIGTERM received: finishing the checkpoint interval, then exiting", flush=True)

@@ -47,7 +47,7 @@ def check_name(value: object, service: str = "sagemaker-runtime", operation: str
     regex, longest, pattern = _constraint(service, operation, member)
     field = member[0].lower() + member[1:]
     if not isinstance(value, str):
-        raise ValueError(f"1 validation error detected: Value at '{field}' must be a string, got {type(value).__name__}")  # noqa: TRY004 - callers catch ValueError, the service's ValidationException
+        raise ValueError(f"1 validation error detected: Value at '{field}' must be a string, got {type(value).__name__}")
     shown = value if len(value) <= 80 else value[:80] + "..."
     if len(value) > longest:
         raise ValueError(

@@ -13,10 +13,10 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointOperator,
     SageMakerTrainingOperator,
@@ -180,8 +180,29 @@ class GlueSparkJobOperator(_TriggerWithHookParams, GlueJobOperator):
         super().__init__(**kwargs)
 
 
+class SageMakerJobFailed(RuntimeError):
+    """A SageMaker job the task waited for ended Failed or Stopped; the message has its FailureReason."""
+
+
 class _SageMakerJobMixin(_TriggerWithHookParams):
-    """Re-attach to a job of the same deterministic name instead of starting a duplicate."""
+    """Re-attach to a job of the same deterministic name instead of starting a duplicate; when the
+    job fails, say why (the provider's trigger event has the status only, not the FailureReason)."""
+
+    describe_method = ""  # the SageMakerHook method that describes this operator's jobs
+    status_key = ""
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        if event is not None and event.get("status") != "success" and self.describe_method:
+            name = event.get("job_name") or event.get("value") or ""
+            try:
+                described = getattr(self.hook, self.describe_method)(name)
+            except ClientError:
+                described = {}
+            raise SageMakerJobFailed(
+                f"{name} is {described.get(self.status_key, 'not complete')}: "
+                f"{described.get('FailureReason') or event.get('message', 'no reason given')}"
+            )
+        return super().execute_complete(context, event)
 
     def _existing(self, name: str, describe) -> dict | None:
         """The Describe* answer, or None when there is no such job/model/endpoint. SageMaker says so
@@ -254,6 +275,8 @@ class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator
     approved model, which churn_train.py scores on the same holdout.
     """
 
+    describe_method, status_key = "describe_training_job", "TrainingJobStatus"
+
     template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "champion_model_uri")
 
     def __init__(self, *, job_name_prefix: str, champion_model_uri: str = "", **kwargs: Any) -> None:
@@ -294,6 +317,8 @@ class SageMakerTrainingJobOperator(_SageMakerJobMixin, SageMakerTrainingOperator
 
 class SageMakerTransformJobOperator(_SageMakerJobMixin, SageMakerTransformOperator):
     """CreateModel + CreateTransformJob with deterministic names; locally, the same transform semantics."""
+
+    describe_method, status_key = "describe_transform_job", "TransformJobStatus"
 
     def __init__(self, *, job_name_prefix: str, **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", True)
@@ -442,9 +467,13 @@ class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOpera
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict:
         validated = validate_execute_complete_event(event)
-        if validated["status"] != "success":
-            raise DeploymentError(f"endpoint deployment did not finish: {validated}")
         name, config_name = self._prepare()
+        if validated["status"] != "success":
+            live = self._existing(name, self.hook.describe_endpoint) or {}
+            raise DeploymentError(
+                f"endpoint {name} did not become InService with {config_name}: it is "
+                f"{live.get('EndpointStatus', 'gone')} ({live.get('FailureReason') or validated.get('message', '')})"
+            )
         return self._verified(name, config_name, self._approved_canary())
 
     def _verified(self, name: str, config_name: str, canary: dict | None) -> dict:
@@ -485,6 +514,8 @@ class SageMakerTuningJobOperator(_SageMakerJobMixin, SageMakerTuningOperator):
     started. The deferred wait is sized from the job budget: ceil(MaxNumberOfTrainingJobs /
     MaxParallelTrainingJobs) rounds of the per-job wait (MaxWaitTimeInSeconds on spot).
     """
+
+    describe_method, status_key = "describe_tuning_job", "HyperParameterTuningJobStatus"
 
     template_fields: Sequence[str] = (*SageMakerTuningOperator.template_fields, "warm_start_parents")
 
@@ -606,6 +637,7 @@ def spark_job(
 __all__: Sequence[str] = (
     "EmrServerlessSparkJobOperator",
     "SageMakerEndpointDeployOperator",
+    "SageMakerJobFailed",
     "GlueJobDefinitionError",
     "GlueSparkJobOperator",
     "LakeKeySensor",

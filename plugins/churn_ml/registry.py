@@ -1,15 +1,14 @@
-"""Model registry: SageMaker Model Registry on AWS; the same records in the lake on the local target.
+"""Model registry: SageMaker Model Registry (the control plane's, on the local target).
 
 A version is one trained model with its approval status (``Approved`` or ``Rejected`` by the
 quality gate, with the reason), its metrics and the champion's metrics on the same holdout, and a
 model card (``card.json``, ``card.md``, ``model_card.png``) under ``<lake>/registry/<group>/v<NNNN>/``
 on both targets. On AWS the version is a model package in the group (``ModelApprovalStatus``,
 ``ApprovalDescription``, ``CustomerMetadataProperties`` with the training job, data date, tuning job
-and headline metrics, ``ModelMetrics`` pointing at the evaluation); locally ``package.json`` holds
-the same fields.
+and headline metrics, ``ModelMetrics`` pointing at the evaluation).
 
-Registering is idempotent per training job: a retried task finds the version it registered. On AWS
-that version is found among the ListModelPackages summaries by its description (no Describe of the
+Registering is idempotent per training job: a retried task finds the version it registered. That
+version is found among the ListModelPackages summaries by its description (no Describe of the
 others), and CreateModelPackage carries a ClientToken derived from the registration
 (``registration_token``), so a create that went through while its task failed, or that races another
 attempt, returns that package instead of a second version. Lookups ask ListModelPackages for what
@@ -26,6 +25,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator
 
 from churn_ml import lake, model_card, naming
 from churn_ml import settings as cfg
-from local_aws.common import arn, now
 
 DEFAULT_GROUP = "churn-xgboost"
 APPROVED, REJECTED = "Approved", "Rejected"
@@ -60,11 +59,6 @@ def _sagemaker():
 # ---------------------------------------------------------------- reading
 
 
-def _local_versions(group: str) -> list[dict]:
-    keys = [k for k in lake.list_keys(f"{cfg.settings.lake}/registry/{group}/") if k.endswith("/package.json")]
-    return sorted((lake.read_json(k) for k in keys), key=lambda v: v["ModelPackageVersion"])
-
-
 def _from_package(package: dict) -> dict:
     meta = package.get("CustomerMetadataProperties", {})
     container = package.get("InferenceSpecification", {}).get("Containers", [{}])[0]
@@ -81,7 +75,7 @@ def _from_package(package: dict) -> dict:
         "DataDate": meta.get("data_date", ""),
         "TuningJobName": meta.get("tuning_job_name", ""),
         "Metrics": {k: float(v) for k, v in meta.items() if ":" in k},
-        "CardUri": meta.get("model_card", ""),
+        "CardUri": f"{version_prefix(package['ModelPackageGroupName'], package['ModelPackageVersion'])}/card.md",
         "EvaluationUri": package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", ""),
     }
 
@@ -111,20 +105,15 @@ def _aws_versions(group: str, *, status: str | None = None, newest_first: bool =
 def list_versions(group: str | None = None) -> list[dict]:
     """Every version of the group, oldest first."""
     group = group or group_name()
-    if cfg.is_local():
-        return _local_versions(group)
     return sorted(_aws_versions(group), key=lambda v: v["ModelPackageVersion"])
 
 
 def show_version(version: int, group: str | None = None) -> dict:
     group = group or group_name()
-    if cfg.is_local():
-        found = [v for v in _local_versions(group) if v["ModelPackageVersion"] == version]
-    else:
-        client = _sagemaker().conn
-        summary = next((s for s in _summaries(client, group, newest_first=True) if s["ModelPackageVersion"] == version),
-                       None)
-        found = [_describe(client, summary)] if summary else []
+    client = _sagemaker().conn
+    summary = next((s for s in _summaries(client, group, newest_first=True) if s["ModelPackageVersion"] == version),
+                   None)
+    found = [_describe(client, summary)] if summary else []
     if not found:
         raise LookupError(f"model package group {group} has no version {version}")
     return found[0]
@@ -133,9 +122,6 @@ def show_version(version: int, group: str | None = None) -> dict:
 def latest_approved(group: str | None = None) -> dict | None:
     """The champion: the newest Approved version, or None before the first approval."""
     group = group or group_name()
-    if cfg.is_local():
-        approved = [v for v in _local_versions(group) if v["ModelApprovalStatus"] == APPROVED]
-        return approved[-1] if approved else None
     return next(_aws_versions(group, status=APPROVED, newest_first=True), None)
 
 
@@ -162,10 +148,7 @@ def champion_for(ds: str, group: str | None = None) -> dict | None:
     Approved version is looked at; on AWS only those (ListModelPackages filters on the status).
     """
     group = group or group_name()
-    if cfg.is_local():
-        approved = [v for v in _local_versions(group) if v["ModelApprovalStatus"] == APPROVED]
-    else:
-        approved = _aws_versions(group, status=APPROVED)
+    approved = _aws_versions(group, status=APPROVED)
     older = _by_data_date_before(approved, ds)
     return older[-1] if older else None
 
@@ -216,11 +199,20 @@ def gate(metrics: dict[str, float], *, floor: float, tolerance: float) -> tuple[
     )
 
 
+def interruptions_of(describe: dict) -> int:
+    """How many spot interruptions a DescribeTrainingJob response records in the job's latest run.
+
+    Only the latest run (from its last ``Starting`` transition on): the record's times, among them
+    ``BillableTimeInSeconds`` which this number is reported with, are that run's too.
+    """
+    history = describe.get("SecondaryStatusTransitions", [])
+    starts = [i for i, t in enumerate(history) if t.get("Status") == "Starting"]
+    return sum(1 for t in history[starts[-1] if starts else 0:] if t.get("Status") == "Interrupted")
+
+
 def gate_training_job(job: dict, *, floor: float, tolerance: float) -> dict:
     """The gate's decision on a final training job (its DescribeTrainingJob answer): the metrics of
     its ``FinalMetricDataList``, and ``gate``'s status and reason; logs challenger against champion."""
-    from local_aws.training import interruptions_of
-
     metrics = {m["MetricName"]: round(float(m["Value"]), 6) for m in job.get("FinalMetricDataList", [])}
     status, reason = gate(metrics, floor=floor, tolerance=tolerance)
     log.info("training job %s: %d spot interruption(s), %s s billable of %s s",
@@ -321,67 +313,49 @@ def register(
     if approval not in (APPROVED, REJECTED):
         raise ValueError(f"approval must be {APPROVED} or {REJECTED}, got {approval!r}")
     group = group or group_name()
-    if cfg.is_local():
-        versions = _local_versions(group)
-        existing = [v for v in versions if v["TrainingJobName"] == training_job_name]
-        if existing:
-            return existing[-1]
-        number = versions[-1]["ModelPackageVersion"] + 1 if versions else 1
-        record = {
-            "ModelPackageGroupName": group,
-            "ModelPackageVersion": number,
-            "ModelPackageArn": arn("sagemaker", "model-package", f"{group}/{number}"),
-            "ModelApprovalStatus": approval,
-            "ApprovalDescription": reason,
-            "CreationTime": now(),
-            "ModelDataUrl": model_data_url,
-            "ImageUri": image_uri,
-            "TrainingJobName": training_job_name,
-            "DataDate": data_date,
-            "TuningJobName": tuning_job_name,
-            "Metrics": metrics,
-            "CardUri": f"{version_prefix(group, number)}/card.md",
-            "EvaluationUri": evaluation_uri,
-        }
-    else:
-        hook = _sagemaker()
-        existing = _registered(hook.conn, group, training_job_name)
-        if existing:
-            return existing
-        properties = {"training_job_name": training_job_name, "data_date": data_date,
-                      "tuning_job_name": tuning_job_name,
-                      **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
-        hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
-        response = hook.conn.create_model_package(
-            ModelPackageGroupName=group,
-            ModelPackageDescription=_description(training_job_name),
-            ModelApprovalStatus=approval,
-            InferenceSpecification={
-                "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url}],
-                "SupportedContentTypes": ["text/csv"],
-                "SupportedResponseMIMETypes": ["text/csv"],
-            },
-            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
-            CustomerMetadataProperties=properties,
-            ClientToken=registration_token(group, training_job_name, model_data_url),
+
+    def write_card(number: int, status: str, why: str) -> None:
+        model_card.write(version_prefix(group, number), {
+            **card, "version": number, "status": status, "reason": why, "model_data_url": model_data_url,
+            "training_job_name": training_job_name,
+        }, card_plot)
+
+    hook = _sagemaker()
+    existing = _registered(hook.conn, group, training_job_name)
+    if existing:
+        number = existing["ModelPackageVersion"]
+        if not lake.exists(f"{version_prefix(group, number)}/card.json"):  # its first attempt died before the card
+            write_card(number, existing["ModelApprovalStatus"], existing.get("ApprovalDescription", ""))
+        return existing
+    properties = {"training_job_name": training_job_name, "data_date": data_date,
+                  "tuning_job_name": tuning_job_name,
+                  **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
+    hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
+    response = hook.conn.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=_description(training_job_name),
+        ModelApprovalStatus=approval,
+        InferenceSpecification={
+            "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
+        CustomerMetadataProperties=properties,
+        ClientToken=registration_token(group, training_job_name, model_data_url),
+    )
+    package = hook.conn.describe_model_package(ModelPackageName=response["ModelPackageArn"])
+    if reason:
+        # The properties again: they identify the training job (what makes register idempotent),
+        # and an emulator that resets them on update (moto does) must not lose them.
+        hook.conn.update_model_package(
+            ModelPackageArn=response["ModelPackageArn"], ModelApprovalStatus=approval,
+            ApprovalDescription=reason[:1024], CustomerMetadataProperties=properties,
         )
-        package = hook.conn.describe_model_package(ModelPackageName=response["ModelPackageArn"])
-        if reason:
-            # The properties again: they identify the training job (what makes register idempotent),
-            # and an emulator that resets them on update (moto does) must not lose them.
-            hook.conn.update_model_package(
-                ModelPackageArn=response["ModelPackageArn"], ModelApprovalStatus=approval,
-                ApprovalDescription=reason[:1024], CustomerMetadataProperties=properties,
-            )
-        number = package["ModelPackageVersion"]
-        record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,
-                                           "CardUri": f"{version_prefix(group, number)}/card.md"}
-    model_card.write(version_prefix(group, number), {
-        **card, "version": number, "status": approval, "reason": reason, "model_data_url": model_data_url,
-        "training_job_name": training_job_name,
-    }, card_plot)
-    if cfg.is_local():
-        lake.write_json(f"{version_prefix(group, number)}/package.json", record)  # last: a version exists once its card does
+    number = package["ModelPackageVersion"]
+    record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,
+                                       "CardUri": f"{version_prefix(group, number)}/card.md"}
+    write_card(number, approval, reason)
     return record
 
 
@@ -396,19 +370,24 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="show one version with its metrics and card location")
     show.add_argument("version", type=int)
     args = parser.parse_args(argv)
+    out = sys.stdout  # the answer; what the AWS libraries log while it is fetched goes to stderr
     if args.command == "list":
-        versions = list_versions(args.group)
+        with contextlib.redirect_stdout(sys.stderr):
+            versions = list_versions(args.group)
         if not versions:
-            print(f"no versions in model package group {args.group or group_name()}")
+            print(f"no versions in model package group {args.group or group_name()}", file=out)
             return 0
-        print(f"{'version':>7}  {'status':<9} {'holdout AUC':>11}  {'created':<25} training job")
+        print(f"{'version':>7}  {'status':<9} {'holdout AUC':>11}  {'created':<25} training job", file=out)
         for v in versions:
             auc = v["Metrics"].get("holdout:auc")
             print(f"{v['ModelPackageVersion']:>7}  {v['ModelApprovalStatus']:<9} "
-                  f"{'' if auc is None else f'{auc:.4f}':>11}  {v['CreationTime'][:25]:<25} {v['TrainingJobName']}")
+                  f"{'' if auc is None else f'{auc:.4f}':>11}  {v['CreationTime'][:25]:<25} {v['TrainingJobName']}",
+                  file=out)
         return 0
     try:
-        print(json.dumps(show_version(args.version, args.group), indent=1, sort_keys=True))
+        with contextlib.redirect_stdout(sys.stderr):
+            version = show_version(args.version, args.group)
+        print(json.dumps(version, indent=1, sort_keys=True), file=out)
     except LookupError as err:
         print(str(err), file=sys.stderr)
         return 1

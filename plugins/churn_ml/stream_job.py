@@ -24,7 +24,6 @@ import logging
 from typing import Any
 
 from churn_ml import lake
-from churn_ml import settings as cfg
 from churn_ml.settings import settings
 
 SERVING = ("InService", "Updating")
@@ -161,7 +160,7 @@ def _parse(value: str | None) -> dt.datetime | None:
     if not value:
         return None
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, endpoint_modified: dt.datetime | None,
@@ -218,7 +217,7 @@ def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, 
 def check_health(run: dict, endpoint: dict, log: logging.Logger, **limits: float) -> dict:
     """Assess the run; raise StreamingHealthError with every problem found."""
     progress = read_progress(run["run_id"])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     started = _parse(run.get("started_on")) or now
     metrics, problems = assess(progress, now, started_on=started, endpoint_modified=_parse(endpoint.get("last_modified")),
                                **limits)

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins"))
 
-from airflow.dag_processing.dagbag import DagBag
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402 (after the sys.path set-up above)
 
 HEAVY = ("pyspark", "xgboost", "sklearn", "sagemaker", "pandas", "optuna", "matplotlib")
 

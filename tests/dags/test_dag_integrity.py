@@ -30,7 +30,7 @@ def describe(target: str, backend: str = "emr_serverless") -> dict:
         [sys.executable, str(Path(__file__).with_name("describe_dags.py"))],
         env=env, capture_output=True, text=True, check=True, timeout=300,
     )
-    line = next(l for l in out.stdout.splitlines() if l.startswith("DAG_REPORT "))
+    line = next(row for row in out.stdout.splitlines() if row.startswith("DAG_REPORT "))
     return json.loads(line[len("DAG_REPORT "):])
 
 

@@ -36,6 +36,23 @@ def airflow(stack: dict) -> Airflow:
     return Airflow(f"http://127.0.0.1:{stack['env']['CHURN_AIRFLOW_PORT']}")
 
 
+def aws(stack: dict, service: str):
+    """A boto3 client of the stack's control plane (the local target's AWS)."""
+    import boto3
+
+    from local_aws.control_plane import CREDENTIALS, REGION
+
+    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{stack['env']['CHURN_LOCAL_AWS_PORT']}",
+                        region_name=REGION, **CREDENTIALS)
+
+
+def registered(stack: dict, group: str = "churn-xgboost") -> list[dict]:
+    """The group's model package versions, oldest first, described (the registry's API)."""
+    sagemaker = aws(stack, "sagemaker")
+    summaries = sagemaker.list_model_packages(ModelPackageGroupName=group, SortOrder="Ascending")["ModelPackageSummaryList"]
+    return [sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries]
+
+
 def run_cli(stack: dict, *args: str, timeout: float = 300) -> str:
     """An `airflow` CLI command against the stack's database, as a person types it."""
     proc = subprocess.run(["airflow", *args], env=stack["env"], capture_output=True, text=True, timeout=timeout)

@@ -27,13 +27,13 @@ import pytest
 
 from churn.datagen import injected_bad_records
 from churn_ml.dag_support import MODEL_POINTER_KEY
-from e2e.stack import DS, airflow, backfill, day, predictions, run_cli, wait_for_runs
+from e2e.stack import DS, airflow, aws, backfill, day, predictions, registered, run_cli, wait_for_runs
 
 pytestmark = pytest.mark.e2e
 
 
 def _lines(folder: Path, pattern: str) -> int:
-    return sum(len([l for l in p.read_text().splitlines() if l.strip()]) for p in folder.glob(pattern))
+    return sum(len([row for row in p.read_text().splitlines() if row.strip()]) for p in folder.glob(pattern))
 
 
 def _parquet_rows(folder: Path) -> int:
@@ -94,18 +94,46 @@ def test_model_clears_the_holdout_bar(stack):
 def test_training_was_tuned_interrupted_on_spot_gated_and_registered(stack):
     lake = stack["lake"]
     model = json.loads((lake / MODEL_POINTER_KEY).read_text())
-    control = lake.parent / ".control-plane/sagemaker"
-    job = json.loads((control / "training-jobs" / model["training_job_name"] / "describe.json").read_text())
+    job = aws(stack, "sagemaker").describe_training_job(TrainingJobName=model["training_job_name"])
+    assert job["TrainingJobStatus"] == "Completed"
     assert [t["Status"] for t in job["SecondaryStatusTransitions"]].count("Interrupted") == 1
     assert job["BillableTimeInSeconds"] <= job["TrainingTimeInSeconds"]
-    tuned = sorted(p.name for p in (control / "tuning-jobs").iterdir())
-    assert tuned and all(p.startswith("churn-hpo-") for p in tuned)
-    versions = sorted((lake / "registry/churn-xgboost").iterdir())
-    assert len(versions) == 1
-    package = json.loads((versions[0] / "package.json").read_text())
-    assert package["ModelApprovalStatus"] == "Approved" and package["DataDate"] == DS
-    assert (versions[0] / "model_card.png").read_bytes()[:4] == b"\x89PNG"
+    tuned = _jobs(lake)["tuning-jobs"]
+    assert tuned and all(name.startswith("churn-hpo-") for name in tuned)
+    for name in tuned:
+        tuning = aws(stack, "sagemaker").describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        assert tuning["HyperParameterTuningJobStatus"] == "Completed"
+    (package,) = registered(stack)
+    assert package["ModelApprovalStatus"] == "Approved" and package["CustomerMetadataProperties"]["data_date"] == DS
+    assert (lake / "registry/churn-xgboost/v0001/model_card.png").read_bytes()[:4] == b"\x89PNG"
     assert "registry" in stack["first"] and "spot training    1 interruption(s)" in stack["first"]
+
+
+# The AWS steps of the chain: each deferred to the provider's trigger, which waited on the control
+# plane's job (the trigger's log) and resumed the task once the job ended.
+DEFERRED = [("churn_features", "build_features", "EmrServerlessStartJobTrigger"),
+            ("churn_training", "build_training_set", "EmrServerlessStartJobTrigger"),
+            ("churn_training", "tune_hyperparameters", "SageMakerTrigger"),
+            ("churn_training", "train_model", "SageMakerTrigger"),
+            ("churn_training", "deploy_model", "SageMakerTrigger"),
+            ("churn_batch_scoring", "batch_transform", "SageMakerTrigger")]
+
+
+@pytest.mark.parametrize(("dag_id", "task_id", "trigger"), DEFERRED)
+def test_the_aws_steps_deferred_to_the_providers_triggers_and_resumed(stack, dag_id, task_id, trigger):
+    client = airflow(stack)
+    run_id = client.run_for(dag_id, DS)["dag_run_id"]
+    assert client.task_instance(dag_id, run_id, task_id)["state"] == "success"
+    logs = Path(stack["env"]["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    task_logs = sorted(logs.glob("attempt=*.log"))
+    trigger_logs = sorted(logs.glob("attempt=*.log.trigger.*.log"))
+    assert task_logs and trigger_logs, f"{dag_id}.{task_id} never deferred: {sorted(logs.iterdir())}"
+    text = task_logs[-1].read_text()
+    assert "Pausing task as DEFERRED" in text
+    fired = trigger_logs[-1].read_text()
+    assert "Trigger fired event" in fired and trigger in fired, fired[-2000:]
+    # Resumed from the event: the task's log goes on after the deferral, in the same attempt.
+    assert text.index("Pausing task as DEFERRED") < text.rindex("::group::Post Execute")
 
 
 def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
@@ -222,14 +250,14 @@ def _jobs(lake: Path) -> dict[str, list[str]]:
 
 def test_a_second_training_run_of_the_date_starts_no_job_and_adds_no_version(stack):
     lake, client = stack["lake"], airflow(stack)
-    jobs, versions = _jobs(lake), sorted((lake / "registry/churn-xgboost").iterdir())
+    jobs, versions = _jobs(lake), [v["ModelPackageArn"] for v in registered(stack)]
     run_id = client.run_for("churn_training", DS)["dag_run_id"]
     run_cli(stack, "tasks", "clear", "churn_training", "--start-date", DS, "--end-date", DS, "--yes")
     assert client.run("churn_training", run_id)["state"] != "success", "nothing was cleared"
     run = client.wait("churn_training", run_id, timeout=1800, poll=3)
     assert run["state"] == "success"
     assert _jobs(lake) == jobs
-    assert sorted((lake / "registry/churn-xgboost").iterdir()) == versions
+    assert [v["ModelPackageArn"] for v in registered(stack)] == versions
 
 
 def test_training_for_an_older_date_registers_but_does_not_change_what_is_deployed(stack):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pendulum
 import pytest
 from airflow.sdk import macros
+
 from churn_ml import dag_support as ds
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[2]
 # The loader is the control plane's, which defines the Glue jobs from the same template.
 from local_aws.template import TEMPLATE, Tagged, load, sub_text  # noqa: E402,F401

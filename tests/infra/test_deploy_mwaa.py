@@ -88,17 +88,66 @@ def _built_bytes(out: Path) -> bytes:
     return data
 
 
-def test_plugins_zip_has_the_package_at_its_root_and_imports_from_the_zip(built):
+# Run on a bare interpreter: sys.path is the standard library, site-packages and plugins.zip (not the
+# repository, so no local_aws), and an import hook refuses any top-level module that neither the
+# standard library nor the distributions requirements.txt installs (with their dependencies) provide.
+PROBE = """
+import importlib, re, sys, zipfile
+from importlib import metadata
+
+archive = sys.argv[1]
+sys.path = [p for p in sys.path if p and "site-packages" in p or p.endswith((".zip", "lib-dynload")) or "/lib/python" in p]
+sys.path.insert(0, archive)
+
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+wanted = ["apache-airflow", "apache-airflow-providers-amazon", "aiobotocore"]  # requirements.txt + what MWAA ships
+seen, stack = set(), list(wanted)
+while stack:
+    name = canonical(stack.pop())
+    if name in seen:
+        continue
+    seen.add(name)
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        continue
+    stack += [re.split(r"[ ;<>=!~\\[(]", r, maxsplit=1)[0] for r in dist.requires or [] if "extra ==" not in r]
+allowed = {m for m, dists in metadata.packages_distributions().items() if any(canonical(d) in seen for d in dists)}
+
+class OnlyRequirements:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in allowed or top in sys.stdlib_module_names or top == "churn_ml" or top.startswith("_"):
+            return None
+        raise ModuleNotFoundError(f"{name}: not installed by requirements.txt (plugins.zip must not import it)", name=name)
+
+sys.meta_path.insert(0, OnlyRequirements())
+modules = sorted(n[:-3].replace("/", ".").removesuffix(".__init__") for n in zipfile.ZipFile(archive).namelist()
+                 if n.endswith(".py"))
+for module in modules:
+    loaded = importlib.import_module(module)
+    assert ".zip" in loaded.__file__, loaded.__file__
+try:
+    import local_aws  # noqa: F401
+except ImportError:
+    print("imported", len(modules), "modules; no local_aws")
+"""
+
+
+def test_plugins_zip_holds_no_local_runner_and_imports_with_only_what_requirements_install(built, tmp_path):
     with zipfile.ZipFile(built["plugins.zip"]) as archive:
         names = archive.namelist()
     assert "churn_ml/__init__.py" in names and "churn_ml/operators.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    # MWAA puts plugins.zip's content on sys.path: the operators must import from the zip alone.
-    probe = (f"import sys; sys.path = [p for p in sys.path if 'plugins' not in p]; sys.path.insert(0, {str(built['plugins.zip'])!r}); "
-             "import churn_ml.operators as o; assert '.zip' in o.__file__; print(o.SageMakerEndpointDeployOperator.__name__)")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+    assert not [n for n in names if not n.startswith("churn_ml/")], "only the churn_ml package goes to MWAA"
+    # MWAA puts plugins.zip's content on sys.path: every module must import from the zip alone.
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(built["plugins.zip"])], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "ML_TARGET": "aws", "AIRFLOW_HOME": str(built["dags"].parent)})
-    assert proc.returncode == 0 and "SageMakerEndpointDeployOperator" in proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no local_aws" in proc.stdout and f"imported {sum(n.endswith('.py') for n in names)} modules" in proc.stdout
 
 
 def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_artifacts(built):

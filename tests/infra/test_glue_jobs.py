@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from built_dags import ARTIFACTS_BUCKET, dags, render
 from cfn_template import as_list, load, role_statements, sub_text
+
 from local_aws.template import glue_jobs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -39,7 +39,7 @@ _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: (
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
 
 
 def test_template_passes_cfn_lint():
@@ -111,9 +111,9 @@ def test_the_endpoint_rollback_alarms_are_the_ones_the_training_dag_names(templa
 
 
 def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeypatch):
-    from churn_ml import stream_job
-
     from cfn_template import sub_text
+
+    from churn_ml import stream_job
     from churn_ml.settings import settings
 
     job = template["Resources"]["StreamingJob"]["Properties"]
@@ -132,6 +132,7 @@ def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeyp
     import re
 
     import cfn_template
+
     from churn_ml.settings import settings
 
     tagged = cfn_template.load()

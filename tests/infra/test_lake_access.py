@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 from built_dags import ARTIFACTS_BUCKET, LAKE_BUCKET, LAKE_ROOT, dags, render
 from cfn_template import Tagged, as_list, load, role_statements, sub_text
-from local_aws.template import glue_jobs
+
 from churn_ml import dag_support as ds
+from local_aws.template import glue_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_ROLES = {ds.MWAA: "MwaaExecutionRole", ds.SAGEMAKER: "SageMakerRole", ds.EMR: "EmrServerlessJobRole",

@@ -116,6 +116,12 @@ def test_a_failing_job_is_failed_with_its_reason_and_the_trigger_says_so(plane):
     failed = sagemaker.describe_training_job(TrainingJobName="cp-fails")
     assert failed["TrainingJobStatus"] == "Failed"
     assert "max_depth" in failed["FailureReason"], failed["FailureReason"]
+    # The task resumed from that event fails saying why (the trigger's event carries the status only).
+    from churn_ml.operators import SageMakerJobFailed, SageMakerTrainingJobOperator
+
+    operator = SageMakerTrainingJobOperator(task_id="train", job_name_prefix="cp", config={})
+    with pytest.raises(SageMakerJobFailed, match="cp-fails is Failed: .*max_depth"):
+        operator.execute_complete({}, event)
 
 
 def test_a_bad_request_is_refused_at_create_time(plane):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 import pytest
-from churn import datagen, features
 from runtime_support import run, runtime_env, runtimes_config
+
+from churn import datagen, features
 
 pytestmark = pytest.mark.e2e  # two Spark jobs per runtime, ~15-20 s each
 

@@ -17,7 +17,7 @@ import pytest
 
 from churn import datagen, features
 from churn_ml import lake
-from local_aws import control_plane, endpoints, kinesis
+from local_aws import control_plane, endpoints
 from local_aws.training import run_training_job
 from support import free_port, model_request, training_request
 
@@ -91,9 +91,8 @@ def world(tmp_path_factory, spark):
             yield {"work": work, "raw": raw, "lake": work / "lake" / "churn-lake", "env": {**os.environ, **env},
                    "model_url": model_url}
         finally:
-            from local_aws.glue_streaming import stop_job_run
-
             from churn_ml.settings import settings
+            from local_aws.glue_streaming import stop_job_run
 
             stop_job_run(settings.streaming_job_name, LOG, timeout=30)
             control_plane.stop_server()

@@ -29,9 +29,9 @@ import pytest
 from churn import features
 from churn.stream_producer import event_lines, kinesis_client, produce
 from churn_ml import stream_job
+from conftest import EVENT_DAY, LOG, dags_test, read_json_lines
 from local_aws import endpoints, kinesis
 from local_aws.glue_streaming import get_job_run
-from conftest import EVENT_DAY, LOG, dags_test, read_json_lines
 
 pytestmark = pytest.mark.e2e
 SLICES = (250, 400, 250, 150)  # events replayed by tests 1, 2, 3 and 5

@@ -25,10 +25,11 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from local_aws import endpoints
-from local_aws.training import run_training_job
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+from local_aws import endpoints
+from local_aws.training import run_training_job
 from support import FEATURES, free_port, model_request, training_request, write_channel
 
 pytestmark = pytest.mark.e2e  # real processes, ~30 s: in the full test command, not in make test-fast

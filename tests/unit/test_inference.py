@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-import inference
 import numpy as np
 import pytest
 import xgboost as xgb
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import inference
 from inference import (
     BadRequestError,
     PayloadTooLargeError,

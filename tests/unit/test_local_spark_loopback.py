@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from churn import datagen
-from local_aws import spark
 from churn_ml.settings import settings
+from local_aws import spark
 
 LOG = logging.getLogger("test")
 START, DAYS = dt.date(2026, 1, 1), 3

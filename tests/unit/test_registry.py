@@ -1,8 +1,11 @@
-"""Quality gate decisions and the local model registry (versions, idempotency, champion, CLI, card)."""
+"""Quality gate decisions and the model registry (versions, idempotency, champion, CLI, card), against the control plane."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -41,34 +44,41 @@ def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG 
     )
 
 
-def test_versions_count_up_registering_is_idempotent_and_the_champion_is_the_newest_approved(lake_root, capsys):
+def test_versions_count_up_registering_is_idempotent_and_the_champion_is_the_newest_approved(lake_root, aws_local):
     assert registry.latest_approved() is None
     first = _register("job-a", "Approved", 0.78)
     rejected = _register("job-b", "Rejected", 0.70, plot=None)
     assert (first["ModelPackageVersion"], rejected["ModelPackageVersion"]) == (1, 2)
     assert _register("job-b", "Rejected", 0.70) == rejected  # a retried task finds its version
     assert registry.latest_approved()["TrainingJobName"] == "job-a"
-    card = lake.local_path(registry.version_prefix("churn-xgboost", 1))
+    card = lake.local_path(registry.version_prefix(registry.group_name(), 1))
     assert (card / "model_card.png").read_bytes().startswith(b"\x89PNG")
     text = (card / "card.md").read_text()
     assert "# Churn model v1: Approved" in text and "| holdout:auc | 0.7800 |" in text and "`f2`" in text
-    assert not (lake.local_path(registry.version_prefix("churn-xgboost", 2)) / "model_card.png").exists()
+    assert not (lake.local_path(registry.version_prefix(registry.group_name(), 2)) / "model_card.png").exists()
 
-    assert registry.main(["list"]) == 0
-    listing = capsys.readouterr().out.splitlines()
-    assert listing[1].split()[:3] == ["1", "Approved", "0.7800"] and listing[2].split()[:3] == ["2", "Rejected", "0.7000"]
-    assert registry.main(["show", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["ApprovalDescription"] == "Rejected because"
-    assert registry.main(["show", "9"]) == 1
-    assert "has no version 9" in capsys.readouterr().err
+    # The CLI as a person runs it: the answer on stdout, whatever the AWS libraries log on stderr.
+    listing = cli("list")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert lines[1].split()[:3] == ["1", "Approved", "0.7800"] and lines[2].split()[:3] == ["2", "Rejected", "0.7000"]
+    shown = cli("show", "2")
+    assert json.loads(shown.stdout)["ApprovalDescription"] == "Rejected because"
+    missing = cli("show", "9")
+    assert missing.returncode == 1 and "has no version 9" in missing.stderr
 
 
-def test_registering_with_an_unknown_status_is_refused(lake_root):
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "churn_ml.registry", *args], capture_output=True, text=True,
+                          timeout=120, env=os.environ)
+
+
+def test_registering_with_an_unknown_status_is_refused(lake_root, aws_local):
     with pytest.raises(ValueError, match="Approved or Rejected"):
         _register("job-c", "PendingManualApproval", 0.8)
 
 
-def test_the_champion_and_warm_start_of_a_date_come_from_older_data_only(lake_root):
+def test_the_champion_and_warm_start_of_a_date_come_from_older_data_only(lake_root, aws_local):
     _register("job-jun", "Approved", 0.78, ds="2026-06-25")
     _register("job-jul", "Approved", 0.79, ds="2026-07-02")
     _register("job-jul-b", "Rejected", 0.60, ds="2026-07-09")
@@ -105,7 +115,7 @@ def test_the_registration_token_is_derived_from_the_registration_and_valid_for_s
     assert token not in others and len(others) == 3
 
 
-def test_the_baseline_of_a_date_is_its_champion_and_the_newest_tuning_before_it(lake_root):
+def test_the_baseline_of_a_date_is_its_champion_and_the_newest_tuning_before_it(lake_root, aws_local):
     assert registry.baseline_for("2026-07-02") == {"model_data_url": "", "version": None, "warm_start": ""}
     _register("job-jun", "Approved", 0.78, ds="2026-06-25")
     _register("job-jul", "Rejected", 0.60, ds="2026-07-02")
@@ -128,7 +138,7 @@ def test_the_gate_decides_on_the_training_jobs_final_metrics_and_logs_the_compar
     assert "challenger 0.7712   champion 0.7900" in caplog.text and "QUALITY GATE: REJECTED" in caplog.text
 
 
-def test_publishing_writes_the_pointer_the_next_publication_is_held_against(lake_root):
+def test_publishing_writes_the_pointer_the_next_publication_is_held_against(lake_root, aws_local):
     pointer = "s3://churn-lake/published/churn/latest.json"
     version = _register("job-a", "Approved", 0.78, ds="2026-07-09")
     record = registry.publish(version, "2026-07-09", pointer)

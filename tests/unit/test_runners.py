@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from churn_ml import lake, naming
-from local_aws.transform import apply_csv_filter, parse_csv_filter, run_transform_job
 from local_aws.training import run_training_job, validate_request
-from support import training_request as _training_request
+from local_aws.transform import apply_csv_filter, parse_csv_filter, run_transform_job
 from support import FEATURES, model_request
+from support import training_request as _training_request
 from support import write_channel as _write_channel
 
 LOG = logging.getLogger("test")
@@ -173,7 +173,7 @@ def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeyp
     steady = run_training_job(_spot_request("spot-steady"), LOG, interruptions="")
     interrupted = run_training_job(_spot_request("spot-interrupted"), LOG, interruptions="35,75:kill")
 
-    from local_aws.training import interruptions_of
+    from churn_ml.registry import interruptions_of
 
     assert interruptions_of(steady) == 0 and interruptions_of(interrupted) == 2
     spot_restart = ["Interrupted", "Restarting", "Training"]

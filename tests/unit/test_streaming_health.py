@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from churn import scoring
 from churn_ml.stream_job import assess
 
-NOW = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def progress(updated_seconds_ago=3.0, state="RUNNING", batches=None, in_rate=50.0, out_rate=60.0):
@@ -82,7 +82,7 @@ class FlakyRuntime:
         if self.calls <= self.failures:
             raise self.error
         lines = request["Body"].splitlines()
-        return {"Body": io.BytesIO("".join(f"{l.split(',')[0]},0.500000\n" for l in lines).encode())}
+        return {"Body": io.BytesIO("".join(f"{row.split(',')[0]},0.500000\n" for row in lines).encode())}
 
 
 def client_error(code, status, original=None):

@@ -99,7 +99,7 @@ class _FakeObjectStore:
         self.data = bytearray()
         self.closed = False
 
-    def getUri(self):  # noqa: N802 - the Java method name
+    def getUri(self):
         return type("Uri", (), {"getScheme": lambda _self: "s3"})()
 
     def create(self, path, overwrite):

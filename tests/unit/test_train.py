@@ -72,6 +72,7 @@ def test_lift_brier_and_metric_directions():
 
 def test_checkpoints_resume_from_the_newest_loadable_file(tmp_path):
     import xgboost as xgb
+
     from churn_checkpoints import CheckpointStore, TrainingState
 
     x = np.random.default_rng(0).normal(size=(200, 3))

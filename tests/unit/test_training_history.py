@@ -145,7 +145,7 @@ def test_max_runtime_exceeded_is_a_stopped_job(lake_root):
 
 def test_interruptions_are_counted_in_the_latest_run():
     """They are reported with BillableTimeInSeconds, which is the latest run's."""
-    from local_aws.training import interruptions_of
+    from churn_ml.registry import interruptions_of
 
     runs = [
         ["Starting", "Downloading", "Training", "Interrupted", "Restarting", "Training", "Failed"],
