@@ -151,7 +151,7 @@ def _in_group(process, group: int) -> bool:
         return False
 
 
-def serve(listen_port: int) -> None:
+def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     """Run the control plane in this process until SIGTERM."""
     os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
     from moto.backends import get_backend
@@ -170,8 +170,12 @@ def serve(listen_port: int) -> None:
     spark_api.create_glue_jobs(glue, url)
     spark_api.adopt_streaming_runs(glue)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=listen_port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=listen_port, verbose=False)
     server.start()
+    # The template's Kinesis stream (the events the streaming job reads), as the stack creates it.
+    from local_aws.kinesis import ensure_stream
+
+    ensure_stream(url, cfg.settings.kinesis_stream)
     write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
     print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
     stopped = threading.Event()
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.port or port())
+        serve(args.port or port(), cfg.local_bind_host())
     elif args.command == "start":
         print(ensure_server())
     elif args.command == "status":

@@ -269,17 +269,17 @@ def _closing(client):
 
 # ---------------------------------------------------------------- process entry point
 
-def _serve(app: Starlette, port: int, port_file: Path) -> None:
-    """Bind 127.0.0.1:port (0 = any free port), publish the port, serve until SIGTERM (graceful)."""
+def _serve(app: Starlette, port: int, port_file: Path, host: str = "127.0.0.1") -> None:
+    """Bind host:port (127.0.0.1; 0 = any free port), publish the port, serve until SIGTERM (graceful)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit it: without it a response written as headers + body waits for
     # the client's delayed ACK (~40 ms per request on loopback).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        sock.bind(("127.0.0.1", port))
+        sock.bind((host, port))
     except OSError as err:
-        raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {err}; choose another port") from err
+        raise SystemExit(f"cannot listen on {host}:{port}: {err}; choose another port") from err
     bound = sock.getsockname()[1]
     # No access log (a line per request); uvicorn's own messages go to the rotating log (log_config=None).
     config = uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, timeout_graceful_shutdown=30,
@@ -288,7 +288,7 @@ def _serve(app: Starlette, port: int, port_file: Path) -> None:
     tmp = port_file.with_name(f".{port_file.name}.tmp")
     tmp.write_text(json.dumps({"port": bound, "pid": os.getpid()}))
     tmp.replace(port_file)
-    log.info("listening on http://127.0.0.1:%d (pid %d)", bound, os.getpid())
+    log.info("listening on http://%s:%d (pid %d)", host, bound, os.getpid())
     asyncio.run(server.serve(sockets=[sock]))
 
 
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     router.add_argument("--state-dir", required=True, type=Path)
     router.add_argument("--port-file", required=True, type=Path)
     router.add_argument("--account", default="000000000000")
+    router.add_argument("--host", default="127.0.0.1", help="the address to listen on (containers: see docker-compose.yaml)")
     args = parser.parse_args(argv)
     _logging(args.log_file)
     if args.role == "container":
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("model loaded from %s", args.model_dir)
         _serve(container_app(handlers, model, mb * 1024 * 1024), 0, args.port_file)
     else:
-        _serve(router_app(args.state_dir, args.account), args.port, args.port_file)
+        _serve(router_app(args.state_dir, args.account), args.port, args.port_file, args.host)
     return 0
 
 

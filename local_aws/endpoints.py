@@ -194,7 +194,8 @@ def ensure_router(log: logging.Logger) -> str:
             )
         return url
     info = _start_process(
-        "router", ["--port", str(port), "--state-dir", str(routes_dir()), "--account", cfg.LOCAL_ACCOUNT],
+        "router", ["--port", str(port), "--state-dir", str(routes_dir()), "--account", cfg.LOCAL_ACCOUNT,
+                   "--host", cfg.local_bind_host()],
         folder, _env(), log,
     )
     write_state(folder / "router.json", info | {"port": port, "started": now()})

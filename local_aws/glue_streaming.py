@@ -16,6 +16,7 @@ whose process is gone is FAILED with the error from its log, or STOPPED after ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -47,7 +48,13 @@ def _runs_dir(job: str) -> Path:
 def _alive(state: dict) -> bool:
     try:
         proc = psutil.Process(state["pid"])
-        return abs(proc.create_time() - state["create_time"]) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        if abs(proc.create_time() - state["create_time"]) >= 1.0:
+            return False
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError):  # the control plane started it: reap it
+                os.waitpid(state["pid"], os.WNOHANG)
+            return False
+        return True
     except psutil.NoSuchProcess:
         return False
 

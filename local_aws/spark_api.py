@@ -165,13 +165,16 @@ def _glue_job_run_state(job_run) -> str:
     return job_run._status
 
 
-def _local_streaming_arguments() -> dict[str, str]:
+def _local_streaming_arguments(arguments: dict[str, str]) -> dict[str, str]:
     """What a Glue streaming run gets from its runtime on AWS (the Kinesis connector, the SageMaker
-    Runtime of the region) comes from this machine: Kinesis on the control plane, the endpoints' router."""
+    Runtime of the region) comes from this machine: the stream (named by the job's ``--stream-arn``)
+    on the control plane's Kinesis, and the endpoints' router."""
     from churn_ml import settings as cfg
     from local_aws import control_plane
 
-    return {"--source": "python", "--kinesis-endpoint-url": f"http://127.0.0.1:{control_plane.port()}",
+    stream = (arguments.get("--stream-arn") or "").rsplit("/", 1)[-1] or cfg.settings.kinesis_stream
+    return {"--source": "python", "--stream": stream,
+            "--kinesis-endpoint-url": f"http://127.0.0.1:{control_plane.port()}",
             "--runtime-endpoint-url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}
 
 
@@ -195,7 +198,7 @@ def install_glue() -> None:
             job_run.local = {"kind": "streaming"}
             definition = {"Name": self.name, "Command": self.command, "DefaultArguments": {}}
             try:
-                start_streaming(definition, {**arguments, **_local_streaming_arguments()}, _log(), run_id=run_id)
+                start_streaming(definition, {**arguments, **_local_streaming_arguments(arguments)}, _log(), run_id=run_id)
             except ConcurrentRunsExceeded as err:
                 self.job_runs.remove(job_run)
                 raise ConcurrentRunsExceededException(str(err)) from err

@@ -45,10 +45,14 @@ export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__API__SECRET_KEY
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export ML_TARGET="${ML_TARGET:-local}"
-# Local runs: a failure surfaces at once (deployed: 2 retries, 5 min apart), and the final training
-# job runs on simulated spot capacity, interrupted (SIGTERM) at round 40, so it resumes from its
-# checkpoints ("" trains without interruptions). Here, so that the stack's processes get them too.
-export CHURN_TASK_RETRIES="${CHURN_TASK_RETRIES:-0}"
+# Local runs: one retry after 5 s (deployed: 2 retries, 5 min apart). A job that ends within seconds
+# of its task's deferral can make Airflow 3.3.1's scheduler fail the resumed task ("finished with
+# state success, but the task instance's state attribute is queued": apache/airflow#67287, #72716);
+# the retry re-attaches to the finished job. The final training job runs on simulated spot capacity,
+# interrupted (SIGTERM) at round 40, so it resumes from its checkpoints ("" trains without
+# interruptions). Here, so that the stack's processes get them too.
+export CHURN_TASK_RETRIES="${CHURN_TASK_RETRIES:-1}"
+export CHURN_RETRY_DELAY_SECONDS="${CHURN_RETRY_DELAY_SECONDS:-5}"
 export CHURN_LOCAL_SPOT_INTERRUPTIONS="${CHURN_LOCAL_SPOT_INTERRUPTIONS-40}"
 export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
 # The local target's AWS: the control plane (local_aws/control_plane.py; scripts/stack.sh starts it)
@@ -60,11 +64,8 @@ if [ "$ML_TARGET" = local ]; then
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
   export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"churn-local\", \"password\": \"churn-local-not-a-secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
   unset _conn_var
-  # Deferred jobs are polled every 10 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
-  # Not less: a trigger that fires a few seconds after the deferral can beat the scheduler to the
-  # deferring process's exit, and Airflow 3.3.1 then fails the resumed task ("finished with state
-  # success, but the task instance's state attribute is queued": apache/airflow#67287, #72716).
-  export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-10}"
+  # Deferred jobs are polled every 2 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
+  export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-2}"
 fi
 # Spark binds its driver (RPC, block manager) and UI to loopback only: without it, a hostname that
 # resolves to 127.0.0.1 makes Spark pick the machine's network address instead. For the sessions

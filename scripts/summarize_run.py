@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def main() -> int:
     m = model["metrics"]
     print("\n=== churn batch chain on the local target: done ===")
     print(f"model            {model['training_job_name']}  ({model['model_data_url']})")
-    versions = registry.list_versions()
+    with contextlib.redirect_stdout(sys.stderr):  # what the AWS libraries log while the registry answers
+        versions = registry.list_versions()
     latest = versions[-1]
     print(f"registry         {len(versions)} version(s); newest v{latest['ModelPackageVersion']} "
           f"{latest['ModelApprovalStatus']}: {latest['ApprovalDescription']}")

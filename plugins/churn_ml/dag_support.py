@@ -24,8 +24,8 @@ from airflow.sdk import Asset
 from churn_ml.settings import settings
 
 OWNER = "ml-platform"
-# Deployed: 2 retries, 5 minutes apart and growing. The local run and the end-to-end tests set
-# CHURN_TASK_RETRIES=0 so that a failure surfaces at once instead of after the retry delays.
+# Deployed: 2 retries, 5 minutes apart and growing. The local target (scripts/env.sh) retries once
+# after 5 s, so that a failure surfaces quickly (why once and not never: the comment there).
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": int(os.environ.get("CHURN_TASK_RETRIES", "2")),

@@ -1,8 +1,9 @@
 """Small reads and writes of lake objects from Airflow tasks, on either target.
 
-On the local target ``s3://bucket/key`` is the file ``LAKE_ROOT/bucket/key``; on the aws target
-the S3Hook does the work. Big data never passes through here: Spark, SageMaker and the local
-runners move it.
+The one module of plugins/ that branches on the target: on the local target ``s3://bucket/key`` is
+the file ``LAKE_ROOT/bucket/key`` (the control plane's S3 is a read-only view of that folder, so
+writes go to the files); on the aws target the S3Hook does the work. Big data never passes through
+here: Spark, SageMaker and the control plane's runners move it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Custom operators: the Amazon provider's operators, plus a local target behind the same request.
+"""Custom operators: the Amazon provider's operators, plus what this project adds.
 
-Each class subclasses the provider operator and takes the same arguments (the AWS request). At
-execute time, ``ML_TARGET=aws`` runs the provider's code path (deferrable, with the provider's
-waiters and triggers); ``ML_TARGET=local`` hands the rendered request to a local runner that does
-the real work and returns what the provider operator would return. Job names are derived from the
-dag id, the logical date and the request (``naming.job_name``), so a retried task finds its job.
+Each class subclasses the provider operator, takes the same arguments (the AWS request) and runs
+the provider's code path on both targets: deferrable, with the provider's triggers and waiters. The
+target only decides where the AWS connection points (AWS, or the local control plane of
+``local_aws``). What is added: job names derived from the dag id, the logical date and the request
+(``naming.job_name``), so a retried task finds its job; re-attaching to it; the job's FailureReason
+when it fails; sizing of the waits; and, for deployments, verification of what is live.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Deployment settings, read from the environment when they are used (never cached at import).
+"""Deployment settings, read from the environment each time they are asked for (nothing is cached here).
+
+The DAG files ask for a few at parse time, so changing one of those takes a re-parse of the DAGs:
+CHURN_SPARK_BACKEND (which Spark operator a task is), CHURN_LAKE_BUCKET and CHURN_ARTIFACTS_BUCKET
+(the paths in the requests) and CHURN_TASK_RETRIES (dag_support's default_args). The others are
+read when a task, a trigger or the control plane runs.
 
 | variable | default | meaning |
 |---|---|---|
@@ -20,11 +25,12 @@
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
-| CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 10 for the local target, whose jobs take seconds to minutes (not less: see the comment there) |
+| CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 2 for the local target, whose jobs take seconds to minutes |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
 | CHURN_LOCAL_AWS_PORT | 4566 | local target: port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |
 | CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
+| CHURN_LOCAL_BIND_HOST | 127.0.0.1 | local target: the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
@@ -192,6 +198,10 @@ def local_spot_restart_seconds() -> float:
 
 def local_runtime_port() -> int:
     return int(_get("CHURN_LOCAL_RUNTIME_PORT", "18080"))
+
+
+def local_bind_host() -> str:
+    return _get("CHURN_LOCAL_BIND_HOST", "127.0.0.1") or "127.0.0.1"
 
 
 def local_bake_seconds() -> float:

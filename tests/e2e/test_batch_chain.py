@@ -228,6 +228,13 @@ def test_a_failed_rerun_leaves_the_published_partition_in_place(stack):
     states = client.task_states("churn_batch_scoring", run["dag_run_id"])
     assert states["batch_transform"] == "failed" and states["publish_predictions"] == "upstream_failed"
     assert {p.name: p.read_bytes() for p in (lake / f"predictions/dt={target}").iterdir()} == published
+    # The task log says why, from the job's FailureReason (the trigger's event has only the status).
+    logs = (Path(stack["env"]["AIRFLOW_HOME"]) / "logs" / "dag_id=churn_batch_scoring" / f"run_id={run['dag_run_id']}"
+            / "task_id=batch_transform")
+    last = max((p for p in logs.glob("attempt=*.log") if re.fullmatch(r"attempt=\d+\.log", p.name)),
+               key=lambda p: int(p.stem.split("=")[1]))
+    assert re.search(r"churn-score-\S+ is Failed: \S|SageMaker job failed because \S", last.read_text()), \
+        last.read_text()[-3000:]
 
 
 def test_a_features_backfill_over_consecutive_days_succeeds(stack):

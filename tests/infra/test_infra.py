@@ -207,10 +207,16 @@ def test_compose_file_follows_the_compose_spec():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert {"postgres", "kinesis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+    assert {"postgres", "control-plane", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
             "airflow-triggerer"} <= set(services)
     worker = services["airflow-scheduler"]
     assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins", "./include:/opt/airflow/include"} <= set(worker["volumes"])
     assert worker["environment"]["ML_TARGET"] == "local"
+    # The tasks' AWS is the control plane service, the same connection as scripts/env.sh's but for its host.
+    connection = json.loads(worker["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert connection["extra"]["endpoint_url"] == "http://control-plane:4566"
+    plane = services["control-plane"]
+    assert plane["entrypoint"][:3] == ["python", "-m", "local_aws.control_plane"]
+    assert "./local_aws:/opt/airflow/local_aws" in plane["volumes"] and "ports" not in plane
     dockerfile = (REPO / worker["build"]["dockerfile"]).read_text()
     assert "FROM apache/airflow:3.3.1-python3.12" in dockerfile
