@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def main() -> int:
     m = model["metrics"]
     print("\n=== churn batch chain on the local target: done ===")
     print(f"model            {model['training_job_name']}  ({model['model_data_url']})")
-    with contextlib.redirect_stdout(sys.stderr):  # what the AWS libraries log while the registry answers
+    # Not the AWS libraries' chatter while the registry answers (connection found, deprecations).
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         versions = registry.list_versions()
     latest = versions[-1]
     print(f"registry         {len(versions)} version(s); newest v{latest['ModelPackageVersion']} "

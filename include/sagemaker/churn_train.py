@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import tarfile
@@ -260,12 +261,15 @@ def _load_champion(path: str, names: list[str]) -> tuple[xgb.Booster | None, str
         archive = next(folder.rglob("*.tar.gz"), None)
         if archive is None:
             return None, f"champion channel {path} has neither {MODEL_FILE_NAME} nor a model.tar.gz"
-        target = Path(tempfile.mkdtemp(prefix="champion-"))
+        # Only the model file, copied to a name of ours: no path from the archive is trusted, and
+        # tarfile's extraction filters are missing from the container's older Python 3.8 builds.
         with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-        model_file = next(target.rglob(MODEL_FILE_NAME), None)
-        if model_file is None:
-            return None, f"{archive.name} holds no {MODEL_FILE_NAME}"
+            member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == MODEL_FILE_NAME), None)
+            if member is None:
+                return None, f"{archive.name} holds no {MODEL_FILE_NAME}"
+            model_file = Path(tempfile.mkdtemp(prefix="champion-")) / MODEL_FILE_NAME
+            with tar.extractfile(member) as source, model_file.open("wb") as sink:
+                shutil.copyfileobj(source, sink)
     booster = xgb.Booster(model_file=str(model_file))
     if list(booster.feature_names or []) != names:
         return None, (
