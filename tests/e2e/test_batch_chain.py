@@ -227,12 +227,12 @@ def test_a_failed_rerun_leaves_the_published_partition_in_place(stack):
     assert states["batch_transform"] == "failed" and states["publish_predictions"] == "upstream_failed"
     assert {p.name: p.read_bytes() for p in (lake / f"predictions/dt={target}").iterdir()} == published
     # The task log says why, from the job's FailureReason (the trigger's event has only the status).
+    # Any attempt: a retry's own end can be Airflow's defer race instead (docs/architecture.md).
     logs = (Path(stack["env"]["AIRFLOW_HOME"]) / "logs" / "dag_id=churn_batch_scoring" / f"run_id={run['dag_run_id']}"
             / "task_id=batch_transform")
-    last = max((p for p in logs.glob("attempt=*.log") if re.fullmatch(r"attempt=\d+\.log", p.name)),
-               key=lambda p: int(p.stem.split("=")[1]))
-    assert re.search(r"churn-score-\S+ is Failed: \S|SageMaker job failed because \S", last.read_text()), \
-        last.read_text()[-3000:]
+    attempts = [p.read_text() for p in logs.glob("attempt=*.log") if re.fullmatch(r"attempt=\d+\.log", p.name)]
+    assert any(re.search(r"churn-score-\S+ is Failed: \S|SageMaker job failed because \S", text) for text in attempts), \
+        attempts[-1][-3000:]
 
 
 def test_a_features_backfill_over_consecutive_days_succeeds(stack):
