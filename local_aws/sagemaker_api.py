@@ -169,7 +169,6 @@ def _stop(kind: _Kind):
 
 
 def _create_model(self: SageMakerResponse) -> ActionResult:
-    from local_aws.common import LocalJobError
     from local_aws.models import create_model
 
     request = _body(self)
@@ -181,7 +180,6 @@ def _create_model(self: SageMakerResponse) -> ActionResult:
 
 
 def _describe_model(self: SageMakerResponse) -> ActionResult:
-    from local_aws.common import LocalJobError
     from local_aws.models import describe_model
 
     name = _body(self).get("ModelName", "")
