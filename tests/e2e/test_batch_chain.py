@@ -126,12 +126,18 @@ def test_the_aws_steps_deferred_to_the_providers_triggers_and_resumed(stack, dag
     task_logs = sorted(p for p in logs.glob("attempt=*.log") if re.fullmatch(r"attempt=\d+\.log", p.name))
     trigger_logs = sorted(logs.glob("attempt=*.log.trigger.*.log"))
     assert task_logs and trigger_logs, f"{dag_id}.{task_id} never deferred: {sorted(logs.iterdir())}"
-    text = task_logs[-1].read_text()
-    assert "Pausing task as DEFERRED" in text
     fired = trigger_logs[-1].read_text()
     assert f"{dag_id}/{run_id}/{task_id}" in fired and "Trigger fired event" in fired, fired[-2000:]
-    # Resumed from the event: the task's log goes on after the deferral, in the same attempt.
-    assert text.index("Pausing task as DEFERRED") < text.rindex("::group::Post Execute")
+    # Resumed from the event: an attempt's log goes on after its deferral, in the same attempt. It
+    # need not be the last attempt: when Airflow 3.3.1's defer race fails a resumed attempt that had
+    # succeeded (docs/architecture.md), the retry re-attaches to the finished job without deferring.
+    resumed = [p.name for p in task_logs if _deferred_then_finished(p.read_text())]
+    assert resumed, f"no attempt of {dag_id}.{task_id} deferred and then ran on: {[p.name for p in task_logs]}"
+
+
+def _deferred_then_finished(text: str) -> bool:
+    return "Pausing task as DEFERRED" in text and text.index("Pausing task as DEFERRED") < text.rfind(
+        "::group::Post Execute")
 
 
 def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
