@@ -64,6 +64,11 @@ STREAM_PREDICTIONS = "stream_predictions/"  # the Glue streaming job (plugins/ch
 STREAM_ERRORS = "errors/stream_events/"
 STREAMING_STATE = "_streaming/churn_streaming/"  # its checkpoint and runs/<id>/progress.json
 EMR_LOGS = "_logs/emr-serverless/"  # EMR Serverless job logs (monitoringConfiguration.logUri)
+# The endpoint's data capture (DataCaptureConfig.DestinationS3Uri), in SageMaker's layout:
+# <endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl, one JSON record per captured request.
+CAPTURE = "monitoring/capture/"
+MONITORING = "monitoring/daily/"  # the monitoring job's results per date: dt=D/summary.json
+MONITORING_REPORTS = "monitoring/reports/"  # the report a person opens: dt=D/report.html
 
 FEATURES_ASSET = Asset(f"s3://{LAKE_BUCKET}/{FEATURES}", extra={"format": "parquet", "partitioned_by": "dt"})
 SCORING_INPUT_ASSET = Asset(f"s3://{LAKE_BUCKET}/{SCORING_INPUT}", extra={"format": "csv", "partitioned_by": "dt"})
@@ -84,6 +89,8 @@ _FEATURES_JOB = {RAW: "r", CLEAN: "rwd", **{q: "rwd" for q in QUARANTINE}, FEATU
                  LABELS: "rwd", FEATURES_RUNS: "rwd"}
 _TRAINING_SET_JOB = {FEATURES: "r", LABELS: "r", TRAINING_SETS: "rwd"}
 _STREAMING_JOB = {FEATURES: "r", STREAM_PREDICTIONS: "rwd", STREAM_ERRORS: "rwd", STREAMING_STATE: "rwd"}
+_MONITORING_JOB = {FEATURES: "r", PREDICTIONS: "r", STREAM_PREDICTIONS: "r", CAPTURE: "r", LABELS: "r",
+                   REGISTRY: "r", MONITORING: "rwd"}
 LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "churn_features": {
         "wait_for_raw_partitions": {MWAA: {RAW: "r"}},
@@ -105,7 +112,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "register_model": {MWAA: {MODELS: "rw", REGISTRY: "w", PUBLISHED: "r"}},
         "approved": {},
         "publish_model": {MWAA: {PUBLISHED: "rw"}},
-        "deploy_model": {MWAA: {MODELS: "r"}, SAGEMAKER: {MODELS: "r"}},
+        "deploy_model": {MWAA: {MODELS: "r"}, SAGEMAKER: {MODELS: "r", CAPTURE: "w"}},  # the endpoint captures
     },
     "churn_batch_scoring": {
         "wait_for_scoring_input": {MWAA: {SCORING_INPUT: "r"}},
