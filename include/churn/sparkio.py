@@ -87,6 +87,17 @@ def replace_file(path: str | os.PathLike[str], data: bytes) -> None:
         target.with_name(f".{target.name}.crc").unlink()
 
 
+def read_text(spark: SparkSession, uri: str) -> str:
+    """The whole text of the file at ``uri`` (UTF-8); FileNotFoundError, naming it, when there is none."""
+    if not exists(spark, uri):
+        raise FileNotFoundError(f"{uri} does not exist")
+    return "".join(row[0] for row in spark.read.text(uri, wholetext=True).collect())
+
+
+def read_json(spark: SparkSession, uri: str) -> dict:
+    return json.loads(read_text(spark, uri))
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write ``text`` to ``uri`` whole: a reader of the URI sees the previous version or this one.
 

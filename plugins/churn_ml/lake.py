@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from churn_ml import settings as cfg
 
@@ -78,6 +78,14 @@ def _s3_hook():
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=cfg.settings.aws_conn_id)
+
+
+def browse_url(uri: str) -> str:
+    """Where a person opens ``uri``: its file on the local target, the S3 console's page of it on AWS."""
+    if cfg.is_local():
+        return local_path(uri).as_uri()
+    bucket, key = split_uri(uri)
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={quote(key)}"
 
 
 def exists(uri: str) -> bool:

@@ -29,6 +29,7 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 from botocore.exceptions import ClientError
 
@@ -635,7 +636,15 @@ def spark_job(
     )
 
 
+class RetrainingTriggerOperator(TriggerDagRunOperator):
+    """TriggerDagRunOperator whose ``note`` (the triggered run's note in the UI) is templated too, so
+    that it can carry the reason the run was triggered for."""
+
+    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "note")
+
+
 __all__: Sequence[str] = (
+    "RetrainingTriggerOperator",
     "EmrServerlessSparkJobOperator",
     "SageMakerEndpointDeployOperator",
     "SageMakerJobFailed",

@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-EXPECTED_DAGS = {"churn_features", "churn_training", "churn_batch_scoring", "churn_streaming", "churn_streaming_stop"}
+EXPECTED_DAGS = {"churn_features", "churn_training", "churn_batch_scoring", "churn_monitoring", "churn_streaming",
+                 "churn_streaming_stop"}
 # Checks that run every few minutes (or only by hand): the next run is the retry, so no retries.
 NO_RETRIES = {"churn_streaming", "churn_streaming_stop"}
 HEAVY_TOP_LEVEL = {"boto3", "botocore", "sagemaker", "pyspark", "xgboost", "pandas", "numpy", "sklearn"}

@@ -1,0 +1,163 @@
+"""The monitoring report a person opens: one self-contained HTML page per monitored date.
+
+``monitoring/reports/dt=<ds>/report.html`` (plots embedded as PNG, no other file needed) shows the
+decision and why, each source's drift of the day per feature with the threshold, the score's drift
+over the last ``HISTORY_DAYS`` days, and the realized AUC over time per model version with the
+gate's floor. ``decision.json`` beside it is the decision the ``decide`` task made, which later
+decisions read (``decay.decide``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+
+from churn_ml.decay import Thresholds, day_findings, window
+
+HISTORY_DAYS = 120
+SOURCE_COLOURS = {"batch": "#1f77b4", "capture": "#ff7f0e", "stream": "#2ca02c"}
+
+
+def read_daily(root_uri: str, ds: str, days: int, name: str) -> dict[str, dict]:
+    """``<root>/dt=<d>/<name>`` (JSON) of the ``days`` dates ending with ``ds`` that have one."""
+    from churn_ml import lake
+
+    found = {}
+    for d in window(ds, days):
+        uri = f"{root_uri.rstrip('/')}/dt={d}/{name}"
+        if lake.exists(uri):
+            found[d] = lake.read_json(uri)
+    return found
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(ds: str, summaries: dict[str, dict], t: Thresholds) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+    today = summaries[ds]
+    present = [s for s, found in today["sources"].items() if found.get("rows")]
+    if present:
+        names = list(today["sources"][present[0]]["features"]) + ["score"]
+        fig, ax = plt.subplots(figsize=(8, 0.28 * len(names) + 1.2))
+        height = 0.8 / len(present)
+        for i, source in enumerate(present):
+            found = today["sources"][source]
+            values = [found["features"][n]["psi"] for n in names[:-1]] + [found["score"]["psi"]]
+            ax.barh([y + i * height for y in range(len(names))], values, height=height,
+                    color=SOURCE_COLOURS.get(source), label=f"{source} ({found['rows']} rows)")
+        ax.axvline(t.psi_threshold, color="red", linestyle="--", label=f"threshold {t.psi_threshold}")
+        ax.set_yticks([y + 0.4 - height / 2 for y in range(len(names))], names)
+        ax.invert_yaxis()
+        ax.set_xlabel("PSI against the training baseline")
+        ax.set_title(f"Drift on {ds}")
+        ax.legend(loc="lower right", fontsize="small")
+        plots["drift"] = _png(fig)
+        plt.close(fig)
+
+    days = sorted(d for d in summaries if d <= ds)[-HISTORY_DAYS:]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for source, colour in SOURCE_COLOURS.items():
+        points = [(dt.date.fromisoformat(d), summaries[d]["sources"].get(source, {})) for d in days]
+        points = [(d, f["score"]["psi"]) for d, f in points if f.get("rows")]
+        if points:
+            ax.plot(*zip(*points), marker=".", color=colour, label=source)
+    decayed = [dt.date.fromisoformat(d) for d in days if day_findings(summaries[d], t)]
+    for d in decayed:
+        ax.axvspan(d - dt.timedelta(hours=12), d + dt.timedelta(hours=12), color="red", alpha=0.12, lw=0)
+    ax.axhline(t.psi_threshold, color="red", linestyle="--", label="threshold")
+    ax.set_ylabel("score PSI")
+    ax.set_title("Score drift per day (red: decayed days)")
+    ax.legend(fontsize="small")
+    fig.autofmt_xdate()
+    plots["score_drift"] = _png(fig)
+    plt.close(fig)
+
+    closed = [summaries[d]["quality"] for d in days if summaries[d]["quality"].get("status") == "closed"]
+    closed = [q for q in closed if q.get("auc") is not None]
+    if closed:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        for version in sorted({str(q.get("model_version")) for q in closed}):
+            points = [(dt.date.fromisoformat(q["prediction_date"]), q["auc"]) for q in closed
+                      if str(q.get("model_version")) == version]
+            ax.plot(*zip(*points), marker="o", label=f"model v{version}")
+        ax.axhline(t.auc_floor, color="red", linestyle="--", label=f"gate floor {t.auc_floor:.2f}")
+        ax.set_ylabel("realized AUC")
+        ax.set_xlabel("prediction date (labels 30 days later)")
+        ax.set_title("Realized quality over time")
+        ax.legend(fontsize="small")
+        fig.autofmt_xdate()
+        plots["quality"] = _png(fig)
+        plt.close(fig)
+    return plots
+
+
+def _figure(plots: dict[str, str], key: str, alt: str) -> str:
+    return f'<p><img alt="{alt}" src="data:image/png;base64,{plots[key]}"></p>' if key in plots else ""
+
+
+def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -> str:
+    """The report of ``ds`` as one HTML page, from the summaries up to ``ds`` and the day's decision."""
+    today = summaries[ds]
+    plots = _plots(ds, summaries, t)
+    esc = html.escape
+    rows = []
+    for source, found in today["sources"].items():
+        if not found.get("rows"):
+            rows.append(f"<tr><td>{esc(source)}</td><td>0</td><td colspan=4>no scored data this day</td></tr>")
+            continue
+        top = sorted(found["features"].items(), key=lambda item: -item[1]["psi"])[:3]
+        top_text = ", ".join(f"{name} {figures['psi']:.3f}" for name, figures in top)
+        rows.append(
+            f"<tr><td>{esc(source)}</td><td>{found['rows']}</td><td>{found['score']['psi']:.3f}</td>"
+            f"<td>{found['score']['js']:.3f}</td><td>{found['score']['mean']:.4f} (baseline "
+            f"{found['score'].get('baseline_mean') or float('nan'):.4f})</td>"
+            f"<td>{esc(top_text)}</td></tr>"
+        )
+    quality = today["quality"]
+    if quality.get("status") == "closed":
+        q = quality
+        auc = "n/a" if q["auc"] is None else f"{q['auc']:.3f}"
+        pr_auc = "n/a" if q["pr_auc"] is None else f"{q['pr_auc']:.3f}"
+        quality_text = (f"predictions of {q['prediction_date']} (model v{esc(str(q.get('model_version')))}), "
+                        f"{q['rows']} customers, {q['positives']} churned: AUC {auc}, PR-AUC {pr_auc}, "
+                        f"Brier {q['brier']:.4f}, calibration error {q['ece']:.4f}, lift in the top 10 % "
+                        f"{q['lift_at_10'] or 0:.2f}")
+    else:
+        quality_text = f"predictions of {quality['prediction_date']}: {esc(quality['status'].replace('_', ' '))}"
+    verdict = "RETRAINING TRIGGERED" if decision["retrain"] else "no retraining"
+    days = "".join(f"<li>{esc(d['ds'])}: {'decayed' if d['decayed'] else 'ok'}"
+                   f"{' (' + esc('; '.join(d['reasons'])) + ')' if d['reasons'] else ''}</li>" for d in decision["days"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Churn model monitoring {esc(ds)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px}}.retrain{{color:#b00;font-weight:bold}}</style></head>
+<body>
+<h1>Churn model monitoring: {esc(ds)}</h1>
+<p>Production model v{esc(str(today['model_version']))}; baseline {esc(today['baseline_uri'])}</p>
+<h2 class="{'retrain' if decision['retrain'] else 'ok'}">Decision: {verdict}</h2>
+<p id="reason">{esc(decision['reason'])}</p>
+<ul>{days}</ul>
+<h2>Drift of the day's scored data</h2>
+<table><tr><th>source</th><th>rows</th><th>score PSI</th><th>score JS</th><th>mean score</th>
+<th>most drifted features (PSI)</th></tr>{''.join(rows)}</table>
+<p>Thresholds: PSI {t.psi_threshold}, JS {t.js_threshold}, {t.min_drifted_features} features,
+{t.min_rows} rows per source, realized AUC floor {t.auc_floor}, {t.consecutive_days} consecutive days.
+Rejected inputs: {esc(str(today.get('rejected', {})))}.</p>
+{_figure(plots, 'drift', 'PSI per feature and source')}
+{_figure(plots, 'score_drift', 'score PSI per day')}
+<h2>Realized quality</h2>
+<p id="quality">{quality_text}</p>
+{_figure(plots, 'quality', 'realized AUC per prediction date')}
+</body></html>
+"""
