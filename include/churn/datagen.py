@@ -12,9 +12,17 @@ raises support tickets and downgrades, and together with the contract, payment f
 tenure it sets a daily churn hazard. The pipeline only sees the behaviour, never the state, so the
 signal is learnable but noisy. Deterministic for a given seed and knobs.
 
+Drift (``--drift-from D --drift-strength S``, for testing model monitoring): a behaviour change
+from day ``D`` on, such as a price rise. On ``D`` every active customer's dissatisfaction jumps by
+``S`` and its mean-reversion target stays at ``S`` (instead of 0) from then on, so usage drops and
+tickets, downgrades and churn rise at once and for good; sign-ups from ``D`` on pay ``10 % x S``
+more. The knob draws no random numbers of its own, so every partition before ``D``, and the whole
+output with the knob off, is byte for byte what the same seed gives without it.
+
 Usage::
 
     python -m churn.datagen --out .lake/churn-lake/raw --customers 4000 --start 2026-01-01 --days 182
+    python -m churn.datagen --out /tmp/drifted/raw --days 120 --drift-from 2026-04-01 --drift-strength 1.0
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -38,6 +47,8 @@ PLAN_PRICE = {"basic": 19.0, "standard": 39.0, "premium": 69.0}
 PAYMENT_FAILURE_RATE = {"card": 0.005, "bank_transfer": 0.002, "paypal": 0.005, "invoice": 0.015}
 BAD_KINDS = ("malformed_line", "missing_id", "wrong_type", "impossible_value")
 MANIFEST_NAME = "_generator_manifest.json"
+# Monthly charge of sign-ups from the drift date on: +10 % per unit of drift strength.
+DRIFT_PRICE_RISE = 0.10
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class GeneratorConfig:
     days: int = 182
     seed: int = 7
     bad_fraction: float = 0.002
+    drift_from: dt.date | None = None
+    drift_strength: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 10:
@@ -56,6 +69,29 @@ class GeneratorConfig:
             raise ValueError(f"--days must be at least 1, got {self.days}")
         if not 0.0 <= self.bad_fraction < 0.5:
             raise ValueError(f"--bad-fraction must be in [0, 0.5), got {self.bad_fraction}")
+        if not (math.isfinite(self.drift_strength) and self.drift_strength >= 0.0):
+            raise ValueError(
+                f"--drift-strength must be a finite number >= 0 (0 = no drift, 1.0 = a strong shift), "
+                f"got {self.drift_strength}"
+            )
+        if self.drift_from is None:
+            if self.drift_strength:
+                raise ValueError(
+                    f"--drift-strength {self.drift_strength} needs --drift-from YYYY-MM-DD, the first day of the change"
+                )
+        elif not self.start <= self.drift_from <= self.last_day:
+            raise ValueError(
+                f"--drift-from must be a generated day, {self.start} to {self.last_day} "
+                f"(--start {self.start}, --days {self.days}), got {self.drift_from}"
+            )
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.days - 1)
+
+    def drifting(self, day: dt.date) -> bool:
+        """Whether the behaviour change applies on ``day`` (never with the knob off)."""
+        return self.drift_from is not None and self.drift_strength > 0.0 and day >= self.drift_from
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -97,13 +133,16 @@ class _Population:
         return list(range(start, start + n))
 
 
-def _customer_record(pop: _Population, i: int, rng: np.random.Generator) -> dict:
+def _customer_record(pop: _Population, i: int, rng: np.random.Generator, price_factor: float | None = None) -> dict:
     plan = PLANS[pop.plan[i]]
+    charge = PLAN_PRICE[plan] * float(rng.uniform(0.9, 1.1))
+    if price_factor is not None:  # only when drifting: the knob-off arithmetic stays exactly as it was
+        charge *= price_factor
     return {
         "customer_id": pop.ids[i],
         "signup_date": pop.signup[i].isoformat(),
         "plan": plan,
-        "monthly_charge": round(PLAN_PRICE[plan] * float(rng.uniform(0.9, 1.1)), 2),
+        "monthly_charge": round(charge, 2),
         "contract": CONTRACTS[pop.contract[i]],
         "region": REGIONS[int(rng.integers(len(REGIONS)))],
         "payment_method": PAYMENT_METHODS[pop.payment[i]],
@@ -176,6 +215,9 @@ def generate(cfg: GeneratorConfig) -> dict:
         "bad_fraction": cfg.bad_fraction,
         "partitions": {"customers": {}, "events": {}},
     }
+    if cfg.drift_from is not None:  # absent with the knob off, so that manifest stays as it was too
+        manifest["drift_from"] = cfg.drift_from.isoformat()
+        manifest["drift_strength"] = cfg.drift_strength
 
     # Customers who signed up before the first day land in the first customers partition, as the
     # initial load of an export would.
@@ -188,7 +230,9 @@ def generate(cfg: GeneratorConfig) -> dict:
         if d > 0:
             n_new = int(rng.poisson(daily_signup_rate))
             new_today = pop.add(rng, n_new, [day] * n_new)
-        customer_records = [_customer_record(pop, i, rng) for i in new_today]
+        drifting = cfg.drifting(day)
+        price_factor = 1.0 + DRIFT_PRICE_RISE * cfg.drift_strength if drifting else None
+        customer_records = [_customer_record(pop, i, rng, price_factor) for i in new_today]
         manifest["partitions"]["customers"][day.isoformat()] = _write_partition(
             out, "customers", day, customer_records, cfg, rng
         )
@@ -198,6 +242,11 @@ def generate(cfg: GeneratorConfig) -> dict:
         # Hidden state: mean-reverting dissatisfaction with occasional shocks.
         shock = rng.random(n) < 0.004
         dis = pop.dissatisfaction[idx] * 0.98 + rng.normal(0.0, 0.12, n) + shock * rng.uniform(0.8, 2.0, n)
+        if drifting:
+            # Reversion towards the shifted target (0.02 x S a day); on the first day the whole
+            # population's state also jumps by S: 0.98 x S on top of that, reverting with the rest.
+            # Deterministic, no draws: the random sequence is the knob-off one.
+            dis = dis + cfg.drift_strength * (1.0 if day == cfg.drift_from else 0.02)
         pop.dissatisfaction[idx] = dis
         # Churn follows a slow average of dissatisfaction: behaviour changes before people leave.
         slow = pop.slow_dissatisfaction[idx] * 0.9 + dis * 0.1
@@ -278,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=GeneratorConfig.seed)
     parser.add_argument(
         "--bad-fraction", type=float, default=GeneratorConfig.bad_fraction, help="share of bad records to inject"
+    )
+    parser.add_argument(
+        "--drift-from", type=dt.date.fromisoformat, default=None,
+        help="first day of a behaviour change, e.g. a price rise (YYYY-MM-DD, within the generated days)",
+    )
+    parser.add_argument(
+        "--drift-strength", type=float, default=GeneratorConfig.drift_strength,
+        help="size of the change: dissatisfaction shift (1.0 = strong) and +10%% x strength on new sign-ups' charge",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
