@@ -15,7 +15,8 @@ process exits 143 for SageMaker to restart it.
 Metrics are printed one per line as ``<name>: <value>`` (and XGBoost's own
 ``[i]\\tvalidation-auc:...`` lines), the form the MetricDefinitions of the training request parse.
 The model goes to ``SM_MODEL_DIR/xgboost-model.json`` and the holdout evaluation next to it as
-``evaluation.json``.
+``evaluation.json``. With a holdout, the output (``SM_OUTPUT_DATA_DIR``, packed as ``output.tar.gz``)
+also gets the model card plot and ``baseline.json``, the monitoring baseline (churn_baseline.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
+import churn_baseline
 import churn_evaluation
 from churn_checkpoints import DEFAULT_DIR as CHECKPOINT_DIR
 from churn_checkpoints import CheckpointStore, TrainingState
@@ -362,6 +364,10 @@ def train(args: argparse.Namespace, termination: Termination | None = None) -> d
             output_dir / CARD_PLOT_NAME, labels, curves, booster.get_score(importance_type="total_gain"),
             f"churn XGBoost: {len(y_hold)} holdout rows, {int(y_hold.sum())} churners",
         )
+        # What the monitoring job compares each day's data with; SageMaker sets TRAINING_JOB_NAME.
+        baseline = churn_baseline.build(x_train, curves["challenger"], os.environ.get("TRAINING_JOB_NAME", ""))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / churn_baseline.FILE_NAME).write_text(json.dumps(baseline, indent=1))
     for name, value in results.items():
         print(f"{name}: {value:.6f}", flush=True)
     report["metrics"] = results

@@ -3,12 +3,15 @@
 A final training job leaves ``output.tar.gz`` beside its ``model.tar.gz`` (SageMaker packs the job's
 ``/opt/ml/output/data``): churn_train.py writes ``evaluation.json`` there (features, rounds, metrics,
 the canary rows the endpoint deployment is checked against) and, when it had a holdout,
-``model_card.png`` (ROC of challenger and champion, gain importance). ``extract_training_output``
-takes both out and publishes ``evaluation.json`` beside the tarball, where the registry's
-``ModelMetrics`` and the deployment read it.
+``model_card.png`` (ROC of challenger and champion, gain importance) and ``baseline.json`` (the
+monitoring baseline: bins and counts per feature on the train split, and of the final model's scores
+on the holdout; include/sagemaker/churn_baseline.py). ``extract_training_output`` takes them out and
+publishes ``evaluation.json`` beside the tarball, where the registry's ``ModelMetrics`` and the
+deployment read it; the registry stores the baseline with the version.
 
 The card itself (``build``) says what a reviewer needs before trusting the model: data range per
-split, hyperparameters, features, challenger vs champion metrics, spot seconds. The registry adds
+split, hyperparameters, features, challenger vs champion metrics, spot seconds, and a summary of
+the monitoring baseline (bins and missing rate per feature, the score's deciles). The registry adds
 the version, the gate's decision and reason, and ``write`` stores it as ``card.json``, ``card.md``
 and ``model_card.png`` under the version's prefix, on both targets.
 """
@@ -22,9 +25,11 @@ from dataclasses import dataclass
 
 from churn_ml import lake
 
-# The names churn_train.py (include/sagemaker/) writes: EVALUATION_FILE_NAME and CARD_PLOT_NAME.
+# The names churn_train.py (include/sagemaker/) writes: EVALUATION_FILE_NAME, CARD_PLOT_NAME and
+# churn_baseline.FILE_NAME.
 EVALUATION = "evaluation.json"
 PLOT = "model_card.png"
+BASELINE = "baseline.json"
 OUTPUT_TAR = "output.tar.gz"
 
 
@@ -33,27 +38,51 @@ class TrainingOutput:
     evaluation: dict
     plot: bytes | None
     evaluation_uri: str
+    # None for a job that wrote none (trained before baselines were stored, or without a holdout).
+    baseline: dict | None = None
 
 
 def extract_training_output(model_data_url: str) -> TrainingOutput:
-    """``evaluation.json`` and the plot from the job's ``output.tar.gz`` (beside ``model_data_url``);
-    ``evaluation.json`` is also written beside the tarball, where ``evaluation_uri`` says."""
+    """``evaluation.json``, the plot and the baseline from the job's ``output.tar.gz`` (beside
+    ``model_data_url``); ``evaluation.json`` is also written beside the tarball, where ``evaluation_uri`` says."""
     output_tar = f"{model_data_url.rsplit('/', 1)[0]}/{OUTPUT_TAR}"
     with tarfile.open(fileobj=io.BytesIO(lake.read_bytes(output_tar))) as tar:
+        names = tar.getnames()
         evaluation = json.load(tar.extractfile(EVALUATION))
-        plot = tar.extractfile(PLOT).read() if PLOT in tar.getnames() else None
+        plot = tar.extractfile(PLOT).read() if PLOT in names else None
+        baseline = json.load(tar.extractfile(BASELINE)) if BASELINE in names else None
     evaluation_uri = f"{output_tar.rsplit('/', 1)[0]}/{EVALUATION}"
     lake.write_json(evaluation_uri, evaluation)
-    return TrainingOutput(evaluation=evaluation, plot=plot, evaluation_uri=evaluation_uri)
+    return TrainingOutput(evaluation=evaluation, plot=plot, evaluation_uri=evaluation_uri, baseline=baseline)
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def baseline_summary(baseline: dict | None) -> dict | None:
+    """What the card shows of a monitoring baseline (``baseline.json``; None without one): per feature
+    its bins, its lowest and highest edge and its missing rate; the score's edges (deciles) and mean."""
+    if baseline is None:
+        return None
+    score = baseline["score"]
+    return {
+        "rows": baseline["rows"],
+        "features": [{"feature": name, "bins": len(h["counts"]),
+                      "edge_range": [h["edges"][0], h["edges"][-1]] if h["edges"] else [],
+                      "missing_rate": _rate(h["missing"], h["rows"])} for name, h in baseline["features"].items()],
+        "score": {"deciles": score["edges"], "mean": score.get("mean"), "missing_rate": _rate(score["missing"], score["rows"])},
+    }
 
 
 def build(
     job: dict, *, ds: str, training_set: str, splits: dict, evaluation: dict, metrics: dict[str, float],
-    tuning_job_name: str,
+    tuning_job_name: str, baseline: dict | None = None,
 ) -> dict:
     """The card of the training job ``job`` (a DescribeTrainingJob answer) trained on ``training_set``
     for ``ds``: ``metrics`` are the gate's (the challenger's and, prefixed ``champion:``, the
-    champion's on the same holdout), ``splits`` the training set manifest's."""
+    champion's on the same holdout), ``splits`` the training set manifest's, ``baseline`` the job's
+    monitoring baseline (None when it wrote none)."""
     return {
         "ds": ds,
         "training_set": training_set,
@@ -68,6 +97,7 @@ def build(
         "tuning_job_name": tuning_job_name,
         "spot": {"training_seconds": job.get("TrainingTimeInSeconds"),
                  "billable_seconds": job.get("BillableTimeInSeconds")},
+        "baseline": baseline_summary(baseline),
     }
 
 
@@ -109,4 +139,22 @@ def render(card: dict) -> str:
               "```", "", "## Features", "", ", ".join(f"`{f}`" for f in card.get("features", [])), ""]
     if card.get("plot"):
         lines += ["## ROC and feature importance", "", f"![ROC and feature importance]({PLOT})", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _render_baseline(card.get("baseline"), card.get("baseline_uri")))
+
+
+def _render_baseline(summary: dict | None, uri: str | None) -> list[str]:
+    lines = ["## Monitoring baseline", ""]
+    if not summary:
+        return lines + ["None: the training job wrote no baseline.json (trained before baselines were stored), so "
+                        "the monitoring job has nothing to compare this version's data with.", ""]
+    rows, score = summary["rows"], summary["score"]
+    lines += [f"What the monitoring job compares each day's data with{f' (`{uri}`)' if uri else ''}: the bins of "
+              f"each feature on the train split ({rows['train']} rows) and of this model's scores on the holdout "
+              f"({rows['holdout']} rows).", "", "| feature | bins | edges | missing |", "|---|---|---|---|"]
+    for stats in summary["features"]:
+        edges = " .. ".join(f"{e:.4g}" for e in stats["edge_range"]) or "-"
+        lines.append(f"| {stats['feature']} | {stats['bins']} | {edges} | {100 * stats['missing_rate']:.2f}% |")
+    mean = "-" if score["mean"] is None else f"{score['mean']:.4f}"
+    lines += ["", f"**Score:** mean {mean}, deciles {', '.join(f'{e:.4f}' for e in score['deciles']) or '-'}, "
+                  f"missing {100 * score['missing_rate']:.2f}%.", ""]
+    return lines

@@ -5,7 +5,10 @@ quality gate, with the reason), its metrics and the champion's metrics on the sa
 model card (``card.json``, ``card.md``, ``model_card.png``) under ``<lake>/registry/<group>/v<NNNN>/``
 on both targets. On AWS the version is a model package in the group (``ModelApprovalStatus``,
 ``ApprovalDescription``, ``CustomerMetadataProperties`` with the training job, data date, tuning job
-and headline metrics, ``ModelMetrics`` pointing at the evaluation).
+and headline metrics, ``ModelMetrics`` pointing at the evaluation, ``DriftCheckBaselines`` at the
+monitoring baseline: ``baseline.json`` under ``<lake>/registry/<group>/baselines/<training job>/``,
+which the monitoring job compares each day's data with). A version registered before baselines were
+stored has none: its ``BaselineUri`` is None.
 
 Registering is idempotent per training job: a retried task finds the version it registered. That
 version is found among the ListModelPackages summaries by its description (no Describe of the
@@ -50,6 +53,16 @@ def version_prefix(group: str, version: int) -> str:
     return f"{cfg.settings.lake}/registry/{group}/v{version:04d}"
 
 
+def baseline_uri(group: str, training_job_name: str) -> str:
+    """Where the monitoring baseline of ``training_job_name``'s version is stored.
+
+    Named after the training job, not the version number: CreateModelPackage records the URI
+    (``DriftCheckBaselines``, which no update can change) before SageMaker has numbered the version.
+    The version's card links to it.
+    """
+    return f"{cfg.settings.lake}/registry/{group}/baselines/{training_job_name}/baseline.json"
+
+
 def _sagemaker():
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
@@ -77,6 +90,9 @@ def _from_package(package: dict) -> dict:
         "Metrics": {k: float(v) for k, v in meta.items() if ":" in k},
         "CardUri": f"{version_prefix(package['ModelPackageGroupName'], package['ModelPackageVersion'])}/card.md",
         "EvaluationUri": package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", ""),
+        # None: registered before baselines were stored, so there is nothing to monitor against.
+        "BaselineUri": package.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).get("Statistics", {})
+                              .get("S3Uri") or None,
     }
 
 
@@ -264,6 +280,7 @@ def publish(version: dict, ds: str, pointer_uri: str) -> dict:
         "training_job_name": version["TrainingJobName"],
         "model_data_url": version["ModelDataUrl"],
         "evaluation_uri": version.get("EvaluationUri", ""),
+        "baseline_uri": version.get("BaselineUri"),  # None for a version registered without one
         "metrics": version["Metrics"],
     }
     lake.write_json(pointer_uri, record)
@@ -304,20 +321,23 @@ def _registered(client, group: str, training_job_name: str) -> dict | None:
 def register(
     *, model_data_url: str, image_uri: str, training_job_name: str, approval: str, reason: str,
     metrics: dict[str, float], card: dict, card_plot: bytes | None, evaluation_uri: str, data_date: str,
-    tuning_job_name: str = "", group: str | None = None,
+    tuning_job_name: str = "", group: str | None = None, baseline: dict | None = None,
 ) -> dict:
     """Register a version (or return the one this training job already registered).
 
-    ``data_date`` is the snapshot date the model's training data ends at (the DAG run's ds).
+    ``data_date`` is the snapshot date the model's training data ends at (the DAG run's ds);
+    ``baseline`` the training job's monitoring baseline (``baseline.json``), stored at ``baseline_uri``
+    before the version is created and recorded in it as ``DriftCheckBaselines``; None registers a
+    version without one.
     """
     if approval not in (APPROVED, REJECTED):
         raise ValueError(f"approval must be {APPROVED} or {REJECTED}, got {approval!r}")
     group = group or group_name()
 
-    def write_card(number: int, status: str, why: str) -> None:
+    def write_card(number: int, status: str, why: str, baseline_at: str | None) -> None:
         model_card.write(version_prefix(group, number), {
             **card, "version": number, "status": status, "reason": why, "model_data_url": model_data_url,
-            "training_job_name": training_job_name,
+            "training_job_name": training_job_name, "baseline_uri": baseline_at,
         }, card_plot)
 
     hook = _sagemaker()
@@ -325,8 +345,18 @@ def register(
     if existing:
         number = existing["ModelPackageVersion"]
         if not lake.exists(f"{version_prefix(group, number)}/card.json"):  # its first attempt died before the card
-            write_card(number, existing["ModelApprovalStatus"], existing.get("ApprovalDescription", ""))
+            write_card(number, existing["ModelApprovalStatus"], existing.get("ApprovalDescription", ""),
+                       existing["BaselineUri"])
         return existing
+    drift_baselines = {}
+    if baseline is not None:
+        stored_at = baseline_uri(group, training_job_name)
+        # The job's own name: the container does not always know it (TRAINING_JOB_NAME is SageMaker's).
+        # Not lake.write_json: its sorted keys would lose the features' order (the training data's columns).
+        stored = json.dumps({**baseline, "training_job_name": training_job_name}, indent=1)
+        lake.write_bytes(stored_at, stored.encode("utf-8"))
+        drift_baselines = {"DriftCheckBaselines": {"ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": stored_at}}}}
     properties = {"training_job_name": training_job_name, "data_date": data_date,
                   "tuning_job_name": tuning_job_name,
                   **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
@@ -343,6 +373,7 @@ def register(
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
         CustomerMetadataProperties=properties,
         ClientToken=registration_token(group, training_job_name, model_data_url),
+        **drift_baselines,
     )
     package = hook.conn.describe_model_package(ModelPackageName=response["ModelPackageArn"])
     if reason:
@@ -355,7 +386,7 @@ def register(
     number = package["ModelPackageVersion"]
     record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,
                                        "CardUri": f"{version_prefix(group, number)}/card.md"}
-    write_card(number, approval, reason)
+    write_card(number, approval, reason, record["BaselineUri"])
     return record
 
 

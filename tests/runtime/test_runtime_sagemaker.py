@@ -128,7 +128,7 @@ def trained(venv, container, sourcedir, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("opt-ml")
     _channels(root / "input")
     (root / "checkpoints").mkdir()  # SageMaker creates CheckpointConfig.LocalPath when a job has one
-    done = _train(venv, sourcedir, root)
+    done = _train(venv, sourcedir, root, TRAINING_JOB_NAME="churn-xgb-20260706-runtime")  # SageMaker sets it
     return {"root": root, "stdout": done.stdout, "stderr": done.stderr}
 
 
@@ -151,6 +151,33 @@ def test_churn_train_trains_evaluates_and_checkpoints(trained):
     assert report["card_plot"] is True and (root / "output" / "model_card.png").stat().st_size > 10_000
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["churn-xgb-000010.ubj", "churn-xgb-000020.ubj"]
     assert len(report["canary"]["rows"]) == 20 and all(0 <= s <= 1 for s in report["canary"]["scores"])
+
+
+def test_the_job_writes_the_monitoring_baseline_beside_its_evaluation(trained):
+    """baseline.json in the job's output (output.tar.gz), computed with the image's numpy 1.19.2 and pandas 1.2.4."""
+    import pandas as pd
+
+    baseline = json.loads((trained["root"] / "output" / "baseline.json").read_text())
+    assert baseline["format"] == "churn-baseline/1" and baseline["training_job_name"] == "churn-xgb-20260706-runtime"
+    assert list(baseline["features"]) == FEATURES and baseline["rows"] == {"train": 400, "holdout": 150}
+    train = pd.read_csv(trained["root"] / "input" / "train" / "part-00000.csv")
+    for name, entry in baseline["features"].items():
+        values = train[name].to_numpy(dtype="float64")
+        present = values[~np.isnan(values)]
+        assert entry["edges"] == sorted(set(entry["edges"])) and len(entry["counts"]) == len(entry["edges"]) + 1
+        assert (entry["rows"], entry["missing"]) == (400, 400 - present.size)
+        # The bin rule, applied here by numpy 2 to the stored edges, gives the counts the job stored.
+        recount = np.bincount(np.searchsorted(entry["edges"], present, side="left"), minlength=len(entry["counts"]))
+        assert entry["counts"] == recount.tolist()
+        if np.unique(present).size <= 20:
+            assert entry["edges"] == np.unique(present).tolist() and entry["counts"][-1] == 0
+        else:
+            assert entry["edges"] == pytest.approx(np.quantile(present, np.arange(1, 10) / 10).tolist(), rel=1e-12)
+    assert baseline["features"]["tickets_30d"]["missing"] == 1  # the train channel's missing value
+    score = baseline["score"]
+    assert sum(score["counts"]) == score["rows"] == 150 and score["missing"] == 0 and 0 < score["mean"] < 1
+    assert score["edges"] == sorted(set(score["edges"])) and 1 < len(score["edges"]) <= 9
+    assert all(0 <= e <= 1 for e in score["edges"])
 
 
 def test_a_restarted_job_resumes_from_its_checkpoint(venv, sourcedir, trained, tmp_path):
@@ -247,10 +274,11 @@ def test_the_inference_handlers_score_csv_and_json_with_the_trained_model(venv, 
 
 
 def test_the_handlers_unit_tests_pass_under_the_runtime(venv, sourcedir, tmp_path):
-    """tests/unit/test_inference.py and test_train.py (edge cases, hypothesis) with the image's pandas and xgboost."""
+    """tests/unit/test_inference.py, test_train.py and test_baseline.py (edge cases, hypothesis) with the image's
+    pandas, numpy and xgboost."""
     if not venv.get("check_tools_dir"):
         pytest.skip("infra/runtimes.toml gives this runtime no check_tools")
-    for name in ("test_inference.py", "test_train.py"):
+    for name in ("test_inference.py", "test_train.py", "test_baseline.py"):
         shutil.copy(REPO / "tests" / "unit" / name, tmp_path / name)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the repository's configuration (plugins, paths)
     done = subprocess.run(

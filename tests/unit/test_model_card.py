@@ -12,6 +12,13 @@ from churn_ml import lake, model_card
 
 OUTPUT = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output"
 EVALUATION = {"features": ["tenure", "spend"], "rounds": 120, "canary": {"rows": [[1, 2]], "scores": [0.5]}}
+BASELINE = {  # churn_baseline.build's shape (include/sagemaker/)
+    "format": "churn-baseline/1", "bin_rule": "...",
+    "features": {"tenure": {"edges": [12.0, 80.5, 365.0], "counts": [10, 30, 40, 20], "missing": 0, "rows": 100},
+                 "spend": {"edges": [], "counts": [0], "missing": 100, "rows": 100}},
+    "score": {"edges": [0.0123, 0.05, 0.2], "counts": [10, 10, 10, 10], "missing": 0, "rows": 40, "mean": 0.07},
+    "sources": {}, "training_job_name": "", "rows": {"train": 100, "holdout": 40},
+}
 
 
 def _output_tar(files: dict[str, bytes]) -> None:
@@ -25,17 +32,19 @@ def _output_tar(files: dict[str, bytes]) -> None:
     lake.write_bytes(f"{OUTPUT}/output.tar.gz", buffer.getvalue())
 
 
-def test_the_evaluation_and_plot_come_out_of_the_tarball_and_the_evaluation_is_published_beside_it(lake_root):
-    _output_tar({"evaluation.json": json.dumps(EVALUATION).encode(), "model_card.png": b"\x89PNG fake"})
+def test_the_evaluation_plot_and_baseline_come_out_of_the_tarball_and_the_evaluation_is_published_beside_it(lake_root):
+    _output_tar({"evaluation.json": json.dumps(EVALUATION).encode(), "model_card.png": b"\x89PNG fake",
+                 "baseline.json": json.dumps(BASELINE).encode()})
     output = model_card.extract_training_output(f"{OUTPUT}/model.tar.gz")
-    assert output.evaluation == EVALUATION and output.plot == b"\x89PNG fake"
+    assert output.evaluation == EVALUATION and output.plot == b"\x89PNG fake" and output.baseline == BASELINE
     assert output.evaluation_uri == f"{OUTPUT}/evaluation.json"
     assert lake.read_json(output.evaluation_uri) == EVALUATION  # where the deployment reads the canary rows
 
 
-def test_a_training_output_without_a_plot_gives_none(lake_root):
-    _output_tar({"evaluation.json": json.dumps(EVALUATION).encode()})
-    assert model_card.extract_training_output(f"{OUTPUT}/model.tar.gz").plot is None
+def test_a_training_output_without_a_plot_or_baseline_gives_none(lake_root):
+    _output_tar({"evaluation.json": json.dumps(EVALUATION).encode()})  # a job from before baselines were stored
+    output = model_card.extract_training_output(f"{OUTPUT}/model.tar.gz")
+    assert output.plot is None and output.baseline is None
 
 
 def test_a_training_output_without_an_evaluation_fails(lake_root):
@@ -69,3 +78,23 @@ def test_the_written_card_links_the_plot_only_when_there_is_one(lake_root):
     assert "plot" not in model_card.write("s3://churn-lake/registry/churn-xgboost/v0004", card, None)
     assert "model_card.png" not in lake.read_text("s3://churn-lake/registry/churn-xgboost/v0004/card.md")
     assert lake.read_json("s3://churn-lake/registry/churn-xgboost/v0003/card.json") == with_plot
+
+
+def test_the_card_summarises_the_baseline_per_feature_and_says_when_there_is_none(lake_root):
+    job = {"HyperParameters": {}, "TrainingTimeInSeconds": 1, "BillableTimeInSeconds": 1}
+    card = model_card.build(job, ds="2026-07-06", training_set="ts", splits={}, evaluation=EVALUATION, metrics={},
+                            tuning_job_name="hpo-1", baseline=BASELINE)
+    assert card["baseline"]["features"] == [
+        {"feature": "tenure", "bins": 4, "edge_range": [12.0, 365.0], "missing_rate": 0.0},
+        {"feature": "spend", "bins": 1, "edge_range": [], "missing_rate": 1.0}]
+    assert card["baseline"]["score"] == {"deciles": [0.0123, 0.05, 0.2], "mean": 0.07, "missing_rate": 0.0}
+    identity = {"version": 5, "status": "Approved", "reason": "r", "training_job_name": "job-a", "model_data_url": "m"}
+    text = model_card.render({**card, **identity, "baseline_uri": "s3://churn-lake/registry/g/baselines/job-a/baseline.json"})
+    assert "## Monitoring baseline" in text and "(`s3://churn-lake/registry/g/baselines/job-a/baseline.json`)" in text
+    assert "train split (100 rows)" in text and "holdout (40 rows)" in text
+    assert "| tenure | 4 | 12 .. 365 | 0.00% |" in text and "| spend | 1 | - | 100.00% |" in text
+    assert "**Score:** mean 0.0700, deciles 0.0123, 0.0500, 0.2000, missing 0.00%." in text
+    without = model_card.build(job, ds="2026-07-06", training_set="ts", splits={}, evaluation=EVALUATION, metrics={},
+                               tuning_job_name="hpo-1")
+    assert without["baseline"] is None
+    assert "None: the training job wrote no baseline.json" in model_card.render({**without, **identity})

@@ -33,7 +33,8 @@ def test_gate_without_holdout_metrics_says_what_is_missing():
         registry.gate({"validation:auc": 0.8}, floor=0.7, tolerance=0.01)
 
 
-def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG fake", ds: str = "2026-07-02") -> dict:
+def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG fake", ds: str = "2026-07-02",
+              baseline: dict | None = None) -> dict:
     return registry.register(
         data_date=ds, tuning_job_name=f"hpo-{job}",
         model_data_url=f"s3://churn-lake/models/churn/{job}/output/model.tar.gz", image_uri="xgboost:1.7-1",
@@ -41,6 +42,7 @@ def _register(job: str, status: str, auc: float, plot: bytes | None = b"\x89PNG 
         card={"features": ["f1", "f2"], "hyperparameters": {"eta": "0.1"}, "metrics": {"holdout:auc": auc},
               "champion_metrics": {}, "splits": {"train": {"rows": 10, "positive_rate": 0.1, "snapshots": ["a", "b"]}}},
         card_plot=plot, evaluation_uri=f"s3://churn-lake/models/churn/{job}/output/evaluation.json",
+        baseline=baseline,
     )
 
 
@@ -146,3 +148,60 @@ def test_publishing_writes_the_pointer_the_next_publication_is_held_against(lake
     assert record["model_package_version"] == 1 and record["model_data_url"].endswith("/job-a/output/model.tar.gz")
     assert record["evaluation_uri"].endswith("/job-a/output/evaluation.json")
     assert registry.publication("Approved", "2026-07-02", False, pointer)[0] is False  # older data than production
+
+
+# What churn_train.py writes (churn_baseline.build); the container may not know its job's name.
+BASELINE = {
+    "format": "churn-baseline/1", "bin_rule": "bin index = number of edges strictly below the value",
+    "features": {"tenure_days": {"edges": [0.1 + 0.2, 30.0], "counts": [3, 4, 5], "missing": 1, "rows": 13},
+                 "contract_annual": {"edges": [0.0, 1.0], "counts": [6, 7, 0], "missing": 0, "rows": 13}},
+    "score": {"edges": [0.01, 0.02], "counts": [1, 1, 1], "missing": 0, "rows": 3, "mean": 0.015},
+    "sources": {"features": "train split", "score": "the final model's scores on the holdout split"},
+    "training_job_name": "", "rows": {"train": 13, "holdout": 3},
+}
+
+
+def test_the_baseline_is_stored_with_the_version_and_the_pointer_and_an_older_version_has_none(lake_root, aws_local):
+    from churn_ml import model_card
+    from churn_ml.registry import _sagemaker
+
+    old = _register("job-old", "Approved", 0.78, ds="2026-06-25")  # registered before baselines were stored
+    assert old["BaselineUri"] is None
+    card = lake.local_path(registry.version_prefix(registry.group_name(), 1))
+    assert "None: the training job wrote no baseline.json" in (card / "card.md").read_text()
+
+    summary = model_card.baseline_summary(BASELINE)
+    version = registry.register(
+        data_date="2026-07-02", model_data_url="s3://churn-lake/models/churn/job-new/output/model.tar.gz",
+        image_uri="xgboost:1.7-1", training_job_name="job-new", tuning_job_name="hpo-new", approval="Approved",
+        reason="clears the floor",
+        metrics={"holdout:auc": 0.8}, card={"metrics": {"holdout:auc": 0.8}, "baseline": summary}, card_plot=None,
+        evaluation_uri="s3://churn-lake/models/churn/job-new/output/evaluation.json", baseline=BASELINE,
+    )
+    uri = f"s3://churn-lake/registry/{registry.group_name()}/baselines/job-new/baseline.json"
+    assert version["BaselineUri"] == uri
+    # In the model package itself, as SageMaker's DescribeModelPackage answers it.
+    package = _sagemaker().conn.describe_model_package(ModelPackageName=version["ModelPackageArn"])
+    assert package["DriftCheckBaselines"] == {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": uri}}}
+    stored = json.loads(lake.read_text(uri))
+    assert stored == {**BASELINE, "training_job_name": "job-new"}  # floats exact, the job's name filled in
+    assert list(stored["features"]) == ["tenure_days", "contract_annual"]  # the training data's order, not sorted
+    assert registry.show_version(2)["BaselineUri"] == uri and registry.show_version(1)["BaselineUri"] is None
+    text = lake.read_text(f"{registry.version_prefix(registry.group_name(), 2)}/card.md")
+    assert f"(`{uri}`)" in text and "| tenure_days | 3 | 0.3 .. 30 | 7.69% |" in text
+    assert "**Score:** mean 0.0150, deciles 0.0100, 0.0200, missing 0.00%." in text
+    assert lake.read_json(f"{registry.version_prefix(registry.group_name(), 2)}/card.json")["baseline_uri"] == uri
+
+    pointer = "s3://churn-lake/published/churn/latest.json"
+    assert registry.publish(version, "2026-07-02", pointer)["baseline_uri"] == uri
+    assert lake.read_json(pointer)["baseline_uri"] == uri
+    assert registry.publish(old, "2026-06-25", pointer)["baseline_uri"] is None
+    # A retried registration finds its version, baseline and all.
+    again = registry.register(
+        data_date="2026-07-02", model_data_url="s3://churn-lake/models/churn/job-new/output/model.tar.gz",
+        image_uri="xgboost:1.7-1", training_job_name="job-new", tuning_job_name="hpo-new", approval="Approved",
+        reason="clears the floor",
+        metrics={"holdout:auc": 0.8}, card={}, card_plot=None, evaluation_uri="", baseline=BASELINE,
+    )
+    assert (again["ModelPackageVersion"], again["BaselineUri"]) == (2, uri)
