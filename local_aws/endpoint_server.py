@@ -13,7 +13,9 @@
     flight finishes on the instance it started on). Errors have the Runtime's shapes
     (``x-amzn-ErrorType``: ValidationError, ModelError with OriginalStatusCode, ...), so boto3's
     ``sagemaker-runtime`` client raises its usual exceptions. ``GET /_local/metrics`` gives the
-    per-variant counts the deployment's alarms read (the local CloudWatch).
+    per-variant counts the deployment's alarms read (the local CloudWatch). A route whose endpoint
+    config has a ``DataCaptureConfig`` captures the sampled share of its successful invocations
+    as SageMaker does (``local_aws.data_capture``; counts at ``GET /_local/capture``).
 
 Run by the control plane (``local_aws.endpoints``):
 ``python -m local_aws.endpoint_server [--log-file L] container --port-file F --model-dir M --code-dir C --program inference.py``
@@ -51,6 +53,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from churn_ml import naming
+from local_aws.data_capture import CaptureBuffer, CaptureSettings
 
 log = logging.getLogger("churn_ml.endpoint")
 RUNTIME_MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker Runtime's limit for InvokeEndpoint
@@ -142,7 +145,8 @@ def load_container(model_dir: str, code_dir: str, program: str):
 # ---------------------------------------------------------------- the router
 
 class Routes:
-    """Endpoint routes from ``<state-dir>/<name>.json``, re-read when the file changes."""
+    """Endpoint routes from ``<state-dir>/<name>.json``, re-read when the file changes; each route's
+    DataCaptureConfig compiled to its ``CaptureSettings`` (``"capture"``, None when it captures nothing)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -164,8 +168,21 @@ class Routes:
                 cached = (key, json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError):
                 return cached[1] if cached else None
+            for route in cached[1].get("routes", []):
+                route["capture"] = _capture_settings(name, route)
             self._cache[name] = cached
         return cached[1]
+
+
+def _capture_settings(name: str, route: dict) -> CaptureSettings | None:
+    """The route's capture; a config the router cannot use (the control plane checks them) captures nothing,
+    and the endpoint keeps serving."""
+    try:
+        return CaptureSettings.of(route.get("DataCaptureConfig"))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        log.error("endpoint %s, %s: DataCaptureConfig unusable (%s: %s); not capturing", name,
+                  route.get("EndpointConfigName"), type(err).__name__, err)
+        return None
 
 
 def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
@@ -176,6 +193,7 @@ def router_app(state_dir: Path, account: str) -> Starlette:
     import httpx
 
     routes = Routes(state_dir)
+    captures = CaptureBuffer()
     metrics: dict = defaultdict(lambda: defaultdict(lambda: {
         "Invocations": 0, "Invocation4XXErrors": 0, "Invocation5XXErrors": 0, "ModelLatencyMsSum": 0.0,
     }))
@@ -190,6 +208,9 @@ def router_app(state_dir: Path, account: str) -> Starlette:
 
     async def local_metrics(_: Request) -> Response:
         return JSONResponse({name: dict(variants) for name, variants in metrics.items()})
+
+    async def local_capture(_: Request) -> Response:
+        return JSONResponse(captures.stats)
 
     async def invoke(request: Request) -> Response:
         name = request.path_params["name"]
@@ -219,6 +240,10 @@ def router_app(state_dir: Path, account: str) -> Starlette:
         counts["ModelLatencyMsSum"] += (time.perf_counter() - started) * 1000
         variant_header = {"x-Amzn-Invoked-Production-Variant": route["VariantName"]}
         if answer.status_code == 200:
+            capture = route.get("capture")
+            if capture is not None and capture.sampled():
+                captures.add(capture, name, route["VariantName"], (body, headers.get("content-type")),
+                             (answer.content, answer.headers.get("content-type")))
             return Response(answer.content, media_type=answer.headers.get("content-type"), headers=variant_header)
         family = "client" if answer.status_code < 500 else "server"
         counts["Invocation4XXErrors" if family == "client" else "Invocation5XXErrors"] += 1
@@ -251,18 +276,25 @@ def router_app(state_dir: Path, account: str) -> Starlette:
         routes=[
             Route("/ping", ping, methods=["GET"]),
             Route("/_local/metrics", local_metrics, methods=["GET"]),
+            Route("/_local/capture", local_capture, methods=["GET"]),
             Route("/endpoints/{name:path}/invocations", invoke, methods=["POST"]),
         ],
         exception_handlers={404: unknown, 405: unknown, Exception: failure},
-        lifespan=_closing(client),
+        lifespan=_lifespan(client, captures),
     )
 
 
-def _closing(client):
+def _lifespan(client, captures: CaptureBuffer):
+    """The capture writer runs beside the server; at shutdown (after the requests in flight) it writes
+    what it still holds, then the forwarding client closes."""
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        yield
-        await client.aclose()
+        writer = asyncio.create_task(captures.run())
+        try:
+            yield
+        finally:
+            await captures.close(writer)
+            await client.aclose()
 
     return lifespan
 

@@ -37,8 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-from churn_ml import canary_check, naming
+from churn_ml import canary_check, lake, naming
 from churn_ml import settings as cfg
+from local_aws import data_capture
 from local_aws.common import (
     RUNNER_PATH,
     LocalJobError,
@@ -180,8 +181,17 @@ def runtime_client(url: str | None = None):
 
 
 def ensure_router(log: logging.Logger) -> str:
-    """Start the router unless this lake's router is already answering; returns its URL."""
+    """Start the router unless this lake's router is already answering; returns its URL.
+
+    Under a lock: two endpoints deployed at once would otherwise both start one, and the one that
+    lost the port would be recorded as the router (the real one then outlives ``stop_router``)."""
     folder = control_plane("sagemaker", "runtime")
+    with (folder / ".router.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_router(folder, log)
+
+
+def _ensure_router(folder: Path, log: logging.Logger) -> str:
     port = cfg.local_runtime_port()
     url = f"http://127.0.0.1:{port}"
     answer = _ping(url)
@@ -233,9 +243,30 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
     count = variants[0].get("InitialInstanceCount", 1)
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"endpoint config {name}: InitialInstanceCount must be an integer >= 1, got {count!r}")
+    naming.check_name(variants[0]["VariantName"], "sagemaker-runtime", "InvokeEndpoint", "TargetVariant")
+    if request.get("DataCaptureConfig") is not None:
+        _check_data_capture(name, request["DataCaptureConfig"])
     describe_model(variants[0]["ModelName"])
     create_once("endpoint-configs", name, request, log)
     return describe_endpoint_config(name)
+
+
+def _check_data_capture(name: str, capture: dict) -> None:
+    """What the local router needs of a DataCaptureConfig, beyond botocore's shape (which the client
+    checked): a percentage 0-100, capture modes, and an ``s3://`` destination in the lake folder."""
+    percentage = capture.get("InitialSamplingPercentage")
+    if not isinstance(percentage, int) or isinstance(percentage, bool) or not 0 <= percentage <= 100:
+        raise ValueError(f"endpoint config {name}: DataCaptureConfig.InitialSamplingPercentage must be an integer "
+                         f"from 0 to 100, got {percentage!r}")
+    modes = [o.get("CaptureMode") for o in capture.get("CaptureOptions") or []]
+    if not modes or any(m not in data_capture.MODES for m in modes):
+        raise ValueError(f"endpoint config {name}: DataCaptureConfig.CaptureOptions must name CaptureMode "
+                         f"{', '.join(data_capture.MODES)}, got {modes!r}")
+    destination = capture.get("DestinationS3Uri") or ""
+    try:
+        lake.local_path(destination)  # where the router writes; refuses what would lead outside the lake
+    except ValueError as err:
+        raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri: {err}") from err
 
 
 def describe_endpoint_config(name: str) -> dict:
@@ -247,6 +278,7 @@ def describe_endpoint_config(name: str) -> dict:
         "EndpointConfigName": name,
         "EndpointConfigArn": arn("sagemaker", "endpoint-config", name.lower()),
         "ProductionVariants": request["ProductionVariants"],
+        **({"DataCaptureConfig": request["DataCaptureConfig"]} if request.get("DataCaptureConfig") else {}),
         "Tags": request.get("Tags", []),
         "CreationTime": state["CreationTime"],
     }
@@ -288,8 +320,21 @@ def _healthy(variant: dict | None) -> bool:
 
 
 def _route(variant: dict, weight: float) -> dict:
-    return {"EndpointConfigName": variant["EndpointConfigName"], "VariantName": variant["VariantName"],
-            "urls": [i["url"] for i in variant["instances"]], "weight": weight}
+    """What the router follows for a variant; its config's DataCaptureConfig goes with it (blue and green
+    capture as each of their configs says)."""
+    route = {"EndpointConfigName": variant["EndpointConfigName"], "VariantName": variant["VariantName"],
+             "urls": [i["url"] for i in variant["instances"]], "weight": weight}
+    if variant.get("DataCaptureConfig"):
+        route["DataCaptureConfig"] = variant["DataCaptureConfig"]
+    return route
+
+
+def _capture_summary(capture: dict) -> dict:
+    """DescribeEndpoint's DataCaptureConfigSummary of a config's DataCaptureConfig."""
+    capturing = data_capture.CaptureSettings.of(capture) is not None
+    return {"EnableCapture": bool(capture.get("EnableCapture", True)), "CaptureStatus": "Started" if capturing else "Stopped",
+            "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
+            "DestinationS3Uri": capture["DestinationS3Uri"], "KmsKeyId": capture.get("KmsKeyId", "")}
 
 
 def describe_endpoint(name: str) -> dict:
@@ -324,6 +369,8 @@ def describe_endpoint(name: str) -> dict:
             "LastDeployment": state.get("LastDeployment"),
         },
     }
+    if live and live.get("DataCaptureConfig"):
+        describe["DataCaptureConfig"] = _capture_summary(live["DataCaptureConfig"])
     if state.get("DeploymentConfig"):
         describe["LastDeploymentConfig"] = state["DeploymentConfig"]
     if state.get("PendingDeployment"):
@@ -350,6 +397,7 @@ def _launch(name: str, config: dict, log: logging.Logger) -> dict:
         "ModelName": model["ModelName"], "Image": model["PrimaryContainer"]["Image"],
         "ModelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
         "ModelPackageVersion": _tag(config, "model_package_version"), "instances": [],
+        **({"DataCaptureConfig": config["DataCaptureConfig"]} if config.get("DataCaptureConfig") else {}),
     }
     try:
         for index in range(count):

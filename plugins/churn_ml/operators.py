@@ -33,7 +33,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk.exceptions import AirflowSensorTimeout
 from botocore.exceptions import ClientError
 
-from churn_ml import canary_check, lake, naming, transform_io
+from churn_ml import canary_check, lake, naming, training_requests, transform_io
 from churn_ml import settings as cfg
 
 IN_PROGRESS = ("InProgress", "Stopping")
@@ -394,6 +394,7 @@ class SageMakerEndpointDeployOperator(_SageMakerJobMixin, SageMakerEndpointOpera
         """Cast the integer fields and fill in the deterministic names; returns (endpoint, config name)."""
         self._create_integer_fields()
         self.parse_config_integers()
+        training_requests.resolve_data_capture(self.config["EndpointConfig"])  # before the config's name hashes it
         model, config, endpoint = self.config["Model"], self.config["EndpointConfig"], self.config["Endpoint"]
         name, version = endpoint["EndpointName"], int(self.model_package_version)
         model["ModelName"] = naming.job_name(

@@ -2,8 +2,8 @@
 
 Tuning (CreateHyperParameterTuningJob), the final training (CreateTrainingJob), the model
 (CreateModel: one definition for the endpoint and for batch transform) with the endpoint
-deployment (CreateEndpointConfig / CreateEndpoint / UpdateEndpoint) and the batch transform
-(CreateTransformJob).
+deployment (CreateEndpointConfig with its data capture / CreateEndpoint / UpdateEndpoint) and the
+batch transform (CreateTransformJob).
 
 Pure functions and constants, no Airflow, boto3 or SageMaker imports: DAG files build their requests
 with them at parse time, which must stay light. The strings are Jinja templates, rendered when the
@@ -47,6 +47,10 @@ SOURCEDIR = "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz"
 # Managed spot: MaxWaitTimeInSeconds (>= MaxRuntimeInSeconds) bounds the wait for capacity plus the
 # training; checkpoints let an interrupted job resume instead of starting over.
 MAX_RUNTIME_SECONDS, MAX_WAIT_SECONDS = 3600, 7200
+# The endpoint's data capture: both directions, bodies of these types written as text (CSV or JSON
+# encoding in the capture record), any other type as BASE64 (SageMaker's rule).
+CAPTURE_OPTIONS = [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+CAPTURE_CONTENT_TYPES = {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}
 
 
 def xcom(task_id: str, *keys: str) -> str:
@@ -180,23 +184,75 @@ def model_request(*, model_data_url: str) -> dict:
     }
 
 
-def endpoint_request(*, model_data_url: str) -> dict:
+def data_capture_config(*, destination: str, sampling_percentage: str) -> dict:
+    """DataCaptureConfig of CreateEndpointConfig: requests and responses of ``sampling_percentage`` % of
+    the invocations (a template of an integer 0-100) to ``destination``, which SageMaker lays out as
+    ``<destination><endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl``; KMS key ``CHURN_CAPTURE_KMS_KEY_ID``.
+
+    The rendered values are strings: ``resolve_data_capture`` makes the request SageMaker's.
+    """
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": sampling_percentage,
+        "DestinationS3Uri": destination,
+        "KmsKeyId": "{{ churn.capture_kms_key_id }}",
+        "CaptureOptions": [dict(o) for o in CAPTURE_OPTIONS],
+        "CaptureContentTypeHeader": {k: list(v) for k, v in CAPTURE_CONTENT_TYPES.items()},
+    }
+
+
+def resolve_data_capture(endpoint_config: dict) -> dict:
+    """The rendered EndpointConfig's DataCaptureConfig as SageMaker takes it, in place (and returned).
+
+    Templates render to text, SageMaker wants an integer percentage: cast, and checked to be 0-100.
+    0 % means no capture, said as SageMaker's SDK says it (``EnableCapture: False``; the endpoint
+    writes nothing); an empty KmsKeyId (no key configured) is left out, so S3 applies the bucket's
+    default encryption. A config without DataCaptureConfig is returned as it is.
+    """
+    capture = endpoint_config.get("DataCaptureConfig")
+    if capture is None:
+        return endpoint_config
+    value = capture.get("InitialSamplingPercentage")
+    try:
+        percentage = int(str(value).strip())
+    except ValueError:
+        percentage = None
+    if percentage is None or not 0 <= percentage <= 100:
+        raise ValueError(
+            f"DataCaptureConfig.InitialSamplingPercentage must be a whole number from 0 to 100, got {value!r}; "
+            "set the churn_training param capture_sampling_percentage (0 turns capture off)"
+        )
+    capture["InitialSamplingPercentage"] = percentage
+    capture["EnableCapture"] = bool(capture.get("EnableCapture", True)) and percentage > 0
+    if not capture.get("KmsKeyId"):
+        capture.pop("KmsKeyId", None)
+    return endpoint_config
+
+
+def endpoint_request(*, model_data_url: str, capture_destination: str | None = None,
+                     capture_sampling_percentage: str = "100") -> dict:
     """The model behind the real-time endpoint ``CHURN_ENDPOINT_NAME``: Model, EndpointConfig and Endpoint.
 
     ``CHURN_ENDPOINT_INSTANCE_COUNT`` instances (2 by default, so the canary is one of them); an update
     shifts traffic blue/green, canary first, and rolls back on the endpoint's alarms (created with the
-    infrastructure, named after the endpoint).
+    infrastructure, named after the endpoint). With a ``capture_destination`` the endpoint captures
+    requests and responses there (``data_capture_config``); the deploying operator applies
+    ``resolve_data_capture`` after rendering.
     """
+    config = {
+        "ProductionVariants": [{
+            "VariantName": "primary",
+            "InstanceType": "{{ churn.endpoint_instance_type }}",
+            "InitialInstanceCount": "{{ churn.endpoint_instance_count }}",
+        }],
+        "Tags": _tags(),
+    }
+    if capture_destination:
+        config["DataCaptureConfig"] = data_capture_config(destination=capture_destination,
+                                                          sampling_percentage=capture_sampling_percentage)
     return {
         "Model": model_request(model_data_url=model_data_url),
-        "EndpointConfig": {
-            "ProductionVariants": [{
-                "VariantName": "primary",
-                "InstanceType": "{{ churn.endpoint_instance_type }}",
-                "InitialInstanceCount": "{{ churn.endpoint_instance_count }}",
-            }],
-            "Tags": _tags(),
-        },
+        "EndpointConfig": config,
         "Endpoint": {
             "EndpointName": "{{ churn.endpoint_name }}",
             "DeploymentConfig": {

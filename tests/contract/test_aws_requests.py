@@ -87,12 +87,13 @@ def task_of(dag_file: str, dag_id: str, task_id: str):
     return task
 
 
-def run(task, xcoms: dict | None = None):
-    """Render the task's templates as the scheduler would, then execute it (a retry: call again)."""
+def run(task, xcoms: dict | None = None, params: dict | None = None):
+    """Render the task's templates as the scheduler would, then execute it (a retry: call again).
+    ``params`` overrides the DAG's defaults, as a triggered run's conf does."""
     dag = task.dag
     context = {
         "ds": DS, "ds_nodash": DS.replace("-", ""), "logical_date": pendulum.parse(DS), "run_id": "scheduled__x",
-        "params": {k: dag.params[k] for k in dag.params}, "macros": macros, "dag": dag, "task": task,
+        "params": {**{k: dag.params[k] for k in dag.params}, **(params or {})}, "macros": macros, "dag": dag, "task": task,
         "ti": FakeTI(task, xcoms or {}),
     }
     task.render_template_fields(context)
@@ -275,6 +276,30 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
     config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
     assert isinstance(result, TaskDeferred) or result["Endpoint"]["EndpointConfigName"] == endpoint["EndpointConfigName"]
+
+
+CAPTURED = {
+    "EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://churn-lake/monitoring/capture/",
+    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+}
+
+
+@pytest.mark.parametrize(("params", "kms_key", "expected"), [
+    ({}, "alias/churn-data", {**CAPTURED, "KmsKeyId": "alias/churn-data"}),
+    ({"capture_sampling_percentage": 25}, "", {**CAPTURED, "InitialSamplingPercentage": 25}),
+    ({"capture_sampling_percentage": 0}, "", {**CAPTURED, "EnableCapture": False, "InitialSamplingPercentage": 0}),
+], ids=["default-with-kms", "25-percent", "off"])
+def test_the_endpoint_captures_to_the_lake_as_the_run_says(aws, monkeypatch, params, kms_key, expected):
+    """DataCaptureConfig as SageMaker takes it (botocore validated the request on its way to moto): the
+    run's percentage (0: capture off), the lake's capture prefix, the KMS key only when one is set."""
+    monkeypatch.setenv("CHURN_CAPTURE_KMS_KEY_ID", kms_key)
+    version = register("churn-xgb-b", "Approved")["ModelPackageVersion"]
+    run(task_of("churn_training.py", "churn_training", "deploy_model"),
+        {"publish_model": {"model_package_version": version, "model_data_url": MODEL, "evaluation_uri": ""}}, params)
+    client = boto3.client("sagemaker")
+    endpoint = client.describe_endpoint(EndpointName="churn-xgboost")
+    assert client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"] == expected
 
 
 @pytest.fixture
