@@ -2,7 +2,7 @@
 
 One process, ``python -m local_aws.control_plane serve``: moto's server (request parsing for every
 protocol, errors and answers in botocore's shapes, and the services it emulates in full: Kinesis,
-CloudWatch Logs, IAM/STS), with the job APIs extended so that creating a job runs it
+SNS, CloudWatch Logs, IAM/STS), with the job APIs extended so that creating a job runs it
 (``sagemaker_api``: training, tuning, transform jobs and models; ``spark_api``: EMR Serverless job
 runs and Glue job runs of the template's jobs, batch and streaming), and S3 a read-only view of
 the lake folder (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
@@ -176,6 +176,7 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     from local_aws.kinesis import ensure_stream
 
     ensure_stream(url, cfg.settings.kinesis_stream)
+    create_topics(url)
     write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
     print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
     stopped = threading.Event()
@@ -184,6 +185,16 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     while not stopped.wait(0.5):
         pass
     server.stop()
+
+
+def create_topics(url: str) -> list[str]:
+    """The template's SNS topics (the model alerts churn_monitoring publishes to), as the stack creates
+    them; returns their ARNs. CreateTopic of an existing name answers its ARN, so a restart is harmless."""
+    from local_aws import spark_api
+    from local_aws.template import sns_topic_names
+
+    sns = client("sns", url)
+    return [sns.create_topic(Name=name)["TopicArn"] for name in sns_topic_names(spark_api.glue_refs(url))]
 
 
 def main(argv: list[str] | None = None) -> int:

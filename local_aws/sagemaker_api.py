@@ -303,7 +303,8 @@ class _Registry:
                 "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
                 "ModelApprovalStatus": request.get("ModelApprovalStatus", "PendingManualApproval"),
                 **{k: request[k] for k in ("ModelPackageDescription", "InferenceSpecification", "ModelMetrics",
-                                           "CustomerMetadataProperties", "ClientToken") if k in request},
+                                           "DriftCheckBaselines", "CustomerMetadataProperties", "ClientToken")
+                   if k in request},
             }
             write_state(self.group_dir(group) / f"v{number:04d}.json", package)
         log.info("registered %s version %d", group, number)

@@ -2,7 +2,8 @@
 
 The control plane defines the Glue jobs the way the stack does, from the template's own
 ``AWS::Glue::Job`` resources, so the local target runs the same script, DefaultArguments and
-ExecutionProperty as a deployment; the infrastructure tests read the template with the same loader.
+ExecutionProperty as a deployment, and creates the template's SNS topics by their names; the
+infrastructure tests read the template with the same loader.
 """
 
 from __future__ import annotations
@@ -84,3 +85,9 @@ def glue_job_requests(refs: dict[str, str]) -> list[dict]:
         request = resolve({k: v for k, v in properties.items() if k != "SecurityConfiguration"}, refs)
         jobs.append(request)
     return jobs
+
+
+def sns_topic_names(refs: dict[str, str]) -> list[str]:
+    """The names of the template's ``AWS::SNS::Topic`` resources (the model alerts), resolved from ``refs``."""
+    return [resolve(r["Properties"]["TopicName"], refs)
+            for r in load()["Resources"].values() if r["Type"] == "AWS::SNS::Topic"]

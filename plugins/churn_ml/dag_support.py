@@ -130,6 +130,17 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "churn_streaming_stop": {
         "stop_streaming_job": {},
     },
+    "churn_monitoring": {
+        "wait_for_predictions": {MWAA: {PREDICTIONS: "r"}},
+        "resolve_baseline": {MWAA: {PUBLISHED: "r"}},
+        "monitor": {SPARK: _MONITORING_JOB, EMR: {EMR_LOGS: "w"}},
+        "write_report": {MWAA: {MONITORING: "r", MONITORING_REPORTS: "rwd"}},
+        # the day's and earlier days' summaries, and the earlier days' decisions beside their reports
+        "decide": {MWAA: {MONITORING: "r", MONITORING_REPORTS: "r"}},
+        "decay_detected": {},
+        "alert": {},  # SNS (the template's alerts topic), no lake access
+        "trigger_retraining": {},
+    },
 }
 # The artifacts bucket (the build of include/): only the jobs read it, each its own part.
 ARTIFACTS_ACCESS: dict[str, dict[str, str]] = {

@@ -22,9 +22,11 @@ read when a task, a trigger or the control plane runs.
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
 | CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
 | CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
+| CHURN_CAPTURE_KMS_KEY_ID | - | KMS key (id, ARN or alias) SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId); unset, the request names none and S3 applies the lake bucket's default encryption |
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
+| CHURN_ALERTS_TOPIC_ARN | - | SNS topic the monitoring DAG alerts through (the template's `AlertsTopic`, stack output `AlertsTopicArn`); the local target's default is the topic the control plane creates |
 | CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 2 for the local target, whose jobs take seconds to minutes |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
@@ -33,6 +35,7 @@ read when a task, a trigger or the control plane runs.
 | CHURN_LOCAL_BIND_HOST | 127.0.0.1 | local target: the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
+| CHURN_LOCAL_CAPTURE_FLUSH_SECONDS | 5 | local target: how often the endpoints' router writes the data capture it buffered (a new file each time, and at shutdown) |
 | CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
 | CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | local target: seconds between SIGTERM and SIGKILL of an interruption |
 | CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | local target: simulated wait for spot capacity before a restart |
@@ -48,6 +51,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ACCOUNT = "000000000000"
+LOCAL_REGION = "us-east-1"  # the local AWS connection's region (scripts/env.sh, local_aws.common)
 
 
 class SettingsError(RuntimeError):
@@ -159,12 +163,22 @@ class _Settings:
         return int(_get("CHURN_ENDPOINT_INSTANCE_COUNT", "2"))
 
     @property
+    def capture_kms_key_id(self) -> str:
+        """Empty when unset: the endpoint request then names no key (``training_requests.resolve_data_capture``)."""
+        return _get("CHURN_CAPTURE_KMS_KEY_ID", "") or ""
+
+    @property
     def kinesis_stream(self) -> str:
         return _get("CHURN_KINESIS_STREAM", "churn-events")
 
     @property
     def streaming_job_name(self) -> str:
         return _get("CHURN_STREAMING_JOB_NAME", "churn-streaming")
+
+    @property
+    def alerts_topic_arn(self) -> str:
+        # Locally: the template's AlertsTopic (churn-model-alerts), which the control plane creates at its start.
+        return self._aws("CHURN_ALERTS_TOPIC_ARN", f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:churn-model-alerts")
 
     @property
     def streaming_trigger_seconds(self) -> float:
@@ -210,6 +224,13 @@ def local_bake_seconds() -> float:
 
 def local_endpoint_max_instances() -> int:
     return max(1, int(_get("CHURN_LOCAL_ENDPOINT_MAX_INSTANCES", "2")))
+
+
+def local_capture_flush_seconds() -> float:
+    value = float(_get("CHURN_LOCAL_CAPTURE_FLUSH_SECONDS", "5"))
+    if not value > 0:
+        raise SettingsError(f"CHURN_LOCAL_CAPTURE_FLUSH_SECONDS must be a number of seconds > 0, got {value!r}")
+    return value
 
 
 settings = _Settings()

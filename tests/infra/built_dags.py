@@ -26,6 +26,10 @@ XCOMS = {
     "resolve_model": {"model_data_url": MODEL_URL},
     "publish_model": {"model_data_url": MODEL_URL, "model_package_version": 1,
                       "evaluation_uri": MODEL_URL.replace("model.tar.gz", "evaluation.json")},
+    "resolve_baseline": {"model_package_version": 1,
+                         "baseline_uri": f"{LAKE_ROOT}/{ds.REGISTRY}churn-xgboost/baselines/churn-xgb-20260706-aaaa/baseline.json"},
+    "decide": {"retrain": True, "reason": "drift of tenure_days on 3 consecutive days"},
+    "write_report": {"report": f"{LAKE_ROOT}/{ds.MONITORING_REPORTS}dt={DS}/report.html", "retrain": True},
 }
 
 
@@ -68,7 +72,7 @@ def render(task):
         mp.setenv("CHURN_LAKE_BUCKET", LAKE_BUCKET)
         mp.setenv("CHURN_ARTIFACTS_BUCKET", ARTIFACTS_BUCKET)
         for name in ("CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI", "CHURN_EMR_APPLICATION_ID",
-                     "CHURN_EMR_EXECUTION_ROLE_ARN"):
+                     "CHURN_EMR_EXECUTION_ROLE_ARN", "CHURN_ALERTS_TOPIC_ARN"):
             mp.setenv(name, "x")
         task.render_template_fields(context)
     return task, context

@@ -152,13 +152,15 @@ def test_plugins_zip_holds_no_local_runner_and_imports_with_only_what_requiremen
 
 def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_artifacts(built):
     assert sorted(p.name for p in built["dags"].iterdir()) == [
-        ".airflowignore", "churn_batch_scoring.py", "churn_features.py", "churn_streaming.py", "churn_training.py"]
+        ".airflowignore", "churn_batch_scoring.py", "churn_features.py", "churn_monitoring.py", "churn_streaming.py",
+        "churn_training.py"]
     assert "apache-airflow-providers-amazon[aiobotocore]==9.34.0" in built["requirements.txt"].read_text()
     startup = built["startup.sh"].read_text()
     assert startup.startswith("#!/bin/sh") and "export ML_TARGET=aws" in startup
     assert "export CHURN_SAGEMAKER_ROLE_ARN=arn:aws:iam::111122223333:role/churn-sagemaker" in startup
     assert {p.relative_to(built["artifacts"]).as_posix() for p in built["artifacts"].rglob("*") if p.is_file()} >= {
-        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_stream_scoring.py", "lib/churn.zip",
+        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_monitoring.py", "jobs/churn_stream_scoring.py",
+        "lib/churn.zip",
         "sagemaker/sourcedir.tar.gz"}
 
 

@@ -45,7 +45,7 @@ def template() -> dict:
 
 def glue_tasks() -> list:
     tasks = [t for dag in dags("glue").values() for t in dag.tasks if isinstance(t, GlueJobOperator)]
-    assert {t.task_id for t in tasks} == {"build_features", "build_training_set"}
+    assert {t.task_id for t in tasks} == {"build_features", "build_training_set", "monitor"}
     return tasks
 
 
@@ -95,7 +95,7 @@ def test_the_orchestration_role_cannot_create_or_update_glue_jobs(template):
 
 def test_every_glue_job_keeps_the_templates_encryption_logging_and_timeout(template):
     jobs = glue_jobs(template)
-    assert set(jobs) == {"churn-features", "churn-training-set", "churn-streaming"}
+    assert set(jobs) == {"churn-features", "churn-training-set", "churn-monitoring", "churn-streaming"}
     security = template["Resources"]["GlueSecurityConfiguration"]["Properties"]["EncryptionConfiguration"]
     assert security["S3Encryptions"][0]["S3EncryptionMode"] == "SSE-KMS"
     assert security["CloudWatchEncryption"]["CloudWatchEncryptionMode"] == "SSE-KMS"
@@ -137,3 +137,16 @@ def test_a_glue_run_never_creates_the_job_either():
     with pytest.raises(GlueJobDefinitionError, match="does not exist"):
         hook.initialize_job({"--ds": "2026-07-06"})
     assert issubclass(StartOnlyGlueJobHook, GlueJobHook)
+
+
+def test_the_monitoring_job_runs_the_monitoring_script_like_the_other_batch_jobs(template):
+    """churn-monitoring (the churn_monitoring DAG's Spark job on the glue backend): a batch job of the
+    same shape as the features job, running include/jobs/churn_monitoring.py with the churn library."""
+    jobs = glue_jobs(template)
+    job, features = jobs["churn-monitoring"], jobs["churn-features"]
+    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/jobs/churn_monitoring.py"
+    assert (REPO / "include" / "jobs" / "churn_monitoring.py").is_file()
+    for same in ("Role", "GlueVersion", "WorkerType", "SecurityConfiguration"):
+        assert job[same] == features[same], same
+    assert job["Command"]["Name"] == "glueetl" and job["GlueVersion"] == "5.0"
+    assert sub_text(job["DefaultArguments"]["--extra-py-files"]) == "s3://${ArtifactsBucket}/lib/churn.zip"

@@ -127,6 +127,46 @@ def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeyp
     assert not set(defaults) & set(stream_job.run_arguments()), "the DAG's run arguments would silently override"
 
 
+def test_the_alerts_topic_is_encrypted_and_only_the_orchestration_role_publishes_to_it(monkeypatch):
+    """The model alerts topic (churn_monitoring's SnsPublishOperator): KMS-encrypted with the data key,
+    TLS only, published to by the MWAA role alone and by sns:Publish alone; its ARN is the stack output
+    deploy settings take CHURN_ALERTS_TOPIC_ARN from, and its name the local default's."""
+    import cfn_template
+
+    from churn_ml.settings import SettingsError, settings
+
+    tagged = cfn_template.load()
+    topics = {n: r for n, r in tagged["Resources"].items() if r["Type"] == "AWS::SNS::Topic"}
+    assert set(topics) == {"AlertsTopic"}
+    topic = topics["AlertsTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"!GetAtt": "DataKey.Arn"}
+    monkeypatch.delenv("CHURN_ALERTS_TOPIC_ARN", raising=False)
+    monkeypatch.setenv("ML_TARGET", "local")
+    local_name = settings.alerts_topic_arn.rsplit(":", 1)[1]
+    assert cfn_template.sub_text(topic["TopicName"]).replace("${Project}", "churn") == local_name
+    monkeypatch.setenv("ML_TARGET", "aws")
+    with pytest.raises(SettingsError, match="CHURN_ALERTS_TOPIC_ARN"):
+        settings.alerts_topic_arn  # noqa: B018 - the aws target has no default
+    policy = [r["Properties"] for r in tagged["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    assert len(policy) == 1 and policy[0]["Topics"] == [{"!Ref": "AlertsTopic"}]
+    deny = policy[0]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    publishers = {}
+    for role in ("SageMakerRole", "EmrServerlessJobRole", "GlueJobRole", "MwaaExecutionRole"):
+        for statement in cfn_template.role_statements(tagged, role):
+            if any(a.startswith("sns:") for a in cfn_template.as_list(statement["Action"])):
+                publishers.setdefault(role, []).append(statement)
+    assert list(publishers) == ["MwaaExecutionRole"] and len(publishers["MwaaExecutionRole"]) == 1
+    statement = publishers["MwaaExecutionRole"][0]
+    assert cfn_template.as_list(statement["Action"]) == ["sns:Publish"]
+    assert statement["Resource"] == {"!Ref": "AlertsTopic"}
+    # Publishing to a KMS-encrypted topic takes GenerateDataKey and Decrypt on its key.
+    key_actions = {a for s in cfn_template.role_statements(tagged, "MwaaExecutionRole")
+                   if s["Resource"] == {"!GetAtt": "DataKey.Arn"} for a in cfn_template.as_list(s["Action"])}
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= key_actions
+    assert tagged["Outputs"]["AlertsTopicArn"] == {"Value": {"!Ref": "AlertsTopic"}, "Description": "CHURN_ALERTS_TOPIC_ARN"}
+
+
 def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeypatch):
     """ECR pulls name AWS's SageMaker image account for the region (a mapping), not any account."""
     import re

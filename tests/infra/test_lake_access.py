@@ -28,6 +28,8 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from built_dags import ARTIFACTS_BUCKET, LAKE_BUCKET, LAKE_ROOT, dags, render
 from cfn_template import Tagged, as_list, load, role_statements, sub_text
 
@@ -80,6 +82,7 @@ def s3_strings(value, path=()):
 # which of them the provider's SageMakerHook checks from the orchestration role before creating the job.
 SAGEMAKER_FIELDS = {
     "S3OutputPath": "w",
+    "DataCaptureConfig": "w",  # the endpoint's capture (DestinationS3Uri)
     "ModelDataUrl": "r",
     "SAGEMAKER_SUBMIT_DIRECTORY": "r",
     "sagemaker_submit_directory": "r",
@@ -155,6 +158,8 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
         for _, uri in s3_strings(rendered.script_args):
             if uri != LAKE_ROOT:
                 add(ds.GLUE, uri, "")
+    elif isinstance(rendered, (SnsPublishOperator, TriggerDagRunOperator)):
+        pass  # an SNS message (a report's URI in it is text) and a DAG run in Airflow: no S3 access
     elif hasattr(rendered, "python_callable"):
         for value in [*rendered.op_args, *rendered.op_kwargs.values()]:
             if isinstance(value, str):

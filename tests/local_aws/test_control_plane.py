@@ -234,3 +234,25 @@ def test_env_sh_connects_airflow_to_the_same_control_plane(plane):
                            cwd=REPO, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "AIRFLOW_HOME": str(plane["lake"].parent / "airflow")})
     assert json.loads(shell.stdout) == control_plane.connection()
+
+
+def test_the_templates_alerts_topic_takes_the_providers_publish(plane):
+    """The control plane creates the template's SNS topic at its start, under the ARN the setting
+    defaults to locally; the provider's SnsPublishOperator publishes to it through aws_default, and
+    an SQS queue subscribed to it (moto delivers) gets the message."""
+    from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
+
+    from churn_ml.settings import settings
+
+    sns, sqs = client(plane, "sns"), client(plane, "sqs")
+    topic = settings.alerts_topic_arn
+    assert topic in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    assert topic.endswith(":churn-model-alerts")
+    queue = sqs.create_queue(QueueName="cp-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    SnsPublishOperator(task_id="alert", target_arn=topic, subject="churn drift", message="psi 0.31 > 0.2",
+                       aws_conn_id="aws_default").execute({})
+    received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]
+    envelope = json.loads(received[0]["Body"])
+    assert (envelope["TopicArn"], envelope["Subject"], envelope["Message"]) == (topic, "churn drift", "psi 0.31 > 0.2")
