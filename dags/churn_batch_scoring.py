@@ -14,7 +14,8 @@
    (`_staging/predictions/dt=<ds>/<run>/`), never straight into the partition readers use.
 5. **publish_predictions** — checks every input has its `.out` with one row per record, then swaps
    the outputs into `predictions/dt=<ds>/` (each object replaced in place, then the objects the new
-   set lacks removed), writes `_SUCCESS` and emits the predictions Asset.
+   set lacks removed), writes `_SUCCESS` (with the model version that scored the date, which
+   `churn_monitoring` reads) and emits the predictions Asset.
 
 **Reruns and backfills** replace exactly that date, and never leave it empty: a run that fails
 anywhere leaves the published partition as it was. `airflow backfill create --dag-id
@@ -101,7 +102,7 @@ def churn_batch_scoring():
     )
 
     @task(outlets=[PREDICTIONS_ASSET])
-    def publish_predictions(transform: dict, ds: str | None = None, run_id: str | None = None,
+    def publish_predictions(transform: dict, model: dict, ds: str | None = None, run_id: str | None = None,
                             outlet_events=None) -> dict:
         """Each input has its .out with one row per input record; then swap them into the partition."""
         from churn_ml import lake, transform_io
@@ -120,17 +121,20 @@ def churn_batch_scoring():
             rows += got
             moves[out] = partition + out.rsplit("/", 1)[-1]
         lake.publish(moves, partition)
+        # The marker says which model scored the date: churn_monitoring's realized quality is per version.
         lake.write_json(f"{partition}_SUCCESS", {"rows": rows, "objects": len(moves), "run_id": run_id,
-                                                  "transform_job": transform["Transform"]["TransformJobName"]})
+                                                  "transform_job": transform["Transform"]["TransformJobName"],
+                                                  "model_package_version": model.get("model_package_version")})
         outlet_events[PREDICTIONS_ASSET].extra = {"ds": ds, "rows": rows}
         return {"ds": ds, "rows": rows, "objects": len(moves), "uri": partition}
 
+    model = resolve_model()
     chain(
         wait_for_scoring_input,
-        resolve_model(),
+        model,
         list_scoring_input(INPUT_PARTITION, MANIFEST),
         batch_transform,
-        publish_predictions(batch_transform.output),
+        publish_predictions(batch_transform.output, model),
     )
 
 

@@ -39,6 +39,7 @@ from airflow.sdk import Param, chain, dag, task
 
 from churn_ml.dag_support import (
     AWS_CONN_ID,
+    CAPTURE,
     CHECKPOINTS,
     DEFAULT_ARGS,
     LABELS,
@@ -68,7 +69,9 @@ TRAINING_REQUEST = training_request(training_set=TRAINING_SET, output_path=f"{LA
                                     checkpoints=f"{LAKE}/{CHECKPOINTS}", fingerprint=FINGERPRINT,
                                     tuning_task_id="tune_hyperparameters", dag_id="churn_training")
 # The model publish_model points production at, behind the real-time endpoint.
-ENDPOINT_REQUEST = endpoint_request(model_data_url=xcom("publish_model", "model_data_url"))
+ENDPOINT_REQUEST = endpoint_request(model_data_url=xcom("publish_model", "model_data_url"),
+                                    capture_destination=f"{LAKE}/{CAPTURE}",
+                                    capture_sampling_percentage="{{ params.capture_sampling_percentage }}")
 
 
 @dag(
@@ -95,6 +98,9 @@ ENDPOINT_REQUEST = endpoint_request(model_data_url=xcom("publish_model", "model_
         "force_publish": Param(False, type="boolean",
                                description="Publish and deploy an approved model even though production serves one "
                                            "trained on newer data (a deliberate rollback)."),
+        "capture_sampling_percentage": Param(100, type="integer", minimum=0, maximum=100,
+                                             description="Share of the endpoint's invocations whose request and "
+                                                         "response are captured to monitoring/capture/ (0: none)."),
     },
     tags=["churn", "training", "sagemaker"],
     doc_md=__doc__,
@@ -190,7 +196,7 @@ def churn_training():
         card = model_card.build(
             job, ds=ds, training_set=f"{settings.lake}/{TRAINING_SETS}ds={ds}/", splits=inspected["splits"],
             evaluation=output.evaluation, metrics=decision["metrics"],
-            tuning_job_name=tuning["Tuning"]["HyperParameterTuningJobName"],
+            tuning_job_name=tuning["Tuning"]["HyperParameterTuningJobName"], baseline=output.baseline,
         )
         publish, why = registry.publication(decision["status"], ds, bool(params["force_publish"]),
                                             f"{settings.lake}/{MODEL_POINTER_KEY}")
@@ -199,11 +205,16 @@ def churn_training():
             data_date=ds, tuning_job_name=card["tuning_job_name"], model_data_url=model_data_url,
             image_uri=settings.xgboost_image_uri, training_job_name=job["TrainingJobName"],
             approval=decision["status"], reason=decision["reason"], metrics=card["metrics"], card=card,
-            card_plot=output.plot, evaluation_uri=output.evaluation_uri,
+            card_plot=output.plot, evaluation_uri=output.evaluation_uri, baseline=output.baseline,
         )
         log = logging.getLogger(__name__)
         log.info("registered %s v%d as %s; model card %s", version["ModelPackageGroupName"],
                  version["ModelPackageVersion"], version["ModelApprovalStatus"], version["CardUri"])
+        if version["BaselineUri"]:
+            log.info("monitoring baseline %s", version["BaselineUri"])
+        else:
+            log.warning("v%d has no monitoring baseline (its training output had no baseline.json): the monitoring "
+                        "job has nothing to compare its data with", version["ModelPackageVersion"])
         (log.info if publish else log.warning)("PUBLICATION: %s", why)
         return {**version, "Publish": publish, "PublishReason": why}
 

@@ -44,5 +44,6 @@ phase generate_sample python -m churn.datagen --out "$LAKE_ROOT/churn-lake/raw" 
 phase churn_features dag_run churn_features "{\"history_days\": $HISTORY_DAYS}"
 phase churn_training dag_run churn_training
 phase churn_batch_scoring dag_run churn_batch_scoring
+phase churn_monitoring dag_run churn_monitoring
 python scripts/summarize_run.py --ds "$DS" --timings "$TIMINGS"
 echo "Airflow UI       http://127.0.0.1:$CHURN_AIRFLOW_PORT  (the runs above; stop everything: scripts/stack.sh stop)"

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from churn_ml import lake, registry
-from churn_ml.dag_support import MODEL_POINTER_KEY
+from churn_ml.dag_support import MODEL_POINTER_KEY, MONITORING, MONITORING_REPORTS
 from churn_ml.registry import interruptions_of
 from churn_ml.settings import settings
 from local_aws.common import control_plane, read_state
@@ -46,6 +46,7 @@ def main() -> int:
     print(f"predictions      {marker['rows']} customers scored for {args.ds} in {marker['objects']} file(s)")
     print(f"                 {lake.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
     summarize_endpoint(args.ds)
+    summarize_monitoring(args.ds)
     quarantined = {e: s["quarantined"] for e, s in features["entities"].items()}
     print(f"quarantined      {quarantined} (reasons in {lake.local_path(f'{settings.lake}/errors/')})")
     if args.timings and args.timings.exists():
@@ -53,6 +54,21 @@ def main() -> int:
         print("wall time        " + ", ".join(f"{name} {secs}s" for name, secs in rows)
               + f"; total {sum(int(s) for _, s in rows)}s")
     return 0
+
+
+def summarize_monitoring(ds: str) -> None:
+    """The monitoring run of ``ds``: drift per source, the decision, and the report to open."""
+    summary_uri = f"{settings.lake}/{MONITORING}dt={ds}/summary.json"
+    if not lake.exists(summary_uri):
+        print("monitoring       no run for this date")
+        return
+    summary = lake.read_json(summary_uri)
+    decision = lake.read_json(f"{settings.lake}/{MONITORING_REPORTS}dt={ds}/decision.json")
+    sources = ", ".join(f"{name} {found['rows']} rows (score PSI {found['score']['psi']:.3f})" if found["rows"]
+                        else f"{name} no data" for name, found in summary["sources"].items())
+    print(f"monitoring       model v{summary['model_version']}: {sources}")
+    print(f"                 decision: {'RETRAIN' if decision['retrain'] else 'no retraining'} ({decision['reason']})")
+    print(f"                 report {lake.local_path(f'{settings.lake}/{MONITORING_REPORTS}dt={ds}/report.html')}")
 
 
 def summarize_endpoint(ds: str) -> None:

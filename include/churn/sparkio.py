@@ -88,10 +88,18 @@ def replace_file(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def read_text(spark: SparkSession, uri: str) -> str:
-    """The whole text of the file at ``uri`` (UTF-8); FileNotFoundError, naming it, when there is none."""
-    if not exists(spark, uri):
+    """The whole text of the file at ``uri`` (UTF-8); FileNotFoundError, naming it, when there is none.
+
+    Through the FileSystem, not a DataFrame reader: those skip files named ``_*`` such as the
+    ``_SUCCESS`` markers, which carry a run's facts here."""
+    fs, path = _fs_path(spark, uri)
+    if not fs.exists(path):
         raise FileNotFoundError(f"{uri} does not exist")
-    return "".join(row[0] for row in spark.read.text(uri, wholetext=True).collect())
+    stream = fs.open(path)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
 
 
 def read_json(spark: SparkSession, uri: str) -> dict:

@@ -74,7 +74,8 @@ def load_baseline(spark: SparkSession, uri: str) -> dict:
 
 
 def _read_batch(spark: SparkSession, lake: str, day: str) -> tuple[DataFrame | None, int]:
-    """The day's batch predictions with the features they were scored from; rows that do not join."""
+    """The day's batch predictions with the features they were scored from (cached: the caller
+    unpersists it); the number of predictions that have no features."""
     partition = f"{lake}/predictions/dt={day}"
     if not sparkio.exists(spark, f"{partition}/_SUCCESS"):
         return None, 0
@@ -82,7 +83,8 @@ def _read_batch(spark: SparkSession, lake: str, day: str) -> tuple[DataFrame | N
     feats = spark.read.parquet(f"{lake}/features/dt={day}").select("customer_id", *features.FEATURE_COLUMNS)
     joined = predictions.join(feats, "customer_id", "left").withColumn("_joined", F.col("tenure_days").isNotNull())
     counts = joined.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_joined").cast("int")).alias("ok")).first()
-    return joined.where("_joined").drop("_joined"), int(counts["n"] - (counts["ok"] or 0))
+    usable = joined.where("_joined").drop("_joined").cache()  # binned and averaged by the caller: read once
+    return usable, int(counts["n"] - (counts["ok"] or 0))
 
 
 def _read_stream(spark: SparkSession, lake: str, day: str) -> DataFrame | None:
@@ -103,8 +105,7 @@ def source_drift(frame: DataFrame, baseline: dict) -> dict:
     return {
         "rows": rows,
         "features": {name: monitoring.drift(baseline["features"][name], observed[name]) for name in baseline["features"]},
-        "score": {**monitoring.drift(baseline["score"], observed["score"]),
-                  "mean": frame.agg(F.avg("score")).first()[0], "baseline_mean": baseline["score"].get("mean")},
+        "score": {**monitoring.drift(baseline["score"], observed["score"]), "baseline_mean": baseline["score"].get("mean")},
     }
 
 
@@ -140,13 +141,17 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
                      "sources": {}, "rejected": {}}
 
     batch, unjoined = _read_batch(spark, lake, day)
-    captured, rejected = capture.read_capture(spark, args.capture, args.ds)
-    frames = {"batch": batch, "capture": captured.select(*features.FEATURE_COLUMNS, "score"),
-              "stream": _read_stream(spark, lake, day)}
-    summary["rejected"] = {"batch_without_features": unjoined, "capture": rejected.count()}
+    captured, rejected = None, 0
+    if capture.capture_files(spark, args.capture, args.ds):
+        rows, bad = capture.read_capture(spark, args.capture, args.ds)
+        captured, rejected = rows.select(*features.FEATURE_COLUMNS, "score"), bad.count()
+    frames = {"batch": batch, "capture": captured, "stream": _read_stream(spark, lake, day)}
+    summary["rejected"] = {"batch_without_features": unjoined, "capture": rejected}
     for name in SOURCES:
         frame = frames[name]
         summary["sources"][name] = {"rows": 0} if frame is None else source_drift(frame, baseline)
+    if batch is not None:
+        batch.unpersist()
     summary["quality"] = realized_quality(spark, lake, args.ds)
     sparkio.write_json(spark, f"{args.output}/dt={day}/summary.json", summary)
 

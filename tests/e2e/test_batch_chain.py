@@ -150,6 +150,27 @@ def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
     assert re.search(r"5 customers scored through boto3 sagemaker-runtime .*: 5 match batch transform", stack["first"])
 
 
+def test_monitoring_ran_through_the_scheduler_judged_the_batch_against_the_baseline_and_wrote_its_report(stack):
+    client, lake = airflow(stack), stack["lake"]
+    run = client.run_for("churn_monitoring", DS)
+    states = client.task_states("churn_monitoring", run["dag_run_id"])
+    assert run["state"] == "success", states
+    # One monitored day is no streak: no alert, no retraining run.
+    assert states["decay_detected"] == "success" and states["alert"] == states["trigger_retraining"] == "skipped"
+    summary = json.loads((lake / f"monitoring/daily/dt={DS}/summary.json").read_text())
+    model = json.loads((lake / MODEL_POINTER_KEY).read_text())
+    assert summary["model_version"] == str(model["model_package_version"])
+    assert summary["baseline_uri"] == model["baseline_uri"]
+    assert summary["sources"]["batch"]["rows"] == len(predictions(lake, DS))
+    # The deployment's canary requests were captured (at today's time, not on the sample's DS).
+    captured = list((lake / "monitoring/capture").rglob("*.jsonl"))
+    assert captured, "the endpoint captured nothing"
+    decision = json.loads((lake / f"monitoring/reports/dt={DS}/decision.json").read_text())
+    assert decision["retrain"] is False and decision["ds"] == DS
+    assert "Decision: no retraining" in (lake / f"monitoring/reports/dt={DS}/report.html").read_text()
+    assert re.search(r"monitoring +model v\d+: batch \d+ rows", stack["first"]), stack["first"][-1500:]
+
+
 class _Watch(threading.Thread):
     """Reads each date's published predictions every few milliseconds while a rerun replaces them."""
 

@@ -13,7 +13,8 @@ import pytest
 from e2e.stack import day
 
 pytestmark = pytest.mark.e2e
-DAGS = ("churn_batch_scoring", "churn_features", "churn_streaming", "churn_streaming_stop", "churn_training")
+DAGS = ("churn_batch_scoring", "churn_features", "churn_monitoring", "churn_streaming", "churn_streaming_stop",
+        "churn_training")
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +55,11 @@ def _page(browser, url: str, expect: list[str], shot: Path, timeout: float = 60)
         time.sleep(0.5)
 
 
-def test_the_ui_lists_the_five_dags_without_import_errors(stack, browser):
+def test_the_ui_lists_the_six_dags_without_import_errors(stack, browser):
     base = f"http://127.0.0.1:{stack['env']['CHURN_AIRFLOW_PORT']}"
-    text = _page(browser, f"{base}/dags", ["5 Dags", *DAGS], stack["work"] / "ui-dags.png")
+    text = _page(browser, f"{base}/dags", ["6 Dags", *DAGS], stack["work"] / "ui-dags.png")
     missing = [d for d in DAGS if d not in text]
-    assert not missing and "5 Dags" in text, f"the Dags page does not show {missing}:\n{text[:2000]}"
+    assert not missing and "6 Dags" in text, f"the Dags page does not show {missing}:\n{text[:2000]}"
     home = _page(browser, f"{base}/", ["Health", "Scheduler", "Triggerer", "Dag Processor"], stack["work"] / "ui-home.png")
     assert "Scheduler" in home and "Dag Processor" in home
     assert "Import Error" not in home, f"the home page reports import errors:\n{home[:2000]}"
@@ -74,3 +75,18 @@ def test_the_ui_shows_the_backfill_runs_with_their_states(stack, browser):
     # The failed rerun of one date and the successful others, as the test module left them.
     assert "success" in text.lower() and "failed" in text.lower(), text[:3000]
     print(f"\nUI runs page (screenshot {stack['work'] / 'ui-runs.png'}):\n" + "\n".join(lines[:60]))
+
+
+def test_the_monitoring_report_opens_in_the_browser_with_its_decision_and_plots(stack, browser):
+    from selenium.webdriver.common.by import By
+
+    from e2e.stack import DS
+
+    report = stack["lake"] / "monitoring" / "reports" / f"dt={DS}" / "report.html"
+    text = _page(browser, report.as_uri(), ["Churn model monitoring", "Decision:"], stack["work"] / "ui-report.png")
+    assert f"Churn model monitoring: {DS}" in text and "Decision: no retraining" in text, text[:2000]
+    assert "batch" in text and "Realized quality" in text
+    # The plots are images the browser decoded, not broken ones.
+    sizes = browser.execute_script("return [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+    assert sizes and all(w > 200 and h > 100 for _, w, h in sizes), sizes
+    assert browser.find_element(By.ID, "reason").text

@@ -71,7 +71,8 @@ def test_binned_counts_follow_the_baselines_bin_rule(spark):
     got = monitoring.binned_counts(frame, {"x": edges})["x"]
     expected = np.bincount(np.searchsorted(edges, [v for v in values if v is not None and not math.isnan(v)],
                                            side="left"), minlength=len(edges) + 1)
-    assert got == {"counts": expected.tolist(), "missing": 2, "rows": len(values)}
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    assert got == {"counts": expected.tolist(), "missing": 2, "rows": len(values), "mean": pytest.approx(np.mean(present))}
 
 
 def _summary(model: str = "3", score_psi: float = 0.01, drifted_features: int = 0, rows: int = 1000,
