@@ -28,6 +28,8 @@ from churn import datagen, features
 from churn_ml import decay, monitoring_report
 from jobs import churn_features, churn_monitoring
 
+pytestmark = pytest.mark.e2e  # the features job and 36 monitoring runs: not for make test-fast
+
 START = dt.date(2026, 1, 1)
 DAYS = 131
 DRIFT_FROM = START + dt.timedelta(days=127)  # 2026-05-08: snapshot 05-09 is the first to see it
