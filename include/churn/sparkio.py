@@ -9,14 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
 _DAY = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+def run_batch_job(app_name: str, parse_args, run, argv: list[str] | None = None) -> int:
+    """A batch job's ``main``: logging, its arguments (``sys.argv`` by default), a session named
+    ``<app_name>-<ds>``, ``run(spark, args)``, and the session stopped whatever happens."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    spark = session(f"{app_name}-{args.ds}")
+    try:
+        run(spark, args)
+    finally:
+        spark.stop()
+    return 0
 
 
 def session(app_name: str) -> SparkSession:

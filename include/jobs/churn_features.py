@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -154,14 +153,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = sparkio.session(f"churn-features-{args.ds}")
-    try:
-        run(spark, args)
-    finally:
-        spark.stop()
-    return 0
+    return sparkio.run_batch_job("churn-features", parse_args, run, argv)
 
 
 if __name__ == "__main__":

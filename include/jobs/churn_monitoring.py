@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import sys
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -162,19 +161,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     quality = summary["quality"]
     log.info("monitoring %s (model v%s): %s; realized quality of %s: %s", day, args.model_version,
              "; ".join(f"{s}: {score_psi(s)}" for s in SOURCES), quality["prediction_date"],
-             f"AUC {quality['auc']:.3f} on {quality['rows']} rows" if quality["status"] == "closed" else quality["status"])
+             f"AUC {quality['auc'] if quality['auc'] is None else round(quality['auc'], 4)} on {quality['rows']} rows" if quality["status"] == "closed" else quality["status"])
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = sparkio.session(f"churn-monitoring-{args.ds}")
-    try:
-        run(spark, args)
-    finally:
-        spark.stop()
-    return 0
+    return sparkio.run_batch_job("churn-monitoring", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -122,14 +121,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = sparkio.session(f"churn-training-set-{args.ds}")
-    try:
-        run(spark, args)
-    finally:
-        spark.stop()
-    return 0
+    return sparkio.run_batch_job("churn-training-set", parse_args, run, argv)
 
 
 if __name__ == "__main__":
