@@ -15,6 +15,7 @@ depends on how fast this machine is (times are printed instead).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -310,3 +311,35 @@ def test_training_for_an_older_date_registers_but_does_not_change_what_is_deploy
     # Whatever the gate decided about it, the reason it was not published names the newer production model.
     assert card["ds"] == older and card["publication"].startswith("not published")
     assert f"data up to {DS}" in card["publication"] and card["publication"] in (newest / "card.md").read_text()
+
+
+def test_a_decayed_model_alerts_through_sns_and_triggers_a_training_run_with_the_reason(stack):
+    """The loop closed through the scheduler: a monitoring run whose thresholds every column crosses
+    (psi_threshold 0, one day enough) publishes to the alerts topic and creates the churn_training run
+    retrain__<ds>, reason in its conf and note. churn_training is paused meanwhile, so the run waits
+    queued and is deleted after: nothing retrains in the middle of the other tests."""
+    client, lake = airflow(stack), stack["lake"]
+    ds = day(-1)  # scored by the backfill test above; no monitoring run yet
+    sns, sqs = aws(stack, "sns"), aws(stack, "sqs")
+    (topic,) = [t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith(":churn-model-alerts")]
+    queue = sqs.create_queue(QueueName="e2e-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    client.request("PATCH", "/dags/churn_training", json={"is_paused": True})
+    try:
+        run_id = client.trigger("churn_monitoring", ds, {"psi_threshold": 0.0, "consecutive_days": 1, "min_rows": 1})
+        run = client.wait("churn_monitoring", run_id, timeout=900, poll=3)
+        states = client.task_states("churn_monitoring", run_id)
+        assert run["state"] == "success" and states["alert"] == states["trigger_retraining"] == "success", states
+        decision = json.loads((lake / f"monitoring/reports/dt={ds}/decision.json").read_text())
+        assert decision["retrain"] and "features drifted" in decision["reason"]
+        retrain = client.run("churn_training", f"retrain__{ds}")
+        assert retrain["conf"]["reason"] == decision["reason"] and retrain["conf"]["monitoring_date"] == ds
+        assert retrain["note"].startswith(f"Retraining triggered by churn_monitoring for {ds}: ")
+        message = json.loads(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)["Messages"][0]["Body"])
+        assert decision["reason"] in message["Message"] and f"monitoring/reports/dt={ds}/report.html" in message["Message"]
+        assert "RETRAINING TRIGGERED" in (lake / f"monitoring/reports/dt={ds}/report.html").read_text()
+    finally:
+        with contextlib.suppress(Exception):
+            client.request("DELETE", f"/dags/churn_training/dagRuns/retrain__{ds}")
+        client.unpause("churn_training")

@@ -28,7 +28,7 @@ from churn import datagen, features
 from churn_ml import decay, monitoring_report
 from jobs import churn_features, churn_monitoring
 
-pytestmark = pytest.mark.e2e  # the features job and 36 monitoring runs: not for make test-fast
+pytestmark = pytest.mark.e2e  # the features job and 34 monitoring runs: not for make test-fast
 
 START = dt.date(2026, 1, 1)
 DAYS = 131
@@ -37,7 +37,7 @@ LAST = START + dt.timedelta(days=DAYS - 1)  # 2026-05-11
 TRAIN = [START + dt.timedelta(days=d) for d in range(30, 61, 3)]
 HOLDOUT = [START + dt.timedelta(days=d) for d in range(61, 65)]
 PREDICTED_FROM = START + dt.timedelta(days=65)
-MONITORED = [START + dt.timedelta(days=d) for d in range(95, DAYS)]  # 33 days before the drift is visible
+MONITORED = [START + dt.timedelta(days=d) for d in range(97, DAYS)]  # 31 days before the drift is visible
 MODEL_VERSION = "1"
 ALL_SOURCES = MONITORED[5]  # a day the endpoint and the stream also scored (a sample of the customers)
 
@@ -82,7 +82,7 @@ def _capture(lake: Path, day: dt.date, rows: pd.DataFrame, scores: np.ndarray, p
 def monitored(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("monitoring")
     lake = root / "lake"
-    datagen.generate(datagen.GeneratorConfig(out=lake / "raw", customers=800, start=START, days=DAYS, seed=11,
+    datagen.generate(datagen.GeneratorConfig(out=lake / "raw", customers=500, start=START, days=DAYS, seed=11,
                                              drift_from=DRIFT_FROM, drift_strength=1.0))
     churn_features.run(spark, churn_features.parse_args(
         ["--ds", _day(LAST), "--lake", f"file://{lake}", "--history-days", str((LAST - TRAIN[0]).days)]))
