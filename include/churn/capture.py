@@ -81,10 +81,15 @@ def read_capture(spark: SparkSession, root_uri: str, day: dt.date) -> tuple[Data
         day = dt.date.fromisoformat(day)
     files = capture_files(spark, root_uri, day)
     if not files:
-        return spark.createDataFrame([], ROWS_SCHEMA), spark.createDataFrame([], REJECTED_SCHEMA)
+        return _empty(spark, ROWS_SCHEMA), _empty(spark, REJECTED_SCHEMA)
     raw = spark.read.text(files).select(F.col("value").alias("raw_record"),
                                         F.col("_metadata.file_path").alias("source_file"))
     return parse_capture(raw)
+
+
+def _empty(spark: SparkSession, schema: StructType) -> DataFrame:
+    """No rows, in ``schema``, planned in the JVM (an empty Python list would need Python workers)."""
+    return spark.range(0).select(*[F.lit(None).cast(field.dataType).alias(field.name) for field in schema.fields])
 
 
 def _lines(text: Column) -> Column:

@@ -140,12 +140,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
                      "sources": {}, "rejected": {}}
 
     batch, unjoined = _read_batch(spark, lake, day)
-    captured, rejected = None, 0
-    if capture.capture_files(spark, args.capture, args.ds):
-        rows, bad = capture.read_capture(spark, args.capture, args.ds)
-        captured, rejected = rows.select(*features.FEATURE_COLUMNS, "score"), bad.count()
-    frames = {"batch": batch, "capture": captured, "stream": _read_stream(spark, lake, day)}
-    summary["rejected"] = {"batch_without_features": unjoined, "capture": rejected}
+    captured, rejected = capture.read_capture(spark, args.capture, args.ds)
+    frames = {"batch": batch, "capture": captured.select(*features.FEATURE_COLUMNS, "score"),
+              "stream": _read_stream(spark, lake, day)}
+    summary["rejected"] = {"batch_without_features": unjoined, "capture": rejected.count()}
     for name in SOURCES:
         frame = frames[name]
         summary["sources"][name] = {"rows": 0} if frame is None else source_drift(frame, baseline)
