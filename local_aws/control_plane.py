@@ -157,8 +157,9 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     from moto.backends import get_backend
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-    from local_aws import lake_s3, sagemaker_api, spark_api
+    from local_aws import kinesis_shard, lake_s3, sagemaker_api, spark_api
 
+    kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
     lake_s3.install()
     sagemaker_api.install()
     spark_api.install()

@@ -101,6 +101,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.driver.extraJavaOptions", os.environ.get("TMP_JOPTS", "-XX:TieredStopAtLevel=1"))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

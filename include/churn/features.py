@@ -201,27 +201,34 @@ def churn_labels(
 EVENT_KEY_COLUMNS = ("event_id", "customer_id", "event_ts", "event_type", "snapshot_date")
 
 
-def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_days: int = 2) -> DataFrame:
-    """Point-in-time features of each event: the customer's latest snapshot before it, plus the event.
+def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_days: int = 2,
+                   known_by: str | None = None) -> DataFrame:
+    """Features as of each event: the customer's latest snapshot before it plus every event of the
+    customer since that snapshot, up to and including this one.
 
     ``snapshots`` has KEY_COLUMNS + FEATURE_COLUMNS (the ``features/`` table); ``events`` has clean,
-    typed events (``event_id, customer_id, event_ts, event_type, value`` and any other columns,
-    which are kept). Snapshot ``s`` is the state at the start of day ``s``, so the latest snapshot
-    before an event on day ``d`` is the newest ``s <= d``; it is used when it is at most
-    ``max_snapshot_age_days`` old. The event then adds its own contribution:
+    typed events without repeated ids (``event_id, customer_id, event_ts, event_type, value`` and
+    any other columns, which are kept). Snapshot ``s`` is the state at the start of day ``s``, so
+    the snapshot of an event on day ``d`` is the newest ``s <= d``, used when it is at most
+    ``max_snapshot_age_days`` old. The event's history is the customer's events from the start of
+    day ``s`` up to it in event-time order (``(event_ts, event_id)``), the event included; with
+    ``known_by`` (a column, e.g. the streaming job's micro-batch), only those whose ``known_by`` is at
+    most the event's: what the streaming job knew when it scored it (``churn.event_state``). The
+    history adds:
 
-    * usage: its minutes to the 7/30/90-day sums, one active day to the 7/30-day counts (capped at
-      the window), ``days_since_last_usage`` = 0;
-    * support ticket, payment failure: one to the 30- and 90-day counts;
-    * plan change: one to ``downgrades_90d`` (value -1) or ``upgrades_90d`` (+1);
-    * every event: ``tenure_days`` and (if not usage) ``days_since_last_usage`` advance by the
+    * usage: its minutes to the 7/30/90-day sums (summed in event-time order, then added to the
+      snapshot's), each distinct day with usage one active day to the 7/30-day counts (capped at
+      the window), and ``days_since_last_usage`` = days since the newest usage day;
+    * support tickets, payment failures: their number to the 30- and 90-day counts;
+    * plan changes: to ``downgrades_90d`` (value -1) or ``upgrades_90d`` (+1);
+    * ``tenure_days`` and, with no usage in the history, ``days_since_last_usage`` advance by the
       snapshot's age in days; ``usage_trend_7d_vs_30d`` is recomputed from the updated sums.
 
-    Windows are not shifted by the snapshot's age: the features are the snapshot's plus this one event,
-    not a recomputation as of the event. Events with no usable snapshot (an unknown customer, one who
-    signed up after the latest snapshot, or a snapshot that is too old) get a null ``snapshot_date``
-    and null features; the caller decides what to do with them. Columns: the events' columns +
-    ``snapshot_date`` + FEATURE_COLUMNS.
+    Windows are not shifted by the snapshot's age: the features are the snapshot's plus the
+    history, not a recomputation as of the event. Events with no usable snapshot (an unknown
+    customer, one who signed up after the latest snapshot, or a snapshot that is too old) get a null
+    ``snapshot_date`` and null features; the caller decides what to do with them. Columns: the
+    events' columns + ``snapshot_date`` + FEATURE_COLUMNS.
     """
     event_day = F.to_date("event_ts")
     candidates = events.alias("e").join(
@@ -238,40 +245,69 @@ def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_day
         .select("e.*", "s.snapshot_date", *[F.col(f"s.{c}").alias(f"_s_{c}") for c in FEATURE_COLUMNS])
     )
 
-    etype, value = F.col("event_type"), F.col("value")
-    usage = etype == "usage"
+    # The history of each event with a snapshot: a self-join on the customer, then one row per event.
+    history = events.select(
+        F.col("customer_id").alias("_h_customer"), F.col("event_id").alias("_h_id"),
+        F.col("event_ts").alias("_h_ts"), F.col("event_type").alias("_h_type"), F.col("value").alias("_h_value"),
+        *([F.col(known_by).alias("_h_known")] if known_by else []),
+    )
+    h_day = F.to_date("_h_ts")
+    earlier = (F.col("_h_ts") < F.col("event_ts")) | (
+        (F.col("_h_ts") == F.col("event_ts")) & (F.col("_h_id") <= F.col("event_id")))
+    condition = (F.col("_h_customer") == F.col("customer_id")) & (h_day >= F.col("snapshot_date")) & earlier
+    if known_by:
+        condition = condition & (F.col("_h_known") <= F.col(known_by))
+    h_type, h_value = F.col("_h_type"), F.col("_h_value")
+    h_usage = h_type == "usage"
+
+    def count(condition: Column) -> Column:
+        return F.sum(F.when(condition, 1).otherwise(0)).cast("double")
+
+    # Minutes in event-time order, folded from 0.0: the streaming operator's sums, bit for bit.
+    ordered_minutes = F.array_sort(F.collect_list(F.struct(
+        "_h_ts", "_h_id", F.when(h_usage, h_value).otherwise(F.lit(0.0)).alias("minutes"))))
+    folded = (
+        picked.where(F.col("snapshot_date").isNotNull()).select("event_id", "customer_id", "event_ts", "snapshot_date",
+                                                                *([known_by] if known_by else []))
+        .join(history, condition)
+        .groupBy("event_id")
+        .agg(
+            F.aggregate(ordered_minutes, F.lit(0.0), lambda acc, x: acc + x["minutes"]).alias("_h_minutes"),
+            F.size(F.collect_set(F.when(h_usage, h_day))).cast("double").alias("_h_active_days"),
+            F.max(F.when(h_usage, h_day)).alias("_h_last_usage"),
+            count(h_type == "support_ticket").alias("_h_tickets"),
+            count(h_type == "payment_failure").alias("_h_failures"),
+            count((h_type == "plan_change") & (h_value < 0)).alias("_h_downgrades"),
+            count((h_type == "plan_change") & (h_value > 0)).alias("_h_upgrades"),
+        )
+    )
+    joined = picked.join(folded, "event_id", "left")
     age = F.datediff(event_day, F.col("snapshot_date"))
 
     def base(column: str) -> Column:
         return F.col(f"_s_{column}")
 
-    def plus(column: str, amount: Column) -> Column:
-        return base(column) + amount
-
-    def count_if(condition: Column) -> Column:
-        return F.when(condition, F.lit(1.0)).otherwise(F.lit(0.0))
-
-    minutes = F.when(usage, value).otherwise(F.lit(0.0))
     updated = {
-        "tenure_days": plus("tenure_days", age),
-        "usage_minutes_7d": plus("usage_minutes_7d", minutes),
-        "usage_minutes_30d": plus("usage_minutes_30d", minutes),
-        "usage_minutes_90d": plus("usage_minutes_90d", minutes),
-        "active_days_7d": F.least(plus("active_days_7d", count_if(usage)), F.lit(7.0)),
-        "active_days_30d": F.least(plus("active_days_30d", count_if(usage)), F.lit(30.0)),
-        "days_since_last_usage": F.when(usage, F.lit(0.0)).otherwise(
-            F.least(plus("days_since_last_usage", age), F.lit(float(LOOKBACK_DAYS)))
+        "tenure_days": base("tenure_days") + age,
+        "usage_minutes_7d": base("usage_minutes_7d") + F.col("_h_minutes"),
+        "usage_minutes_30d": base("usage_minutes_30d") + F.col("_h_minutes"),
+        "usage_minutes_90d": base("usage_minutes_90d") + F.col("_h_minutes"),
+        "active_days_7d": F.least(base("active_days_7d") + F.col("_h_active_days"), F.lit(7.0)),
+        "active_days_30d": F.least(base("active_days_30d") + F.col("_h_active_days"), F.lit(30.0)),
+        "days_since_last_usage": F.coalesce(
+            F.datediff(event_day, F.col("_h_last_usage")).cast("double"),
+            F.least(base("days_since_last_usage") + age, F.lit(float(LOOKBACK_DAYS))),
         ),
-        "tickets_30d": plus("tickets_30d", count_if(etype == "support_ticket")),
-        "tickets_90d": plus("tickets_90d", count_if(etype == "support_ticket")),
-        "payment_failures_30d": plus("payment_failures_30d", count_if(etype == "payment_failure")),
-        "payment_failures_90d": plus("payment_failures_90d", count_if(etype == "payment_failure")),
-        "downgrades_90d": plus("downgrades_90d", count_if((etype == "plan_change") & (value < 0))),
-        "upgrades_90d": plus("upgrades_90d", count_if((etype == "plan_change") & (value > 0))),
+        "tickets_30d": base("tickets_30d") + F.col("_h_tickets"),
+        "tickets_90d": base("tickets_90d") + F.col("_h_tickets"),
+        "payment_failures_30d": base("payment_failures_30d") + F.col("_h_failures"),
+        "payment_failures_90d": base("payment_failures_90d") + F.col("_h_failures"),
+        "downgrades_90d": base("downgrades_90d") + F.col("_h_downgrades"),
+        "upgrades_90d": base("upgrades_90d") + F.col("_h_upgrades"),
     }
     updated["usage_trend_7d_vs_30d"] = F.round(
         updated["usage_minutes_7d"] / 7.0 - updated["usage_minutes_30d"] / 30.0, 4
     )
     columns = [(updated[c] if c in updated else base(c)).cast("double").alias(c) for c in FEATURE_COLUMNS]
     kept = [c for c in picked.columns if not c.startswith("_s_")]
-    return picked.select(*kept, *columns)
+    return joined.select(*kept, *columns)

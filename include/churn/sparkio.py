@@ -102,8 +102,8 @@ def replace_file(path: str | os.PathLike[str], data: bytes) -> None:
         target.with_name(f".{target.name}.crc").unlink()
 
 
-def read_text(spark: SparkSession, uri: str) -> str:
-    """The whole text of the file at ``uri`` (UTF-8); FileNotFoundError, naming it, when there is none.
+def read_bytes(spark: SparkSession, uri: str) -> bytes:
+    """The whole file at ``uri``; FileNotFoundError, naming it, when there is none.
 
     Through the FileSystem, not a DataFrame reader: those skip files named ``_*`` such as the
     ``_SUCCESS`` markers, which carry a run's facts here."""
@@ -112,17 +112,22 @@ def read_text(spark: SparkSession, uri: str) -> str:
         raise FileNotFoundError(f"{uri} does not exist")
     stream = fs.open(path)
     try:
-        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    """The whole text of the file at ``uri`` (UTF-8); see ``read_bytes``."""
+    return read_bytes(spark, uri).decode("utf-8")
 
 
 def read_json(spark: SparkSession, uri: str) -> dict:
     return json.loads(read_text(spark, uri))
 
 
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    """Write ``text`` to ``uri`` whole: a reader of the URI sees the previous version or this one.
+def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
+    """Write ``data`` to ``uri`` whole: a reader of the URI sees the previous version or this one.
 
     Local files (``file://``, the local target) are written aside and renamed over the target
     (``replace_file``): Hadoop's local ``create`` would truncate the file in place. Object stores
@@ -130,7 +135,6 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
     PUT, which is already atomic, and have no atomic rename: they are written directly.
     """
     fs, path = _fs_path(spark, uri)
-    data = text.encode("utf-8")
     if fs.getUri().getScheme() == "file":
         replace_file(fs.makeQualified(path).toUri().getPath(), data)
         return
@@ -139,6 +143,11 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.write(bytearray(data))
     finally:
         stream.close()
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``uri`` whole; see ``write_bytes``."""
+    write_bytes(spark, uri, text.encode("utf-8"))
 
 
 def write_json(spark: SparkSession, uri: str, payload: dict) -> None:

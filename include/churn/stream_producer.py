@@ -1,7 +1,8 @@
 """Replay generated events onto a Kinesis stream at a given rate (the streaming DAG's input).
 
 Reads the event partitions the sample generator wrote (``python -m churn.datagen``:
-``<raw>/events/dt=YYYY-MM-DD/*.jsonl``), in time order, and puts each line on the stream with the
+``<raw>/events/dt=YYYY-MM-DD/*.jsonl``), in event-time order (the generator writes a day customer
+by customer; a live source emits events as they happen), and puts each line on the stream with the
 customer id as partition key (one customer's events stay in order on one shard). A valid event
 gets ``produced_at`` (UTC, ISO 8601; the streaming latency is measured from it); a corrupt line,
 as the generator injects them, is sent unchanged, so the streaming job's quarantine sees it.
@@ -38,15 +39,29 @@ def kinesis_client(endpoint_url: str | None = None, region: str = "us-east-1"):
     return boto3.client("kinesis", region_name=region, **extra)
 
 
+def _event_time(line: str) -> str | None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return str(event.get("event_ts") or "") if isinstance(event, dict) else None
+
+
 def event_lines(raw: Path, first: dt.date, last: dt.date) -> Iterator[str]:
-    """The generated event lines of the days ``first``..``last``, day by day, file by file."""
+    """The generated event lines of the days ``first``..``last``, day by day, each day in event-time
+    order (a line without a readable time stays right after the line it followed in its file)."""
     day = first
     while day <= last:
         folder = raw / "events" / f"dt={day.isoformat()}"
         if not folder.is_dir():
             raise FileNotFoundError(f"no generated events for {day} at {folder}: run `python -m churn.datagen` first")
-        for path in sorted(folder.glob("*.jsonl")):
-            yield from (line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        lines = [line for path in sorted(folder.glob("*.jsonl"))
+                 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        keys, previous = [], ""
+        for line in lines:
+            previous = _event_time(line) or previous
+            keys.append(previous)
+        yield from (line for _, _, line in sorted(zip(keys, range(len(lines)), lines)))
         day += dt.timedelta(days=1)
 
 

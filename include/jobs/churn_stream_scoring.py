@@ -1,27 +1,42 @@
-"""Spark Structured Streaming job: Kinesis events -> validation -> point-in-time features -> endpoint -> lake.
+"""Spark Structured Streaming job: Kinesis events -> validation -> per-customer state -> features -> score -> lake.
 
-One script for both targets. The source is the only difference: on the local target (``--source
+One script for both targets; the source is the only difference: on the local target (``--source
 python``) the stream is read through ``churn.kinesis_source`` (per-shard sequence numbers as
-offsets); on Glue 5 (``--source glue``) through Glue's Kinesis connector. Then, per micro-batch
-(``foreachBatch``, checkpointed at ``--checkpoint``):
+offsets); on Glue 5 (``--source glue``) through Glue's Kinesis connector; ``--source files`` reads
+JSON-lines files as they land in a folder (a replay of exported events). Checkpointed at
+``--checkpoint``.
+
+In the streaming query (Spark, on the executors):
 
 1. parse each record as a raw event (every field a string) and validate it with the batch job's
-   rules (``churn.quality``); bad records go to ``<errors>/dt=<day>/batch_id=<n>/`` with the reason,
-   the record as it arrived and its stream position;
-2. build point-in-time features with the batch feature module (``features.event_features``: the
-   customer's latest snapshot from ``features/`` plus the event); an event with no usable snapshot is
-   written to the errors prefix too, with reason ``no_feature_snapshot``;
-3. score through the SageMaker endpoint by name in CSV requests of ``--request-rows`` rows (under
-   the 6 MB limit), one task per full request and one client per Spark Python worker, waiting out
-   an unavailable endpoint for up to ``--endpoint-wait-seconds`` before failing the batch (it is
-   then replayed from the checkpoint);
-4. write predictions (with the feature vector) to ``<output>/dt=<day>/hour=<HH>/batch_id=<n>/``.
+   rules (``churn.quality``);
+2. per customer, with state across micro-batches (``applyInPandasWithState``, ``churn.event_state``):
+   drop resent events (an event id already seen), set aside events older than the customer's
+   watermark (``--allowed-lateness-seconds``), and give each event its aggregates since each day a
+   snapshot could be from, as of its event time.
 
-Writes overwrite their ``batch_id`` partitions (dynamic partition overwrite), so a batch replayed
-after a crash replaces its own output and nothing is duplicated; the checkpoint makes a restarted job
-resume after the last committed batch. The driver writes the query's progress, with this job's
-own counts, to ``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``, replacing it
-atomically (the ``churn_streaming`` DAG's health check and the benchmark poll it).
+Then, per micro-batch (``foreachBatch``), on the driver, with the batch collected in one Spark
+action (it is at most ``--max-records-per-batch`` events):
+
+3. features (``churn.features``: "features as of each event"): the customer's latest snapshot from
+   ``features/`` (loaded once per snapshot day and kept) plus the aggregates since it;
+4. scores: through the SageMaker endpoint by name (``--scoring endpoint``, the default) in CSV
+   requests of ``--request-rows`` rows, ``--scoring-concurrency`` of them at a time, waiting out an
+   unavailable endpoint for up to ``--endpoint-wait-seconds`` before failing the batch (it is then
+   replayed from the checkpoint); or with the model's booster in this process (``--scoring
+   in_process --model-data-url``, xgboost needed), the reference the benchmark compares with;
+5. predictions (with the feature vector) to ``<output>/dt=<day>/hour=<HH>/batch_id=<n>/`` (Parquet),
+   and bad records to ``<errors>/dt=<day>/batch_id=<n>/`` (JSON lines) with the reason: a failed
+   rule, ``late_event``, or ``no_feature_snapshot``, the record as it arrived and its stream
+   position. Resent events are counted, not written.
+
+Exactly once: each output file of a batch has a fixed name, written aside and renamed (one PUT on
+S3), so a batch replayed after a crash replaces its own files, and the first batch of a run removes
+the files of a failed attempt of that batch that the replay did not write again; the checkpoint
+(offsets and the state) moves on only after ``foreachBatch`` returns. The driver writes the
+query's progress, with this job's own counts and each batch's phases, to
+``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``, from the main thread, off
+the batches' path (the ``churn_streaming`` DAG's health check and the benchmark poll it).
 
 SIGTERM stops the query after the batch in flight and records the run as STOPPED.
 """
@@ -30,9 +45,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import decimal
+import io
+import json
 import logging
 import signal
 import sys
+import tarfile
 import threading
 import time
 import uuid
@@ -40,22 +59,29 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from churn import features, quality, scoring, sparkio
+from churn import event_state, features, quality, scoring, sparkio
 
 log = logging.getLogger("churn_streaming")
 JOB = "churn_streaming"
 STOP_WAIT_SECONDS = 60.0  # SIGTERM: how long the batch in flight may take to commit
 RECENT_BATCHES = 200  # kept in progress.json (rates, errors and latencies over the recent past)
+SNAPSHOT_DAYS_KEPT = 8  # snapshot days the driver keeps loaded (the newest used)
+STREAM_COLUMNS = ("event_id", "customer_id", "event_ts", "event_type", "value", "dt", "produced_at", "arrival_ts",
+                  "source_position", "raw_record", "reason")
+PREDICTION_COLUMNS = (*features.EVENT_KEY_COLUMNS, "score", *features.FEATURE_COLUMNS, "produced_at", "arrival_ts",
+                      "scored_at", "source_position")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="churn streaming scoring job")
     parser.add_argument("--lake", required=True, help="lake root URI, e.g. s3://churn-lake")
     parser.add_argument("--endpoint-name", required=True, help="the SageMaker endpoint to score with")
-    parser.add_argument("--source", choices=("python", "glue"), default="python",
-                        help="python: churn.kinesis_source (local target); glue: Glue's Kinesis connector")
+    parser.add_argument("--source", choices=("python", "glue", "files"), default="python",
+                        help="python: churn.kinesis_source (local target); glue: Glue's Kinesis connector; "
+                             "files: JSON-lines files landing in --input")
     parser.add_argument("--stream", help="Kinesis stream name (--source python)")
     parser.add_argument("--stream-arn", help="Kinesis stream ARN (--source glue)")
+    parser.add_argument("--input", help="a folder URI of JSON-lines event files (--source files)")
     parser.add_argument("--kinesis-endpoint-url", help="a Kinesis-compatible server (local target)")
     parser.add_argument("--runtime-endpoint-url", help="a SageMaker Runtime-compatible server (local target)")
     parser.add_argument("--region", default="us-east-1")
@@ -65,23 +91,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--progress-root", help=f"default: <lake>/_streaming/{JOB}/runs")
     parser.add_argument("--run-id", help="this run's id (default: Glue's JOB_RUN_ID, else generated)")
     parser.add_argument("--JOB_RUN_ID", dest="job_run_id", help=argparse.SUPPRESS)  # passed by Glue
-    parser.add_argument("--trigger-seconds", type=float, default=5.0, help="micro-batch trigger interval")
+    parser.add_argument("--trigger-seconds", type=float, default=5.0,
+                        help="micro-batch trigger interval (0: the next batch starts as soon as one ends)")
     parser.add_argument("--max-records-per-batch", type=int, default=20000)
+    parser.add_argument("--scoring", choices=("endpoint", "in_process"), default="endpoint",
+                        help="endpoint: the SageMaker endpoint by name; in_process: the model at --model-data-url "
+                             "in the driver (needs xgboost)")
+    parser.add_argument("--model-data-url", help="model.tar.gz of the model to score with (--scoring in_process)")
     parser.add_argument("--request-rows", type=int, default=scoring.DEFAULT_BATCH_ROWS)
+    parser.add_argument("--scoring-concurrency", type=int, default=4,
+                        help="endpoint requests in flight at once (keep it within the endpoint's capacity)")
     parser.add_argument("--endpoint-wait-seconds", type=float, default=300.0,
                         help="how long one request waits out an unavailable endpoint before the batch fails")
     parser.add_argument("--max-snapshot-age-days", type=int, default=2)
+    parser.add_argument("--allowed-lateness-seconds", type=float, default=3600.0,
+                        help="an event older than its customer's newest event time seen minus this is quarantined "
+                             "as late_event; resent events are recognised within it (and within the snapshot days)")
+    parser.add_argument("--state-idle-minutes", type=float, default=60.0,
+                        help="a customer with no new events has its state looked at (and removed once no on-time "
+                             "event can need it) after this long")
+    parser.add_argument("--state-partitions", type=int,
+                        help="partitions of the per-customer state (default: the cluster's cores); fixed by the "
+                             "checkpoint once the query has run")
     parser.add_argument("--progress-seconds", type=float, default=5.0)
     # Glue adds its own arguments (--JOB_NAME, --TempDir, ...): ignore what is not ours.
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         log.info("ignoring arguments not meant for this job: %s", unknown)
-    if args.source == "python" and not args.stream:
-        parser.error("--source python needs --stream")
-    if args.source == "glue" and not args.stream_arn:
-        parser.error("--source glue needs --stream-arn")
-    if args.trigger_seconds <= 0 or args.request_rows <= 0 or args.endpoint_wait_seconds < 0:
-        parser.error("--trigger-seconds and --request-rows must be > 0, --endpoint-wait-seconds >= 0")
+    needs = {"python": ("stream", "--stream"), "glue": ("stream_arn", "--stream-arn"), "files": ("input", "--input")}
+    attribute, option = needs[args.source]
+    if not getattr(args, attribute):
+        parser.error(f"--source {args.source} needs {option}")
+    if args.scoring == "in_process" and not args.model_data_url:
+        parser.error("--scoring in_process needs --model-data-url (the model.tar.gz to score with)")
+    if (args.trigger_seconds < 0 or args.request_rows <= 0 or args.endpoint_wait_seconds < 0
+            or args.scoring_concurrency <= 0 or args.allowed_lateness_seconds < 0 or args.max_snapshot_age_days < 0):
+        parser.error("--trigger-seconds, --endpoint-wait-seconds, --allowed-lateness-seconds and "
+                     "--max-snapshot-age-days must be >= 0, --request-rows and --scoring-concurrency > 0")
     lake = args.lake.rstrip("/")
     args.lake = lake
     args.checkpoint = (args.checkpoint or f"{lake}/_streaming/{JOB}/checkpoint").rstrip("/")
@@ -93,8 +139,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def read_stream(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
-    """The stream as (data, arrival_ts, source_position): the record's text, when Kinesis received it
-    and where it is on the stream (``<shard>/<sequence number>``)."""
+    """The stream as (data, arrival_ts, source_position): the record's text, when it reached the
+    stream and where it is on it (``<shard>/<sequence number>``, or ``<file>#<hash of the line>``)."""
     if args.source == "python":
         from churn.kinesis_source import KinesisDataSource
 
@@ -110,6 +156,13 @@ def read_stream(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
         raw = reader.load()
         return raw.select(
             "data", "arrival_ts", F.concat_ws("/", "shard_id", "sequence_number").alias("source_position")
+        )
+    if args.source == "files":
+        raw = spark.readStream.option("maxFilesPerTrigger", "100").text(args.input)
+        return raw.select(
+            F.col("value").alias("data"),
+            F.col("_metadata.file_modification_time").alias("arrival_ts"),
+            F.concat(F.col("_metadata.file_path"), F.lit("#"), F.xxhash64("value").cast("string")).alias("source_position"),
         )
     # Glue 5: Glue's Kinesis connector as a Structured Streaming source (binary `data`).
     raw = (
@@ -144,10 +197,159 @@ def parse_events(batch: DataFrame) -> DataFrame:
     )
 
 
-_CLIENTS: dict = {}  # per Python worker process (Spark reuses them): one sagemaker-runtime client each
+def output_schema(max_age_days: int) -> str:
+    columns = ["event_id string", "customer_id string", "event_ts timestamp", "event_type string", "value double",
+               "dt string", "produced_at timestamp", "arrival_ts timestamp", "source_position string",
+               "raw_record string", "reason string"]
+    return ", ".join(columns + [f"{c} double" for c in event_state.aggregate_columns(max_age_days)])
 
 
-def _runtime_client(runtime_url: str | None, region: str):
+def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
+    """The streaming query up to the per-customer state: every record once, valid ones with their
+    aggregates (``churn.event_state``), the others with their reason and the record as it arrived."""
+    validated = quality.validate(parse_events(stream), "events")
+    clean = F.col("reason").isNull()
+    raw_fields = F.to_json(F.struct(*[F.col(c) for c in quality.RAW_FIELDS["events"]]))
+    typed = validated.select(
+        "event_id",
+        "customer_id",
+        F.when(clean, F.expr("try_cast(event_ts AS TIMESTAMP)")).alias("event_ts"),
+        "event_type",
+        F.when(clean, F.expr("try_cast(value AS DOUBLE)")).alias("value"),
+        "dt", "produced_at", "arrival_ts", "source_position",
+        F.coalesce(F.col(quality.CORRUPT), raw_fields).alias("raw_record"),
+        "reason",
+    )
+    # No Spark watermark: Spark would drop the rows older than it before the state sees them, with no
+    # trace. The state applies each customer's own (churn.event_state), and quarantines late events.
+    return typed.groupBy("customer_id").applyInPandasWithState(
+        event_state.state_function(args.max_snapshot_age_days, int(args.allowed_lateness_seconds * 1000),
+                                   int(args.state_idle_minutes * 60_000)),
+        output_schema(args.max_snapshot_age_days), event_state.STATE_SCHEMA, "append", "ProcessingTimeTimeout",
+    )
+
+
+# ------------------------------------------------------------------ the driver's half of a batch
+
+class Snapshots:
+    """The ``features/`` snapshots on the driver: a day is loaded (one Spark read) the first time a
+    batch needs it and kept while it is among the newest ``SNAPSHOT_DAYS_KEPT`` used. The published
+    days are listed again at most every ``refresh_seconds``, or when a batch has events of a day
+    newer than the newest snapshot seen (its snapshot may just have been published)."""
+
+    def __init__(self, spark: SparkSession, root: str, max_age_days: int, refresh_seconds: float = 60.0) -> None:
+        self.spark, self.root, self.max_age, self.refresh_seconds = spark, root, max_age_days, refresh_seconds
+        self.published: set[str] = set()
+        self.listed_at = float("-inf")
+        self.loaded: dict[str, tuple] = {}  # day -> (customer ids, feature matrix)
+        self.index = None  # pandas Index of "<customer>|<day>" over the loaded days
+        self.matrix = None
+
+    def _list(self, newest_needed: str) -> None:
+        now = time.monotonic()
+        stale = now - self.listed_at > self.refresh_seconds
+        missing_newest = newest_needed not in self.published and now - self.listed_at > 5.0
+        if stale or missing_newest:
+            self.published = set(sparkio.complete_partitions(self.spark, self.root))
+            self.listed_at = now
+
+    def _load(self, days: list[str]) -> None:
+        import numpy as np
+        import pandas as pd
+
+        for day in days:
+            frame = self.spark.read.parquet(f"{self.root}/dt={day}").select(
+                "customer_id", *features.FEATURE_COLUMNS).toPandas()
+            self.loaded[day] = (frame["customer_id"].astype(str).to_numpy(),
+                                frame[list(features.FEATURE_COLUMNS)].to_numpy(dtype=float))
+            log.info("feature snapshot %s loaded: %d customers", day, len(frame))
+        for day in sorted(self.loaded)[:-SNAPSHOT_DAYS_KEPT]:
+            del self.loaded[day]
+        keys = [np.char.add(ids.astype(str), f"|{day}") for day, (ids, _) in self.loaded.items()]
+        self.index = pd.Index(np.concatenate(keys) if keys else np.array([], dtype=str))
+        self.matrix = np.concatenate([m for _, m in self.loaded.values()]) if self.loaded else \
+            np.empty((0, len(features.FEATURE_COLUMNS)))
+
+    def lookup(self, customers, event_days):
+        """For each event (customer id, day as numpy datetime64[D]): the age in days of the newest
+        usable snapshot (-1 for none) and its feature rows (NaN for none)."""
+        import numpy as np
+
+        ages = np.full(len(customers), -1, dtype=int)
+        rows = np.full(len(customers), -1, dtype=int)
+        if len(customers) == 0:
+            return ages, np.empty((0, len(features.FEATURE_COLUMNS)))
+        self._list(str(event_days.max()))
+        candidates = {str(day - np.timedelta64(k, "D")) for day in np.unique(event_days) for k in range(self.max_age + 1)}
+        wanted = sorted(candidates & self.published)
+        if any(day not in self.loaded for day in wanted):
+            self._load([day for day in wanted if day not in self.loaded])
+        ids = customers.astype(str)
+        for k in range(self.max_age + 1):
+            open_ = ages < 0
+            if not open_.any():
+                break
+            days = (event_days[open_] - np.timedelta64(k, "D")).astype(str)
+            found = self.index.get_indexer(np.char.add(np.char.add(ids[open_], "|"), days))
+            hit = found >= 0
+            where = np.flatnonzero(open_)[hit]
+            ages[where], rows[where] = k, found[hit]
+        out = np.full((len(customers), len(features.FEATURE_COLUMNS)), np.nan)
+        out[ages >= 0] = self.matrix[rows[ages >= 0]]
+        return ages, out
+
+
+def _round_half_up(values, places: int = 4):
+    """Spark's ``round(x, 4)`` (HALF_UP on the number's decimal form) for a float array."""
+    import numpy as np
+
+    quantum = decimal.Decimal(1).scaleb(-places)
+    return np.array([float(decimal.Decimal(repr(float(v))).quantize(quantum, rounding=decimal.ROUND_HALF_UP))
+                     for v in values])
+
+
+def combine(snapshot, ages, aggregates: dict, max_age_days: int):
+    """``churn.features.event_features`` on the driver: the snapshot's vector (rows of
+    FEATURE_COLUMNS) plus each event's aggregates since the snapshot's day (``churn.event_state``)."""
+    import numpy as np
+
+    col = {name: snapshot[:, i] for i, name in enumerate(features.FEATURE_COLUMNS)}
+    n = len(ages)
+
+    def since(name: str):
+        out = np.full(n, np.nan)
+        for k in range(max_age_days + 1):
+            pick = ages == k
+            out[pick] = aggregates[f"{name}_since_{k}d"][pick]
+        return out
+
+    minutes, active = since("usage_minutes"), since("active_days")
+    last_usage = aggregates[event_state.LAST_USAGE]
+    age = ages.astype(float)
+    out = dict(col)
+    out["tenure_days"] = col["tenure_days"] + age
+    for window in (7, 30, 90):
+        out[f"usage_minutes_{window}d"] = col[f"usage_minutes_{window}d"] + minutes
+    out["active_days_7d"] = np.minimum(col["active_days_7d"] + active, 7.0)
+    out["active_days_30d"] = np.minimum(col["active_days_30d"] + active, 30.0)
+    recent_usage = ~np.isnan(last_usage) & (last_usage <= age)
+    out["days_since_last_usage"] = np.where(
+        recent_usage, last_usage, np.minimum(col["days_since_last_usage"] + age, float(features.LOOKBACK_DAYS)))
+    for name, source in (("tickets", "tickets"), ("payment_failures", "payment_failures")):
+        counted = since(source)
+        out[f"{name}_30d"] = col[f"{name}_30d"] + counted
+        out[f"{name}_90d"] = col[f"{name}_90d"] + counted
+    out["downgrades_90d"] = col["downgrades_90d"] + since("downgrades")
+    out["upgrades_90d"] = col["upgrades_90d"] + since("upgrades")
+    out["usage_trend_7d_vs_30d"] = _round_half_up(out["usage_minutes_7d"] / 7.0 - out["usage_minutes_30d"] / 30.0)
+    return np.column_stack([out[c] for c in features.FEATURE_COLUMNS]) if n else \
+        np.empty((0, len(features.FEATURE_COLUMNS)))
+
+
+_CLIENTS: dict = {}  # one sagemaker-runtime client per (url, region), shared by the scoring threads
+
+
+def _runtime_client(runtime_url: str | None, region: str, concurrency: int):
     key = (runtime_url, region)
     if key not in _CLIENTS:
         import boto3
@@ -155,145 +357,39 @@ def _runtime_client(runtime_url: str | None, region: str):
 
         extra = {"endpoint_url": runtime_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
             if runtime_url else {}
-        config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)  # scoring.invoke retries
+        config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60,  # scoring.invoke retries
+                        max_pool_connections=max(10, concurrency))
         _CLIENTS[key] = boto3.client("sagemaker-runtime", region_name=region, config=config, **extra)
     return _CLIENTS[key]
 
 
-def _score_partition(endpoint: str, runtime_url: str | None, region: str, rows: int, wait: float):
-    """mapPartitions function: batched CSV requests through the worker's sagemaker-runtime client."""
+class InProcessModel:
+    """The model of ``--model-data-url`` in this process: the booster the endpoint's container loads
+    (``xgboost-model.json`` in model.tar.gz), scores rounded as the endpoint's CSV answer rounds them."""
 
-    def score(partition):
-        lines = [f"{r['event_id']}," + ",".join(repr(float(r[c])) for c in features.FEATURE_COLUMNS) for r in partition]
-        if not lines:
-            return
-        results = list(scoring.score_lines(_runtime_client(runtime_url, region), endpoint, lines, rows, wait))
-        scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        for event_id, value in results:
-            yield event_id, value, scored_at
+    def __init__(self, spark: SparkSession, url: str) -> None:
+        try:
+            import xgboost as xgb
+        except ImportError as err:
+            raise SystemExit("--scoring in_process needs xgboost in the job's Python (on Glue: "
+                             "--additional-python-modules xgboost==<version>); or use --scoring endpoint") from err
+        with tarfile.open(fileobj=io.BytesIO(sparkio.read_bytes(spark, url))) as tar:
+            member = tar.extractfile("xgboost-model.json")
+            if member is None:
+                raise SystemExit(f"{url} has no xgboost-model.json: is it a model.tar.gz of this project's training?")
+            self.booster = xgb.Booster()
+            self.booster.load_model(bytearray(member.read()))
+        self.url = url
 
-    return score
+    def score(self, matrix):
+        import numpy as np
+
+        scores = self.booster.inplace_predict(np.ascontiguousarray(matrix), validate_features=False)
+        return np.array([float(f"{p:.6f}") for p in scores])
 
 
-class BatchProcessor:
-    """The foreachBatch function; keeps the feature snapshots cached between batches."""
-
-    def __init__(self, spark: SparkSession, args: argparse.Namespace) -> None:
-        self.spark, self.args = spark, args
-        self._snapshot_days: tuple[str, ...] = ()
-        self._snapshots: DataFrame | None = None
-        self.batches: list[dict] = []  # recent batch stats, newest last
-        self.totals = {"input": 0, "scored": 0, "quarantined": 0, "unscored": 0, "batches": 0}
-        self.lock = threading.Lock()
-
-    def snapshots(self, first: dt.date | None, last: dt.date | None) -> DataFrame:
-        """The features/ snapshots events of days ``first``..``last`` can use: from ``first`` minus
-        --max-snapshot-age-days to ``last`` (cached until that set of days changes)."""
-        root = f"{self.args.lake}/features"
-        days: tuple[str, ...] = ()
-        if first is not None:
-            lower = (first - dt.timedelta(days=self.args.max_snapshot_age_days)).isoformat()
-            days = tuple(d for d in sparkio.complete_partitions(self.spark, root) if lower <= d <= last.isoformat())
-        if days != self._snapshot_days or self._snapshots is None:
-            if self._snapshots is not None:
-                self._snapshots.unpersist()
-            if days:
-                frame = self.spark.read.parquet(*[f"{root}/dt={d}" for d in days])
-            else:
-                schema = ", ".join(["customer_id string", "snapshot_date date",
-                                    *(f"{c} double" for c in features.FEATURE_COLUMNS)])
-                frame = self.spark.createDataFrame([], schema)
-            self._snapshots = frame.select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS).cache()
-            self._snapshot_days = days
-            log.info("feature snapshots in use: %s", ", ".join(days) or "none (the batch's events are unscored)")
-        return self._snapshots
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        # Five Spark actions per batch (each costs a few hundred ms on a small cluster): the counts,
-        # the predictions write (which scores), the feature counts, the errors write, the latencies.
-        started = time.time()
-        args = self.args
-        validated = quality.validate(parse_events(batch), "events").withColumn("batch_id", F.lit(batch_id)).cache()
-        valid_day = F.when(F.col("reason").isNull(), F.to_date(F.expr("try_cast(event_ts AS TIMESTAMP)")))
-        counts = validated.agg(
-            F.count(F.lit(1)).alias("input"), F.count("reason").alias("quarantined"),
-            F.min(valid_day).alias("first"), F.max(valid_day).alias("last"),
-        ).first()
-        phases = {"read_validate": time.time()}
-
-        clean = quality.clean_events(validated, keep=("produced_at", "arrival_ts", "source_position"))
-        snapshots = self.snapshots(counts["first"], counts["last"])
-        featured = features.event_features(snapshots, clean, args.max_snapshot_age_days).cache()
-        # As many scoring tasks as full requests, up to the cores: a small batch is one request.
-        scorable = counts["input"] - counts["quarantined"]
-        tasks = max(1, min(self.spark.sparkContext.defaultParallelism, -(-scorable // args.request_rows)))
-        ready = featured.where(F.col("snapshot_date").isNotNull())
-        scores = ready.select("event_id", *features.FEATURE_COLUMNS).repartition(tasks).rdd.mapPartitions(
-            _score_partition(args.endpoint_name, args.runtime_endpoint_url, args.region, args.request_rows,
-                             args.endpoint_wait_seconds)
-        ).toDF("event_id string, score double, scored_at timestamp")
-        predictions = ready.join(scores, "event_id").select(
-            *features.EVENT_KEY_COLUMNS, "score", *features.FEATURE_COLUMNS,
-            "produced_at", "arrival_ts", "scored_at", "source_position",
-            F.lit(batch_id).alias("batch_id"), "dt", F.date_format("event_ts", "HH").alias("hour"),
-        ).cache()
-        # Writing scores every ready event once; an empty batch writes no files and replaces nothing.
-        predictions.coalesce(1).write.mode("overwrite").partitionBy("dt", "hour", "batch_id").parquet(args.output)
-        phases["features_score_write"] = time.time()
-
-        known = featured.agg(F.count(F.lit(1)).alias("clean"), F.count("snapshot_date").alias("ready")).first()
-        n_ready, n_unscored = int(known["ready"]), int(known["clean"] - known["ready"])
-        if counts["quarantined"] or n_unscored:
-            unscored = featured.where(F.col("snapshot_date").isNull()).select(
-                "dt",
-                F.lit("no_feature_snapshot").alias("reason"),
-                F.to_json(F.struct("event_id", "customer_id", F.col("event_ts").cast("string").alias("event_ts"),
-                                   "event_type", "value")).alias("raw_record"),
-                F.concat(F.lit("kinesis://"), F.col("source_position")).alias("source_file"),
-                F.lit(batch_id).alias("batch_id"),
-            )
-            bad = quality.quarantined(
-                validated.withColumn("source_file", F.concat(F.lit("kinesis://"), F.col("source_position"))), "events"
-            ).withColumn("batch_id", F.lit(batch_id))
-            bad.unionByName(unscored).coalesce(1).write.mode("overwrite").partitionBy("dt", "batch_id").json(args.errors)
-        committed = phases["errors"] = time.time()
-
-        written = predictions.select(
-            ((F.lit(committed) - F.col("produced_at").cast("double")) * 1000).alias("ms"),
-            ((F.lit(committed) - F.col("arrival_ts").cast("double")) * 1000).alias("lag"),
-        ).agg(
-            F.count(F.lit(1)).alias("n"), F.percentile_approx("ms", 0.5).alias("p50"),
-            F.percentile_approx("ms", 0.99).alias("p99"), F.max("ms").alias("max"),
-            F.percentile_approx("lag", 0.5).alias("lag_p50"), F.max("lag").alias("lag_max"),
-        ).first()
-        for frame in (predictions, featured, validated):
-            frame.unpersist()
-        if written["n"] != n_ready:  # the batch is replayed when the job restarts: nothing is lost
-            raise RuntimeError(f"batch {batch_id}: {written['n']} predictions for {n_ready} scorable events")
-
-        stats = {
-            "batch_id": batch_id,
-            "started_at": _iso(started),
-            "committed_at": _iso(committed),
-            "duration_ms": int((committed - started) * 1000),
-            "phases_ms": _phases(started, phases),
-            "input": int(counts["input"]),
-            "scored": int(written["n"]),
-            "quarantined": int(counts["quarantined"]),
-            "unscored": n_unscored,
-            # From the producer's produced_at (when events carry it) and from the stream's arrival time.
-            "latency_ms": {k: round(float(written[k]), 1) for k in ("p50", "p99", "max")}
-            if written["p50"] is not None else None,
-            "arrival_lag_ms": {"p50": round(float(written["lag_p50"]), 1), "max": round(float(written["lag_max"]), 1)}
-            if written["lag_p50"] is not None else None,
-        }
-        with self.lock:
-            self.batches = (self.batches + [stats])[-RECENT_BATCHES:]
-            for key in ("input", "scored", "quarantined", "unscored"):
-                self.totals[key] += stats[key]
-            self.totals["batches"] += 1
-        log.info("batch %d: %d events, %d scored, %d quarantined, %d unscored in %d ms", batch_id, stats["input"],
-                 stats["scored"], stats["quarantined"], stats["unscored"], stats["duration_ms"])
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
 
 
 def _phases(started: float, marks: dict[str, float]) -> dict[str, int]:
@@ -304,8 +400,195 @@ def _phases(started: float, marks: dict[str, float]) -> dict[str, int]:
     return out
 
 
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
+def _epoch_seconds(series):
+    """A pandas timestamp column (naive UTC, any unit) as float seconds, NaN for null."""
+    import numpy as np
+
+    values = series.to_numpy(dtype="datetime64[us]")
+    out = values.astype("int64").astype(float) / 1e6
+    out[np.isnat(values)] = np.nan
+    return out
+
+
+class BatchProcessor:
+    """The foreachBatch function: one Spark action, then features, scores and writes on the driver."""
+
+    def __init__(self, spark: SparkSession, args: argparse.Namespace) -> None:
+        self.spark, self.args = spark, args
+        self.snapshots = Snapshots(spark, f"{args.lake}/features", args.max_snapshot_age_days)
+        self.model = InProcessModel(spark, args.model_data_url) if args.scoring == "in_process" else None
+        self.batches: list[dict] = []  # recent batch stats, newest last
+        self.totals = {"input": 0, "scored": 0, "quarantined": 0, "unscored": 0, "duplicates": 0, "late": 0,
+                       "batches": 0}
+        self.lock = threading.Lock()
+        self.first_batch = True
+        self.pool = None
+        self.spark_ms: dict[int, dict] = {}  # batch id -> Spark's durationMs of the micro-batch (SparkPhases)
+
+    # -- scoring
+    def _score_endpoint(self, event_ids, matrix):
+        import concurrent.futures
+
+        import numpy as np
+
+        args = self.args
+        client = _runtime_client(args.runtime_endpoint_url, args.region, args.scoring_concurrency)
+        lines = [f"{i}," + ",".join(repr(float(v)) for v in row) for i, row in zip(event_ids, matrix.tolist())]
+        requests = list(scoring.request_batches(lines, args.request_rows))
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(args.scoring_concurrency, thread_name_prefix="score")
+        answers = self.pool.map(
+            lambda body: list(scoring.score_lines(client, args.endpoint_name, body, len(body), args.endpoint_wait_seconds)),
+            requests)
+        scores = dict(pair for answer in answers for pair in answer)
+        return np.array([scores[i] for i in event_ids], dtype=float)
+
+    def score(self, event_ids, matrix):
+        if not len(event_ids):
+            import numpy as np
+
+            return np.empty(0)
+        return self.model.score(matrix) if self.model is not None else self._score_endpoint(event_ids, matrix)
+
+    # -- writes
+    def _write(self, uri: str, data: bytes, written: set[str]) -> None:
+        sparkio.write_bytes(self.spark, uri, data)
+        written.add(uri)
+
+    def _clean_failed_attempt(self, batch_id: int, partitions: set[str], written: set[str]) -> None:
+        """The first batch of a run may be the replay of one whose attempt failed after writing some
+        files: remove that attempt's files in this batch's partitions that the replay did not write
+        again (an event can move between predictions and errors when a snapshot was published in
+        between). Runs after the replay's files are written."""
+        fs_path = self.spark.sparkContext._jvm.org.apache.hadoop.fs.Path
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        for folder in sorted(partitions):
+            path = fs_path(folder)
+            fs = path.getFileSystem(conf)
+            if not fs.exists(path):
+                continue
+            for status in fs.listStatus(path):
+                name = status.getPath().getName()
+                if not name.startswith((".", "_")) and f"{folder}/{name}" not in written:
+                    log.info("batch %d: removing %s, written by a failed attempt of this batch", batch_id,
+                             status.getPath().toString())
+                    fs.delete(status.getPath(), False)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        started = time.time()
+        args = self.args
+        frame = batch.toPandas()  # the one Spark action: read, validate, the per-customer state
+        phases = {"spark": time.time()}
+
+        reasons = frame["reason"].astype(object).where(frame["reason"].notna(), None)
+        duplicate = (reasons == event_state.DUPLICATE).to_numpy()
+        valid = reasons.isna().to_numpy()
+        events = frame[valid]
+        event_days = events["event_ts"].to_numpy(dtype="datetime64[D]")
+        ages, snapshot = self.snapshots.lookup(events["customer_id"].to_numpy(dtype=object), event_days)
+        ready = ages >= 0
+        aggregates = {c: events[c].to_numpy(dtype=float) for c in event_state.aggregate_columns(args.max_snapshot_age_days)}
+        matrix = combine(snapshot[ready], ages[ready], {k: v[ready] for k, v in aggregates.items()},
+                         args.max_snapshot_age_days)
+        phases["features"] = time.time()
+
+        scorable = events[ready]
+        scores = self.score(scorable["event_id"].tolist(), matrix)
+        scored_at = time.time()
+        phases["score"] = scored_at
+
+        written: set[str] = set()
+        partitions: set[str] = set()
+        if len(scorable):
+            predictions = pd.DataFrame({
+                "event_id": scorable["event_id"].to_numpy(dtype=object),
+                "customer_id": scorable["customer_id"].to_numpy(dtype=object),
+                "event_ts": scorable["event_ts"].to_numpy(dtype="datetime64[us]"),
+                "event_type": scorable["event_type"].to_numpy(dtype=object),
+                "snapshot_date": (event_days[ready] - ages[ready].astype("timedelta64[D]")),
+                "score": scores,
+                **{c: matrix[:, i] for i, c in enumerate(features.FEATURE_COLUMNS)},
+                "produced_at": scorable["produced_at"].to_numpy(dtype="datetime64[us]"),
+                "arrival_ts": scorable["arrival_ts"].to_numpy(dtype="datetime64[us]"),
+                "scored_at": np.full(len(scorable), np.datetime64(int(scored_at * 1e6), "us")),
+                "source_position": scorable["source_position"].to_numpy(dtype=object),
+            })
+            hours = scorable["event_ts"].dt.strftime("%H").to_numpy()
+            for (day, hour), part in predictions.groupby([scorable["dt"].to_numpy(), hours], sort=True):
+                folder = f"{args.output}/dt={day}/hour={hour}/batch_id={batch_id}"
+                partitions.add(folder)
+                self._write(f"{folder}/part-00000.parquet", _parquet(part, pa, pq), written)
+
+        bad = frame[~valid & ~duplicate]
+        unscored = events[~ready]
+        errors = pd.DataFrame({
+            "dt": np.concatenate([bad["dt"].to_numpy(dtype=object), unscored["dt"].to_numpy(dtype=object)]),
+            "reason": np.concatenate([reasons[~valid & ~duplicate].to_numpy(dtype=object),
+                                      np.full(len(unscored), "no_feature_snapshot", dtype=object)]),
+            "raw_record": np.concatenate([bad["raw_record"].to_numpy(dtype=object),
+                                          unscored["raw_record"].to_numpy(dtype=object)]),
+            "source_file": np.concatenate([("kinesis://" + bad["source_position"].astype(str)).to_numpy(dtype=object),
+                                           ("kinesis://" + unscored["source_position"].astype(str)).to_numpy(dtype=object)]),
+        })
+        for day, part in errors.groupby("dt", sort=True):
+            folder = f"{args.errors}/dt={day}/batch_id={batch_id}"
+            partitions.add(folder)
+            lines = "".join(json.dumps({k: part[k].iloc[i] for k in ("reason", "raw_record", "source_file")}) + "\n"
+                            for i in range(len(part)))
+            self._write(f"{folder}/part-00000.json", lines.encode("utf-8"), written)
+        if self.first_batch:
+            self._clean_failed_attempt(batch_id, partitions, written)
+            self.first_batch = False
+        committed = time.time()
+        phases["write"] = committed
+
+        produced = _epoch_seconds(scorable["produced_at"])
+        arrived = _epoch_seconds(scorable["arrival_ts"])
+        latency = (committed - produced[~np.isnan(produced)]) * 1000
+        lag = (committed - arrived[~np.isnan(arrived)]) * 1000
+        late = int((reasons == event_state.LATE).sum())
+        stats = {
+            "batch_id": batch_id,
+            "started_at": _iso(started),
+            "committed_at": _iso(committed),
+            "duration_ms": int((committed - started) * 1000),
+            "phases_ms": _phases(started, phases),
+            "input": int(len(frame)),
+            "scored": int(len(scorable)),
+            "quarantined": int(len(bad)),
+            "unscored": int(len(unscored)),
+            "duplicates": int(duplicate.sum()),
+            "late": late,
+            # From the producer's produced_at (when events carry it) and from the stream's arrival time.
+            "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 1),
+                           "p99": round(float(np.percentile(latency, 99)), 1),
+                           "max": round(float(latency.max()), 1)} if len(latency) else None,
+            "arrival_lag_ms": {"p50": round(float(np.percentile(lag, 50)), 1), "max": round(float(lag.max()), 1)}
+            if len(lag) else None,
+        }
+        with self.lock:
+            self.batches = (self.batches + [stats])[-RECENT_BATCHES:]
+            for key in ("input", "scored", "quarantined", "unscored", "duplicates", "late"):
+                self.totals[key] += stats[key]
+            self.totals["batches"] += 1
+        log.info("batch %d: %d events, %d scored, %d quarantined (%d late), %d unscored, %d resent in %d ms %s",
+                 batch_id, stats["input"], stats["scored"], stats["quarantined"], late, stats["unscored"],
+                 stats["duplicates"], stats["duration_ms"], stats["phases_ms"])
+
+
+def _parquet(frame, pa, pq) -> bytes:
+    """One Parquet file of predictions; timestamps as UTC instants (Spark reads them as TIMESTAMP)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    utc = pa.timestamp("us", tz="UTC")
+    fields = [pa.field(f.name, utc) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    buffer = io.BytesIO()
+    pq.write_table(table.cast(pa.schema(fields)), buffer)
+    return buffer.getvalue()
 
 
 class ProgressWriter:
@@ -325,6 +608,9 @@ class ProgressWriter:
         last = query.lastProgress if query is not None else None
         with self.processor.lock:
             batches, totals = list(self.processor.batches), dict(self.processor.totals)
+            spark_ms = dict(self.processor.spark_ms)
+        # Each batch with Spark's own durations of it (the source read, planning, the logs), when reported.
+        batches = [{**b, "spark_ms": spark_ms[b["batch_id"]]} if b["batch_id"] in spark_ms else b for b in batches]
         payload = {
             "job": JOB,
             "run_id": self.args.run_id,
@@ -346,18 +632,45 @@ class ProgressWriter:
         sparkio.write_json(self.spark, self.uri, payload)
 
 
+def spark_phases(processor: BatchProcessor):
+    """A query listener keeping Spark's ``durationMs`` of each micro-batch (reading the source,
+    planning, the write-ahead log, ``addBatch`` = this job's foreachBatch, the commit log)."""
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class SparkPhases(StreamingQueryListener):
+        def onQueryStarted(self, event) -> None:  # noqa: N802 (pyspark's names)
+            pass
+
+        def onQueryProgress(self, event) -> None:  # noqa: N802
+            progress = event.progress
+            with processor.lock:
+                processor.spark_ms[progress.batchId] = dict(progress.durationMs)
+                for old in sorted(processor.spark_ms)[:-RECENT_BATCHES]:
+                    del processor.spark_ms[old]
+
+        def onQueryIdle(self, event) -> None:  # noqa: N802
+            pass
+
+        def onQueryTerminated(self, event) -> None:  # noqa: N802
+            pass
+
+    return SparkPhases()
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> int:
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    # No micro-batch without new records: the state's idle timeouts are looked at in the next batch
+    # that has some, instead of a batch every trigger that only costs time.
+    spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+    # Applies to a new checkpoint only: a query that has run keeps the partitioning of its state.
+    spark.conf.set("spark.sql.shuffle.partitions",
+                   str(args.state_partitions or spark.sparkContext.defaultParallelism))
     processor = BatchProcessor(spark, args)
     progress = ProgressWriter(spark, args, processor)
-    query = (
-        read_stream(spark, args)
-        .writeStream.queryName(JOB)
-        .foreachBatch(processor)
-        .option("checkpointLocation", args.checkpoint)
-        .trigger(processingTime=f"{args.trigger_seconds} seconds")
-        .start()
-    )
+    spark.streams.addListener(spark_phases(processor))
+    writer = scoring_input(read_stream(spark, args), args).writeStream.queryName(JOB).foreachBatch(processor)
+    writer = writer.option("checkpointLocation", args.checkpoint)
+    query = writer.trigger(processingTime=f"{args.trigger_seconds} seconds").start()
     stopping = threading.Event()
 
     def on_sigterm(signum, _frame):
@@ -365,7 +678,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> int:
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    log.info("run %s: reading %s, scoring with %s, checkpoint %s", args.run_id, args.stream or args.stream_arn,
+    log.info("run %s: reading %s, scoring with %s, checkpoint %s", args.run_id, args.stream or args.stream_arn or args.input,
              args.endpoint_name, args.checkpoint)
     progress.write("RUNNING", query)
     try:

@@ -25,7 +25,9 @@ read when a task, a trigger or the control plane runs.
 | CHURN_CAPTURE_KMS_KEY_ID | - | KMS key (id, ARN or alias) SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId); unset, the request names none and S3 applies the lake bucket's default encryption |
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
-| CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job |
+| CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job (0: back to back) |
+| CHURN_STREAMING_ALLOWED_LATENESS_SECONDS | 3600 | the streaming job's watermark delay: events older than the newest event time seen minus this are quarantined as `late_event`; resent events are recognised within it |
+| CHURN_STREAMING_SCORING | endpoint | how the streaming job scores: `endpoint` (the SageMaker endpoint by name) or `in_process` (the published model's booster in the job's driver, read when the run starts; needs xgboost in the job's Python) |
 | CHURN_ALERTS_TOPIC_ARN | - | SNS topic the monitoring DAG alerts through (the template's `AlertsTopic`, stack output `AlertsTopicArn`); the local target's default is the topic the control plane creates |
 | CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 2 for the local target, whose jobs take seconds to minutes |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
@@ -183,6 +185,17 @@ class _Settings:
     @property
     def streaming_trigger_seconds(self) -> float:
         return float(_get("CHURN_STREAMING_TRIGGER_SECONDS", "5"))
+
+    @property
+    def streaming_allowed_lateness_seconds(self) -> float:
+        return float(_get("CHURN_STREAMING_ALLOWED_LATENESS_SECONDS", "3600"))
+
+    @property
+    def streaming_scoring(self) -> str:
+        value = _get("CHURN_STREAMING_SCORING", "endpoint")
+        if value not in ("endpoint", "in_process"):
+            raise SettingsError(f"CHURN_STREAMING_SCORING must be endpoint or in_process, got {value!r}")
+        return value
 
     @property
     def local_spark_memory(self) -> str:

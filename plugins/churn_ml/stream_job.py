@@ -41,8 +41,19 @@ def root() -> str:
 def run_arguments() -> dict[str, str]:
     """StartJobRun Arguments, the same on both targets. On AWS the job's defaults add ``--source glue``,
     the stream ARN and the region (infra/cloudformation/churn.yaml); locally, the control plane adds its
-    Kinesis and Runtime endpoints (local_aws.spark_api)."""
+    Kinesis and Runtime endpoints (local_aws.spark_api). With CHURN_STREAMING_SCORING=in_process, the
+    run scores with the published model (the production pointer's model.tar.gz) in its driver."""
+    scoring: dict[str, str] = {}
+    if settings.streaming_scoring == "in_process":
+        from churn_ml.dag_support import MODEL_POINTER_KEY
+
+        pointer = f"{settings.lake}/{MODEL_POINTER_KEY}"
+        if not lake.exists(pointer):
+            raise StreamingHealthError(f"CHURN_STREAMING_SCORING=in_process scores with the published model, and "
+                                       f"{pointer} does not exist: publish one with the churn_training DAG first")
+        scoring = {"--scoring": "in_process", "--model-data-url": lake.read_json(pointer)["model_data_url"]}
     return {
+        **scoring,
         "--lake": settings.lake,
         "--endpoint-name": settings.endpoint_name,
         "--checkpoint": f"{root()}/checkpoint",
@@ -50,6 +61,7 @@ def run_arguments() -> dict[str, str]:
         "--output": f"{settings.lake}/stream_predictions",
         "--errors": f"{settings.lake}/errors/stream_events",
         "--trigger-seconds": f"{settings.streaming_trigger_seconds:g}",
+        "--allowed-lateness-seconds": f"{settings.streaming_allowed_lateness_seconds:g}",
     }
 
 

@@ -1,4 +1,5 @@
-"""The end-to-end tests' Airflow stack: started once by the README's run command, stopped at the end."""
+"""The end-to-end tests' Airflow stack: started once by the README's run command, stopped after the
+last test of this folder (package scope), so that it does not idle beside the tests that follow."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _env_sh(env: dict, command: str, timeout: float) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack():
     # Not under pytest's 0700 temporary root: PostgreSQL runs as the user postgres when tests run as root.
     work = Path(tempfile.mkdtemp(prefix="churn-e2e-"))

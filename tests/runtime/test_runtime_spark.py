@@ -139,3 +139,85 @@ def test_glue_and_emr_build_the_same_training_set(spark_runs):
     assert manifests[0] == manifests[1]
     files = [sorted((spark_runs[n] / "training_sets" / f"ds={DS}" / "train").glob("part-*.csv")) for n in RUNTIMES]
     assert files[0][0].read_text() == files[1][0].read_text()
+
+
+# The streaming job's state and features under Glue 5's Spark, pandas, numpy and pyarrow (the stream
+# job runs on Glue). The driver below is the job's own code: the streaming query up to the
+# per-customer state (`scoring_input`, a files source standing in for Glue's Kinesis connector), then
+# the driver's features (`Snapshots`, `combine`), compared with the batch definition
+# (`features.event_features`, told each event's micro-batch) in the same runtime. Scoring is a boto3
+# call to the endpoint, covered against the local endpoint in tests/streaming.
+STREAM_DRIVER = r'''
+import json, sys
+sys.path.insert(0, sys.argv[1])  # the deployed jobs/ folder
+import numpy as np
+from pyspark.sql import functions as F
+import churn_stream_scoring as job
+from churn import event_state, features, quality, sparkio
+
+lake, events, work = sys.argv[2], sys.argv[3], sys.argv[4]
+spark = sparkio.session("stream-state-check")
+spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+args = job.parse_args(["--lake", lake, "--endpoint-name", "unused", "--source", "files", "--input", events])
+snapshots = job.Snapshots(spark, f"{lake}/features", args.max_snapshot_age_days)
+scored, reasons = [], []
+
+def batch(frame, batch_id):
+    rows = frame.toPandas()
+    reasons.extend(r for r in rows["reason"].dropna())
+    valid = rows[rows["reason"].isna()]
+    ages, base = snapshots.lookup(valid["customer_id"].to_numpy(dtype=object), valid["event_ts"].to_numpy(dtype="datetime64[D]"))
+    ready = ages >= 0
+    aggregates = {c: valid[c].to_numpy(dtype=float)[ready] for c in event_state.aggregate_columns(args.max_snapshot_age_days)}
+    matrix = job.combine(base[ready], ages[ready], aggregates, args.max_snapshot_age_days)
+    for event_id, vector in zip(valid["event_id"][ready], matrix.tolist()):
+        scored.append({"event_id": event_id, "batch_id": batch_id, "vector": vector})
+
+for name in sys.argv[5:]:  # one query run per file: each arrives in micro-batches of its own
+    (spark.read.text(f"{work}/{name}").write.mode("append").text(events))
+    query = (job.scoring_input(job.read_stream(spark, args), args).writeStream.foreachBatch(batch)
+             .option("checkpointLocation", f"{work}/checkpoint").trigger(availableNow=True).start())
+    query.awaitTermination()
+
+sent = spark.read.text(events).select(F.col("value").alias("line"))
+raw = spark.read.schema(quality.raw_schema("events")).option("mode", "PERMISSIVE") \
+    .option("columnNameOfCorruptRecord", quality.CORRUPT).json(sent.rdd.map(lambda r: r.line))
+validated = quality.validate(raw.withColumn("dt", F.date_format(F.expr("try_cast(event_ts AS TIMESTAMP)"), "yyyy-MM-dd"))
+                             .withColumn("source_file", F.lit("x")), "events")
+known = spark.createDataFrame([(s["event_id"], s["batch_id"]) for s in scored], "event_id string, batch_id long")
+clean = quality.clean_events(validated).join(known, "event_id")
+twin = features.event_features(spark.read.parquet(f"{lake}/features").select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS),
+                               clean, args.max_snapshot_age_days, known_by="batch_id").collect()
+expected = {r["event_id"]: [r[c] for c in features.FEATURE_COLUMNS] for r in twin if r["snapshot_date"] is not None}
+print(json.dumps({"scored": len(scored), "distinct": len({s["event_id"] for s in scored}),
+                  "equal": sum(expected.get(s["event_id"]) == s["vector"] for s in scored),
+                  "batches": len({s["batch_id"] for s in scored}), "reasons": sorted(set(reasons)),
+                  "duplicates": reasons.count(event_state.DUPLICATE)}))
+'''
+
+
+def test_streaming_state_and_features_under_glue(runtime_venvs, deployed, spark_runs, tmp_path):
+    """Resends and out-of-order events across micro-batches: each event scored once, with exactly the
+    batch definition's vector, under Glue 5.0's runtime."""
+    from churn.stream_producer import event_lines
+
+    lake = spark_runs["glue-5.0"]
+    lines = list(event_lines(lake / "raw", DS - dt.timedelta(days=1), DS - dt.timedelta(days=1)))
+    customers = [json.loads(line).get("customer_id") if line.startswith("{") else None for line in lines]
+    busy = {c for c in customers if c and customers.count(c) >= 2}
+    held = {i for i, c in enumerate(customers) if c in busy and customers.index(c) == i}  # their first events
+    (tmp_path / "a.jsonl").write_text("\n".join(line for i, line in enumerate(lines) if i not in held) + "\n")
+    resent = [line for line in lines[:20] if line.startswith("{")]
+    (tmp_path / "b.jsonl").write_text("\n".join([lines[i] for i in sorted(held)] + resent) + "\n")
+    script = tmp_path / "stream_driver.py"
+    script.write_text(STREAM_DRIVER)
+    done = _spark_submit(runtime_venvs["glue-5.0"], script, deployed / "lib" / "churn.zip",
+                         [str(deployed / "jobs"), lake.as_uri(), (tmp_path / "events").as_uri(), str(tmp_path),
+                          "a.jsonl", "b.jsonl"], tmp_path)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert busy and held
+    assert result["scored"] == result["distinct"] > 0.5 * len(lines)
+    assert result["equal"] == result["scored"], result
+    assert result["batches"] >= 2 and result["duplicates"] == len(resent)
+    assert "late_event" not in result["reasons"]

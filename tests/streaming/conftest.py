@@ -57,7 +57,9 @@ def world(tmp_path_factory, spark):
     env = {
         "LAKE_ROOT": str(work / "lake"), "ML_TARGET": "local",
         "CHURN_LOCAL_RUNTIME_PORT": str(free_port()), "CHURN_LOCAL_AWS_PORT": str(free_port()),
-        "CHURN_STREAMING_TRIGGER_SECONDS": "1", "CHURN_LOCAL_SPARK_MEMORY": "1g", "CHURN_JOB_POLL_SECONDS": "1",
+        "CHURN_STREAMING_TRIGGER_SECONDS": "1",
+        # The tests replay one day in seconds: a day of event time is what "within the watermark" means here.
+        "CHURN_STREAMING_ALLOWED_LATENESS_SECONDS": "86400", "CHURN_LOCAL_SPARK_MEMORY": "1g", "CHURN_JOB_POLL_SECONDS": "1",
         "CHURN_ENDPOINT_NAME": "churn-stream-test", "CHURN_KINESIS_STREAM": "churn-events-test",
     }
     with pytest.MonkeyPatch.context() as patch:

@@ -6,11 +6,15 @@ the generated day onto the stream, so every check is over everything produced so
 1. `airflow dags test churn_streaming` starts the job; produced events become predictions (or errors),
    each once. The event-to-prediction latency is printed and recorded, not asserted: speed is
    measured by benchmarks/streaming_latency.py, and a busy machine must not fail a correctness test.
-2. SIGKILL of the job mid-stream; the DAG restarts it from its checkpoint; every valid event is in
-   the output exactly once, every bad one exactly once in errors.
-3. The endpoint goes away during the stream; nothing is lost and scoring catches up when it is back.
-4. Parity: the batch path over the same raw lines gives identical feature vectors and scores.
-5. A new model version deployed while the job runs scores the next events, with no restart.
+2. SIGKILL of the job mid-stream while the producer also resends events (a retry after a timeout);
+   the DAG restarts it from its checkpoint; every valid event is in the output exactly once, every
+   bad one exactly once in errors, and no resent event is scored twice.
+3. The endpoint goes away during the stream (resends again); nothing is lost and scoring catches up
+   when it is back.
+4. Events of one customer arrive out of order, in separate micro-batches, within the watermark.
+5. Parity: the batch path over the same raw lines gives identical feature vectors ("features as of
+   each event", knowing what the stream knew when it scored) and scores.
+6. A new model version deployed while the job runs scores the next events, with no restart.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from local_aws import endpoints, kinesis
 from local_aws.glue_streaming import get_job_run
 
 pytestmark = pytest.mark.e2e
-SLICES = (250, 400, 250, 150)  # events replayed by tests 1, 2, 3 and 5
+SLICES = (250, 300, 200, 200, 100)  # events replayed by tests 1, 2, 3, 4 and 6 (the day has 1,059 lines)
+RESENT = 40  # events the producer sends a second time in tests 2 and 3
 # Every wait is bounded, so a hung job fails the test, and generous, so a slow or busy machine passes:
 # a wait ends as soon as its condition holds. How fast things are is the benchmark's question.
 WAIT_SECONDS = 600.0
@@ -45,12 +50,19 @@ def _lines(world) -> list[str]:
     return list(event_lines(world["raw"], EVENT_DAY, EVENT_DAY))
 
 
-def _produce(world, count: int, rate: float = 0) -> list[str]:
-    """Put the next ``count`` lines of the day on the stream; returns them."""
+def _produce(world, count: int, rate: float = 0, resend: int = 0, order=None) -> list[str]:
+    """Put the next ``count`` lines of the day on the stream (in ``order``, a permutation of
+    range(count), if given), then ``resend`` of them again, as a producer retrying after a
+    timeout does; returns the lines."""
     lines = _lines(world)[state["produced"]: state["produced"] + count]
     assert len(lines) == count, f"the generated day has only {state['produced'] + len(lines)} lines"
     client = kinesis_client(kinesis.server_url())
-    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter(lines), rate)
+    sent = [lines[i] for i in order] if order is not None else lines
+    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter(sent), rate)
+    if resend:
+        again = sent[-resend - 20:-20]
+        produce(client, os.environ["CHURN_KINESIS_STREAM"], iter(again), rate)
+        state["resent"] = state.get("resent", []) + again
     state["produced"] += count
     return lines
 
@@ -83,25 +95,43 @@ def _produced_ids(world) -> set[str]:
     return ids
 
 
-def _wait_for_all(world, timeout: float = WAIT_SECONDS) -> tuple[list[str], list[dict]]:
-    """Until every produced line is accounted for (prediction or error), or the timeout."""
+def _wait_for_all(world, expected: int, timeout: float = WAIT_SECONDS) -> tuple[list[str], list[dict]]:
+    """Until ``expected`` records are written (predictions and errors), or the timeout."""
     deadline = time.monotonic() + timeout
     while True:
         ids, errors = _outputs(world)
-        if len(ids) + len(errors) >= state["produced"] or time.monotonic() > deadline:
+        if len(ids) + len(errors) >= expected or time.monotonic() > deadline:
             return ids, errors
         time.sleep(0.5)
 
 
-def _assert_exactly_once(world) -> None:
-    """Every produced line is in the output exactly once: a prediction or an error record."""
-    ids, errors = _wait_for_all(world)
+def _bad_resends(world, spark) -> int:
+    """How many resent lines the quality rules reject: a bad record has no event id to recognise a
+    resend by, so each copy on the stream is quarantined with its own stream position."""
+    from churn import quality
+
+    resent = state.get("resent", [])
+    if not resent:
+        return 0
+    folder = world["work"] / "resent" / f"{len(resent)}" / f"dt={EVENT_DAY}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-0.jsonl").write_text("\n".join(resent) + "\n")
+    validated = quality.validate(quality.read_raw(spark, "events", [str(folder)]), "events")
+    return validated.where("reason IS NOT NULL").count()
+
+
+def _assert_exactly_once(world, spark) -> None:
+    """Every produced line is in the output exactly once: a prediction or an error record; a resent
+    event is not scored again (a resent bad record is quarantined again, at its own position)."""
+    expected = state["produced"] + _bad_resends(world, spark)
+    ids, errors = _wait_for_all(world, expected)
     duplicates = [i for i, n in Counter(ids).items() if n > 1]
     assert not duplicates, f"{len(duplicates)} events scored twice, e.g. {duplicates[:3]}"
     positions = [p for p, n in Counter(e["source_file"] for e in errors).items() if n > 1]
     assert not positions, f"error records written twice: {positions[:3]}"
-    assert len(ids) + len(errors) == state["produced"], \
-        f"{len(ids)} predictions + {len(errors)} errors for {state['produced']} produced lines"
+    assert len(ids) + len(errors) == expected, \
+        f"{len(ids)} predictions + {len(errors)} errors for {state['produced']} produced lines and " \
+        f"{len(state.get('resent', []))} resent ones ({expected - state['produced']} of them bad)"
     reported = set(ids)
     for error in errors:
         try:
@@ -142,7 +172,7 @@ def _progress_with(run_id: str, events: int) -> dict | None:
         time.sleep(0.5)
 
 
-def test_dag_starts_the_job_and_every_event_becomes_a_prediction_or_error_once(world, record_property):
+def test_dag_starts_the_job_and_every_event_becomes_a_prediction_or_error_once(world, record_property, spark):
     log = dags_test(world, "churn_streaming", "2026-06-09T00:00:00+00:00")
     assert "DagRun Finished: dag_id=churn_streaming" in log and "state=success" in log, log[-5000:]
     run = get_job_run("churn-streaming")
@@ -151,7 +181,7 @@ def test_dag_starts_the_job_and_every_event_becomes_a_prediction_or_error_once(w
 
     started = time.monotonic()
     _produce(world, SLICES[0])
-    _assert_exactly_once(world)
+    _assert_exactly_once(world, spark)
     first_slice_seconds = time.monotonic() - started
     progress = _progress_with(run["Id"], SLICES[0])
     assert progress is not None, "the running job wrote no progress.json"
@@ -169,9 +199,9 @@ def test_dag_starts_the_job_and_every_event_becomes_a_prediction_or_error_once(w
     assert get_job_run("churn-streaming")["Id"] == run["Id"]
 
 
-def test_sigkill_mid_stream_then_the_dag_restarts_it_and_every_event_is_written_once(world):
+def test_sigkill_mid_stream_then_the_dag_restarts_it_and_every_event_is_written_once(world, spark):
     run = get_job_run("churn-streaming")
-    producer = threading.Thread(target=_produce, args=(world, SLICES[1], 80.0))
+    producer = threading.Thread(target=_produce, args=(world, SLICES[1], 80.0, RESENT))
     producer.start()
     time.sleep(2.5)  # a few batches of this slice are committed, more are on the way
     os.killpg(run["pid"], signal.SIGKILL)
@@ -186,46 +216,103 @@ def test_sigkill_mid_stream_then_the_dag_restarts_it_and_every_event_is_written_
     assert "state=success" in log, log[-5000:]
     restarted = get_job_run("churn-streaming")
     assert restarted["Id"] != run["Id"] and restarted["JobRunState"] == "RUNNING"
-    _assert_exactly_once(world)
+    _assert_exactly_once(world, spark)
 
 
-def test_endpoint_unavailable_for_a_while_loses_nothing(world):
+def test_endpoint_unavailable_for_a_while_loses_nothing(world, spark):
     before, _ = _outputs(world)
     endpoints.stop_router(LOG)
     try:
-        _produce(world, SLICES[2])
+        _produce(world, SLICES[2], resend=RESENT)
         time.sleep(6)
         during, _ = _outputs(world)
         assert len(during) == len(before), "predictions were written while the endpoint was down"
         assert get_job_run("churn-streaming")["JobRunState"] == "RUNNING", "the job gave up within its wait"
     finally:
         endpoints.ensure_router(LOG)
-    _assert_exactly_once(world)
+    _assert_exactly_once(world, spark)
+
+
+def _field(line: str, name: str) -> str | None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event.get(name) if isinstance(event, dict) else None
+
+
+def _customer(line: str) -> str | None:
+    return _field(line, "customer_id")
+
+
+def _event_id(line: str) -> str | None:
+    return _field(line, "event_id")
+
+
+def test_events_of_a_customer_arriving_out_of_order_within_the_watermark(world, spark):
+    """The slice's events of the customers with several events in it are sent later ones first, in
+    two puts the job sees as separate micro-batches; the earlier ones are then scored as of their own
+    event time (test 5 checks every vector)."""
+    lines = _lines(world)[state["produced"]: state["produced"] + SLICES[3]]
+    assert len(lines) == SLICES[3], f"the generated day has only {state['produced'] + len(lines)} lines"
+    counts = Counter(_customer(line) for line in lines)
+    busy = {c for c, n in counts.items() if c and n >= 2}
+    assert busy, "the slice has no customer with two events: pick a larger slice"
+    early = [i for i, line in enumerate(lines) if _customer(line) in busy and '"event_id"' in line and
+             sum(_customer(x) == _customer(line) for x in lines[:i]) == 0]  # each busy customer's first event
+    later = [i for i in range(len(lines)) if i not in set(early)]
+    before, _ = _outputs(world)
+    state["held_back"] = [json.loads(lines[i])["event_id"] for i in early]
+    client = kinesis_client(kinesis.server_url())
+    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter([lines[i] for i in later]), 0)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while sum(map(len, _outputs(world))) < state["produced"] + len(later) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the later events are written: the held-back ones come in a micro-batch of their own
+    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter([lines[i] for i in early]), 0)
+    state["produced"] += SLICES[3]
+    _assert_exactly_once(world, spark)
+    ids, errors = _outputs(world)
+    assert not [e for e in errors if e["reason"] == "late_event"], "an event within the watermark was set aside as late"
+    assert set(state["held_back"]) <= set(ids) | {_event_id(e["raw_record"]) for e in errors}
+    assert len(ids) > len(before)
 
 
 def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spark):
-    """The batch path: the raw lines as files -> quality rules -> the same feature function over a
-    static DataFrame -> the inference handlers in-process (batch transform's code)."""
+    """The batch path: the raw lines as files -> quality rules -> the same feature definition over a
+    static DataFrame, told which micro-batch each event was scored in (what the stream knew) -> the
+    inference handlers in-process (batch transform's code)."""
     from pyspark.sql import functions as F
 
     from churn import quality
 
-    produced = _lines(world)[: state["produced"]]
+    produced = _lines(world)[: state["produced"]] + state.get("resent", [])  # everything that was on the stream
     source = world["work"] / "parity" / f"dt={EVENT_DAY}" / "part-0.jsonl"
     source.parent.mkdir(parents=True, exist_ok=True)
     source.write_text("\n".join(produced) + "\n")
     validated = quality.validate(quality.read_raw(spark, "events", [str(source.parent)]), "events").cache()
     snapshots = spark.read.parquet(str(world["lake"] / "features")).select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS)
-    batch = features.event_features(snapshots, quality.clean_events(validated)).toPandas()
-    scorable = batch[batch["snapshot_date"].notna()].set_index("event_id").sort_index()
-
     stream = ds_.dataset(world["lake"] / "stream_predictions", format="parquet", partitioning="hive").to_table() \
         .to_pandas().set_index("event_id").sort_index()
+    known = spark.createDataFrame(stream.reset_index()[["event_id", "batch_id"]].astype({"batch_id": "int64"}))
+    clean = quality.clean_events(validated).join(known, "event_id", "left") \
+        .withColumn("batch_id", F.coalesce("batch_id", F.lit(1 << 40)))  # unscored: no snapshot, no history either
+    batch = features.event_features(snapshots, clean, known_by="batch_id").toPandas()
+    scorable = batch[batch["snapshot_date"].notna()].set_index("event_id").sort_index()
+
     assert list(stream.index) == list(scorable.index)
     for column in features.FEATURE_COLUMNS:
         assert (stream[column].to_numpy() == scorable[column].to_numpy()).all(), f"feature {column} differs"
-
     assert stream["score"].to_dict() == _scores_in_process(world["model_url"], scorable)
+
+    # The features are stateful: some events were scored with earlier events of their customer that day,
+    # and the held-back events of test 4 reached later events' features only after they arrived.
+    everything = features.event_features(snapshots, clean.drop("batch_id")).toPandas().set_index("event_id").sort_index()
+    ordered = stream.reset_index().sort_values(["customer_id", "event_ts", "event_id"])
+    with_history = int((ordered.groupby(["customer_id", "snapshot_date"]).cumcount() > 0).sum())
+    assert with_history > 0, "no event was scored with an earlier event of its customer"
+    differs = [c for c in features.FEATURE_COLUMNS if (everything.loc[scorable.index, c].to_numpy()
+                                                      != scorable[c].to_numpy()).any()]
+    assert differs, "the held-back events changed no feature vector: the out-of-order case was not exercised"
 
     # Quarantine parity: the same reasons, as often, as the batch rules give for these lines.
     batch_reasons = Counter(r["reason"] for r in validated.where(F.col("reason").isNotNull()).select("reason").collect())
@@ -235,11 +322,12 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     unscored = Counter(e["reason"] for e in errors)["no_feature_snapshot"]
     assert unscored == int(batch["snapshot_date"].isna().sum())
     validated.unpersist()
-    logging.getLogger("test").info("parity over %d scored events, %d quarantined, %d unscored",
-                                   len(stream), sum(batch_reasons.values()), unscored)
+    logging.getLogger("test").info("parity over %d scored events (%d with earlier events of the day), %d quarantined, "
+                                   "%d unscored; the out-of-order arrivals changed %s", len(stream), with_history,
+                                   sum(batch_reasons.values()), unscored, differs)
 
 
-def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world):
+def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world, spark):
     """The job calls the endpoint by name: after a deployment, later events get the new model's scores
     and the health check reports a batch scored since the endpoint changed."""
     from local_aws.training import run_training_job
@@ -257,8 +345,8 @@ def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world)
         "Endpoint": {"EndpointName": os.environ["CHURN_ENDPOINT_NAME"], "EndpointConfigName": "churn-stream-test-v2"},
     }, LOG)
     before = set(_outputs(world)[0])
-    _produce(world, SLICES[3])
-    _assert_exactly_once(world)
+    _produce(world, SLICES[4])
+    _assert_exactly_once(world, spark)
 
     table = ds_.dataset(world["lake"] / "stream_predictions", format="parquet", partitioning="hive").to_table()
     new = table.to_pandas().set_index("event_id")

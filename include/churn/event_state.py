@@ -1,0 +1,208 @@
+"""The streaming job's per-customer state: events de-duplicated across micro-batches, and each event's
+aggregates "since day d - k" as of its event time (Spark's ``applyInPandasWithState``, which runs on
+Glue 5's Spark 3.5 and on the local Spark 4).
+
+An event's features ("features as of each event", ``churn.features.event_features``) are the
+customer's latest snapshot ``s`` (the state at the start of day ``s``, at most ``K`` =
+``max_snapshot_age_days`` old) plus every event of the customer from the start of day ``s`` up to
+and including this one, in event-time order: by ``(event_ts, event_id)``. Which snapshot an event
+meets is decided on the driver, where the daily snapshots are (``features/``, published by the
+features job). So this operator gives every event on day ``d``, for each ``k = 0..K``, the
+aggregates of the customer's events since the start of day ``d - k`` (``AGGREGATES``), and the
+driver adds those of ``k = d - s`` to snapshot ``s``. Sums run in event-time order, so they are
+the same floating-point numbers whichever path computes them.
+
+What an event is added to is what the job knows when its micro-batch runs: the customer's events of
+earlier micro-batches and of its own. An event that arrives after a later one of the same customer
+was scored counts for the events after it from then on; the score already written stays (it was the
+answer at the time). ``churn.features.event_features`` takes the micro-batch of each event
+(``known_by``) to give exactly these vectors from a static table.
+
+Across micro-batches, per customer (the key), with no Spark watermark (Spark drops input rows
+older than its watermark before a stateful operator sees them, silently: here nothing is dropped):
+
+* **Duplicates.** An event id already in the state, or earlier in the same micro-batch, is a
+  producer's resend: it gets ``reason = "duplicate_event"`` and is not scored again.
+* **Late events.** The customer's watermark is the newest event time of the customer's earlier
+  micro-batches minus the allowed lateness. An event older than that gets ``reason =
+  "late_event"``: it could be a resend of an event the state has forgotten, and it would change
+  features already written. The job writes it to the errors prefix with its record.
+* **What is kept.** The events of the days a snapshot in use can need (the customer's newest day
+  minus ``K``) and of the lateness window (to recognise resends). Once the wall clock is past the
+  customer's newest event by ``K + 1`` days and the lateness, no on-time event can need any of it:
+  a customer with no new events is looked at every ``idle_timeout_ms`` and its state is then
+  removed (in a replay of old events the wall clock is far ahead: the state then lasts as long as
+  the customer is idle for less than ``idle_timeout_ms``).
+
+Rows that failed validation (``reason`` set before this operator) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+
+US_PER_DAY = 86_400_000_000
+DUPLICATE, LATE = "duplicate_event", "late_event"
+AGGREGATES = ("usage_minutes", "active_days", "tickets", "payment_failures", "downgrades", "upgrades")
+LAST_USAGE = "last_usage_days_ago"  # days from the newest usage event at or before this one (within K days)
+STATE_SCHEMA = "event_ids array<string>, event_us array<bigint>, event_types array<string>, event_values array<double>"
+
+
+def _keep_group_offsets_integral() -> None:
+    """Work around pyspark 4.1 + pyarrow 26 in ``applyInPandasWithState``'s Python worker.
+
+    The worker reads each group's row range (``startOffset``, ``numRows``) from a struct column whose
+    padding rows are null; pyarrow 26 converts the int fields of such a struct to floats, and
+    ``RecordBatch.slice`` refuses them ("'float' object cannot be interpreted as an integer"), so
+    every stateful query fails. Feature-detected: on Glue 5 (pyarrow 17) the conversion keeps ints
+    and nothing is changed. Runs where this module is imported, in the worker too (the state
+    function's code refers to it)."""
+    try:
+        import pyarrow as pa
+        from pyspark.sql.pandas.serializers import ApplyInPandasWithStateSerializer
+    except ImportError:
+        return
+    if getattr(ApplyInPandasWithStateSerializer, "_churn_integral_offsets", False):
+        return
+    probe = pa.StructArray.from_arrays([pa.array([0, None], pa.int32())], names=["startOffset"],
+                                       mask=pa.array([False, True]))
+    if isinstance(probe.to_pandas().iloc[0]["startOffset"], int):
+        return
+    original = ApplyInPandasWithStateSerializer.arrow_to_pandas
+
+    def arrow_to_pandas(self, arrow_column, idx, *args, **kwargs):
+        converted = original(self, arrow_column, idx, *args, **kwargs)
+        if pa.types.is_struct(arrow_column.type) and arrow_column.type.get_field_index("startOffset") >= 0:
+            converted = converted.map(lambda info: info if info is None else {
+                **info, "startOffset": int(info["startOffset"]), "numRows": int(info["numRows"])})
+        return converted
+
+    ApplyInPandasWithStateSerializer.arrow_to_pandas = arrow_to_pandas
+    ApplyInPandasWithStateSerializer._churn_integral_offsets = True
+
+
+_keep_group_offsets_integral()
+
+
+def aggregate_columns(max_age_days: int) -> list[str]:
+    """``<aggregate>_since_<k>d`` for k = 0..K, then ``last_usage_days_ago``."""
+    return [f"{name}_since_{k}d" for k in range(max_age_days + 1) for name in AGGREGATES] + [LAST_USAGE]
+
+
+def contribution(event_type: str, value: float) -> tuple[float, int, int, int, int, int]:
+    """What one event adds: (usage minutes, is usage, ticket, payment failure, downgrade, upgrade)."""
+    usage = event_type == "usage"
+    return (
+        value if usage else 0.0,
+        int(usage),
+        int(event_type == "support_ticket"),
+        int(event_type == "payment_failure"),
+        int(event_type == "plan_change" and value < 0),
+        int(event_type == "plan_change" and value > 0),
+    )
+
+
+def as_of(history: list[tuple[int, str, str, float]], position: int, max_age_days: int) -> list[float | None]:
+    """The aggregates of ``aggregate_columns`` for the event at ``history[position]``: over the events
+    at or before it (``history`` is sorted by (time, id)) on days ``d - k`` .. ``d``."""
+    day = history[position][0] // US_PER_DAY
+    sums = [[0.0, 0, 0, 0, 0] for _ in range(max_age_days + 1)]  # minutes, tickets, failures, down, up
+    usage_days: set[int] = set()
+    for when, _, event_type, value in history[: position + 1]:
+        ago = day - when // US_PER_DAY
+        if ago > max_age_days:
+            continue
+        minutes, usage, ticket, failure, down, up = contribution(event_type, value)
+        if usage:
+            usage_days.add(ago)
+        for k in range(ago, max_age_days + 1):  # an event of `ago` days back is in every window k >= ago
+            row = sums[k]
+            row[0] += minutes
+            row[1] += ticket
+            row[2] += failure
+            row[3] += down
+            row[4] += up
+    out: list[float | None] = []
+    for k, (minutes, tickets, failures, down, up) in enumerate(sums):
+        active = sum(1 for ago in usage_days if ago <= k)
+        out += [minutes, float(active), float(tickets), float(failures), float(down), float(up)]
+    out.append(float(min(usage_days)) if usage_days else None)
+    return out
+
+
+def state_function(max_age_days: int, lateness_ms: int, idle_timeout_ms: int):
+    """The ``applyInPandasWithState`` function (key: customer_id; output: the input columns plus
+    ``aggregate_columns(max_age_days)``; state: ``STATE_SCHEMA``; ``ProcessingTimeTimeout``)."""
+    import numpy as np
+    import pandas as pd
+
+    columns = aggregate_columns(max_age_days)
+    lateness_us = lateness_ms * 1000
+    forget_after_us = (max_age_days + 1) * US_PER_DAY + lateness_us
+
+    def kept(history: list) -> list:
+        """What later events can still need: the days of the snapshots in use and the lateness window."""
+        if not history:
+            return history
+        newest = max(event[0] for event in history)
+        first_day = newest // US_PER_DAY - max_age_days
+        return [event for event in history if event[0] // US_PER_DAY >= first_day or event[0] >= newest - lateness_us]
+
+    def save(state, history: list) -> None:
+        when, ids, types, values = zip(*history)
+        state.update((list(ids), list(when), list(types), list(values)))
+        state.setTimeoutDuration(idle_timeout_ms)
+
+    def update(key: tuple, frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+        history: list[tuple[int, str, str, float]] = []
+        if state.exists:
+            ids, when, types, values = state.get
+            history = list(zip(when, ids, types, values))
+        if state.hasTimedOut:  # no new events for a while: forget them once no on-time event can need them
+            newest = max((event[0] for event in history), default=0)
+            if state.getCurrentProcessingTimeMs() * 1000 - newest > forget_after_us:
+                state.remove()
+            else:
+                save(state, history)
+            return
+        parts = list(frames)
+        batch = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        reasons = batch["reason"].astype(object).where(batch["reason"].notna(), None).tolist()
+        outputs: list[list[float | None] | None] = [None] * len(batch)
+        valid = [i for i, reason in enumerate(reasons) if reason is None]
+        if valid and key[0] is not None:
+            times = batch["event_ts"].iloc[valid].to_numpy(dtype="datetime64[us]").astype("int64").tolist()
+            ids = batch["event_id"].iloc[valid].tolist()
+            types = batch["event_type"].iloc[valid].tolist()
+            values = batch["value"].iloc[valid].astype(float).tolist()
+            seen = {event[1] for event in history}
+            watermark_us = max(event[0] for event in history) - lateness_us if history else None
+            new: list[tuple[tuple[int, str, str, float], int]] = []
+            for j in sorted(range(len(valid)), key=lambda j: (times[j], ids[j])):
+                row = valid[j]
+                if ids[j] in seen:
+                    reasons[row] = DUPLICATE
+                elif watermark_us is not None and times[j] < watermark_us:
+                    reasons[row] = LATE
+                else:
+                    seen.add(ids[j])
+                    new.append(((times[j], ids[j], types[j], values[j]), row))
+            history = sorted(history + [event for event, _ in new])
+            for event, row in new:
+                outputs[row] = as_of(history, bisect.bisect_left(history, event), max_age_days)
+            if new:
+                save(state, kept(history))
+            elif state.exists:
+                state.setTimeoutDuration(idle_timeout_ms)
+        elif state.exists:
+            state.setTimeoutDuration(idle_timeout_ms)
+        out = batch.copy()
+        out["reason"] = reasons
+        empty = [None] * len(columns)
+        matrix = [values if values is not None else empty for values in outputs]
+        for index, name in enumerate(columns):  # None -> NaN -> null (pyspark masks NaN as null)
+            out[name] = np.array([row[index] for row in matrix], dtype=float)
+        yield out
+
+    return update

@@ -1,0 +1,179 @@
+"""The streaming job's per-customer state (churn.event_state), driven the way Spark drives it: one
+call per customer and micro-batch, with a GroupState that keeps what the last call stored.
+
+The same function runs in Spark in tests/streaming (local Spark 4) and tests/runtime (Glue 5's
+Spark 3.5); here every rule is checked on its own: de-duplication within and across micro-batches,
+late events, the "since day d - k" aggregates in event-time order, expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+
+from churn import event_state
+
+K = 2
+DAY_US = event_state.US_PER_DAY
+
+
+class FakeState:
+    """The part of pyspark's GroupState the function uses."""
+
+    def __init__(self, now: dt.datetime = dt.datetime(2026, 11, 23)) -> None:
+        self.value = None
+        self.timed_out = False
+        self.timeout_ms = None
+        self.now_ms = int(now.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+    @property
+    def exists(self) -> bool:
+        return self.value is not None
+
+    @property
+    def get(self):
+        return self.value
+
+    @property
+    def hasTimedOut(self) -> bool:  # noqa: N802 (pyspark's name)
+        return self.timed_out
+
+    def update(self, value) -> None:
+        self.value = value
+
+    def remove(self) -> None:
+        self.value = None
+
+    def setTimeoutDuration(self, ms: int) -> None:  # noqa: N802
+        self.timeout_ms = ms
+
+    def getCurrentProcessingTimeMs(self) -> int:  # noqa: N802
+        return self.now_ms
+
+
+def _events(*rows) -> pd.DataFrame:
+    """Rows (event_id, 'YYYY-MM-DD HH:MM', type, value[, reason])."""
+    out = []
+    for row in rows:
+        event_id, when, event_type, value, *reason = row
+        out.append({"event_id": event_id, "customer_id": "C1", "event_ts": pd.Timestamp(when),
+                    "event_type": event_type, "value": value, "reason": reason[0] if reason else None})
+    return pd.DataFrame(out)
+
+
+def _run(update, state: FakeState, frame: pd.DataFrame, key=("C1",)) -> pd.DataFrame:
+    return pd.concat(list(update(key, iter([frame]), state)), ignore_index=True)
+
+
+def _row(out: pd.DataFrame, event_id: str) -> dict:
+    return out.set_index("event_id").loc[event_id].to_dict()
+
+
+@pytest.fixture
+def update():
+    return event_state.state_function(K, lateness_ms=3_600_000, idle_timeout_ms=60_000)
+
+
+def test_aggregates_since_each_day_in_event_time_order(update):
+    state = FakeState()
+    out = _run(update, state, _events(
+        ("e3", "2026-06-10 08:00", "usage", 1.5),
+        ("e1", "2026-06-08 09:00", "usage", 10.25),      # two days before e3
+        ("e2", "2026-06-09 23:00", "support_ticket", 2.0),
+        ("e4", "2026-06-10 09:00", "plan_change", -1.0),
+        ("e0", "2026-06-07 12:00", "usage", 99.0),       # three days before e3: beyond K
+    ))
+    assert out["reason"].isna().all()
+    e4 = _row(out, "e4")
+    assert [e4[f"usage_minutes_since_{k}d"] for k in range(3)] == [1.5, 1.5, 10.25 + 1.5]
+    assert [e4[f"active_days_since_{k}d"] for k in range(3)] == [1.0, 1.0, 2.0]
+    assert [e4[f"tickets_since_{k}d"] for k in range(3)] == [0.0, 1.0, 1.0]
+    assert [e4[f"downgrades_since_{k}d"] for k in range(3)] == [1.0, 1.0, 1.0]
+    assert e4[event_state.LAST_USAGE] == 0.0
+    e2 = _row(out, "e2")  # as of its own time: e3 and e4 come later and do not count
+    assert [e2[f"usage_minutes_since_{k}d"] for k in range(3)] == [0.0, 10.25, 10.25 + 99.0]
+    assert e2[event_state.LAST_USAGE] == 1.0 and e2["tickets_since_0d"] == 1.0
+    e1 = _row(out, "e1")
+    assert e1["usage_minutes_since_0d"] == 10.25 and e1["active_days_since_2d"] == 2.0
+
+
+def test_minutes_are_summed_in_event_time_order_whatever_the_arrival_order(update):
+    values = [0.1, 0.2, 0.3, 1e16, -1e16, 0.7]  # floating-point sums depend on the order
+    rows = [(f"e{i}", f"2026-06-10 0{i}:00", "usage", v) for i, v in enumerate(values)]
+    forward = _run(update, FakeState(), _events(*rows))
+    backward = _run(event_state.state_function(K, 3_600_000, 60_000), FakeState(), _events(*reversed(rows)))
+    expected = 0.0
+    for v in values:
+        expected += v
+    assert _row(forward, "e5")["usage_minutes_since_0d"] == _row(backward, "e5")["usage_minutes_since_0d"] == expected
+
+
+def test_an_event_resent_in_the_same_or_a_later_micro_batch_is_not_scored_again(update):
+    state = FakeState()
+    first = _run(update, state, _events(("e1", "2026-06-10 10:00", "usage", 5.0),
+                                       ("e1", "2026-06-10 10:00", "usage", 5.0),
+                                       ("e2", "2026-06-10 11:00", "usage", 1.0)))
+    assert sorted(first["reason"].fillna("-")) == ["-", "-", event_state.DUPLICATE]
+    later = _run(update, state, _events(("e2", "2026-06-10 11:00", "usage", 1.0),
+                                       ("e3", "2026-06-10 12:00", "usage", 2.0)))
+    assert _row(later, "e2")["reason"] == event_state.DUPLICATE
+    assert math.isnan(_row(later, "e2")["usage_minutes_since_0d"])
+    assert _row(later, "e3")["usage_minutes_since_0d"] == 8.0  # e1 once, e2 once, e3
+
+
+def test_an_event_arriving_after_a_later_one_counts_from_then_on(update):
+    state = FakeState()
+    first = _run(update, state, _events(("late", "2026-06-10 12:00", "support_ticket", 1.0)))
+    assert _row(first, "late")["tickets_since_0d"] == 1.0
+    out = _run(update, state, _events(("early", "2026-06-10 11:30", "support_ticket", 1.0),
+                                     ("next", "2026-06-10 13:00", "support_ticket", 1.0)))
+    assert _row(out, "early")["tickets_since_0d"] == 1.0  # as of 11:30: the 12:00 ticket is later
+    assert _row(out, "next")["tickets_since_0d"] == 3.0
+
+
+def test_events_older_than_the_customers_watermark_are_set_aside_as_late(update):
+    state = FakeState()
+    _run(update, state, _events(("newest", "2026-06-10 13:00", "usage", 1.0)))
+    out = _run(update, state, _events(("old", "2026-06-10 11:59", "usage", 1.0),
+                                     ("ok", "2026-06-10 12:00", "usage", 2.0)))  # the lateness: one hour
+    assert _row(out, "old")["reason"] == event_state.LATE
+    assert pd.isna(_row(out, "ok")["reason"]) and _row(out, "ok")["usage_minutes_since_0d"] == 2.0
+    assert state.get[0] == ["ok", "newest"]  # the late event is in nobody's history
+    first = _run(event_state.state_function(K, 3_600_000, 60_000), FakeState(),
+                 _events(("a", "2026-06-10 13:00", "usage", 1.0), ("b", "2026-06-10 01:00", "usage", 1.0)))
+    assert first["reason"].isna().all(), "within one micro-batch nothing is late: it is all new to the state"
+
+
+def test_invalid_rows_pass_through_and_a_null_key_keeps_no_state(update):
+    state = FakeState()
+    frame = _events(("bad", "2026-06-10 10:00", "usage", 1.0, "negative_value"))
+    out = _run(update, state, frame, key=(None,))
+    assert out["reason"].tolist() == ["negative_value"] and not state.exists
+    out = _run(update, state, pd.concat([frame, _events(("e1", "2026-06-10 11:00", "usage", 1.0))]))
+    assert _row(out, "bad")["reason"] == "negative_value" and math.isnan(_row(out, "bad")["active_days_since_0d"])
+    assert state.get[0] == ["e1"] and state.timeout_ms == 60_000
+
+
+def test_state_keeps_only_the_days_a_snapshot_in_use_can_need_and_expires(update):
+    state = FakeState(now=dt.datetime(2026, 6, 6, 12, 0))
+    _run(update, state, _events(("d1", "2026-06-01 10:00", "usage", 1.0), ("d3", "2026-06-03 10:00", "usage", 1.0),
+                                ("d4", "2026-06-04 10:00", "usage", 1.0)))
+    assert state.get[0] == ["d3", "d4"]  # the newest day minus K onwards
+    _run(update, state, _events(("d6", "2026-06-06 10:00", "usage", 1.0)))
+    assert state.get[0] == ["d4", "d6"]
+    state.timed_out = True
+    assert list(update(("C1",), iter([]), state)) == []
+    assert state.get[0] == ["d4", "d6"] and state.timeout_ms == 60_000  # an on-time event may still need them
+    state.now_ms += (K + 2) * DAY_US // 1000
+    assert list(update(("C1",), iter([]), state)) == []
+    assert not state.exists  # past K + 1 days and the lateness after the newest event: removed
+
+
+def test_aggregate_columns_name_every_window():
+    assert event_state.aggregate_columns(1) == [
+        "usage_minutes_since_0d", "active_days_since_0d", "tickets_since_0d", "payment_failures_since_0d",
+        "downgrades_since_0d", "upgrades_since_0d", "usage_minutes_since_1d", "active_days_since_1d",
+        "tickets_since_1d", "payment_failures_since_1d", "downgrades_since_1d", "upgrades_since_1d",
+        "last_usage_days_ago"]
