@@ -53,11 +53,11 @@ def _keep_group_offsets_integral() -> None:
     """Work around pyspark 4.1 + pyarrow 26 in ``applyInPandasWithState``'s Python worker.
 
     The worker reads each group's row range (``startOffset``, ``numRows``) from a struct column whose
-    padding rows are null; pyarrow 26 converts the int fields of such a struct to floats, and
-    ``RecordBatch.slice`` refuses them ("'float' object cannot be interpreted as an integer"), so
-    every stateful query fails. Feature-detected: on Glue 5 (pyarrow 17) the conversion keeps ints
-    and nothing is changed. Runs where this module is imported, in the worker too (the state
-    function's code refers to it)."""
+    padding rows are null; pyarrow (26 here, 17 on Glue 5) converts the int fields of such a struct
+    to floats, and pyspark 4.1's ``RecordBatch.slice`` refuses them ("'float' object cannot be
+    interpreted as an integer"), so every stateful query fails. Feature-detected (the conversion is
+    probed), and harmless where ints come back anyway. Runs where this module is imported, in the
+    worker too (the state function's code refers to it)."""
     try:
         import pyarrow as pa
         from pyspark.sql.pandas.serializers import ApplyInPandasWithStateSerializer
@@ -71,8 +71,8 @@ def _keep_group_offsets_integral() -> None:
         return
     original = ApplyInPandasWithStateSerializer.arrow_to_pandas
 
-    def arrow_to_pandas(self, arrow_column, idx, *args, **kwargs):
-        converted = original(self, arrow_column, idx, *args, **kwargs)
+    def arrow_to_pandas(self, arrow_column, *args, **kwargs):  # (column, idx, ...) in pyspark 4, (column) in 3.5
+        converted = original(self, arrow_column, *args, **kwargs)
         if pa.types.is_struct(arrow_column.type) and arrow_column.type.get_field_index("startOffset") >= 0:
             converted = converted.map(lambda info: info if info is None else {
                 **info, "startOffset": int(info["startOffset"]), "numRows": int(info["numRows"])})

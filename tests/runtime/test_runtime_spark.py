@@ -159,7 +159,8 @@ lake, events, work = sys.argv[2], sys.argv[3], sys.argv[4]
 spark = sparkio.session("stream-state-check")
 spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
 spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-args = job.parse_args(["--lake", lake, "--endpoint-name", "unused", "--source", "files", "--input", events])
+args = job.parse_args(["--lake", lake, "--endpoint-name", "unused", "--source", "files", "--input", events,
+                       "--allowed-lateness-seconds", "86400"])  # the held-back events are hours older
 snapshots = job.Snapshots(spark, f"{lake}/features", args.max_snapshot_age_days)
 scored, reasons = [], []
 
