@@ -135,12 +135,17 @@ class Bench:
 
 
 def run_mode(mode: str, lake: Path, lines: list[str], rates: list[float], seconds: float, saturation: int) -> list[dict]:
-    """One scoring mode from a fresh stream, checkpoint and outputs; the job is stopped at the end."""
+    """One scoring mode with a control plane, stream, checkpoint and outputs of its own (the control
+    plane gives the job its stream name when it starts); everything it started is stopped at the end."""
     from churn_ml import stream_job
+    from local_aws import control_plane
 
     for folder in ("stream_predictions", "errors", "_streaming"):
         shutil.rmtree(lake / "churn-lake" / folder, ignore_errors=True)
-    os.environ.update(CHURN_STREAMING_SCORING=mode, CHURN_KINESIS_STREAM=f"churn-events-bench-{mode}")
+    os.environ.update(CHURN_STREAMING_SCORING=mode, CHURN_KINESIS_STREAM=f"churn-events-bench-{mode}",
+                      CHURN_LOCAL_AWS_PORT=str(free_port()))
+    control_plane.ensure_server()  # creates the stream
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(control_plane.connection())  # this control plane
     bench = Bench(lake, lines, mode)
     try:
         bench.run_id = stream_job.ensure_job(LOG)["run_id"]
@@ -152,8 +157,18 @@ def run_mode(mode: str, lake: Path, lines: list[str], rates: list[float], second
             next_batch = result["next_batch"]
         results.append(bench.step("as fast as possible", saturation, 0, next_batch))
         return results
+    except BaseException:
+        log = next(iter(sorted(lake.glob("churn-lake/_streaming/churn_streaming/runs/*/driver.log"))), None)
+        if log is not None:  # why the job did not get there
+            print("".join(log.read_text().splitlines(keepends=True)[-40:]))
+        raise
     finally:
         stream_job.stop_job(LOG)
+        deadline = time.monotonic() + 90  # until the run has stopped: the next mode starts from a clean lake
+        while (run := stream_job.latest_run()) and run["JobRunState"] in stream_job.ACTIVE_RUN_STATES \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+        control_plane.stop_server()
 
 
 def main() -> None:
@@ -171,24 +186,16 @@ def main() -> None:
     with local_endpoint(published_model(source), instances=2) as (_, endpoint):
         from churn.stream_producer import event_lines
         from churn_ml.dag_support import MODEL_POINTER_KEY
-        from local_aws import control_plane
-
         lake = Path(os.environ["LAKE_ROOT"])
         days = _copy_inputs(source, lake, args.days)
         pointer = lake / "churn-lake" / MODEL_POINTER_KEY  # in-process scoring reads the published model
         pointer.parent.mkdir(parents=True, exist_ok=True)
         pointer.write_text(json.dumps({"model_data_url": "s3://churn-lake/models/bench/model.tar.gz"}))
         lines = list(event_lines(lake / "churn-lake/raw", days[0], days[-1]))
-        os.environ.update(CHURN_ENDPOINT_NAME=endpoint, CHURN_LOCAL_AWS_PORT=str(free_port()),
-                          CHURN_STREAMING_TRIGGER_SECONDS=f"{args.trigger:g}")
-        control_plane.ensure_server()
-        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(control_plane.connection())  # this run's control plane
+        os.environ.update(CHURN_ENDPOINT_NAME=endpoint, CHURN_STREAMING_TRIGGER_SECONDS=f"{args.trigger:g}")
         results = []
-        try:
-            for mode in args.modes.split(","):
-                results += run_mode(mode, lake, lines, rates, args.seconds, args.saturation_events)
-        finally:
-            control_plane.stop_server()
+        for mode in args.modes.split(","):
+            results += run_mode(mode, lake, lines, rates, args.seconds, args.saturation_events)
     print(f"\nstreaming job, local target, {os.cpu_count()} cores, trigger {args.trigger:g} s, endpoint with 2 "
           f"instances, {len(lines):,} events available ({len(days)} days)")
     _table(results)

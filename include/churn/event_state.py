@@ -35,6 +35,11 @@ older than its watermark before a stateful operator sees them, silently: here no
   the customer is idle for less than ``idle_timeout_ms``).
 
 Rows that failed validation (``reason`` set before this operator) pass through unchanged.
+
+Spark calls the function once per customer and micro-batch and converts every column of its input
+and output between Arrow and pandas each time, so the columns are few: in, ``INPUT_COLUMNS`` (the
+record's other fields travel in ``payload``, a JSON string the driver reads); out,
+``OUTPUT_SCHEMA``, the aggregates packed in one string (``unpack`` spreads them into columns).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ DUPLICATE, LATE = "duplicate_event", "late_event"
 AGGREGATES = ("usage_minutes", "active_days", "tickets", "payment_failures", "downgrades", "upgrades")
 LAST_USAGE = "last_usage_days_ago"  # days from the newest usage event at or before this one (within K days)
 STATE_SCHEMA = "event_ids array<string>, event_us array<bigint>, event_types array<string>, event_values array<double>"
+INPUT_COLUMNS = ("customer_id", "event_id", "event_us", "event_type", "value", "reason", "payload")
+OUTPUT_SCHEMA = "payload string, reason string, aggregates string"
 
 
 def _keep_group_offsets_integral() -> None:
@@ -88,6 +95,19 @@ _keep_group_offsets_integral()
 def aggregate_columns(max_age_days: int) -> list[str]:
     """``<aggregate>_since_<k>d`` for k = 0..K, then ``last_usage_days_ago``."""
     return [f"{name}_since_{k}d" for k in range(max_age_days + 1) for name in AGGREGATES] + [LAST_USAGE]
+
+
+def unpack(aggregates, max_age_days: int) -> dict:
+    """The ``aggregates`` column of the output (strings, None where not scored) as float arrays by
+    ``aggregate_columns`` name (NaN where not scored)."""
+    import numpy as np
+
+    columns = aggregate_columns(max_age_days)
+    empty = [float("nan")] * len(columns)
+    rows = [[float(v) if v else float("nan") for v in text.split(",")] if isinstance(text, str) else empty
+            for text in aggregates]
+    matrix = np.array(rows, dtype=float).reshape(len(rows), len(columns))
+    return {name: matrix[:, i] for i, name in enumerate(columns)}
 
 
 def contribution(event_type: str, value: float) -> tuple[float, int, int, int, int, int]:
@@ -132,12 +152,10 @@ def as_of(history: list[tuple[int, str, str, float]], position: int, max_age_day
 
 
 def state_function(max_age_days: int, lateness_ms: int, idle_timeout_ms: int):
-    """The ``applyInPandasWithState`` function (key: customer_id; output: the input columns plus
-    ``aggregate_columns(max_age_days)``; state: ``STATE_SCHEMA``; ``ProcessingTimeTimeout``)."""
-    import numpy as np
+    """The ``applyInPandasWithState`` function (key: customer_id; input: ``INPUT_COLUMNS``; output:
+    ``OUTPUT_SCHEMA``; state: ``STATE_SCHEMA``; ``ProcessingTimeTimeout``)."""
     import pandas as pd
 
-    columns = aggregate_columns(max_age_days)
     lateness_us = lateness_ms * 1000
     forget_after_us = (max_age_days + 1) * US_PER_DAY + lateness_us
 
@@ -168,41 +186,33 @@ def state_function(max_age_days: int, lateness_ms: int, idle_timeout_ms: int):
             return
         parts = list(frames)
         batch = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-        reasons = batch["reason"].astype(object).where(batch["reason"].notna(), None).tolist()
-        outputs: list[list[float | None] | None] = [None] * len(batch)
+        reasons = [None if reason is None or reason != reason else reason for reason in batch["reason"].tolist()]
+        outputs: list[str | None] = [None] * len(reasons)
         valid = [i for i, reason in enumerate(reasons) if reason is None]
         if valid and key[0] is not None:
-            times = batch["event_ts"].iloc[valid].to_numpy(dtype="datetime64[us]").astype("int64").tolist()
-            ids = batch["event_id"].iloc[valid].tolist()
-            types = batch["event_type"].iloc[valid].tolist()
-            values = batch["value"].iloc[valid].astype(float).tolist()
+            times, ids = batch["event_us"].tolist(), batch["event_id"].tolist()
+            types, values = batch["event_type"].tolist(), batch["value"].tolist()
             seen = {event[1] for event in history}
             watermark_us = max(event[0] for event in history) - lateness_us if history else None
             new: list[tuple[tuple[int, str, str, float], int]] = []
-            for j in sorted(range(len(valid)), key=lambda j: (times[j], ids[j])):
-                row = valid[j]
-                if ids[j] in seen:
+            for row in sorted(valid, key=lambda i: (times[i], ids[i])):
+                if ids[row] in seen:
                     reasons[row] = DUPLICATE
-                elif watermark_us is not None and times[j] < watermark_us:
+                elif watermark_us is not None and times[row] < watermark_us:
                     reasons[row] = LATE
                 else:
-                    seen.add(ids[j])
-                    new.append(((times[j], ids[j], types[j], values[j]), row))
+                    seen.add(ids[row])
+                    new.append(((int(times[row]), ids[row], types[row], float(values[row])), row))
             history = sorted(history + [event for event, _ in new])
             for event, row in new:
-                outputs[row] = as_of(history, bisect.bisect_left(history, event), max_age_days)
+                outputs[row] = ",".join("" if v is None else repr(v)
+                                        for v in as_of(history, bisect.bisect_left(history, event), max_age_days))
             if new:
                 save(state, kept(history))
             elif state.exists:
                 state.setTimeoutDuration(idle_timeout_ms)
         elif state.exists:
             state.setTimeoutDuration(idle_timeout_ms)
-        out = batch.copy()
-        out["reason"] = reasons
-        empty = [None] * len(columns)
-        matrix = [values if values is not None else empty for values in outputs]
-        for index, name in enumerate(columns):  # None -> NaN -> null (pyspark masks NaN as null)
-            out[name] = np.array([row[index] for row in matrix], dtype=float)
-        yield out
+        yield pd.DataFrame({"payload": batch["payload"].tolist(), "reason": reasons, "aggregates": outputs})
 
     return update

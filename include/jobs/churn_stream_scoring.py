@@ -197,35 +197,30 @@ def parse_events(batch: DataFrame) -> DataFrame:
     )
 
 
-def output_schema(max_age_days: int) -> str:
-    columns = ["event_id string", "customer_id string", "event_ts timestamp", "event_type string", "value double",
-               "dt string", "produced_at timestamp", "arrival_ts timestamp", "source_position string",
-               "raw_record string", "reason string"]
-    return ", ".join(columns + [f"{c} double" for c in event_state.aggregate_columns(max_age_days)])
-
-
 def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
-    """The streaming query up to the per-customer state: every record once, valid ones with their
-    aggregates (``churn.event_state``), the others with their reason and the record as it arrived."""
+    """The streaming query up to the per-customer state: every record once (``payload``: its fields
+    as JSON, times in epoch microseconds), valid ones with their ``aggregates``
+    (``churn.event_state``), the others with their reason."""
     validated = quality.validate(parse_events(stream), "events")
     clean = F.col("reason").isNull()
+    event_us = F.expr("unix_micros(try_cast(event_ts AS TIMESTAMP))")
     raw_fields = F.to_json(F.struct(*[F.col(c) for c in quality.RAW_FIELDS["events"]]))
-    typed = validated.select(
-        "event_id",
-        "customer_id",
-        F.when(clean, F.expr("try_cast(event_ts AS TIMESTAMP)")).alias("event_ts"),
-        "event_type",
-        F.when(clean, F.expr("try_cast(value AS DOUBLE)")).alias("value"),
-        "dt", "produced_at", "arrival_ts", "source_position",
+    payload = F.to_json(F.struct(
+        "event_id", "customer_id", event_us.alias("event_us"),
+        "event_type", "dt", F.expr("unix_micros(produced_at)").alias("produced_us"),
+        F.expr("unix_micros(arrival_ts)").alias("arrival_us"), "source_position",
         F.coalesce(F.col(quality.CORRUPT), raw_fields).alias("raw_record"),
-        "reason",
+    ))
+    typed = validated.select(
+        "customer_id", "event_id", F.when(clean, event_us).alias("event_us"), "event_type",
+        F.when(clean, F.expr("try_cast(value AS DOUBLE)")).alias("value"), "reason", payload.alias("payload"),
     )
     # No Spark watermark: Spark would drop the rows older than it before the state sees them, with no
     # trace. The state applies each customer's own (churn.event_state), and quarantines late events.
-    return typed.groupBy("customer_id").applyInPandasWithState(
+    return typed.select(*event_state.INPUT_COLUMNS).groupBy("customer_id").applyInPandasWithState(
         event_state.state_function(args.max_snapshot_age_days, int(args.allowed_lateness_seconds * 1000),
                                    int(args.state_idle_minutes * 60_000)),
-        output_schema(args.max_snapshot_age_days), event_state.STATE_SCHEMA, "append", "ProcessingTimeTimeout",
+        event_state.OUTPUT_SCHEMA, event_state.STATE_SCHEMA, "append", "ProcessingTimeTimeout",
     )
 
 
@@ -482,7 +477,7 @@ class BatchProcessor:
 
         started = time.time()
         args = self.args
-        frame = batch.toPandas()  # the one Spark action: read, validate, the per-customer state
+        frame = records(batch.toPandas(), args.max_snapshot_age_days)  # the one Spark action
         phases = {"spark": time.time()}
 
         reasons = frame["reason"].astype(object).where(frame["reason"].notna(), None)
@@ -579,6 +574,28 @@ class BatchProcessor:
         log.info("batch %d: %d events, %d scored, %d quarantined (%d late), %d unscored, %d resent in %d ms %s",
                  batch_id, stats["input"], stats["scored"], stats["quarantined"], late, stats["unscored"],
                  stats["duplicates"], stats["duration_ms"], stats["phases_ms"])
+
+
+def records(output, max_age_days: int):
+    """The state operator's output (payload, reason, aggregates) as one row per record with its
+    fields (times as datetime64[us], UTC), the reason and the aggregates by column name."""
+    import numpy as np
+    import pandas as pd
+
+    fields = pd.DataFrame.from_records(
+        [json.loads(text) for text in output["payload"]],
+        columns=["event_id", "customer_id", "event_us", "event_type", "dt", "produced_us", "arrival_us",
+                 "source_position", "raw_record"])
+    for name, column in (("event_ts", "event_us"), ("produced_at", "produced_us"), ("arrival_ts", "arrival_us")):
+        micros = pd.to_numeric(fields.pop(column), errors="coerce").to_numpy(dtype=float)
+        times = np.full(len(micros), np.datetime64("NaT"), dtype="datetime64[us]")
+        known = ~np.isnan(micros)
+        times[known] = micros[known].astype("int64").astype("datetime64[us]")
+        fields[name] = times
+    fields["reason"] = output["reason"].astype(object).where(output["reason"].notna(), None).to_numpy()
+    for name, values in event_state.unpack(output["aggregates"].tolist(), max_age_days).items():
+        fields[name] = values
+    return fields
 
 
 def _parquet(frame, pa, pq) -> bytes:

@@ -165,7 +165,7 @@ snapshots = job.Snapshots(spark, f"{lake}/features", args.max_snapshot_age_days)
 scored, reasons = [], []
 
 def batch(frame, batch_id):
-    rows = frame.toPandas()
+    rows = job.records(frame.toPandas(), args.max_snapshot_age_days)
     reasons.extend(r for r in rows["reason"].dropna())
     valid = rows[rows["reason"].isna()]
     ages, base = snapshots.lookup(valid["customer_id"].to_numpy(dtype=object), valid["event_ts"].to_numpy(dtype="datetime64[D]"))

@@ -8,6 +8,7 @@ late events, the "since day d - k" aggregates in event-time order, expiry."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import pandas as pd
@@ -54,17 +55,25 @@ class FakeState:
 
 
 def _events(*rows) -> pd.DataFrame:
-    """Rows (event_id, 'YYYY-MM-DD HH:MM', type, value[, reason])."""
+    """Rows (event_id, 'YYYY-MM-DD HH:MM', type, value[, reason]) as the operator's input."""
     out = []
     for row in rows:
         event_id, when, event_type, value, *reason = row
-        out.append({"event_id": event_id, "customer_id": "C1", "event_ts": pd.Timestamp(when),
-                    "event_type": event_type, "value": value, "reason": reason[0] if reason else None})
-    return pd.DataFrame(out)
+        out.append({"customer_id": "C1", "event_id": event_id,
+                    "event_us": int(pd.Timestamp(when, tz="UTC").timestamp() * 1_000_000),
+                    "event_type": event_type, "value": value, "reason": reason[0] if reason else None,
+                    "payload": json.dumps({"event_id": event_id})})
+    return pd.DataFrame(out, columns=list(event_state.INPUT_COLUMNS))
 
 
 def _run(update, state: FakeState, frame: pd.DataFrame, key=("C1",)) -> pd.DataFrame:
-    return pd.concat(list(update(key, iter([frame]), state)), ignore_index=True)
+    """The operator's output, its aggregates spread into columns (``event_state.unpack``)."""
+    out = pd.concat(list(update(key, iter([frame]), state)), ignore_index=True)
+    assert list(out.columns) == ["payload", "reason", "aggregates"]
+    spread = pd.DataFrame(event_state.unpack(out["aggregates"].tolist(), K))
+    spread.insert(0, "event_id", [json.loads(p)["event_id"] for p in out["payload"]])
+    spread.insert(1, "reason", out["reason"])
+    return spread
 
 
 def _row(out: pd.DataFrame, event_id: str) -> dict:
