@@ -101,7 +101,9 @@ def spark():
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-        .config("spark.driver.extraJavaOptions", os.environ.get("TMP_JOPTS", "-XX:TieredStopAtLevel=1"))
+        # The JIT's first tier only (as tests/runtime's spark-submits): the session's jobs are small and
+        # short, so C2's compilations cost more CPU than they save. No effect on what the jobs compute.
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

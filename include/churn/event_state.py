@@ -18,7 +18,7 @@ was scored counts for the events after it from then on; the score already writte
 answer at the time). ``churn.features.event_features`` takes the micro-batch of each event
 (``known_by``) to give exactly these vectors from a static table.
 
-Across micro-batches, per customer (the key), with no Spark watermark (Spark drops input rows
+Across micro-batches, per customer, with no Spark watermark (Spark drops input rows
 older than its watermark before a stateful operator sees them, silently: here nothing is dropped):
 
 * **Duplicates.** An event id already in the state, or earlier in the same micro-batch, is a
@@ -36,8 +36,12 @@ older than its watermark before a stateful operator sees them, silently: here no
 
 Rows that failed validation (``reason`` set before this operator) pass through unchanged.
 
-Spark calls the function once per customer and micro-batch and converts every column of its input
-and output between Arrow and pandas each time, so the columns are few: in, ``INPUT_COLUMNS`` (the
+Spark calls the function once per key and micro-batch, at about 3 ms a call in pyspark's worker
+(measured: 4,909 events of as many customers took 18 s), so the key is not the customer but a
+bucket of customers (``BUCKET``: a hash of the customer id modulo ``--state-buckets``), and every
+rule applies per customer inside it. A bucket's state is read and written whole when it has
+events, so more buckets mean less state handled per batch and more calls. Spark converts every
+column between Arrow and pandas at each call, so the columns are few: in, ``INPUT_COLUMNS`` (the
 record's other fields travel in ``payload``, a JSON string the driver reads); out,
 ``OUTPUT_SCHEMA``, the aggregates packed in one string (``unpack`` spreads them into columns).
 """
@@ -51,8 +55,10 @@ US_PER_DAY = 86_400_000_000
 DUPLICATE, LATE = "duplicate_event", "late_event"
 AGGREGATES = ("usage_minutes", "active_days", "tickets", "payment_failures", "downgrades", "upgrades")
 LAST_USAGE = "last_usage_days_ago"  # days from the newest usage event at or before this one (within K days)
-STATE_SCHEMA = "event_ids array<string>, event_us array<bigint>, event_types array<string>, event_values array<double>"
-INPUT_COLUMNS = ("customer_id", "event_id", "event_us", "event_type", "value", "reason", "payload")
+STATE_SCHEMA = ("customer_ids array<string>, event_ids array<string>, event_us array<bigint>, "
+                "event_types array<string>, event_values array<double>")
+BUCKET = "state_bucket"  # the operator's key: a hash of the customer id modulo the number of buckets
+INPUT_COLUMNS = (BUCKET, "customer_id", "event_id", "event_us", "event_type", "value", "reason", "payload")
 OUTPUT_SCHEMA = "payload string, reason string, aggregates string"
 
 
@@ -152,8 +158,9 @@ def as_of(history: list[tuple[int, str, str, float]], position: int, max_age_day
 
 
 def state_function(max_age_days: int, lateness_ms: int, idle_timeout_ms: int):
-    """The ``applyInPandasWithState`` function (key: customer_id; input: ``INPUT_COLUMNS``; output:
-    ``OUTPUT_SCHEMA``; state: ``STATE_SCHEMA``; ``ProcessingTimeTimeout``)."""
+    """The ``applyInPandasWithState`` function (key: a bucket of customers, ``BUCKET``; input:
+    ``INPUT_COLUMNS``; output: ``OUTPUT_SCHEMA``; state: ``STATE_SCHEMA``, the bucket's customers'
+    events as parallel arrays; ``ProcessingTimeTimeout``). Every rule applies per customer."""
     import pandas as pd
 
     lateness_us = lateness_ms * 1000
@@ -161,58 +168,67 @@ def state_function(max_age_days: int, lateness_ms: int, idle_timeout_ms: int):
 
     def kept(history: list) -> list:
         """What later events can still need: the days of the snapshots in use and the lateness window."""
-        if not history:
-            return history
         newest = max(event[0] for event in history)
         first_day = newest // US_PER_DAY - max_age_days
         return [event for event in history if event[0] // US_PER_DAY >= first_day or event[0] >= newest - lateness_us]
 
-    def save(state, history: list) -> None:
-        when, ids, types, values = zip(*history)
-        state.update((list(ids), list(when), list(types), list(values)))
+    def load(state) -> dict[str, list]:
+        customers: dict[str, list] = {}
+        if state.exists:
+            for customer, *event in zip(*state.get):
+                customers.setdefault(customer, []).append((event[1], event[0], event[2], event[3]))
+        return customers
+
+    def save(state, customers: dict[str, list]) -> None:
+        rows = [(customer, event_id, when, kind, value) for customer, history in customers.items()
+                for when, event_id, kind, value in history]
+        if not rows:
+            state.remove()
+            return
+        state.update(tuple(list(column) for column in zip(*rows)))
         state.setTimeoutDuration(idle_timeout_ms)
 
-    def update(key: tuple, frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
-        history: list[tuple[int, str, str, float]] = []
-        if state.exists:
-            ids, when, types, values = state.get
-            history = list(zip(when, ids, types, values))
-        if state.hasTimedOut:  # no new events for a while: forget them once no on-time event can need them
-            newest = max((event[0] for event in history), default=0)
-            if state.getCurrentProcessingTimeMs() * 1000 - newest > forget_after_us:
-                state.remove()
+    def customer_batch(history: list, rows: list[int], columns: dict, reasons: list, outputs: list) -> list:
+        """One customer's events of this micro-batch against its history; returns the new history."""
+        times, ids = columns["event_us"], columns["event_id"]
+        seen = {event[1] for event in history}
+        watermark_us = max(event[0] for event in history) - lateness_us if history else None
+        new = []
+        for row in sorted(rows, key=lambda i: (times[i], ids[i])):
+            if ids[row] in seen:
+                reasons[row] = DUPLICATE
+            elif watermark_us is not None and times[row] < watermark_us:
+                reasons[row] = LATE
             else:
-                save(state, history)
+                seen.add(ids[row])
+                new.append(((int(times[row]), ids[row], columns["event_type"][row], float(columns["value"][row])), row))
+        if not new:
+            return history
+        history = sorted(history + [event for event, _ in new])
+        for event, row in new:
+            outputs[row] = ",".join("" if v is None else repr(v)
+                                    for v in as_of(history, bisect.bisect_left(history, event), max_age_days))
+        return kept(history)
+
+    def update(key: tuple, frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+        customers = load(state)
+        if state.hasTimedOut:  # no new events for a while: forget what no on-time event can need any more
+            now_us = state.getCurrentProcessingTimeMs() * 1000
+            save(state, {c: h for c, h in customers.items() if now_us - max(e[0] for e in h) <= forget_after_us})
             return
         parts = list(frames)
         batch = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         reasons = [None if reason is None or reason != reason else reason for reason in batch["reason"].tolist()]
         outputs: list[str | None] = [None] * len(reasons)
-        valid = [i for i, reason in enumerate(reasons) if reason is None]
-        if valid and key[0] is not None:
-            times, ids = batch["event_us"].tolist(), batch["event_id"].tolist()
-            types, values = batch["event_type"].tolist(), batch["value"].tolist()
-            seen = {event[1] for event in history}
-            watermark_us = max(event[0] for event in history) - lateness_us if history else None
-            new: list[tuple[tuple[int, str, str, float], int]] = []
-            for row in sorted(valid, key=lambda i: (times[i], ids[i])):
-                if ids[row] in seen:
-                    reasons[row] = DUPLICATE
-                elif watermark_us is not None and times[row] < watermark_us:
-                    reasons[row] = LATE
-                else:
-                    seen.add(ids[row])
-                    new.append(((int(times[row]), ids[row], types[row], float(values[row])), row))
-            history = sorted(history + [event for event, _ in new])
-            for event, row in new:
-                outputs[row] = ",".join("" if v is None else repr(v)
-                                        for v in as_of(history, bisect.bisect_left(history, event), max_age_days))
-            if new:
-                save(state, kept(history))
-            elif state.exists:
-                state.setTimeoutDuration(idle_timeout_ms)
-        elif state.exists:
-            state.setTimeoutDuration(idle_timeout_ms)
+        columns = {name: batch[name].tolist() for name in ("customer_id", "event_id", "event_us", "event_type", "value")}
+        by_customer: dict[str, list[int]] = {}
+        for row, reason in enumerate(reasons):
+            if reason is None:
+                by_customer.setdefault(columns["customer_id"][row], []).append(row)
+        for customer, rows in by_customer.items():
+            customers[customer] = customer_batch(customers.get(customer, []), rows, columns, reasons, outputs)
+        if by_customer or state.exists:
+            save(state, customers)
         yield pd.DataFrame({"payload": batch["payload"].tolist(), "reason": reasons, "aggregates": outputs})
 
     return update

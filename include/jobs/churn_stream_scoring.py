@@ -10,7 +10,8 @@ In the streaming query (Spark, on the executors):
 
 1. parse each record as a raw event (every field a string) and validate it with the batch job's
    rules (``churn.quality``);
-2. per customer, with state across micro-batches (``applyInPandasWithState``, ``churn.event_state``):
+2. per customer, with state across micro-batches (``applyInPandasWithState`` over buckets of
+   customers, ``churn.event_state``):
    drop resent events (an event id already seen), set aside events older than the customer's
    watermark (``--allowed-lateness-seconds``), and give each event its aggregates since each day a
    snapshot could be from, as of its event time.
@@ -110,6 +111,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--state-idle-minutes", type=float, default=60.0,
                         help="a customer with no new events has its state looked at (and removed once no on-time "
                              "event can need it) after this long")
+    parser.add_argument("--state-buckets", type=int, default=64,
+                        help="customers are kept in this many buckets, the state operator's keys (about 3 ms of "
+                             "Python per bucket with events in a batch; a bucket's state is read and written whole); "
+                             "fixed by the checkpoint once the query has run")
     parser.add_argument("--state-partitions", type=int,
                         help="partitions of the per-customer state (default: the cluster's cores); fixed by the "
                              "checkpoint once the query has run")
@@ -125,9 +130,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.scoring == "in_process" and not args.model_data_url:
         parser.error("--scoring in_process needs --model-data-url (the model.tar.gz to score with)")
     if (args.trigger_seconds < 0 or args.request_rows <= 0 or args.endpoint_wait_seconds < 0
-            or args.scoring_concurrency <= 0 or args.allowed_lateness_seconds < 0 or args.max_snapshot_age_days < 0):
+            or args.scoring_concurrency <= 0 or args.allowed_lateness_seconds < 0 or args.max_snapshot_age_days < 0
+            or args.state_buckets <= 0):
         parser.error("--trigger-seconds, --endpoint-wait-seconds, --allowed-lateness-seconds and "
-                     "--max-snapshot-age-days must be >= 0, --request-rows and --scoring-concurrency > 0")
+                     "--max-snapshot-age-days must be >= 0, --request-rows, --scoring-concurrency and "
+                     "--state-buckets > 0")
     lake = args.lake.rstrip("/")
     args.lake = lake
     args.checkpoint = (args.checkpoint or f"{lake}/_streaming/{JOB}/checkpoint").rstrip("/")
@@ -212,12 +219,13 @@ def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
         F.coalesce(F.col(quality.CORRUPT), raw_fields).alias("raw_record"),
     ))
     typed = validated.select(
+        F.pmod(F.xxhash64("customer_id"), F.lit(args.state_buckets)).cast("int").alias(event_state.BUCKET),
         "customer_id", "event_id", F.when(clean, event_us).alias("event_us"), "event_type",
         F.when(clean, F.expr("try_cast(value AS DOUBLE)")).alias("value"), "reason", payload.alias("payload"),
     )
     # No Spark watermark: Spark would drop the rows older than it before the state sees them, with no
     # trace. The state applies each customer's own (churn.event_state), and quarantines late events.
-    return typed.select(*event_state.INPUT_COLUMNS).groupBy("customer_id").applyInPandasWithState(
+    return typed.select(*event_state.INPUT_COLUMNS).groupBy(event_state.BUCKET).applyInPandasWithState(
         event_state.state_function(args.max_snapshot_age_days, int(args.allowed_lateness_seconds * 1000),
                                    int(args.state_idle_minutes * 60_000)),
         event_state.OUTPUT_SCHEMA, event_state.STATE_SCHEMA, "append", "ProcessingTimeTimeout",

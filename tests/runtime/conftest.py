@@ -58,8 +58,8 @@ class _Build:
             pytest.fail(f"building the runtime venvs failed (scripts/runtime_venvs.py --json, exit {code}); "
                         f"its log: {self.log}\n{self._tail()}", pytrace=False)
         # Which venvs were built and how long it took (shown with -s or on failure).
-        sys.stderr.write(f"{self.log.read_text()}==> background build: started at collection, ended "
-                         f"{time.monotonic() - self.started:.0f} s later; the tests waited {time.monotonic() - waiting:.0f} s\n")
+        sys.stderr.write(f"{self.log.read_text()}==> the build started at collection; the first test that needs it "
+                         f"came {waiting - self.started:.0f} s later and waited {time.monotonic() - waiting:.0f} s\n")
         return json.loads(self.out.read_text())
 
     def _tail(self) -> str:

@@ -59,14 +59,14 @@ def _events(*rows) -> pd.DataFrame:
     out = []
     for row in rows:
         event_id, when, event_type, value, *reason = row
-        out.append({"customer_id": "C1", "event_id": event_id,
+        out.append({event_state.BUCKET: 0, "customer_id": "C1", "event_id": event_id,
                     "event_us": int(pd.Timestamp(when, tz="UTC").timestamp() * 1_000_000),
                     "event_type": event_type, "value": value, "reason": reason[0] if reason else None,
                     "payload": json.dumps({"event_id": event_id})})
     return pd.DataFrame(out, columns=list(event_state.INPUT_COLUMNS))
 
 
-def _run(update, state: FakeState, frame: pd.DataFrame, key=("C1",)) -> pd.DataFrame:
+def _run(update, state: FakeState, frame: pd.DataFrame, key=(0,)) -> pd.DataFrame:
     """The operator's output, its aggregates spread into columns (``event_state.unpack``)."""
     out = pd.concat(list(update(key, iter([frame]), state)), ignore_index=True)
     assert list(out.columns) == ["payload", "reason", "aggregates"]
@@ -149,35 +149,52 @@ def test_events_older_than_the_customers_watermark_are_set_aside_as_late(update)
                                      ("ok", "2026-06-10 12:00", "usage", 2.0)))  # the lateness: one hour
     assert _row(out, "old")["reason"] == event_state.LATE
     assert pd.isna(_row(out, "ok")["reason"]) and _row(out, "ok")["usage_minutes_since_0d"] == 2.0
-    assert state.get[0] == ["ok", "newest"]  # the late event is in nobody's history
+    assert state.get[1] == ["ok", "newest"]  # the late event is in nobody's history
     first = _run(event_state.state_function(K, 3_600_000, 60_000), FakeState(),
                  _events(("a", "2026-06-10 13:00", "usage", 1.0), ("b", "2026-06-10 01:00", "usage", 1.0)))
     assert first["reason"].isna().all(), "within one micro-batch nothing is late: it is all new to the state"
 
 
-def test_invalid_rows_pass_through_and_a_null_key_keeps_no_state(update):
+def test_invalid_rows_pass_through_and_keep_no_state(update):
     state = FakeState()
     frame = _events(("bad", "2026-06-10 10:00", "usage", 1.0, "negative_value"))
-    out = _run(update, state, frame, key=(None,))
+    frame["customer_id"] = None
+    out = _run(update, state, frame)
     assert out["reason"].tolist() == ["negative_value"] and not state.exists
+    frame["customer_id"] = "C1"
     out = _run(update, state, pd.concat([frame, _events(("e1", "2026-06-10 11:00", "usage", 1.0))]))
     assert _row(out, "bad")["reason"] == "negative_value" and math.isnan(_row(out, "bad")["active_days_since_0d"])
-    assert state.get[0] == ["e1"] and state.timeout_ms == 60_000
+    assert state.get[1] == ["e1"] and state.timeout_ms == 60_000
 
 
 def test_state_keeps_only_the_days_a_snapshot_in_use_can_need_and_expires(update):
     state = FakeState(now=dt.datetime(2026, 6, 6, 12, 0))
     _run(update, state, _events(("d1", "2026-06-01 10:00", "usage", 1.0), ("d3", "2026-06-03 10:00", "usage", 1.0),
                                 ("d4", "2026-06-04 10:00", "usage", 1.0)))
-    assert state.get[0] == ["d3", "d4"]  # the newest day minus K onwards
+    assert state.get[1] == ["d3", "d4"]  # the newest day minus K onwards
     _run(update, state, _events(("d6", "2026-06-06 10:00", "usage", 1.0)))
-    assert state.get[0] == ["d4", "d6"]
+    assert state.get[1] == ["d4", "d6"]
     state.timed_out = True
-    assert list(update(("C1",), iter([]), state)) == []
-    assert state.get[0] == ["d4", "d6"] and state.timeout_ms == 60_000  # an on-time event may still need them
+    assert list(update((0,), iter([]), state)) == []
+    assert state.get[1] == ["d4", "d6"] and state.timeout_ms == 60_000  # an on-time event may still need them
     state.now_ms += (K + 2) * DAY_US // 1000
-    assert list(update(("C1",), iter([]), state)) == []
+    assert list(update((0,), iter([]), state)) == []
     assert not state.exists  # past K + 1 days and the lateness after the newest event: removed
+
+
+def test_customers_in_one_bucket_keep_their_own_history_resends_and_lateness(update):
+    state = FakeState()
+    first = _events(("a1", "2026-06-10 13:00", "usage", 1.0))
+    other = _events(("b1", "2026-06-10 08:00", "usage", 4.0))
+    other["customer_id"] = "C2"
+    _run(update, state, pd.concat([first, other], ignore_index=True))
+    again = _events(("b2", "2026-06-10 09:00", "usage", 2.0), ("a1", "2026-06-10 13:00", "usage", 1.0))
+    again.loc[0, "customer_id"] = "C2"
+    out = _run(update, state, again)
+    # 09:00 is hours before C1's newest event, not C2's: on time, and added to C2's history only.
+    assert pd.isna(_row(out, "b2")["reason"]) and _row(out, "b2")["usage_minutes_since_0d"] == 6.0
+    assert _row(out, "a1")["reason"] == event_state.DUPLICATE
+    assert sorted(zip(state.get[0], state.get[1])) == [("C1", "a1"), ("C2", "b1"), ("C2", "b2")]
 
 
 def test_aggregate_columns_name_every_window():
