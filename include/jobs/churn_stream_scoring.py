@@ -663,20 +663,20 @@ def spark_phases(processor: BatchProcessor):
     from pyspark.sql.streaming import StreamingQueryListener
 
     class SparkPhases(StreamingQueryListener):
-        def onQueryStarted(self, event) -> None:  # noqa: N802 (pyspark's names)
+        def onQueryStarted(self, event) -> None:
             pass
 
-        def onQueryProgress(self, event) -> None:  # noqa: N802
+        def onQueryProgress(self, event) -> None:
             progress = event.progress
             with processor.lock:
                 processor.spark_ms[progress.batchId] = dict(progress.durationMs)
                 for old in sorted(processor.spark_ms)[:-RECENT_BATCHES]:
                     del processor.spark_ms[old]
 
-        def onQueryIdle(self, event) -> None:  # noqa: N802
+        def onQueryIdle(self, event) -> None:
             pass
 
-        def onQueryTerminated(self, event) -> None:  # noqa: N802
+        def onQueryTerminated(self, event) -> None:
             pass
 
     return SparkPhases()

@@ -27,7 +27,7 @@ class FakeState:
         self.value = None
         self.timed_out = False
         self.timeout_ms = None
-        self.now_ms = int(now.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+        self.now_ms = int(now.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
     @property
     def exists(self) -> bool:
@@ -38,7 +38,7 @@ class FakeState:
         return self.value
 
     @property
-    def hasTimedOut(self) -> bool:  # noqa: N802 (pyspark's name)
+    def hasTimedOut(self) -> bool:
         return self.timed_out
 
     def update(self, value) -> None:
@@ -47,10 +47,10 @@ class FakeState:
     def remove(self) -> None:
         self.value = None
 
-    def setTimeoutDuration(self, ms: int) -> None:  # noqa: N802
+    def setTimeoutDuration(self, ms: int) -> None:
         self.timeout_ms = ms
 
-    def getCurrentProcessingTimeMs(self) -> int:  # noqa: N802
+    def getCurrentProcessingTimeMs(self) -> int:
         return self.now_ms
 
 
