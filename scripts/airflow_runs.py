@@ -96,6 +96,11 @@ class Airflow:
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
 
+    def event_logs(self, dag_id: str, run_id: str, task_id: str, event: str) -> list[dict]:
+        """The audit log's ``event`` entries of one task instance (as *Audit Log* in the UI)."""
+        params = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "event": event, "limit": 100}
+        return self.request("GET", "/eventLogs", params=params)["event_logs"]
+
     # --- writes -------------------------------------------------------------------------------
 
     def unpause(self, dag_id: str) -> None:
