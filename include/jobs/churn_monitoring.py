@@ -72,18 +72,19 @@ def load_baseline(spark: SparkSession, uri: str) -> dict:
     return baseline
 
 
-def _read_batch(spark: SparkSession, lake: str, day: str) -> tuple[DataFrame | None, int]:
-    """The day's batch predictions with the features they were scored from (cached: the caller
-    unpersists it); the number of predictions that have no features."""
+def _read_batch(spark: SparkSession, lake: str, day: str) -> tuple[DataFrame | None, DataFrame | None, int]:
+    """The day's batch predictions joined with the features they were scored from: (the join, cached:
+    the caller unpersists it; its rows that have features; the number of predictions without).
+    The join is computed once, for the count and for the caller's drift."""
     partition = f"{lake}/predictions/dt={day}"
     if not sparkio.exists(spark, f"{partition}/_SUCCESS"):
-        return None, 0
+        return None, None, 0
     predictions = spark.read.csv(partition, schema="customer_id string, score double")
     feats = spark.read.parquet(f"{lake}/features/dt={day}").select("customer_id", *features.FEATURE_COLUMNS)
-    joined = predictions.join(feats, "customer_id", "left").withColumn("_joined", F.col("tenure_days").isNotNull())
+    joined = (predictions.join(feats, "customer_id", "left")
+              .withColumn("_joined", F.col("tenure_days").isNotNull()).cache())
     counts = joined.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_joined").cast("int")).alias("ok")).first()
-    usable = joined.where("_joined").drop("_joined").cache()  # binned and averaged by the caller: read once
-    return usable, int(counts["n"] - (counts["ok"] or 0))
+    return joined, joined.where("_joined").drop("_joined"), int(counts["n"] - (counts["ok"] or 0))
 
 
 def _read_stream(spark: SparkSession, lake: str, day: str) -> DataFrame | None:
@@ -139,7 +140,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     summary: dict = {"ds": day, "model_version": str(args.model_version), "baseline_uri": args.baseline,
                      "sources": {}, "rejected": {}}
 
-    batch, unjoined = _read_batch(spark, lake, day)
+    joined, batch, unjoined = _read_batch(spark, lake, day)
     captured, rejected = capture.read_capture(spark, args.capture, args.ds)
     frames = {"batch": batch, "capture": captured.select(*features.FEATURE_COLUMNS, "score"),
               "stream": _read_stream(spark, lake, day)}
@@ -147,8 +148,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     for name in SOURCES:
         frame = frames[name]
         summary["sources"][name] = {"rows": 0} if frame is None else source_drift(frame, baseline)
-    if batch is not None:
-        batch.unpersist()
+    if joined is not None:
+        joined.unpersist()
     summary["quality"] = realized_quality(spark, lake, args.ds)
     sparkio.write_json(spark, f"{args.output}/dt={day}/summary.json", summary)
 
