@@ -109,8 +109,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="an event older than its customer's newest event time seen minus this is quarantined "
                              "as late_event; resent events are recognised within it (and within the snapshot days)")
     parser.add_argument("--state-idle-minutes", type=float, default=60.0,
-                        help="a customer with no new events has its state looked at (and removed once no on-time "
-                             "event can need it) after this long")
+                        help="a customer with no new events for this long has its state removed, once no on-time "
+                             "event can need it, the next time its bucket has events")
     parser.add_argument("--state-buckets", type=int, default=64,
                         help="customers are kept in this many buckets, the state operator's keys (about 3 ms of "
                              "Python per bucket with events in a batch; a bucket's state is read and written whole); "
@@ -228,7 +228,7 @@ def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
     return typed.select(*event_state.INPUT_COLUMNS).groupBy(event_state.BUCKET).applyInPandasWithState(
         event_state.state_function(args.max_snapshot_age_days, int(args.allowed_lateness_seconds * 1000),
                                    int(args.state_idle_minutes * 60_000)),
-        event_state.OUTPUT_SCHEMA, event_state.STATE_SCHEMA, "append", "ProcessingTimeTimeout",
+        event_state.OUTPUT_SCHEMA, event_state.STATE_SCHEMA, "append", "NoTimeout",
     )
 
 
@@ -236,7 +236,8 @@ def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
 
 class Snapshots:
     """The ``features/`` snapshots on the driver: a day is loaded (one Spark read) the first time a
-    batch needs it and kept while it is among the newest ``SNAPSHOT_DAYS_KEPT`` used. The published
+    batch needs it and kept while it is among the newest ``SNAPSHOT_DAYS_KEPT`` loaded, or needed by
+    the batch (one that spans more days, catching up, keeps them all while it is looked up). The published
     days are listed again at most every ``refresh_seconds``, or when a batch has events of a day
     newer than the newest snapshot seen (its snapshot may just have been published)."""
 
@@ -256,7 +257,7 @@ class Snapshots:
             self.published = set(sparkio.complete_partitions(self.spark, self.root))
             self.listed_at = now
 
-    def _load(self, days: list[str]) -> None:
+    def _load(self, days: list[str], needed: set[str]) -> None:
         import numpy as np
         import pandas as pd
 
@@ -266,7 +267,8 @@ class Snapshots:
             self.loaded[day] = (frame["customer_id"].astype(str).to_numpy(),
                                 frame[list(features.FEATURE_COLUMNS)].to_numpy(dtype=float))
             log.info("feature snapshot %s loaded: %d customers", day, len(frame))
-        for day in sorted(self.loaded)[:-SNAPSHOT_DAYS_KEPT]:
+        evictable = [day for day in sorted(self.loaded) if day not in needed]
+        for day in evictable[:max(0, len(self.loaded) - SNAPSHOT_DAYS_KEPT)]:
             del self.loaded[day]
         keys = [np.char.add(ids.astype(str), f"|{day}") for day, (ids, _) in self.loaded.items()]
         self.index = pd.Index(np.concatenate(keys) if keys else np.array([], dtype=str))
@@ -286,7 +288,7 @@ class Snapshots:
         candidates = {str(day - np.timedelta64(k, "D")) for day in np.unique(event_days) for k in range(self.max_age + 1)}
         wanted = sorted(candidates & self.published)
         if any(day not in self.loaded for day in wanted):
-            self._load([day for day in wanted if day not in self.loaded])
+            self._load([day for day in wanted if day not in self.loaded], set(wanted))
         ids = customers.astype(str)
         for k in range(self.max_age + 1):
             open_ = ages < 0
@@ -521,11 +523,14 @@ class BatchProcessor:
                 "scored_at": np.full(len(scorable), np.datetime64(int(scored_at * 1e6), "us")),
                 "source_position": scorable["source_position"].to_numpy(dtype=object),
             })
+            table = _arrow(predictions, pa)  # converted once; a partition's file is a slice of it
             hours = scorable["event_ts"].dt.strftime("%H").to_numpy()
-            for (day, hour), part in predictions.groupby([scorable["dt"].to_numpy(), hours], sort=True):
+            for (day, hour), rows in sorted(predictions.groupby([scorable["dt"].to_numpy(), hours]).indices.items()):
                 folder = f"{args.output}/dt={day}/hour={hour}/batch_id={batch_id}"
                 partitions.add(folder)
-                self._write(f"{folder}/part-00000.parquet", _parquet(part, pa, pq), written)
+                buffer = io.BytesIO()
+                pq.write_table(table.take(rows), buffer)
+                self._write(f"{folder}/part-00000.parquet", buffer.getvalue(), written)
 
         bad = frame[~valid & ~duplicate]
         unscored = events[~ready]
@@ -606,14 +611,11 @@ def records(output, max_age_days: int):
     return fields
 
 
-def _parquet(frame, pa, pq) -> bytes:
-    """One Parquet file of predictions; timestamps as UTC instants (Spark reads them as TIMESTAMP)."""
+def _arrow(frame, pa):
+    """The predictions as an Arrow table; timestamps as UTC instants (Spark reads them as TIMESTAMP)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     utc = pa.timestamp("us", tz="UTC")
-    fields = [pa.field(f.name, utc) if pa.types.is_timestamp(f.type) else f for f in table.schema]
-    buffer = io.BytesIO()
-    pq.write_table(table.cast(pa.schema(fields)), buffer)
-    return buffer.getvalue()
+    return table.cast(pa.schema([pa.field(f.name, utc) if pa.types.is_timestamp(f.type) else f for f in table.schema]))
 
 
 class ProgressWriter:
@@ -684,8 +686,7 @@ def spark_phases(processor: BatchProcessor):
 
 def run(spark: SparkSession, args: argparse.Namespace) -> int:
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    # No micro-batch without new records: the state's idle timeouts are looked at in the next batch
-    # that has some, instead of a batch every trigger that only costs time.
+    # No micro-batch without new records: one would only cost time (the state has no timeouts).
     spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     # Applies to a new checkpoint only: a query that has run keeps the partitioning of its state.
     spark.conf.set("spark.sql.shuffle.partitions",

@@ -25,8 +25,6 @@ class FakeState:
 
     def __init__(self, now: dt.datetime = dt.datetime(2026, 11, 23)) -> None:
         self.value = None
-        self.timed_out = False
-        self.timeout_ms = None
         self.now_ms = int(now.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
     @property
@@ -37,18 +35,11 @@ class FakeState:
     def get(self):
         return self.value
 
-    @property
-    def hasTimedOut(self) -> bool:
-        return self.timed_out
-
     def update(self, value) -> None:
         self.value = value
 
     def remove(self) -> None:
         self.value = None
-
-    def setTimeoutDuration(self, ms: int) -> None:
-        self.timeout_ms = ms
 
     def getCurrentProcessingTimeMs(self) -> int:
         return self.now_ms
@@ -164,7 +155,7 @@ def test_invalid_rows_pass_through_and_keep_no_state(update):
     frame["customer_id"] = "C1"
     out = _run(update, state, pd.concat([frame, _events(("e1", "2026-06-10 11:00", "usage", 1.0))]))
     assert _row(out, "bad")["reason"] == "negative_value" and math.isnan(_row(out, "bad")["active_days_since_0d"])
-    assert state.get[1] == ["e1"] and state.timeout_ms == 60_000
+    assert state.get[1] == ["e1"]
 
 
 def test_state_keeps_only_the_days_a_snapshot_in_use_can_need_and_expires(update):
@@ -174,12 +165,31 @@ def test_state_keeps_only_the_days_a_snapshot_in_use_can_need_and_expires(update
     assert state.get[1] == ["d3", "d4"]  # the newest day minus K onwards
     _run(update, state, _events(("d6", "2026-06-06 10:00", "usage", 1.0)))
     assert state.get[1] == ["d4", "d6"]
-    state.timed_out = True
-    assert list(update((0,), iter([]), state)) == []
-    assert state.get[1] == ["d4", "d6"] and state.timeout_ms == 60_000  # an on-time event may still need them
-    state.now_ms += (K + 2) * DAY_US // 1000
-    assert list(update((0,), iter([]), state)) == []
-    assert not state.exists  # past K + 1 days and the lateness after the newest event: removed
+    other = _events(("o1", "2026-06-06 11:00", "usage", 1.0))
+    other["customer_id"] = "C2"
+    state.now_ms += 120_000  # C1 idle for longer than the idle time, but an on-time event may still need it
+    _run(update, state, other)
+    assert sorted(zip(state.get[0], state.get[1])) == [("C1", "d4"), ("C1", "d6"), ("C2", "o1")]
+    state.now_ms += (K + 2) * DAY_US // 1000  # past K + 1 days and the lateness after C1's newest event
+    again = _events(("o2", "2026-06-06 11:30", "usage", 1.0))
+    again["customer_id"] = "C2"
+    _run(update, state, again)
+    assert state.get[0] == ["C2", "C2"]  # C1 removed; C2 has just had events: kept, resends still found
+    assert _row(_run(update, state, again), "o2")["reason"] == event_state.DUPLICATE
+
+
+def test_a_replayed_customer_is_kept_while_its_events_keep_arriving(update):
+    # Replaying old days: the wall clock is months past the events, so only the idle time decides.
+    state = FakeState(now=dt.datetime(2026, 11, 23))
+    _run(update, state, _events(("r1", "2026-06-01 10:00", "usage", 1.0)))
+    state.now_ms += 30_000  # within the idle time
+    other = _events(("o1", "2026-06-01 10:05", "usage", 1.0))
+    other["customer_id"] = "C2"
+    _run(update, state, other)
+    assert sorted(state.get[1]) == ["o1", "r1"]
+    state.now_ms += 60_001  # C1 idle for longer than the idle time: removed at the bucket's next events
+    _run(update, state, _events(("o2", "2026-06-01 10:06", "usage", 1.0)).assign(customer_id="C2"))
+    assert sorted(state.get[1]) == ["o1", "o2"]
 
 
 def test_customers_in_one_bucket_keep_their_own_history_resends_and_lateness(update):
