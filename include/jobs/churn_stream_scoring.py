@@ -479,11 +479,48 @@ class BatchProcessor:
                              status.getPath().toString())
                     fs.delete(status.getPath(), False)
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def _write_predictions(self, batch_id: int, scorable, event_days, ages, matrix, scores, scored_at: float,
+                           partitions: set[str], written: set[str]) -> None:
+        """The scored events with their features, one Parquet file per (day, hour) of event time."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        predictions = pd.DataFrame({
+            "event_id": scorable["event_id"].to_numpy(dtype=object),
+            "customer_id": scorable["customer_id"].to_numpy(dtype=object),
+            "event_ts": scorable["event_ts"].to_numpy(dtype="datetime64[us]"),
+            "event_type": scorable["event_type"].to_numpy(dtype=object),
+            "snapshot_date": event_days - ages.astype("timedelta64[D]"),
+            "score": scores,
+            **{c: matrix[:, i] for i, c in enumerate(features.FEATURE_COLUMNS)},
+            "produced_at": scorable["produced_at"].to_numpy(dtype="datetime64[us]"),
+            "arrival_ts": scorable["arrival_ts"].to_numpy(dtype="datetime64[us]"),
+            "scored_at": np.full(len(scorable), np.datetime64(int(scored_at * 1e6), "us")),
+            "source_position": scorable["source_position"].to_numpy(dtype=object),
+        })
+        table = _arrow(predictions, pa)  # converted once; a partition's file is a slice of it
+        hours = scorable["event_ts"].dt.strftime("%H").to_numpy()
+        for (day, hour), rows in sorted(predictions.groupby([scorable["dt"].to_numpy(), hours]).indices.items()):
+            folder = f"{self.args.output}/dt={day}/hour={hour}/batch_id={batch_id}"
+            partitions.add(folder)
+            buffer = io.BytesIO()
+            pq.write_table(table.take(rows), buffer)
+            self._write(f"{folder}/part-00000.parquet", buffer.getvalue(), written)
+
+    def _write_errors(self, batch_id: int, errors, partitions: set[str], written: set[str]) -> None:
+        """Records set aside (columns dt, reason, raw_record, source_file), JSON lines per day."""
+        for day, part in errors.groupby("dt", sort=True):
+            folder = f"{self.args.errors}/dt={day}/batch_id={batch_id}"
+            partitions.add(folder)
+            lines = "".join(json.dumps(dict(zip(("reason", "raw_record", "source_file"), row))) + "\n"
+                            for row in zip(part["reason"], part["raw_record"], part["source_file"]))
+            self._write(f"{folder}/part-00000.json", lines.encode("utf-8"), written)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        import numpy as np
+        import pandas as pd
 
         started = time.time()
         args = self.args
@@ -510,31 +547,11 @@ class BatchProcessor:
         written: set[str] = set()
         partitions: set[str] = set()
         if len(scorable):
-            predictions = pd.DataFrame({
-                "event_id": scorable["event_id"].to_numpy(dtype=object),
-                "customer_id": scorable["customer_id"].to_numpy(dtype=object),
-                "event_ts": scorable["event_ts"].to_numpy(dtype="datetime64[us]"),
-                "event_type": scorable["event_type"].to_numpy(dtype=object),
-                "snapshot_date": (event_days[ready] - ages[ready].astype("timedelta64[D]")),
-                "score": scores,
-                **{c: matrix[:, i] for i, c in enumerate(features.FEATURE_COLUMNS)},
-                "produced_at": scorable["produced_at"].to_numpy(dtype="datetime64[us]"),
-                "arrival_ts": scorable["arrival_ts"].to_numpy(dtype="datetime64[us]"),
-                "scored_at": np.full(len(scorable), np.datetime64(int(scored_at * 1e6), "us")),
-                "source_position": scorable["source_position"].to_numpy(dtype=object),
-            })
-            table = _arrow(predictions, pa)  # converted once; a partition's file is a slice of it
-            hours = scorable["event_ts"].dt.strftime("%H").to_numpy()
-            for (day, hour), rows in sorted(predictions.groupby([scorable["dt"].to_numpy(), hours]).indices.items()):
-                folder = f"{args.output}/dt={day}/hour={hour}/batch_id={batch_id}"
-                partitions.add(folder)
-                buffer = io.BytesIO()
-                pq.write_table(table.take(rows), buffer)
-                self._write(f"{folder}/part-00000.parquet", buffer.getvalue(), written)
-
+            self._write_predictions(batch_id, scorable, event_days[ready], ages[ready], matrix, scores, scored_at,
+                                    partitions, written)
         bad = frame[~valid & ~duplicate]
         unscored = events[~ready]
-        errors = pd.DataFrame({
+        self._write_errors(batch_id, pd.DataFrame({
             "dt": np.concatenate([bad["dt"].to_numpy(dtype=object), unscored["dt"].to_numpy(dtype=object)]),
             "reason": np.concatenate([reasons[~valid & ~duplicate].to_numpy(dtype=object),
                                       np.full(len(unscored), "no_feature_snapshot", dtype=object)]),
@@ -542,13 +559,7 @@ class BatchProcessor:
                                           unscored["raw_record"].to_numpy(dtype=object)]),
             "source_file": np.concatenate([("kinesis://" + bad["source_position"].astype(str)).to_numpy(dtype=object),
                                            ("kinesis://" + unscored["source_position"].astype(str)).to_numpy(dtype=object)]),
-        })
-        for day, part in errors.groupby("dt", sort=True):
-            folder = f"{args.errors}/dt={day}/batch_id={batch_id}"
-            partitions.add(folder)
-            lines = "".join(json.dumps({k: part[k].iloc[i] for k in ("reason", "raw_record", "source_file")}) + "\n"
-                            for i in range(len(part)))
-            self._write(f"{folder}/part-00000.json", lines.encode("utf-8"), written)
+        }), partitions, written)
         if self.first_batch:
             self._clean_failed_attempt(batch_id, partitions, written)
             self.first_batch = False
