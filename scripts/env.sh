@@ -23,8 +23,11 @@ export AIRFLOW__API__PORT="$CHURN_AIRFLOW_PORT"
 export AIRFLOW__API__WORKERS=1
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:$CHURN_AIRFLOW_PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$CHURN_AIRFLOW_PORT/execution/"
-# A loopback-only developer stack: the UI opens without a login, every user an admin.
+# A loopback-only developer stack: the UI opens without a login, every user an admin. So the
+# api-server answers only requests addressed to these names (not a web page's name rebound to
+# 127.0.0.1) and no other origin's pages: plugins/churn_ml/api_server_guard.py.
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
+export CHURN_AIRFLOW_API_HOSTS="127.0.0.1:$CHURN_AIRFLOW_PORT,localhost:$CHURN_AIRFLOW_PORT"
 # The sample's dates are history: a schedule would only add runs for today, whose sensors wait for
 # data that never comes. Runs are triggered and backfilled (make run, the UI, `airflow backfill
 # create`); CHURN_LOCAL_SCHEDULES=on turns the schedules on (e.g. for a sample that ends yesterday).
