@@ -58,8 +58,12 @@ OUTPUT_SETTINGS = {
     "EmrApplicationId": "CHURN_EMR_APPLICATION_ID",
     "EmrExecutionRoleArn": "CHURN_EMR_EXECUTION_ROLE_ARN",
     "AlertsTopicArn": "CHURN_ALERTS_TOPIC_ARN",
+    # The endpoint's data capture is encrypted with the template's data key, the only key the SageMaker role
+    # may use: an empty or missing setting means that key, never "no key" (see stack_settings).
+    "DataKeyArn": "CHURN_CAPTURE_KMS_KEY_ID",
 }
-REQUIRED = ("CHURN_LAKE_BUCKET", "CHURN_ARTIFACTS_BUCKET", "CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI")
+REQUIRED = ("CHURN_LAKE_BUCKET", "CHURN_ARTIFACTS_BUCKET", "CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI",
+            "CHURN_CAPTURE_KMS_KEY_ID")
 BACKEND_REQUIRED = {
     "emr_serverless": ("CHURN_EMR_APPLICATION_ID", "CHURN_EMR_EXECUTION_ROLE_ARN"),
     "glue": (),  # the template's Glue jobs carry their role; the DAGs only start runs
@@ -84,6 +88,28 @@ def parse_settings(pairs: list[str]) -> dict[str, str]:
         if not match:
             raise DeployError(f"--setting {pair!r}: expected CHURN_NAME=value (see plugins/churn_ml/settings.py)")
         settings[match.group(1)] = match.group(2)
+    return settings
+
+
+def stack_settings(outputs: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """The settings of the stack's ``outputs`` (``OUTPUT_SETTINGS``) with the ``--setting``s ``given`` over them.
+
+    An empty ``given`` value of a setting the stack provides keeps the stack's (``--setting
+    CHURN_CAPTURE_KMS_KEY_ID=`` means the data key, not "no key"). A capture key other than the stack's
+    data key is refused: the SageMaker role may use that key only, and SageMaker would fail to write the
+    capture without failing the endpoint, so monitoring would silently lose the capture source.
+    """
+    settings = {OUTPUT_SETTINGS[k]: v for k, v in outputs.items() if k in OUTPUT_SETTINGS}
+    settings.update({name: value for name, value in given.items() if value or name not in settings})
+    data_key = outputs.get("DataKeyArn")
+    capture_key = settings.get("CHURN_CAPTURE_KMS_KEY_ID", "")
+    if data_key and capture_key not in (data_key, data_key.rsplit("/", 1)[-1]):
+        raise DeployError(
+            f"CHURN_CAPTURE_KMS_KEY_ID={capture_key} is not the stack's data key {data_key}: the SageMaker role "
+            "(infra/cloudformation/churn.yaml, SageMakerRole) may encrypt with that key only, so the endpoint's data "
+            "capture would not be written. Leave the setting empty (the data key), or grant the role "
+            "kms:GenerateDataKey on your key in the template first"
+        )
     return settings
 
 
@@ -370,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     session = boto3.session.Session(region_name=args.region)
     try:
         outputs = stack_outputs(session.client("cloudformation"), args.stack) if args.stack else {}
-        settings = {OUTPUT_SETTINGS[k]: v for k, v in outputs.items() if k in OUTPUT_SETTINGS}
-        settings.update(parse_settings(args.setting))
+        settings = stack_settings(outputs, parse_settings(args.setting))
         check_settings(settings)
         environment = args.environment or outputs.get("EnvironmentName")
         mwaa_bucket = args.mwaa_bucket or outputs.get("MwaaBucket")

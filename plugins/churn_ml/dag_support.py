@@ -108,8 +108,9 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "train_model": {MWAA: {TRAINING_SETS: "r", MODELS: "r"},
                         SAGEMAKER: {TRAINING_SETS: "r", MODELS: "rw", CHECKPOINTS: "rwd"}},
         "quality_gate": {},
-        # output.tar.gz read, evaluation.json written beside it; the card; the production pointer read.
-        "register_model": {MWAA: {MODELS: "rw", REGISTRY: "w", PUBLISHED: "r"}},
+        # output.tar.gz read, evaluation.json written beside it; the card written, and on a rerun looked for
+        # (a HEAD, which S3 answers 403 rather than 404 without s3:GetObject); the production pointer read.
+        "register_model": {MWAA: {MODELS: "rw", REGISTRY: "rw", PUBLISHED: "r"}},
         "approved": {},
         "publish_model": {MWAA: {PUBLISHED: "rw"}},
         "deploy_model": {MWAA: {MODELS: "r"}, SAGEMAKER: {MODELS: "r", CAPTURE: "w"}},  # the endpoint captures

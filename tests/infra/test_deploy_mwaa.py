@@ -34,6 +34,7 @@ SETTINGS = {
     "CHURN_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/churn-sagemaker",
     "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
     "CHURN_EMR_APPLICATION_ID": "00abc", "CHURN_EMR_EXECUTION_ROLE_ARN": "arn:aws:iam::111122223333:role/churn-emr",
+    "CHURN_CAPTURE_KMS_KEY_ID": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 
 
@@ -173,6 +174,42 @@ def test_missing_or_malformed_settings_are_refused_with_the_names():
     with pytest.raises(deploy.DeployError, match="expected CHURN_NAME=value"):
         deploy.parse_settings(["lake=x"])
     assert deploy.parse_settings(["CHURN_LAKE_BUCKET=a=b"]) == {"CHURN_LAKE_BUCKET": "a=b"}
+
+
+DATA_KEY = SETTINGS["CHURN_CAPTURE_KMS_KEY_ID"]
+OUTPUTS = {"LakeBucket": "churn-lake-1", "DataKeyArn": DATA_KEY, "EnvironmentName": "churn"}
+
+
+@pytest.mark.parametrize("given", [{}, {"CHURN_CAPTURE_KMS_KEY_ID": ""}, {"CHURN_CAPTURE_KMS_KEY_ID": DATA_KEY},
+                                   {"CHURN_CAPTURE_KMS_KEY_ID": DATA_KEY.rsplit("/", 1)[1]}],
+                         ids=["unset", "empty", "the-key-arn", "the-key-id"])
+def test_the_capture_is_encrypted_with_the_stacks_data_key_unless_told_the_same_key(given):
+    """Unset or empty means the template's data key (stack output DataKeyArn), not "no key"."""
+    settings = deploy.stack_settings(OUTPUTS, given)
+    assert settings["CHURN_CAPTURE_KMS_KEY_ID"] == (given.get("CHURN_CAPTURE_KMS_KEY_ID") or DATA_KEY)
+    assert settings["CHURN_LAKE_BUCKET"] == "churn-lake-1"
+    assert "export CHURN_CAPTURE_KMS_KEY_ID=" + (given.get("CHURN_CAPTURE_KMS_KEY_ID") or DATA_KEY) in \
+        deploy.startup_script(settings)
+
+
+def test_a_capture_key_the_sagemaker_role_may_not_use_is_refused_and_a_missing_one_named():
+    with pytest.raises(deploy.DeployError, match="not the stack's data key .*SageMaker role"):
+        deploy.stack_settings(OUTPUTS, {"CHURN_CAPTURE_KMS_KEY_ID": "alias/someone-elses"})
+    # Without a stack the key must be given: an empty one would mean no key at all.
+    with pytest.raises(deploy.DeployError, match="CHURN_CAPTURE_KMS_KEY_ID"):
+        deploy.check_settings(deploy.stack_settings({}, {**SETTINGS, "CHURN_CAPTURE_KMS_KEY_ID": ""}))
+    # Another setting given empty (no stack value to keep) stays empty, and is reported missing.
+    with pytest.raises(deploy.DeployError, match="CHURN_XGBOOST_IMAGE_URI"):
+        deploy.check_settings(deploy.stack_settings(OUTPUTS, {**SETTINGS, "CHURN_XGBOOST_IMAGE_URI": ""}))
+
+
+def test_the_template_outputs_the_data_key_for_the_capture_setting():
+    from cfn_template import load
+
+    outputs = load()["Outputs"]
+    assert deploy.OUTPUT_SETTINGS["DataKeyArn"] == outputs["DataKeyArn"]["Description"] == "CHURN_CAPTURE_KMS_KEY_ID"
+    assert outputs["DataKeyArn"]["Value"] == {"!GetAtt": "DataKey.Arn"}
+    assert all(outputs[name]["Description"] == setting for name, setting in deploy.OUTPUT_SETTINGS.items())
 
 
 def test_a_symlink_to_a_file_outside_the_repository_is_refused_naming_it(small_repo, outside, tmp_path):
