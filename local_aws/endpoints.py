@@ -253,7 +253,10 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
 
 def _check_data_capture(name: str, capture: dict) -> None:
     """What the local router needs of a DataCaptureConfig, beyond botocore's shape (which the client
-    checked): a percentage 0-100, capture modes, and an ``s3://`` destination in the lake folder."""
+    checked): a percentage 0-100, capture modes, and an ``s3://`` destination under the lake bucket's
+    ``monitoring/capture/`` (``dag_support.CAPTURE``), the one prefix the template lets the SageMaker role
+    write capture to: the router writes there as the control plane's user, and must not be pointed at
+    any other part of the lake (a model, the production pointer, another job's output)."""
     percentage = capture.get("InitialSamplingPercentage")
     if not isinstance(percentage, int) or isinstance(percentage, bool) or not 0 <= percentage <= 100:
         raise ValueError(f"endpoint config {name}: DataCaptureConfig.InitialSamplingPercentage must be an integer "
@@ -275,6 +278,10 @@ def describe_endpoint_config(name: str) -> dict:
         raise LocalJobError(f"Could not find endpoint configuration {name}.")
     request = state["request"]
     return {
+    capture_root = f"s3://{cfg.settings.lake_bucket}/monitoring/capture/"  # dag_support.CAPTURE (no Airflow import here)
+    if not f"{destination.rstrip('/')}/".startswith(capture_root):
+        raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri must be under {capture_root} "
+                         f"(the lake's capture prefix, which the monitoring job reads), got {destination!r}")
         "EndpointConfigName": name,
         "EndpointConfigArn": arn("sagemaker", "endpoint-config", name.lower()),
         "ProductionVariants": request["ProductionVariants"],

@@ -42,7 +42,9 @@ phase airflow_stack bash scripts/stack.sh start
 phase generate_sample python -m churn.datagen --out "$LAKE_ROOT/churn-lake/raw" \
   --customers "$CUSTOMERS" --days "$DAYS" --start "$START" --seed "$SEED"
 phase churn_features dag_run churn_features "{\"history_days\": $HISTORY_DAYS}"
-phase churn_training dag_run churn_training
+# Capture every invocation (the default is 15 %): the sample's endpoint sees only the deployment's canary
+# requests, and the monitoring run and tests/e2e look for their capture.
+phase churn_training dag_run churn_training '{"capture_sampling_percentage": 100}'
 phase churn_batch_scoring dag_run churn_batch_scoring
 phase churn_monitoring dag_run churn_monitoring
 python scripts/summarize_run.py --ds "$DS" --timings "$TIMINGS"

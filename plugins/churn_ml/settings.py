@@ -22,7 +22,7 @@ read when a task, a trigger or the control plane runs.
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
 | CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
 | CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
-| CHURN_CAPTURE_KMS_KEY_ID | - | KMS key (id, ARN or alias) SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId); unset, the request names none and S3 applies the lake bucket's default encryption |
+| CHURN_CAPTURE_KMS_KEY_ID | - | KMS key SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId): on AWS the template's data key (stack output `DataKeyArn`), which infra/deploy_mwaa.py sets when this is empty or unset; the aws target refuses to deploy an endpoint with capture and no key. The local target names none when unset |
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job (0: back to back) |
@@ -166,7 +166,8 @@ class _Settings:
 
     @property
     def capture_kms_key_id(self) -> str:
-        """Empty when unset: the endpoint request then names no key (``training_requests.resolve_data_capture``)."""
+        """Empty when unset: the local target's endpoint request then names no key; the aws target's refuses
+        (``training_requests.resolve_data_capture``)."""
         return _get("CHURN_CAPTURE_KMS_KEY_ID", "") or ""
 
     @property

@@ -16,6 +16,8 @@ names and cast integers in the dict they are given.
 
 from __future__ import annotations
 
+from churn_ml import settings as cfg
+
 # Fixed for every trial and the final model; the training DAG's param "static_hyperparameters"
 # (its default) can override them per run.
 STATIC_HYPERPARAMETERS = {"num_round": 600, "early_stopping_rounds": 40, "seed": 42, "checkpoint_every": 50}
@@ -206,8 +208,10 @@ def resolve_data_capture(endpoint_config: dict) -> dict:
 
     Templates render to text, SageMaker wants an integer percentage: cast, and checked to be 0-100.
     0 % means no capture, said as SageMaker's SDK says it (``EnableCapture: False``; the endpoint
-    writes nothing); an empty KmsKeyId (no key configured) is left out, so S3 applies the bucket's
-    default encryption. A config without DataCaptureConfig is returned as it is.
+    writes nothing). The KmsKeyId is ``CHURN_CAPTURE_KMS_KEY_ID``, which the deploy sets to the template's
+    data key (the one key the SageMaker role may use); left empty on the aws target with capture on, the
+    task fails rather than capture with a key the monitoring roles cannot read. On the local target an
+    empty KmsKeyId is left out. A config without DataCaptureConfig is returned as it is.
     """
     capture = endpoint_config.get("DataCaptureConfig")
     if capture is None:
@@ -225,6 +229,13 @@ def resolve_data_capture(endpoint_config: dict) -> dict:
     capture["InitialSamplingPercentage"] = percentage
     capture["EnableCapture"] = bool(capture.get("EnableCapture", True)) and percentage > 0
     if not capture.get("KmsKeyId"):
+        if capture["EnableCapture"] and not cfg.is_local():
+            raise cfg.SettingsError(
+                "CHURN_CAPTURE_KMS_KEY_ID is empty: the endpoint's data capture must be encrypted with the template's "
+                "data key (stack output DataKeyArn), the only key the SageMaker role may use. Deploy with "
+                "infra/deploy_mwaa.py --stack <stack> (it sets it), or set the churn_training param "
+                "capture_sampling_percentage to 0 to deploy without capture"
+            )
         capture.pop("KmsKeyId", None)
     return endpoint_config
 

@@ -279,7 +279,7 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
 
 
 CAPTURED = {
-    "EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://churn-lake/monitoring/capture/",
+    "EnableCapture": True, "InitialSamplingPercentage": 15, "DestinationS3Uri": "s3://churn-lake/monitoring/capture/",
     "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
     "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
 }
@@ -287,12 +287,13 @@ CAPTURED = {
 
 @pytest.mark.parametrize(("params", "kms_key", "expected"), [
     ({}, "alias/churn-data", {**CAPTURED, "KmsKeyId": "alias/churn-data"}),
-    ({"capture_sampling_percentage": 25}, "", {**CAPTURED, "InitialSamplingPercentage": 25}),
+    ({"capture_sampling_percentage": 100}, "alias/churn-data", {**CAPTURED, "InitialSamplingPercentage": 100,
+                                                                 "KmsKeyId": "alias/churn-data"}),
     ({"capture_sampling_percentage": 0}, "", {**CAPTURED, "EnableCapture": False, "InitialSamplingPercentage": 0}),
-], ids=["default-with-kms", "25-percent", "off"])
+], ids=["default-with-kms", "100-percent", "off-without-a-key"])
 def test_the_endpoint_captures_to_the_lake_as_the_run_says(aws, monkeypatch, params, kms_key, expected):
     """DataCaptureConfig as SageMaker takes it (botocore validated the request on its way to moto): the
-    run's percentage (0: capture off), the lake's capture prefix, the KMS key only when one is set."""
+    run's percentage (0: capture off), the lake's capture prefix, the KMS key (none needed with capture off)."""
     monkeypatch.setenv("CHURN_CAPTURE_KMS_KEY_ID", kms_key)
     version = register("churn-xgb-b", "Approved")["ModelPackageVersion"]
     run(task_of("churn_training.py", "churn_training", "deploy_model"),
@@ -300,6 +301,16 @@ def test_the_endpoint_captures_to_the_lake_as_the_run_says(aws, monkeypatch, par
     client = boto3.client("sagemaker")
     endpoint = client.describe_endpoint(EndpointName="churn-xgboost")
     assert client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"] == expected
+
+
+def test_an_endpoint_with_capture_and_no_kms_key_is_refused_on_aws(aws, monkeypatch):
+    """An empty key would have SageMaker pick one the monitoring roles cannot read: the task fails instead."""
+    monkeypatch.setenv("CHURN_CAPTURE_KMS_KEY_ID", "")
+    version = register("churn-xgb-b", "Approved")["ModelPackageVersion"]
+    with pytest.raises(Exception, match="CHURN_CAPTURE_KMS_KEY_ID is empty.*DataKeyArn"):
+        run(task_of("churn_training.py", "churn_training", "deploy_model"),
+            {"publish_model": {"model_package_version": version, "model_data_url": MODEL, "evaluation_uri": ""}})
+    assert boto3.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
 
 
 @pytest.fixture

@@ -238,3 +238,20 @@ def test_a_sampling_percentage_sagemaker_would_refuse_fails_before_any_request(v
                                     "InitialSamplingPercentage": value}}
     with pytest.raises(ValueError, match="whole number from 0 to 100.*capture_sampling_percentage"):
         requests.resolve_data_capture(config)
+
+
+@pytest.mark.parametrize("destination", [
+    "s3://churn-lake/published/churn/", "s3://churn-lake/monitoring/", "s3://churn-lake/monitoring/capture-other/",
+    "s3://other-bucket/monitoring/capture/", "s3://churn-lake/monitoring/capture/../../published/",
+])
+def test_the_local_capture_destination_is_the_lakes_capture_prefix_and_nothing_else(lake_root, destination):
+    """The router writes capture as the control plane's user: only under monitoring/capture/ of the lake
+    (the prefix the template lets the SageMaker role write), which CreateEndpointConfig answers with
+    ValidationException otherwise (local_aws.sagemaker_api maps the ValueError)."""
+    from churn_ml.dag_support import CAPTURE
+
+    config = {**CONFIG, "CaptureOptions": [dict(o) for o in requests.CAPTURE_OPTIONS]}
+    with pytest.raises(ValueError, match="DestinationS3Uri"):
+        endpoints._check_data_capture("cfg", {**config, "DestinationS3Uri": destination})
+    for allowed in (f"s3://churn-lake/{CAPTURE}", f"s3://churn-lake/{CAPTURE}churn-xgboost", "s3://churn-lake/monitoring/capture"):
+        endpoints._check_data_capture("cfg", {**config, "DestinationS3Uri": allowed})
