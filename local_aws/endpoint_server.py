@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import logging.handlers
@@ -133,12 +132,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def load_container(model_dir: str, code_dir: str, program: str):
-    """Import the handlers from the source bundle and load the model, as the framework container does."""
-    sys.path.insert(0, code_dir)
-    handlers = importlib.import_module(Path(program).stem)
-    for name in ("model_fn", "input_fn", "predict_fn", "output_fn"):
-        if not hasattr(handlers, name):
-            raise RuntimeError(f"{program} has no {name}(); the inference script must define all four handlers")
+    """Import the handlers from the source bundle and load the model, as the framework container does:
+    the file ``program`` names inside ``code_dir``, by location (``sandbox.load_handlers``)."""
+    from local_aws.sandbox import load_handlers
+
+    handlers = load_handlers(code_dir, program)
     return handlers, handlers.model_fn(model_dir)
 
 

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 from churn_ml import lake, naming
+from local_aws import sandbox
 from local_aws.common import LocalJobError, arn, create_once, created
 
 
@@ -26,6 +27,10 @@ def validate_model(model: dict) -> None:
     for key in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
         if key not in env:
             raise ValueError(f"model PrimaryContainer.Environment needs {key} for the framework container")
+    # What becomes a path here: the handlers' file inside the bundle, the archives in the lake.
+    sandbox.check_program(env["SAGEMAKER_PROGRAM"], "PrimaryContainer.Environment.SAGEMAKER_PROGRAM")
+    sandbox.check_lake_uri(env["SAGEMAKER_SUBMIT_DIRECTORY"], "PrimaryContainer.Environment.SAGEMAKER_SUBMIT_DIRECTORY")
+    sandbox.check_lake_uri(container["ModelDataUrl"], "PrimaryContainer.ModelDataUrl")
 
 
 def create_model(model: dict, log: logging.Logger) -> dict:

@@ -2,12 +2,19 @@
 
 Takes the EMR Serverless StartJobRun request or the Glue job definition + StartJobRun arguments,
 maps every ``s3://`` URI to the local lake, and returns a GetJobRun-shaped response.
+
+What a request may name is held to what the project's jobs send (``check_job_request``, applied by
+the control plane at StartJobRun, before anything runs): the script and ``--py-files`` are objects of
+the artifacts or lake bucket, an argument that is a URI is an ``s3://`` one of the lake (no
+``file://``, no absolute or ``..`` paths: ``spark-submit`` would read or write them on this machine),
+and ``--conf`` sets only the Spark settings of ``ALLOWED_CONF``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -31,6 +38,98 @@ LOOPBACK_CONF = {
     "spark.driver.bindAddress": LOOPBACK,
     "spark.driver.host": LOOPBACK,
 }
+
+# The Spark settings a request may set with --conf: the ones the project's jobs set on their sessions
+# (include/churn/sparkio.py, include/jobs/churn_stream_scoring.py), which a run may want to tune.
+# Anything else (the driver's address, class paths, Python executables, event log folders, ...) could
+# move the job off loopback or make it run or write something of this machine: refused.
+ALLOWED_CONF = frozenset({
+    "spark.sql.shuffle.partitions",
+    "spark.sql.session.timeZone",
+    "spark.sql.sources.partitionColumnTypeInference.enabled",
+    "spark.sql.execution.arrow.pyspark.enabled",
+    "spark.sql.streaming.noDataMicroBatches.enabled",
+})
+# A URI scheme (``file:///``, ``hdfs://``, ``http://``), or a scheme Hadoop reads local files by without a slash.
+_SCHEME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:/|file:|local:)", re.IGNORECASE)
+
+
+def _code_buckets() -> tuple[str, ...]:
+    return (cfg.settings.artifacts_bucket, cfg.settings.lake_bucket)
+
+
+def check_code_uri(uri: object, what: str, suffixes: tuple[str, ...]) -> str:
+    """``uri`` if it names a script or library object in the artifacts or lake bucket, else ValueError."""
+    buckets = _code_buckets()
+    problem = None
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        problem = "it is not an s3:// URI"
+    else:
+        bucket, key = lake.split_uri(uri)
+        if bucket not in buckets:
+            problem = f"its bucket {bucket!r} is neither the artifacts nor the lake bucket"
+        elif not key.endswith(suffixes):
+            problem = f"it does not end with {' or '.join(suffixes)}"
+        else:
+            try:
+                lake.local_path(uri)
+            except ValueError as err:
+                problem = str(err)
+    if problem:
+        raise ValueError(
+            f"{what} {uri!r} is refused: {problem}. Expected an object of s3://{buckets[0]}/ (the build of "
+            f"include/, e.g. s3://{buckets[0]}/jobs/churn_features.py) or s3://{buckets[1]}/"
+        )
+    return uri
+
+
+def check_argument(value: object, what: str) -> str:
+    """A job argument (or a setting's value), which ``spark-submit`` passes to the script as it is.
+
+    An ``s3://`` URI must be one the lake can hold (it becomes a file of the lake); any other URI, an
+    absolute path or a ``..`` segment would name a file of this machine outside the lake: ValueError."""
+    text = str(value)
+    problem = None
+    if "\0" in text:
+        problem = "it contains a NUL character"
+    elif text.startswith("s3://"):
+        try:
+            lake.local_path(text)
+        except ValueError as err:
+            problem = str(err)
+    elif _SCHEME.match(text):
+        problem = "it is a URI with a scheme other than s3://"
+    elif text.startswith(("/", "~")):
+        problem = "it is an absolute path of this machine"
+    elif ".." in re.split(r"[/\\]", text):
+        problem = "it has a '..' path segment"
+    if problem:
+        raise ValueError(
+            f"{what} {text!r} is refused: {problem}. Jobs read and write the lake through s3://bucket/key URIs "
+            "(the runner maps them to the local lake); pass the data's s3:// URI instead"
+        )
+    return text
+
+
+def check_job_request(*, entry_point: object, arguments: list, py_files: list[str], spark_conf: dict[str, str]) -> None:
+    """What the control plane accepts in a Spark job run, checked before anything runs (ValueError).
+
+    The script and ``--py-files`` are objects of the artifacts or lake bucket, every argument passes
+    ``check_argument`` and ``--conf`` sets only the keys of ``ALLOWED_CONF``."""
+    check_code_uri(entry_point, "entryPoint (the job's script)", (".py",))
+    for path in py_files:
+        check_code_uri(path, "--py-files entry", (".py", ".zip", ".egg"))
+    for position, argument in enumerate(arguments, 1):
+        check_argument(argument, f"argument {position}")
+    unknown = sorted(set(spark_conf) - ALLOWED_CONF)
+    if unknown:
+        raise ValueError(
+            f"--conf {', '.join(unknown)} is refused: the local runner accepts only the Spark settings the "
+            f"project's jobs use ({', '.join(sorted(ALLOWED_CONF))}); the driver's binding, memory and paths "
+            "are the runner's. Drop the setting, or add it to local_aws.spark.ALLOWED_CONF if a job needs it"
+        )
+    for key, value in spark_conf.items():
+        check_argument(value, f"--conf {key}")
 
 
 def _spark_submit() -> str:

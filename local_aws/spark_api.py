@@ -5,8 +5,12 @@ the operations below make a job run real: StartJobRun starts a worker that runs 
 ``jobDriver`` with ``spark-submit --master local[N]`` (``local_aws.spark``), GetJobRun reports the
 worker's state (SUBMITTED, RUNNING, SUCCESS, FAILED with the driver's error, CANCELLED), and
 CancelJobRun stops it. StartJobRun is idempotent on ``clientToken``, as the service is: a retried
-task gets its earlier run back. The application the DAGs use (``CHURN_EMR_APPLICATION_ID``) exists
-from the control plane's start, STARTED, on the release the template pins.
+task gets its earlier run back. What a run may name (script, libraries, arguments, ``--conf``) is
+checked at StartJobRun with ``local_aws.spark.check_job_request``, before the run exists: a refusal
+is EMR Serverless' ValidationException, Glue's InvalidInputException (the Glue job's
+DefaultArguments are checked with the run's). The application the DAGs use
+(``CHURN_EMR_APPLICATION_ID``) exists from the control plane's start, STARTED, on the release the
+template pins.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
+from moto.emrserverless.exceptions import ValidationException
 from moto.emrserverless.models import EMRServerlessBackend, JobRun
 
 from local_aws import jobs
@@ -32,13 +37,19 @@ def job_dir(run_id: str):
     return control_plane("spark", "job-runs", run_id)
 
 
-def _worker_request(job_run: JobRun) -> dict:
-    from local_aws.spark import parse_submit_parameters
+def _worker_request(job_driver: dict | None) -> dict:
+    """The local runner's request for a StartJobRun's ``jobDriver`` (without the run's name), checked
+    with ``spark.check_job_request``: ValueError for what the local target does not run."""
+    from local_aws.spark import check_job_request, parse_submit_parameters
 
-    submit = (job_run.job_driver or {}).get("sparkSubmit") or {}
+    submit = (job_driver or {}).get("sparkSubmit")
+    if not isinstance(submit, dict):
+        raise ValueError("jobDriver.sparkSubmit is required: the local target runs Spark jobs (sparkSubmit) only")
     py_files, conf = parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
-    return {"name": job_run.id, "entry_point": submit["entryPoint"],
-            "arguments": list(submit.get("entryPointArguments") or []), "py_files": py_files, "spark_conf": conf}
+    request = {"entry_point": submit.get("entryPoint"), "arguments": list(submit.get("entryPointArguments") or []),
+               "py_files": py_files, "spark_conf": conf}
+    check_job_request(**request)
+    return request
 
 
 def start_job_run(self: EMRServerlessBackend, **kwargs: Any) -> JobRun:
@@ -46,10 +57,14 @@ def start_job_run(self: EMRServerlessBackend, **kwargs: Any) -> JobRun:
     for earlier in self.job_runs.get(kwargs["application_id"], []):
         if token and earlier.client_token == token:
             return earlier
+    try:  # before moto records the run: a refused request leaves no run behind
+        request = _worker_request(kwargs.get("job_driver"))
+    except ValueError as err:
+        raise ValidationException(f"StartJobRun: {err}") from err
     job_run = _start_job_run(self, **kwargs)
     job_run.state, job_run.state_details = "SUBMITTED", ""
     job_run.created_by = f"arn:aws:iam::{self.account_id}:root"  # required in GetJobRun; moto leaves it out
-    jobs.start("spark", job_dir(job_run.id), _worker_request(job_run))
+    jobs.start("spark", job_dir(job_run.id), {"name": job_run.id, **request})
     return job_run
 
 
@@ -185,14 +200,32 @@ def _local_streaming_arguments(arguments: dict[str, str]) -> dict[str, str]:
             "--runtime-endpoint-url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}
 
 
+def _check_glue_run(command: dict, arguments: dict[str, str]) -> None:
+    """A Glue run of ``command`` with ``arguments`` as the local runners would start it, checked with
+    ``spark.check_job_request`` (keys and values of the script's arguments alike): ValueError."""
+    from local_aws.spark import argv, check_job_request, split_glue_arguments
+
+    py_files, conf, script_args = split_glue_arguments(arguments)
+    check_job_request(entry_point=command.get("ScriptLocation"), arguments=argv(script_args), py_files=py_files,
+                      spark_conf=conf)
+
+
 def install_glue() -> None:
-    from moto.glue.exceptions import ConcurrentRunsExceededException
+    from moto.glue.exceptions import ConcurrentRunsExceededException, InvalidInputException
     from moto.glue.models import FakeJob, FakeJobRun
     from moto.glue.responses import GlueResponse
 
     original_start, original_status, original_as_dict = FakeJob.start_job_run, FakeJobRun.status, FakeJobRun.as_dict
 
     def start_job_run(self: FakeJob, **kwargs: Any) -> str:
+        # The run's arguments as moto merges them (the job's DefaultArguments, the run's, the
+        # NonOverridableArguments), checked before moto records the run: a refused one leaves none behind.
+        merged = {**(self.default_arguments or {}), **(kwargs.get("arguments") or {}),
+                  **(self.non_overridable_arguments or {})}
+        try:
+            _check_glue_run(self.command or {}, merged)
+        except ValueError as err:
+            raise InvalidInputException("StartJobRun", f"StartJobRun of {self.name}: {err}") from err
         for earlier in self.job_runs:  # refresh before the MaxConcurrentRuns check sees them
             earlier.status  # noqa: B018
         run_id = original_start(self, **kwargs)

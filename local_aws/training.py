@@ -2,7 +2,9 @@
 
 From a CreateTrainingJob request it lays out an ``/opt/ml``-shaped folder (``input/config/*.json``,
 ``input/data/<channel>/`` copied from the lake, ``model/``, ``output/``), unpacks the
-``sagemaker_submit_directory`` bundle into ``code/``, runs ``sagemaker_program`` with the user
+``sagemaker_submit_directory`` bundle into ``code/``, runs ``sagemaker_program`` (a file of that
+bundle; ``check_request_paths`` and ``local_aws.sandbox`` hold it and ``CheckpointConfig.LocalPath``
+inside the bundle and the sandbox) with the user
 hyperparameters as ``--name value`` arguments and the ``SM_*`` environment, parses the metrics
 with the request's MetricDefinitions, packs ``model.tar.gz`` / ``output.tar.gz`` to
 ``<S3OutputPath>/<job>/output/`` and returns a DescribeTrainingJob-shaped response.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
+from local_aws import sandbox
 from local_aws.common import (
     LocalJobError,
     arn,
@@ -39,6 +42,7 @@ from local_aws.common import (
     write_state,
 )
 
+CHECKPOINTS = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath's default
 REQUIRED = ("TrainingJobName", "AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig", "StoppingCondition")
 FRAMEWORK_PREFIX = "sagemaker_"
 
@@ -65,13 +69,40 @@ def validate_request(request: dict) -> None:
                 "managed spot training needs StoppingCondition.MaxWaitTimeInSeconds as an integer >= "
                 f"MaxRuntimeInSeconds ({stopping['MaxRuntimeInSeconds']}), got {wait!r}"
             )
-    checkpoint = request.get("CheckpointConfig")
-    if checkpoint is not None and not str(checkpoint.get("S3Uri", "")).startswith("s3://"):
-        raise ValueError(f"CheckpointConfig.S3Uri must be an s3:// URI, got {checkpoint.get('S3Uri')!r}")
+    check_request_paths(request)
     for channel in request.get("InputDataConfig", []):
         source = channel.get("DataSource", {}).get("S3DataSource", {})
         if source.get("S3DataType") != "S3Prefix":
             raise ValueError(f"channel {channel.get('ChannelName')}: only S3DataType S3Prefix is supported locally")
+
+
+def check_request_paths(request: dict) -> None:
+    """What of a training request becomes a path here, checked on its text before anything runs.
+
+    ``sagemaker_program`` is a ``.py`` path inside the source bundle (``sandbox.check_program``),
+    ``CheckpointConfig.LocalPath`` a folder of its own in the ``/opt/ml`` sandbox, channel names one
+    folder each, and every S3 URI (bundle, channels, output, checkpoints) one the lake can hold.
+    The tuning runner applies it to its TrainingJobDefinition too."""
+    hps = request.get("HyperParameters") or {}
+    if "sagemaker_program" in hps:
+        sandbox.check_program(hps["sagemaker_program"], "HyperParameters.sagemaker_program")
+    if "sagemaker_submit_directory" in hps:
+        sandbox.check_lake_uri(hps["sagemaker_submit_directory"], "HyperParameters.sagemaker_submit_directory")
+    checkpoint = request.get("CheckpointConfig")
+    if checkpoint is not None:
+        sandbox.check_lake_uri(checkpoint.get("S3Uri"), "CheckpointConfig.S3Uri")
+        sandbox.check_container_path(checkpoint.get("LocalPath", CHECKPOINTS), "CheckpointConfig.LocalPath", CHECKPOINTS)
+    names = []
+    for channel in request.get("InputDataConfig") or []:
+        names.append(sandbox.check_channel_name(channel.get("ChannelName")))
+        source = channel.get("DataSource", {}).get("S3DataSource", {})
+        sandbox.check_lake_uri(source.get("S3Uri"), f"channel {names[-1]}: S3DataSource.S3Uri")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"InputDataConfig names the channel(s) {repeated} more than once: each channel needs a name of its own")
+    output = request.get("OutputDataConfig")
+    if isinstance(output, dict):
+        sandbox.check_lake_uri(output.get("S3OutputPath"), "OutputDataConfig.S3OutputPath")
 
 
 def _copy_prefix(uri: str, dest: Path) -> int:
@@ -158,12 +189,6 @@ class Interrupter:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-
-
-def _sandbox_path(opt_ml: Path, container_path: str) -> Path:
-    if not container_path.startswith("/opt/ml/"):
-        raise ValueError(f"CheckpointConfig.LocalPath must be under /opt/ml/ on the local target, got {container_path!r}")
-    return opt_ml / container_path[len("/opt/ml/"):]
 
 
 def sync_checkpoints_down(uri: str, folder: Path) -> int:
@@ -350,8 +375,10 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     with tarfile.open(bundle) as tar:
         tar.extractall(code_dir, filter="data")
     program = hps["sagemaker_program"]
-    if not (code_dir / program).exists():
-        raise _fail(record, f"ClientError: sagemaker_program {program!r} is not in the source bundle {bundle}")
+    try:
+        program_file = sandbox.program_path(code_dir, program, "sagemaker_program")
+    except ValueError as err:
+        raise _fail(record, f"ClientError: {err}") from None
 
     record.transition("Downloading", "Downloading input data")
     channels = {}
@@ -394,9 +421,14 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     checkpoint = request.get("CheckpointConfig")
     local_checkpoints = None
     if checkpoint:
-        local_checkpoints = _sandbox_path(opt_ml, checkpoint.get("LocalPath", "/opt/ml/checkpoints"))
+        try:
+            local_checkpoints = sandbox.container_path(
+                opt_ml, checkpoint.get("LocalPath", CHECKPOINTS), "CheckpointConfig.LocalPath", CHECKPOINTS,
+            )
+        except ValueError as err:
+            raise _fail(record, f"ClientError: {err}") from None
         env["SM_CHECKPOINT_DIR"] = str(local_checkpoints)
-    argv = [python(), program] + [a for k, v in user_hps.items() for a in (f"--{k}", v)]
+    argv = [python(), str(program_file)] + [a for k, v in user_hps.items() for a in (f"--{k}", v)]
 
     spot = describe["EnableManagedSpotTraining"]
     plan = interruption_plan(

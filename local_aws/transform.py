@@ -6,7 +6,8 @@ many records as fit in ``MaxPayloadInMB`` into one request to the inference hand
 ``JoinSource`` Input appends the prediction to the original record, and ``OutputFilter`` selects
 the output columns. Each input object ``<key>`` gives one ``<S3OutputPath>/<key relative to the
 input prefix>.out``, written only when the whole object succeeded. The handlers run in a separate
-process (the "container"), loaded from the model's ``SAGEMAKER_SUBMIT_DIRECTORY`` bundle.
+process (the "container"), loaded from the file ``SAGEMAKER_PROGRAM`` names inside the model's
+``SAGEMAKER_SUBMIT_DIRECTORY`` bundle (``sandbox.load_handlers``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from churn_ml.transform_io import input_objects, output_uri
+from local_aws import sandbox
 from local_aws.common import (
     RUNNER_PATH,
     LocalJobError,
@@ -89,6 +91,8 @@ def validate_request(model: dict | None, transform: dict) -> None:
     source = transform["TransformInput"]["DataSource"]["S3DataSource"]
     if source.get("S3DataType") not in ("S3Prefix", "ManifestFile"):
         raise ValueError("TransformInput.DataSource.S3DataSource.S3DataType must be S3Prefix or ManifestFile")
+    sandbox.check_lake_uri(source.get("S3Uri"), "TransformInput.DataSource.S3DataSource.S3Uri")
+    sandbox.check_lake_uri(transform["TransformOutput"].get("S3OutputPath"), "TransformOutput.S3OutputPath")
     if transform["TransformInput"].get("SplitType", "None") not in ("Line", "None"):
         raise ValueError("TransformInput.SplitType must be Line or None locally")
     if transform["TransformInput"].get("CompressionType", "None") != "None":
@@ -128,6 +132,10 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         create_model(model_request, log)
     model = describe_model(transform["ModelName"])
     model_dir, code_dir, env = unpack_model(model, job_dir)
+    try:  # a model created before CreateModel checked its program is held to the same rule here
+        sandbox.program_path(code_dir, env["SAGEMAKER_PROGRAM"], "SAGEMAKER_PROGRAM")
+    except ValueError as err:
+        raise LocalJobError(f"ClientError: model {model['ModelName']}: {err}") from None
 
     base, objects = input_objects(transform["TransformInput"]["DataSource"]["S3DataSource"])
     if not objects:

@@ -1,13 +1,13 @@
 """The local batch-transform "container": loads the inference handlers and scores the input objects.
 
 Run by the transform runner as ``python -m local_aws.transform_worker SPEC RESULT`` with the
-model's source bundle first on PYTHONPATH. Writes each ``.out`` to a temporary name and renames it
+model's source bundle first on PYTHONPATH; the handlers are the file the spec's program names inside
+the bundle, loaded by location (``sandbox.load_handlers``). Writes each ``.out`` to a temporary name and renames it
 only when the whole object succeeded; writes RESULT (JSON) with record counts or the error.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import operator
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from churn.scoring import request_batches
+from local_aws.sandbox import load_handlers
 from local_aws.transform import apply_csv_filter, parse_csv_filter
 
 log = logging.getLogger("transform_worker")
@@ -101,8 +102,7 @@ def main(spec_path: str, result_path: str) -> int:
     result: dict = {"records": {}}
     started = time.monotonic()
     try:
-        module = Path(spec["program"]).stem
-        handlers = importlib.import_module(module)
+        handlers = load_handlers(spec["code_dir"], spec["program"])
         model = handlers.model_fn(spec["model_dir"])
         result["startup_seconds"] = round(time.monotonic() - started, 3)  # imports and model load
         scoring = time.monotonic()

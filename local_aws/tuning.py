@@ -25,7 +25,7 @@ import optuna
 
 from churn_ml import naming
 from local_aws.common import LocalJobError, arn, completed_job, control_plane, now, read_state, write_state
-from local_aws.training import run_training_job
+from local_aws.training import FRAMEWORK_PREFIX, check_request_paths, run_training_job
 
 STRATEGIES = ("Bayesian", "Random")
 
@@ -49,7 +49,16 @@ def validate_request(request: dict) -> None:
     for key in ("MaxNumberOfTrainingJobs", "MaxParallelTrainingJobs"):
         if not isinstance(limits.get(key), int) or limits[key] < 1:
             raise ValueError(f"ResourceLimits.{key} must be a positive integer, got {limits.get(key)!r}")
-    distributions(config.get("ParameterRanges", {}))  # raises on a bad range
+    ranges = distributions(config.get("ParameterRanges", {}))  # raises on a bad range
+    framework = sorted(n for n in ranges if n.startswith(FRAMEWORK_PREFIX))
+    if framework:
+        raise ValueError(
+            f"ParameterRanges tune {framework}: the framework's own hyperparameters ({FRAMEWORK_PREFIX}*: the "
+            "program, the source bundle) are not tunable; set them in StaticHyperParameters"
+        )
+    # Each trial is a training job of this definition: its programs, paths and URIs are held to the same checks.
+    definition = request["TrainingJobDefinition"]
+    check_request_paths({**definition, "HyperParameters": definition.get("StaticHyperParameters") or {}})
 
 
 def distributions(ranges: dict) -> dict[str, optuna.distributions.BaseDistribution]:
