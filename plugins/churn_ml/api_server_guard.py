@@ -1,21 +1,22 @@
-"""The local stack's Airflow api-server refuses what a web page of another site can send it (issue 23).
+"""The local stack's Airflow api-server refuses what a web page of another origin can send it (issue 23).
 
 scripts/stack.sh runs the api-server on 127.0.0.1 with no login (SimpleAuthManager, every user an
 admin), and a web page open in the developer's browser can reach 127.0.0.1 as well: by DNS
 rebinding (a name of the page's own that then resolves to 127.0.0.1, so the browser deems the
-api-server's answers same-origin and lets the page read them: a token, logs, any POST) and by
-cross-origin requests that need no CORS preflight (a form POST; a ``fetch`` whose body has no
-Content-Type, which FastAPI parses as JSON, so it can trigger a DAG run). This ASGI middleware, on
-the api-server's root app (the UI, ``/api/v2``, ``/auth`` and the tasks' Execution API under
-``/execution``), answers 403 before any route or Airflow's own middleware runs its handler to:
+api-server's answers same-origin and lets the page read them and send it anything: get a token,
+read logs, trigger runs) and by cross-origin requests, which reach the handlers whether or not the
+page may read the answer (form POSTs and ``fetch`` in no-cors mode need no CORS preflight). This
+ASGI middleware, on the api-server's root app (the UI, ``/api/v2``, ``/auth`` and the tasks'
+Execution API under ``/execution``), answers 403 before any route handler runs (Airflow's own
+middlewares wrap it: its access log records the refusals) to:
 
 - a ``Host`` that is not one of ``CHURN_AIRFLOW_API_HOSTS`` (scripts/env.sh sets
   ``127.0.0.1:<port>,localhost:<port>``): DNS rebinding sends the page's own name;
 - an ``Origin`` other than the request's own (``http://<Host>``): every CORS request and every
   cross-origin POST carries one; the UI's own requests carry its own;
-- a request the browser marks as another site's (``Sec-Fetch-Site: cross-site`` or ``same-site``),
+- a request the browser marks as another origin's (``Sec-Fetch-Site: cross-site`` or ``same-site``),
   unless it opens a page in a tab (a GET navigation of a document, e.g. a link to a run): this
-  covers the cross-site GETs that carry no Origin (``fetch`` in no-cors mode, images, scripts, frames).
+  covers the cross-origin GETs that carry no Origin (``fetch`` in no-cors mode, images, scripts, frames).
 
 It adds no CORS headers (Airflow adds them only when ``[api] access_control_allow_origins`` is
 set, which scripts/env.sh does not), so no page of another origin can read an answer either.
@@ -48,7 +49,7 @@ def _host_key(host: str) -> str:
 
 
 class LoopbackRequestGuard:
-    """ASGI middleware: 403 to a foreign Host, a foreign Origin, or a browser request from another site."""
+    """ASGI middleware: 403 to a foreign Host, a foreign Origin, or a browser request from another origin."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
         hosts = list(allowed_hosts)
@@ -76,7 +77,7 @@ class LoopbackRequestGuard:
             navigation = (method in ("GET", "HEAD") and headers.get("sec-fetch-mode") == "navigate"
                           and headers.get("sec-fetch-dest") == "document")
             if not navigation:
-                return (f"the browser marks this request as sent by another site (Sec-Fetch-Site: {site[:40]}): "
+                return (f"the browser marks this request as sent by a page of another origin (Sec-Fetch-Site: {site[:40]}): "
                         f"the local stack's Airflow has no login, so only its own pages may call it. "
                         f"Open the UI at http://{host}/.")
         return None
