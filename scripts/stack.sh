@@ -9,7 +9,9 @@
 # PostgreSQL: a cluster of this repository's own in $AIRFLOW_HOME/pg (git-ignored), reachable only
 # through a Unix socket in a folder only its owner can open (no TCP port). Run as root (CI, containers),
 # the server runs as the unprivileged `postgres` user, as PostgreSQL requires.
-# The UI: http://127.0.0.1:$CHURN_AIRFLOW_PORT (8080), every user an admin (a local, loopback-only stack).
+# The UI: http://127.0.0.1:$CHURN_AIRFLOW_PORT (8080), every user an admin (a local, loopback-only stack);
+# the api-server refuses a foreign Host and other origins' pages (plugins/churn_ml/api_server_guard.py,
+# README "What the local stack exposes").
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
