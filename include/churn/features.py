@@ -207,8 +207,9 @@ def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_day
     customer since that snapshot, up to and including this one.
 
     ``snapshots`` has KEY_COLUMNS + FEATURE_COLUMNS (the ``features/`` table); ``events`` has clean,
-    typed events without repeated ids (``event_id, customer_id, event_ts, event_type, value`` and
-    any other columns, which are kept). Snapshot ``s`` is the state at the start of day ``s``, so
+    typed events without repeated ids per customer (``event_id, customer_id, event_ts, event_type,
+    value`` and any other columns, which are kept; an event is keyed by customer and id, as in the
+    streaming job's per-customer state). Snapshot ``s`` is the state at the start of day ``s``, so
     the snapshot of an event on day ``d`` is the newest ``s <= d``, used when it is at most
     ``max_snapshot_age_days`` old. The event's history is the customer's events from the start of
     day ``s`` up to it in event-time order (``(event_ts, event_id)``), the event included; with
@@ -238,7 +239,8 @@ def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_day
         & (F.col("s.snapshot_date") >= F.date_sub(event_day, max_snapshot_age_days)),
         "left",
     )
-    newest = Window.partitionBy(F.col("e.event_id")).orderBy(F.col("s.snapshot_date").desc_nulls_last())
+    newest = Window.partitionBy(F.col("e.customer_id"), F.col("e.event_id")).orderBy(
+        F.col("s.snapshot_date").desc_nulls_last())
     picked = (
         candidates.withColumn("_rank", F.row_number().over(newest))
         .where(F.col("_rank") == 1)
@@ -270,7 +272,7 @@ def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_day
         picked.where(F.col("snapshot_date").isNotNull()).select("event_id", "customer_id", "event_ts", "snapshot_date",
                                                                 *([known_by] if known_by else []))
         .join(history, condition)
-        .groupBy("event_id")
+        .groupBy("customer_id", "event_id")
         .agg(
             F.aggregate(ordered_minutes, F.lit(0.0), lambda acc, x: acc + x["minutes"]).alias("_h_minutes"),
             F.size(F.collect_set(F.when(h_usage, h_day))).cast("double").alias("_h_active_days"),
@@ -281,7 +283,7 @@ def event_features(snapshots: DataFrame, events: DataFrame, max_snapshot_age_day
             count((h_type == "plan_change") & (h_value > 0)).alias("_h_upgrades"),
         )
     )
-    joined = picked.join(folded, "event_id", "left")
+    joined = picked.join(folded, ["customer_id", "event_id"], "left")
     age = F.datediff(event_day, F.col("snapshot_date"))
 
     def base(column: str) -> Column:

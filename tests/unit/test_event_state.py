@@ -60,7 +60,7 @@ def _events(*rows) -> pd.DataFrame:
 def _run(update, state: FakeState, frame: pd.DataFrame, key=(0,)) -> pd.DataFrame:
     """The operator's output, its aggregates spread into columns (``event_state.unpack``)."""
     out = pd.concat(list(update(key, iter([frame]), state)), ignore_index=True)
-    assert list(out.columns) == ["payload", "reason", "aggregates"]
+    assert list(out.columns) == ["payload", "reason", "aggregates", "state_size"]
     spread = pd.DataFrame(event_state.unpack(out["aggregates"].tolist(), K))
     spread.insert(0, "event_id", [json.loads(p)["event_id"] for p in out["payload"]])
     spread.insert(1, "reason", out["reason"])
@@ -213,3 +213,89 @@ def test_aggregate_columns_name_every_window():
         "downgrades_since_0d", "upgrades_since_0d", "usage_minutes_since_1d", "active_days_since_1d",
         "tickets_since_1d", "payment_failures_since_1d", "downgrades_since_1d", "upgrades_since_1d",
         "last_usage_days_ago"]
+
+
+def _usage(customer: str, count: int, start: str = "2026-06-10 00:00", prefix: str = "u") -> pd.DataFrame:
+    """``count`` usage events of ``customer``, a second apart."""
+    first = pd.Timestamp(start, tz="UTC")
+    rows = [(f"{prefix}{i:06d}", str(first + pd.Timedelta(seconds=i))[:19], "usage", 1.0) for i in range(count)]
+    frame = _events(*[(i, w, t, v) for i, w, t, v in rows])
+    frame["event_us"] = [int((first + pd.Timedelta(seconds=i)).timestamp() * 1_000_000) for i in range(count)]
+    return frame.assign(customer_id=customer)
+
+
+def test_as_of_one_pass_matches_the_definition_over_every_prefix():
+    """The one-pass aggregates equal the definition (each event over every event at or before it,
+    day by day), for events over more days than K, with gaps and several events a day."""
+    import random
+
+    rng = random.Random(7)
+    kinds = ["usage", "usage", "support_ticket", "payment_failure", "plan_change"]
+    history = sorted((int(day * DAY_US + rng.randrange(DAY_US)), f"e{n}", rng.choice(kinds), rng.choice([-1.0, 1.0, 0.3, 7.1]), 0)
+                     for n, day in enumerate(rng.choice([0, 1, 1, 2, 4, 5, 5, 5, 9]) for _ in range(60)))
+
+    def definition(position: int) -> list:
+        day = history[position][0] // DAY_US
+        out = []
+        for k in range(K + 1):
+            window = [e for e in history[: position + 1] if day - k <= e[0] // DAY_US]
+            minutes = 0.0
+            for e in window:
+                minutes += e[3] if e[2] == "usage" else 0.0
+            out += [minutes, float(len({e[0] // DAY_US for e in window if e[2] == "usage"})),
+                    float(sum(e[2] == "support_ticket" for e in window)), float(sum(e[2] == "payment_failure" for e in window)),
+                    float(sum(e[2] == "plan_change" and e[3] < 0 for e in window)),
+                    float(sum(e[2] == "plan_change" and e[3] > 0 for e in window))]
+        used = [e[0] // DAY_US for e in history[: position + 1] if e[2] == "usage" and day - e[0] // DAY_US <= K]
+        return out + [float(day - max(used)) if used else None]
+
+    positions = sorted(rng.sample(range(len(history)), 25))
+    assert event_state.as_of(history, positions, K) == {p: definition(p) for p in positions}
+
+
+def test_one_busy_customer_is_capped_and_its_aggregation_is_not_quadratic():
+    import time
+
+    update = event_state.state_function(K, 3_600_000, 60_000, max_events_per_customer=20_000)
+    state = FakeState()
+    started = time.perf_counter()
+    out = _run(update, state, _usage("C1", 50_000))
+    seconds = time.perf_counter() - started
+    assert out["reason"].isna().sum() == 20_000
+    assert (out["reason"] == event_state.EVENT_LIMIT).sum() == 30_000
+    assert _row(out, "u019999")["usage_minutes_since_0d"] == 20_000.0  # the first 20,000 in event-time order
+    assert len(state.get[1]) == 20_000
+    # Quadratic (each event over its history) is 2e8 steps here: minutes. One pass is well under that.
+    assert seconds < 30, f"50,000 events of one customer took {seconds:.1f}s"
+    more = _run(update, state, _usage("C1", 1, start="2026-06-10 20:00", prefix="late"))
+    assert more["reason"].tolist() == [event_state.EVENT_LIMIT], "the cap holds across micro-batches"
+
+
+def test_the_cap_frees_up_as_old_days_leave_the_state():
+    update = event_state.state_function(K, 3_600_000, 60_000, max_events_per_customer=3)
+    state = FakeState()
+    _run(update, state, _events(("a", "2026-06-01 10:00", "usage", 1.0), ("b", "2026-06-01 11:00", "usage", 1.0),
+                                ("c", "2026-06-01 12:00", "usage", 1.0)))
+    full = _run(update, state, _events(("d", "2026-06-01 13:00", "usage", 1.0)))
+    assert full["reason"].tolist() == [event_state.EVENT_LIMIT]
+    later = _run(update, state, _events(("e", "2026-06-05 10:00", "usage", 1.0), ("f", "2026-06-05 11:00", "usage", 1.0)))
+    assert later["reason"].isna().all() and state.get[1] == ["e", "f"]  # day 1 is beyond K of day 5
+
+
+def test_unknown_customers_are_quarantined_before_the_state():
+    update = event_state.state_function(K, 3_600_000, 60_000, known_customers=frozenset({"C1"}))
+    state = FakeState()
+    strangers = pd.concat([_events((f"x{i}", "2026-06-10 10:00", "usage", 1.0)).assign(customer_id=f"S{i}")
+                           for i in range(100)] + [_events(("k1", "2026-06-10 10:00", "usage", 1.0))], ignore_index=True)
+    out = _run(update, state, strangers)
+    assert (out["reason"] == event_state.UNKNOWN_CUSTOMER).sum() == 100 and pd.isna(_row(out, "k1")["reason"])
+    assert state.get[0] == ["C1"], "an unknown customer entered the state"
+
+
+def test_each_call_reports_its_buckets_state_size(update):
+    state = FakeState()
+    frame = pd.concat([_events(("a", "2026-06-10 10:00", "usage", 1.0), ("b", "2026-06-10 11:00", "usage", 1.0)),
+                       _events(("c", "2026-06-10 10:00", "usage", 1.0)).assign(customer_id="C2")], ignore_index=True)
+    out = pd.concat(list(update((5,), iter([frame]), state)), ignore_index=True)
+    assert out["state_size"].notna().sum() == 1
+    assert event_state.state_sizes(out) == {5: (2, 3)}

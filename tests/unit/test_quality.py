@@ -33,6 +33,20 @@ GOOD_EVENT = {"event_id": "E1", "customer_id": "C1", "event_ts": "2026-03-01T10:
         ({"value": -3.0}, "negative_value"),
         ({"event_type": "support_ticket", "value": 7}, "invalid_ticket_severity"),
         ({"event_type": "plan_change", "value": 2}, "invalid_plan_change"),
+        ({"event_id": "E1,2"}, "invalid_event_id"),
+        ({"event_id": 'E"1'}, "invalid_event_id"),
+        ({"event_id": "E1\n"}, "invalid_event_id"),  # Java's $ would accept it
+        ({"event_id": "abc "}, "invalid_event_id"),
+        ({"event_id": "E" * 65}, "invalid_event_id"),
+        ({"event_id": "nan"}, None),  # an odd id, but safe anywhere: scores are matched by position
+        ({"customer_id": "C 1"}, "invalid_customer_id"),
+        ({"value": "nan"}, "value_not_finite"),
+        ({"value": "inf"}, "value_not_finite"),
+        ({"value": "-Infinity"}, "value_not_finite"),
+        ({"value": 1e308 * 10}, "value_not_finite"),  # json.dumps writes Infinity
+        ({"value": "1e400"}, "value_not_finite"),
+        ({"value": 1441.0}, "value_out_of_range"),
+        ({"event_type": "payment_failure", "value": 5000.0}, "value_out_of_range"),
     ],
 )
 def test_event_rules(spark, tmp_path, change, reason):
@@ -40,6 +54,14 @@ def test_event_rules(spark, tmp_path, change, reason):
     row = quality.validate(quality.read_raw(spark, "events", [uri]), "events").first()
     assert row["reason"] == reason
     assert row["dt"] == "2026-03-01"
+
+
+@pytest.mark.parametrize(("value", "reason"), [("1e400", "value_not_finite"), ("-1e400", "value_not_finite"),
+                                               ("NaN", "value_not_finite"), ("1e300", "value_out_of_range")])
+def test_json_numbers_beyond_a_double(spark, tmp_path, value, reason):
+    line = json.dumps(GOOD_EVENT).replace('"value": 12.5', f'"value": {value}')
+    uri = _write(tmp_path, "events", "2026-03-01", [line])
+    assert quality.validate(quality.read_raw(spark, "events", [uri]), "events").first()["reason"] == reason
 
 
 def test_malformed_line_is_quarantined_with_the_raw_text(spark, tmp_path):
@@ -52,6 +74,37 @@ def test_malformed_line_is_quarantined_with_the_raw_text(spark, tmp_path):
     clean = quality.clean_events(validated).collect()
     assert len(clean) == 1 and clean[0]["value"] == 12.5
     assert quality.summarize(validated) == {"2026-03-01": {"records": 2, "bad": 1}}
+
+
+def test_a_record_over_the_size_cap_is_quarantined_unparsed_with_its_start(spark, tmp_path):
+    huge = json.dumps({**GOOD_EVENT, "event_id": "E2", "padding": "x" * 5000})
+    uri = _write(tmp_path, "events", "2026-03-01", [json.dumps(GOOD_EVENT), huge, "", "  "])
+    validated = quality.validate(quality.read_raw(spark, "events", [uri], max_record_bytes=4096), "events").cache()
+    bad = quality.quarantined(validated, "events").collect()
+    assert [r["reason"] for r in bad] == ["record_too_large"]
+    assert bad[0]["raw_record"].startswith(huge[:1000]) and f"[{len(huge)} bytes, over the limit of 4096]" in bad[0]["raw_record"]
+    assert validated.count() == 2, "blank lines are not records"
+
+
+def test_two_customers_events_with_one_id_are_two_events_and_a_repeat_is_one(spark, tmp_path):
+    other = {**GOOD_EVENT, "customer_id": "C2"}
+    uri = _write(tmp_path, "events", "2026-03-01", [json.dumps(GOOD_EVENT), json.dumps(other), json.dumps(other)])
+    clean = quality.clean_events(quality.validate(quality.read_raw(spark, "events", [uri]), "events")).collect()
+    assert sorted((r["customer_id"], r["event_id"]) for r in clean) == [("C1", "E1"), ("C2", "E1")]
+
+
+@pytest.mark.parametrize(("value", "valid"), [
+    ("C0000042", True), ("E0099-0000123", True), ("a.b_c-d", True), ("x" * 64, True), ("x" * 65, False),
+    ("", False), ("abc ", False), (" abc", False), ("a,b", False), ('a"b', False), ("a\nb", False), ("a\n", False),
+    ("é", False), (None, False), (42, False),
+])
+def test_valid_id_is_the_spark_rule(spark, value, valid):
+    from churn import schema
+
+    assert schema.valid_id(value) is valid
+    if isinstance(value, str) and value:
+        frame = spark.createDataFrame([(value,)], "customer_id string")
+        assert frame.select(quality._invalid_id("customer_id").alias("bad")).first()["bad"] is (not valid)
 
 
 GOOD_CUSTOMER = {
@@ -70,6 +123,8 @@ GOOD_CUSTOMER = {
         ({"plan": "gold"}, "unknown_plan"),
         ({"monthly_charge": "n/a"}, "monthly_charge_not_a_number"),
         ({"monthly_charge": -19.5}, "monthly_charge_out_of_range"),
+        ({"monthly_charge": "NaN"}, "monthly_charge_not_finite"),
+        ({"customer_id": "C1;drop"}, "invalid_customer_id"),
         ({"contract": "weekly"}, "unknown_contract"),
         ({"region": "mars"}, "unknown_region"),
         ({"payment_method": "cash"}, "unknown_payment_method"),
