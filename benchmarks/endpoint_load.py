@@ -5,7 +5,8 @@
 Open loop at a fixed rate: request i is due at ``start + i / rate`` and its latency counts from
 that due time (a slow server cannot hide its queueing). Saturation: ``--concurrency`` clients send
 back to back. Every run is bounded (``--seconds``) and stays on 127.0.0.1. The load generator
-shares the machine's cores with the endpoint.
+shares the machine's cores with the endpoint. Requests are signed with the lake's key as boto3
+signs them (the router checks each signature), once per run: a signature holds for 15 minutes.
 
     .venv/bin/python benchmarks/endpoint_load.py [--seconds 10] [--instances 2]   (after `make run`)
 """
@@ -30,16 +31,23 @@ def _client(connections: int) -> httpx.AsyncClient:
                              transport=httpx.AsyncHTTPTransport(socket_options=NODELAY))
 
 
-async def _send(client: httpx.AsyncClient, url: str, body: str) -> bool:
+def _signed(url: str, body: str) -> dict:
+    from local_aws.common import credentials
+    from local_aws.request_guard import sign
+
+    return sign("POST", url, body.encode(), {"Content-Type": "text/csv", "Accept": "text/csv"}, credentials())
+
+
+async def _send(client: httpx.AsyncClient, url: str, body: str, headers: dict) -> bool:
     try:
-        answer = await client.post(url, content=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+        answer = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError:
         return False
     return answer.status_code == 200
 
 
 async def fixed_rate(url: str, body: str, rate: float, seconds: float) -> dict:
-    latencies, errors = [], 0
+    latencies, errors, headers = [], 0, _signed(url, body)
     async with _client(MAX_OUTSTANDING) as client:
         start = time.perf_counter()
 
@@ -48,7 +56,7 @@ async def fixed_rate(url: str, body: str, rate: float, seconds: float) -> dict:
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            ok = await _send(client, url, body)
+            ok = await _send(client, url, body, headers)
             latencies.append(time.perf_counter() - due)
             errors += not ok
 
@@ -64,7 +72,7 @@ async def fixed_rate(url: str, body: str, rate: float, seconds: float) -> dict:
 
 
 async def saturation(url: str, body: str, concurrency: int, seconds: float) -> dict:
-    latencies, errors = [], 0
+    latencies, errors, headers = [], 0, _signed(url, body)
     async with _client(concurrency) as client:
         start = time.perf_counter()
         deadline = start + seconds
@@ -73,7 +81,7 @@ async def saturation(url: str, body: str, concurrency: int, seconds: float) -> d
             nonlocal errors
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
-                ok = await _send(client, url, body)
+                ok = await _send(client, url, body, headers)
                 latencies.append(time.perf_counter() - sent)
                 errors += not ok
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
+import os
+import secrets
 import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from churn_ml import artifacts, lake
 from churn_ml import settings as cfg
@@ -46,6 +52,62 @@ def control_plane(*parts: str) -> Path:
         path = path / path_segment(part)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class Credentials(NamedTuple):
+    access_key_id: str
+    secret_access_key: str
+
+    def as_client_kwargs(self) -> dict:
+        """For ``boto3.client(...)``."""
+        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+
+
+CREDENTIALS_FILE = "credentials"  # in the lake's .control-plane/; scripts/env.sh reads and creates the same file
+
+
+def credentials(lake_root: Path | None = None) -> Credentials:
+    """This lake's (``LAKE_ROOT``'s, or ``lake_root``'s) access key for the local target's servers,
+    created on first use.
+
+    The control plane and the endpoints' router accept only requests signed (SigV4) with it, so a
+    web page in the developer's browser cannot use them: one random key per lake, in
+    ``.control-plane/credentials`` (mode 0600, the AWS shared-credentials format, so boto3 can read
+    it through ``AWS_SHARED_CREDENTIALS_FILE``). scripts/env.sh reads it for the Airflow connection,
+    and creates it the same way when it is missing: written aside, then hard-linked into place,
+    so that of two creators one wins and both read the winner's key."""
+    path = (Path(lake_root) / ".control-plane" if lake_root else control_plane()) / CREDENTIALS_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key_id, secret = "LOCAL" + secrets.token_hex(8).upper()[:15], secrets.token_hex(20)
+        tmp = path.with_name(f".{CREDENTIALS_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise LocalJobError(f"{path} is readable by other users (mode {mode:o}): it holds the local target's "
+                            f"secret key. Run: chmod 600 {path}")
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    try:
+        return Credentials(parser["default"]["aws_access_key_id"], parser["default"]["aws_secret_access_key"])
+    except KeyError as err:
+        raise LocalJobError(f"{path} has no [default] aws_access_key_id and aws_secret_access_key ({err} is "
+                            "missing); delete it and a new key is made (then re-source scripts/env.sh and restart "
+                            "the stack)") from None
+
+
+def endpoint_token() -> str:
+    """What the router sends the model containers (header ``X-Churn-Local-Token``) and local tools send
+    the router's ``/_local/`` pages: derived from the lake's secret, so only who can read it can call them."""
+    return hmac.new(credentials().secret_access_key.encode(), b"churn-local endpoint token", hashlib.sha256).hexdigest()
 
 
 def now() -> str:

@@ -8,6 +8,12 @@ runs and Glue job runs of the template's jobs, batch and streaming), and S3 a re
 the lake folder (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
 connection's ``endpoint_url``, exactly as they talk to AWS.
 
+It answers only this machine's processes that sign with the lake's key (``common.credentials()``):
+every request is checked before moto dispatches it (``guard``, with ``request_guard``): a Host
+other than its loopback address and port, anything a web browser sent (``Origin``, ``Sec-Fetch-*``)
+and a request not SigV4-signed with that key are refused with a 403 in the service's error shape;
+moto's CORS (flask_cors on every request) is off.
+
 ``ensure_server()`` starts it on ``CHURN_LOCAL_AWS_PORT`` (4566) unless this lake's control plane
 already answers, in a session of its own (it outlives the task or command that started it, like an
 AWS account outlives a DAG run); ``stop_server()`` stops it and the jobs it runs. Its pid and URL
@@ -29,12 +35,20 @@ import threading
 import time
 
 from churn_ml import settings as cfg
-from local_aws.common import LOCAL_REGION, RUNNER_PATH, LocalJobError, control_plane, now, read_state, write_state
+from local_aws.common import (
+    LOCAL_REGION,
+    RUNNER_PATH,
+    Credentials,
+    LocalJobError,
+    control_plane,
+    credentials,
+    now,
+    read_state,
+    write_state,
+)
 
 DEFAULT_PORT = 4566
 REGION = LOCAL_REGION
-# Any key works; the secret is masked in task logs, so it must be a word no log line needs to show.
-CREDENTIALS = {"aws_access_key_id": "churn-local", "aws_secret_access_key": "churn-local-not-a-secret"}
 STARTUP_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
@@ -47,18 +61,28 @@ def client(service: str, url: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client(service, endpoint_url=url, region_name=REGION, **CREDENTIALS,
+    return boto3.client(service, endpoint_url=url, region_name=REGION, **credentials().as_client_kwargs(),
                         config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30))
 
 
 def _answers(url: str) -> bool:
+    """This lake's control plane answers at ``url`` (another lake's refuses this lake's key)."""
+    return _probe(url) == "ours"
+
+
+def _probe(url: str) -> str:
+    """``ours``: a control plane that takes this lake's key; ``other``: a server that refuses it (another
+    lake's control plane: a key is per lake); ``none``: nothing usable answers."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         client("sts", url).get_caller_identity()
-    except (BotoCoreError, ClientError, OSError):
-        return False
-    return True
+    except ClientError as err:
+        refused = err.response.get("Error", {}).get("Code") in ("InvalidClientTokenId", "SignatureDoesNotMatch")
+        return "other" if refused else "none"
+    except (BotoCoreError, OSError):
+        return "none"
+    return "ours"
 
 
 def server_url() -> str | None:
@@ -68,9 +92,10 @@ def server_url() -> str | None:
 
 def connection(url: str | None = None) -> dict:
     """The AWS connection of the local target (scripts/env.sh exports the same one): every client
-    to the control plane, the SageMaker Runtime to the endpoints' router."""
+    to the control plane, the SageMaker Runtime to the endpoints' router, signed with the lake's key."""
+    key = credentials()
     return {
-        "conn_type": "aws", "login": CREDENTIALS["aws_access_key_id"], "password": CREDENTIALS["aws_secret_access_key"],
+        "conn_type": "aws", "login": key.access_key_id, "password": key.secret_access_key,
         "extra": {
             "region_name": REGION, "endpoint_url": url or f"http://127.0.0.1:{port()}",
             "service_config": {"sagemaker-runtime": {"endpoint_url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}},
@@ -78,13 +103,25 @@ def connection(url: str | None = None) -> dict:
     }
 
 
+def export_credentials(environ: dict | None = None) -> None:
+    """Put the lake's key in ``environ`` (this process's by default) as AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY: the jobs and tools that build their clients from the default credential
+    chain, as they do on AWS (the streaming job, the event producer), then sign with it."""
+    environ = os.environ if environ is None else environ
+    key = credentials()
+    environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"] = key.access_key_id, key.secret_access_key
+    environ.pop("AWS_SESSION_TOKEN", None)
+
+
 def ensure_server() -> str:
-    """This lake's control plane, started if it is not running; returns its URL."""
+    """This lake's control plane, started if it is not running; returns its URL. This process's
+    environment gets the lake's key (``export_credentials``), as the jobs the control plane runs do."""
+    export_credentials()
     running = server_url()
     if running:
         return running
     url = f"http://127.0.0.1:{port()}"
-    if _answers(url):
+    if _probe(url) != "none":
         raise LocalJobError(f"127.0.0.1:{port()} already serves another lake's control plane; stop it or set "
                             "CHURN_LOCAL_AWS_PORT")
     folder = control_plane()
@@ -151,14 +188,62 @@ def _in_group(process, group: int) -> bool:
         return False
 
 
+def guard(app, expected: Credentials):
+    """``app`` (moto's WSGI application) behind the checks of ``request_guard``: a refused request
+    gets its 403 here and never reaches moto, so no handler runs and nothing is created."""
+    import io
+
+    from local_aws import request_guard
+
+    def guarded(environ, start_response):
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key]
+        query = environ.get("QUERY_STRING", "")
+        try:
+            request_guard.check_host_and_browser(headers, int(environ["SERVER_PORT"]))
+            request_guard.authorization(headers, expected)  # before reading a body
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            stream = environ["wsgi.input"]
+            body = stream.read() if environ.get("wsgi.input_terminated") else stream.read(length) if length else b""
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+            request_guard.check_signature(environ["REQUEST_METHOD"], raw_path.split("?", 1)[0], query, headers,
+                                          body, expected)
+        except request_guard.Refused as refused:
+            log.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200],
+                        refused.message)
+            status, response_headers, body = refused.render(request_guard.error_style(headers, query))
+            start_response(f"{status} Forbidden", [*response_headers, ("Content-Length", str(len(body)))])
+            return [body]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def _moto_app():
+    """moto's server application without its CORS: moto wraps each service's app in flask_cors unless
+    MOTO_DISABLE_GLOBAL_CORS was set when moto.settings was first imported."""
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+    from moto.moto_server import werkzeug_app
+
+    if not werkzeug_app.DISABLE_GLOBAL_CORS:
+        raise LocalJobError("moto was imported before the control plane turned its CORS off; "
+                            "serve() must run before anything imports moto in this process")
+    return werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
+
+
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     """Run the control plane in this process until SIGTERM."""
     os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
+    app = _moto_app()
     from moto.backends import get_backend
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from werkzeug.serving import make_server
 
     from local_aws import kinesis_shard, lake_s3, sagemaker_api, spark_api
 
+    export_credentials()  # the jobs it runs (Spark, Glue streaming) inherit the lake's key
     kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
     lake_s3.install()
     sagemaker_api.install()
@@ -171,8 +256,9 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     spark_api.create_glue_jobs(glue, url)
     spark_api.adopt_streaming_runs(glue)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
-    server = ThreadedMotoServer(ip_address=host, port=listen_port, verbose=False)
-    server.start()
+    server = make_server(host, listen_port, guard(app, credentials()), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="control-plane", daemon=True)
+    thread.start()
     # The template's Kinesis stream (the events the streaming job reads), as the stack creates it.
     from local_aws.kinesis import ensure_stream
 
@@ -185,7 +271,8 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     while not stopped.wait(0.5):
         pass
-    server.stop()
+    server.shutdown()
+    thread.join()
 
 
 def create_topics(url: str) -> list[str]:

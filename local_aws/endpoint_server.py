@@ -21,6 +21,12 @@ Run by the control plane (``local_aws.endpoints``):
 ``python -m local_aws.endpoint_server [--log-file L] container --port-file F --model-dir M --code-dir C --program inference.py``
 ``python -m local_aws.endpoint_server [--log-file L] router --port P --port-file F --state-dir S``
 
+Both roles refuse, before any handler, what ``local_aws.request_guard`` refuses (``RequestGuard``):
+a foreign Host, a browser's request (``Origin``, ``Sec-Fetch-*``); the router takes invocations
+signed (SigV4) with the lake's key, as boto3's ``sagemaker-runtime`` client signs them, and its
+``/_local/`` pages with the lake's token, which is also what it sends the containers: a container
+answers ``/invocations`` only to the router and the deployment's checks. ``/ping`` needs neither.
+
 Malformed requests never get a 5xx: the router checks the endpoint name against SageMaker's rule
 (``naming.check_name``, from botocore's model) and answers ValidationError 400; bodies are read as
 they stream in and capped (413) without buffering the excess; a 5xx means the model or the
@@ -52,6 +58,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from churn_ml import naming
+from local_aws import request_guard
+from local_aws.common import Credentials, credentials, endpoint_token
 from local_aws.data_capture import CaptureBuffer, CaptureSettings
 
 log = logging.getLogger("churn_ml.endpoint")
@@ -131,6 +139,56 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class RequestGuard:
+    """ASGI middleware: ``request_guard``'s checks before the app sees a request. ``/ping`` is open
+    (health checks); paths under ``/_local/``, and all of a container's (``key`` None), take the
+    lake's token; the rest, the Runtime's invocations, a SigV4 signature by ``key``, checked over the
+    body, which is then handed to the app as if it came from the socket."""
+
+    def __init__(self, app, token: str, key: Credentials | None = None) -> None:
+        self.app, self.token, self.key = app, token, key
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        path = scope["path"]
+        try:
+            request_guard.check_host_and_browser(headers, scope["server"][1])
+            if path == "/ping":
+                pass
+            elif self.key is None or path.startswith("/_local/"):
+                request_guard.check_token(headers, self.token)
+            else:
+                request_guard.authorization(headers, self.key)  # before reading a body
+                body = await read_body(Request(scope, receive), RUNTIME_MAX_PAYLOAD)
+                request_guard.check_signature(scope["method"], scope.get("raw_path", path.encode()).decode("latin-1"),
+                                              scope["query_string"].decode("latin-1"), headers, body, self.key)
+                receive = _replay(body, receive)
+        except request_guard.Refused as refused:
+            log.warning("refused %s %s: %s", scope["method"], path[:200], refused.message)
+            status, refusal_headers, content = refused.render("json")
+            return await Response(content, status_code=status, headers=dict(refusal_headers))(scope, receive, send)
+        except BodyTooLarge as err:
+            return await _error(413, "ValidationError", str(err))(scope, receive, send)
+        except BadContentLength as err:
+            return await _error(400, "ValidationError", str(err))(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that gives ``body`` as the request's, then waits on the connection's own."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
 def load_container(model_dir: str, code_dir: str, program: str):
     """Import the handlers from the source bundle and load the model, as the framework container does:
     the file ``program`` names inside ``code_dir``, by location (``sandbox.load_handlers``)."""
@@ -187,7 +245,8 @@ def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
     return JSONResponse({"message": message, **extra}, status_code=status, headers={"x-amzn-ErrorType": f"{kind}:"})
 
 
-def router_app(state_dir: Path, account: str) -> Starlette:
+def router_app(state_dir: Path, account: str, token: str) -> Starlette:
+    """The Runtime's routes; ``token`` is sent to the containers (they refuse a request without it)."""
     import httpx
 
     routes = Routes(state_dir)
@@ -229,9 +288,10 @@ def router_app(state_dir: Path, account: str) -> Starlette:
         counts["Invocations"] += 1
         # Stripped: h11 refuses to send a value with outer whitespace, which uvicorn accepted.
         headers = {k: v.strip() for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        forwarded = {**headers, request_guard.TOKEN_HEADER: token}
         started = time.perf_counter()
         try:
-            answer = await client.post(f"{url}/invocations", content=body, headers=headers)
+            answer = await client.post(f"{url}/invocations", content=body, headers=forwarded)
         except httpx.HTTPError as err:
             counts["Invocation5XXErrors"] += 1
             return _error(500, "InternalFailure", f"variant {route['VariantName']} did not answer ({type(err).__name__}: {err})")
@@ -299,7 +359,7 @@ def _lifespan(client, captures: CaptureBuffer):
 
 # ---------------------------------------------------------------- process entry point
 
-def _serve(app: Starlette, port: int, port_file: Path, host: str = "127.0.0.1") -> None:
+def _serve(app, port: int, port_file: Path, host: str = "127.0.0.1") -> None:
     """Bind host:port (127.0.0.1; 0 = any free port), publish the port, serve until SIGTERM (graceful)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -349,13 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     router.add_argument("--host", default="127.0.0.1", help="the address to listen on (containers: see docker-compose.yaml)")
     args = parser.parse_args(argv)
     _logging(args.log_file)
+    token = endpoint_token()  # the lake's (LAKE_ROOT), as the control plane that starts these has it
     if args.role == "container":
         handlers, model = load_container(args.model_dir, args.code_dir, args.program)
         mb = int(os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6"))
         log.info("model loaded from %s", args.model_dir)
-        _serve(container_app(handlers, model, mb * 1024 * 1024), 0, args.port_file)
+        _serve(RequestGuard(container_app(handlers, model, mb * 1024 * 1024), token), 0, args.port_file)
     else:
-        _serve(router_app(args.state_dir, args.account), args.port, args.port_file, args.host)
+        _serve(RequestGuard(router_app(args.state_dir, args.account, token), token, credentials()), args.port,
+               args.port_file, args.host)
     return 0
 
 

@@ -39,14 +39,17 @@ from pathlib import Path
 
 from churn_ml import canary_check, lake, naming
 from churn_ml import settings as cfg
-from local_aws import data_capture
+from local_aws import data_capture, request_guard
 from local_aws.common import (
+    LOCAL_REGION,
     RUNNER_PATH,
     LocalJobError,
     arn,
     control_plane,
     create_once,
     created,
+    credentials,
+    endpoint_token,
     now,
     publish_artifacts,
     python,
@@ -167,7 +170,7 @@ def runtime_url() -> str | None:
 
 
 def runtime_client(url: str | None = None):
-    """``boto3.client("sagemaker-runtime")`` pointed at the local Runtime (any credentials will do)."""
+    """``boto3.client("sagemaker-runtime")`` pointed at the local Runtime, signing with the lake's key."""
     import boto3
     from botocore.config import Config
 
@@ -175,8 +178,8 @@ def runtime_client(url: str | None = None):
     if url is None:
         raise LocalJobError("the local SageMaker Runtime is not running: deploy an endpoint first")
     return boto3.client(
-        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local",
-        aws_secret_access_key="local", config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        "sagemaker-runtime", endpoint_url=url, region_name=LOCAL_REGION, **credentials().as_client_kwargs(),
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
     )
 
 
@@ -224,7 +227,12 @@ def stop_router(log: logging.Logger) -> None:
 def router_metrics(url: str, endpoint: str) -> dict:
     import httpx
 
-    return httpx.get(f"{url}/_local/metrics", timeout=5).json().get(endpoint, {})
+    return httpx.get(f"{url}/_local/metrics", headers=local_token(), timeout=5).json().get(endpoint, {})
+
+
+def local_token() -> dict:
+    """The header the router's ``/_local/`` pages and the model containers take (``request_guard``)."""
+    return {request_guard.TOKEN_HEADER: endpoint_token()}
 
 
 # ---------------------------------------------------------------- endpoint configs
@@ -433,10 +441,12 @@ def check_expectations(variant: dict, canary: dict | None, log: logging.Logger) 
     if not canary or not canary.get("rows"):
         log.warning("no canary rows for %s: deploying on the health check alone", variant["EndpointConfigName"])
         return
+    token = local_token()
     for instance in variant["instances"]:
         for body, content_type in ((canary_check.csv_body(canary), "text/csv"), (canary_check.json_body(canary), "application/json")):
             answer = httpx.post(f"{instance['url']}/invocations", content=body,
-                                headers={"Content-Type": content_type, "Accept": "application/json"}, timeout=60)
+                                headers={"Content-Type": content_type, "Accept": "application/json", **token},
+                                timeout=60)
             if answer.status_code != 200:
                 raise LocalJobError(
                     f"canary request ({content_type}) to {instance['url']} got HTTP {answer.status_code}: {answer.text[:500]}"

@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def client(url: str):
-    """A boto3 Kinesis client for the local server: the producer's and the Spark source's."""
-    from churn.stream_producer import kinesis_client
-
-    return kinesis_client(url)
+    """A boto3 Kinesis client for the local server, signed with the lake's key (the producer and the
+    Spark source build theirs from the default credential chain, which the control plane's jobs and
+    ``control_plane.ensure_server()`` set to that key)."""
+    return control_plane.client("kinesis", url)
 
 
 def _answers(url: str) -> bool:

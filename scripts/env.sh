@@ -63,10 +63,24 @@ export LAKE_ROOT="${LAKE_ROOT:-$ROOT/.lake}"
 # reach AWS when deployed; the SageMaker Runtime client goes to the endpoints' router. The same
 # connection as local_aws.control_plane.connection() (a test compares them).
 export CHURN_LOCAL_AWS_PORT="${CHURN_LOCAL_AWS_PORT:-4566}"
+# The control plane and the router take only requests signed with the lake's own key (a web page in
+# a browser cannot sign): made once per lake, mode 0600, read here and by local_aws.common.credentials(),
+# which makes it the same way (written aside, hard-linked into place: of two creators one wins).
 if [ "$ML_TARGET" = local ]; then
+  _creds="$LAKE_ROOT/.control-plane/credentials"
+  if [ ! -s "$_creds" ]; then
+    mkdir -p "$LAKE_ROOT/.control-plane"
+    ( umask 077; printf '[default]\naws_access_key_id = LOCAL%s\naws_secret_access_key = %s\n' \
+        "$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr '[:lower:]' '[:upper:]' | cut -c1-15)" \
+        "$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$_creds.$$.tmp" )
+    ln "$_creds.$$.tmp" "$_creds" 2>/dev/null || true
+    rm -f "$_creds.$$.tmp"
+  fi
+  _key_id=$(sed -n 's/^aws_access_key_id *= *//p' "$_creds")
+  _secret=$(sed -n 's/^aws_secret_access_key *= *//p' "$_creds")
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
-  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"churn-local\", \"password\": \"churn-local-not-a-secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
-  unset _conn_var
+  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
+  unset _conn_var _creds _key_id _secret
   # Deferred jobs are polled every 2 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
   export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-2}"
 fi

@@ -31,11 +31,11 @@ MAX_RECORDS, MAX_BYTES = 500, 5 * 1024 * 1024
 
 
 def kinesis_client(endpoint_url: str | None = None, region: str = "us-east-1"):
-    """boto3 Kinesis; with ``endpoint_url``, a local emulator (which takes any credentials)."""
+    """boto3 Kinesis, with the default credential chain; with ``endpoint_url``, the local target's control
+    plane (which takes the lake's key: its jobs get it as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)."""
     import boto3
 
-    extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
-        if endpoint_url else {}
+    extra = {"endpoint_url": endpoint_url} if endpoint_url else {}
     return boto3.client("kinesis", region_name=region, **extra)
 
 

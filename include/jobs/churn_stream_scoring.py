@@ -360,8 +360,7 @@ def _runtime_client(runtime_url: str | None, region: str, concurrency: int):
         import boto3
         from botocore.config import Config
 
-        extra = {"endpoint_url": runtime_url, "aws_access_key_id": "local", "aws_secret_access_key": "local"} \
-            if runtime_url else {}
+        extra = {"endpoint_url": runtime_url} if runtime_url else {}  # the default credential chain, as on AWS
         config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60,  # scoring.invoke retries
                         max_pool_connections=max(10, concurrency))
         _CLIENTS[key] = boto3.client("sagemaker-runtime", region_name=region, config=config, **extra)

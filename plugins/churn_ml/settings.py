@@ -35,6 +35,7 @@ read when a task, a trigger or the control plane runs.
 | CHURN_LOCAL_AWS_PORT | 4566 | local target: port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |
 | CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
 | CHURN_LOCAL_BIND_HOST | 127.0.0.1 | local target: the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
+| CHURN_LOCAL_SERVER_NAMES | - | local target: host names, besides 127.0.0.1 and localhost, that the control plane and the router answer to (comma list; docker-compose's: `control-plane`); any other Host header is refused (DNS rebinding) |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_CAPTURE_FLUSH_SECONDS | 5 | local target: how often the endpoints' router writes the data capture it buffered (a new file each time, and at shutdown) |
@@ -230,6 +231,10 @@ def local_runtime_port() -> int:
 
 def local_bind_host() -> str:
     return _get("CHURN_LOCAL_BIND_HOST", "127.0.0.1") or "127.0.0.1"
+
+
+def local_server_names() -> list[str]:
+    return [name.strip().lower() for name in _get("CHURN_LOCAL_SERVER_NAMES", "").split(",") if name.strip()]
 
 
 def local_bake_seconds() -> float:

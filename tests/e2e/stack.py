@@ -40,10 +40,11 @@ def aws(stack: dict, service: str):
     """A boto3 client of the stack's control plane (the local target's AWS)."""
     import boto3
 
-    from local_aws.control_plane import CREDENTIALS, REGION
+    from local_aws.common import credentials
+    from local_aws.control_plane import REGION
 
     return boto3.client(service, endpoint_url=f"http://127.0.0.1:{stack['env']['CHURN_LOCAL_AWS_PORT']}",
-                        region_name=REGION, **CREDENTIALS)
+                        region_name=REGION, **credentials(Path(stack["env"]["LAKE_ROOT"])).as_client_kwargs())
 
 
 def registered(stack: dict, group: str = "churn-xgboost") -> list[dict]:

@@ -115,7 +115,7 @@ def in_service(plane, *names: str) -> dict:
 
 
 def capture_stats(plane) -> dict:
-    return httpx.get(f"{plane['runtime']}/_local/capture", timeout=5).json()
+    return httpx.get(f"{plane['runtime']}/_local/capture", headers=endpoints.local_token(), timeout=5).json()
 
 
 def line(values, record_id: str | None = None) -> str:

@@ -18,8 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from churn_ml import lake
-from local_aws import endpoints
-from local_aws.common import LocalJobError
+from local_aws import endpoints, request_guard
+from local_aws.common import LocalJobError, credentials
 from local_aws.training import run_training_job
 from support import BLUE_GREEN_CANARY, free_port, model_request, training_request, write_channel
 
@@ -147,14 +147,17 @@ def test_errors_have_the_runtime_shapes_and_the_container_statuses(models, runti
             client.invoke_endpoint(EndpointName=NAME, ContentType=content_type, Body=body)
         assert caught.value.response["Error"]["Code"] == "ModelError"
         assert caught.value.response["OriginalStatusCode"] == status
-        direct = httpx.post(f"{instance['url']}/invocations", content=body, headers={"Content-Type": content_type})
+        direct = httpx.post(f"{instance['url']}/invocations", content=body,
+                            headers={"Content-Type": content_type, **endpoints.local_token()})  # as the router sends it
         assert direct.status_code == status and direct.text  # the container contract, with the message
     with pytest.raises(ClientError, match="not found"):
         client.invoke_endpoint(EndpointName="no-such-endpoint", ContentType="text/csv", Body="1,2,3\n")
     too_big = b"0" * (6 * 1024 * 1024 + 1)
-    assert httpx.post(f"{instance['url']}/invocations", content=too_big, headers={"Content-Type": "text/csv"}).status_code == 413
-    assert httpx.post(f"{endpoints.runtime_url()}/endpoints/{NAME}/invocations", content=too_big,
-                      headers={"Content-Type": "text/csv"}).status_code == 413
+    assert httpx.post(f"{instance['url']}/invocations", content=too_big,
+                      headers={"Content-Type": "text/csv", **endpoints.local_token()}).status_code == 413
+    url = f"{endpoints.runtime_url()}/endpoints/{NAME}/invocations"
+    signed = request_guard.sign("POST", url, too_big, {"Content-Type": "text/csv"}, credentials())
+    assert httpx.post(url, content=too_big, headers=signed).status_code == 413
     assert httpx.get(f"{instance['url']}/ping").status_code == 200
     assert invoke_scores(client, canary) == pytest.approx(canary["scores"], abs=2e-6)  # still serving
 
@@ -262,10 +265,12 @@ class Garbage(Client):
         self.bodies, self.answers = bodies, []
 
     def run(self) -> None:
-        with httpx.Client(base_url=endpoints.runtime_url(), timeout=30) as client:
+        url, key = f"{endpoints.runtime_url()}/endpoints/{NAME}/invocations", credentials()
+        with httpx.Client(timeout=30) as client:
             while not self.stop.is_set():
                 for content_type, body in self.bodies:
-                    answer = client.post(f"/endpoints/{NAME}/invocations", content=body, headers={"Content-Type": content_type})
+                    signed = request_guard.sign("POST", url, body.encode(), {"Content-Type": content_type}, key)
+                    answer = client.post(url, content=body, headers=signed)
                     ok = answer.status_code == 200
                     self.answers.append(200 if ok else answer.json().get("OriginalStatusCode", answer.status_code))
                 time.sleep(0.01)
