@@ -11,8 +11,10 @@ failure (``readBetweenOffsets``) reads exactly the same records.
               .option("stream", "churn-events").option("endpoint_url", "http://127.0.0.1:4567").load())
 
 Options: ``stream`` (required), ``endpoint_url`` (none: AWS), ``region`` (us-east-1),
-``max_records_per_batch`` (10000). Columns: shard_id, sequence_number, partition_key, data
-(the record as UTF-8 text), arrival_ts.
+``max_records_per_batch`` (10000), ``max_record_bytes`` (none). Columns: shard_id, sequence_number,
+partition_key, data (the record as UTF-8 text; of a record over ``max_record_bytes``, only its first
+``max_record_bytes`` bytes: the reader rejects it anyway, and a batch of them must not fill the
+driver), record_bytes (the record's size), arrival_ts.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ from collections.abc import Iterator
 
 from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
 
-SCHEMA = "shard_id string, sequence_number string, partition_key string, data string, arrival_ts timestamp"
+SCHEMA = ("shard_id string, sequence_number string, partition_key string, data string, record_bytes int, "
+          "arrival_ts timestamp")
 GET_RECORDS_LIMIT = 1000
+
+
+def clip(data: bytes, max_bytes: int | None) -> str:
+    """The record as text (invalid UTF-8 replaced); over ``max_bytes``, only its first ``max_bytes``."""
+    return (data if max_bytes is None or len(data) <= max_bytes else data[:max_bytes]).decode("utf-8", "replace")
 
 
 class KinesisDataSource(DataSource):
@@ -45,6 +53,7 @@ class KinesisStreamReader(SimpleDataSourceStreamReader):
         self.endpoint_url = options.get("endpoint_url") or None
         self.region = options.get("region", "us-east-1")
         self.max_records = int(options.get("max_records_per_batch", 10000))
+        self.max_record_bytes = int(options["max_record_bytes"]) if options.get("max_record_bytes") else None
         self._kinesis = None
 
     @property
@@ -85,7 +94,8 @@ class KinesisStreamReader(SimpleDataSourceStreamReader):
                 sequence = record["SequenceNumber"]
                 if until is not None and int(sequence) > int(until):
                     return rows
-                rows.append((shard, sequence, record["PartitionKey"], record["Data"].decode("utf-8", "replace"),
+                data = record["Data"]
+                rows.append((shard, sequence, record["PartitionKey"], clip(data, self.max_record_bytes), len(data),
                              record["ApproximateArrivalTimestamp"].replace(tzinfo=None)))
                 if until is not None and sequence == until:
                     return rows

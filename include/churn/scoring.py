@@ -1,8 +1,15 @@
 """Client-side scoring through a SageMaker endpoint: CSV requests of many rows under the payload limit.
 
 Runs wherever Spark runs (Glue, EMR, local): one ``sagemaker-runtime`` client per partition, rows
-``<id>,<features>`` in, ``(id, score)`` out. The inference handlers echo the id column, so the
-answer is joined back by id, not by position.
+``<id>,<features>`` in, ``(id, score)`` out. The answer has one line per request line, in order,
+so a score is matched to its row by position, never by the id the endpoint echoes: an id the
+endpoint reads differently (``nan`` comes back empty, blanks are stripped) cannot mismatch scores,
+and two rows with one id keep their own scores.
+
+A request the model rejects (a 4xx from the container: the body cannot be scored) is split in
+halves until the rows it rejects are alone (``score_rows``), so one bad row costs its own score,
+not its neighbours'; the caller sets those rows aside with the endpoint's message. Throttling, 5xx
+and connection errors are retried instead (``invoke``).
 """
 
 from __future__ import annotations
@@ -87,15 +94,86 @@ def invoke(client, endpoint: str, body: str, max_wait_seconds: float = 300.0, sl
             delay = min(delay * 2, 10.0)
 
 
+def _positional_scores(text: str, rows: int, endpoint: str) -> list[float]:
+    """The scores of an answer (``score`` or ``<id>,score`` lines), in the order of the request's rows."""
+    scored = text.splitlines()
+    if len(scored) != rows:
+        raise RuntimeError(f"endpoint {endpoint} returned {len(scored)} scores for {rows} rows; expected one line "
+                           f"per row. Check the model's inference handlers (output_fn).")
+    return [float(line.rsplit(",", 1)[-1]) for line in scored]
+
+
 def score_lines(client, endpoint: str, lines: Iterable[str], max_rows: int = DEFAULT_BATCH_ROWS,
                 max_wait_seconds: float = 300.0) -> Iterator[tuple[str, float]]:
-    """Score ``<id>,<features>`` lines through ``endpoint``; yields (id, score) per line. Each request
-    waits out an unavailable endpoint for up to ``max_wait_seconds`` (see ``invoke``)."""
+    """Score ``<id>,<features>`` lines through ``endpoint``; yields (id as sent, score) per line, in
+    order. Each request waits out an unavailable endpoint for up to ``max_wait_seconds`` (``invoke``)."""
     for batch in request_batches(lines, max_rows):
         text = invoke(client, endpoint, "\n".join(batch) + "\n", max_wait_seconds)
-        scored = text.splitlines()
-        if len(scored) != len(batch):
-            raise RuntimeError(f"endpoint {endpoint} returned {len(scored)} scores for {len(batch)} rows")
-        for line in scored:
-            record_id, score = line.rsplit(",", 1)
-            yield record_id, float(score)
+        for line, score in zip(batch, _positional_scores(text, len(batch), endpoint)):
+            yield line.split(",", 1)[0], score
+
+
+def rejection(err: Exception) -> str | None:
+    """The endpoint's message when ``err`` says the model cannot score this body (a 4xx from the
+    container: SageMaker's ModelError with OriginalStatusCode 4xx); None for anything else (a
+    missing endpoint, throttling, a server error: about the endpoint, not the rows)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(err, ClientError) or err.response.get("Error", {}).get("Code") != "ModelError":
+        return None
+    original = err.response.get("OriginalStatusCode")
+    try:
+        status = int(original)
+    except (TypeError, ValueError):
+        return None
+    if not 400 <= status < 500:
+        return None
+    return str(err.response.get("OriginalMessage") or err.response["Error"].get("Message") or err)[:1000]
+
+
+class TooManyRejections(RuntimeError):
+    """The model rejected more rows than a bad record explains: the endpoint, not the data, is wrong."""
+
+
+class RejectionBudget:
+    """Rows the model may reject one by one in a batch (shared by the batch's request threads)."""
+
+    def __init__(self, limit: int, endpoint: str) -> None:
+        import threading
+
+        self.limit, self.endpoint, self.count = limit, endpoint, 0
+        self.lock = threading.Lock()
+
+    def spend(self, message: str) -> None:
+        with self.lock:
+            self.count += 1
+            if self.count > self.limit:
+                raise TooManyRejections(
+                    f"endpoint {self.endpoint} rejected more than {self.limit} rows of one batch one by one (last: "
+                    f"{message}). Bad records are quarantined before scoring, so the model, not the data, is the "
+                    f"likely cause (a model with other features?): check the endpoint's model. The batch is replayed "
+                    f"when the job runs again.")
+
+
+def score_rows(client, endpoint: str, lines: list[str], budget: RejectionBudget,
+               max_wait_seconds: float = 300.0) -> tuple[list[float | None], dict[int, str]]:
+    """Score one request's ``lines`` (``<id>,<features>``); returns the scores by position (None for a
+    rejected row) and {position: the endpoint's message} for the rows the model rejected. A rejected
+    request is split in halves until each rejected row is alone; every row alone that is rejected
+    spends one of ``budget`` (``TooManyRejections`` past it). Other errors propagate (``invoke``
+    retried what was transient)."""
+    try:
+        text = invoke(client, endpoint, "\n".join(lines) + "\n", max_wait_seconds)
+    except Exception as err:
+        message = rejection(err)
+        if message is None:
+            raise
+        if len(lines) == 1:
+            budget.spend(message)
+            log.warning("endpoint %s rejected a row: %s", endpoint, message)
+            return [None], {0: message}
+        middle = len(lines) // 2
+        first, first_rejected = score_rows(client, endpoint, lines[:middle], budget, max_wait_seconds)
+        second, second_rejected = score_rows(client, endpoint, lines[middle:], budget, max_wait_seconds)
+        return first + second, {**first_rejected, **{middle + i: m for i, m in second_rejected.items()}}
+    return list(_positional_scores(text, len(lines), endpoint)), {}

@@ -5,7 +5,9 @@ Reads the event partitions the sample generator wrote (``python -m churn.datagen
 by customer; a live source emits events as they happen), and puts each line on the stream with the
 customer id as partition key (one customer's events stay in order on one shard). A valid event
 gets ``produced_at`` (UTC, ISO 8601; the streaming latency is measured from it); a corrupt line,
-as the generator injects them, is sent unchanged, so the streaming job's quarantine sees it.
+as the generator injects them, is sent unchanged, so the streaming job's quarantine sees it. A line
+whose customer id is not a valid id (``churn.schema.valid_id``) gets a hash of the line as its
+partition key, as a corrupt line does (Kinesis takes keys of at most 256 characters).
 
     python -m churn.stream_producer --raw .lake/churn-lake/raw --stream churn-events \\
         --endpoint-url http://127.0.0.1:4567 --from 2026-07-01 --to 2026-07-01 --rate 200
@@ -25,6 +27,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from churn.schema import valid_id
 
 log = logging.getLogger("churn.stream_producer")
 MAX_RECORDS, MAX_BYTES = 500, 5 * 1024 * 1024
@@ -73,7 +77,8 @@ def to_record(line: str, produced_at: dt.datetime) -> dict:
         event = None
     if isinstance(event, dict):
         event["produced_at"] = produced_at.isoformat()
-        key = str(event.get("customer_id") or "")
+        customer = event.get("customer_id")
+        key = customer if valid_id(customer) else ""  # a partition key is at most 256 characters
         data = json.dumps(event, separators=(",", ":"))
     else:
         key, data = "", line

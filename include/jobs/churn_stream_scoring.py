@@ -8,13 +8,16 @@ JSON-lines files as they land in a folder (a replay of exported events). Checkpo
 
 In the streaming query (Spark, on the executors):
 
-1. parse each record as a raw event (every field a string) and validate it with the batch job's
-   rules (``churn.quality``);
+1. parse each record as a raw event (every field a string; a record over ``--max-record-bytes`` is
+   not parsed) and validate it with the batch job's rules (``churn.quality``), plus
+   ``event_ts_in_future``: an event time more than ``--max-event-skew-seconds`` after the record
+   reached the stream;
 2. per customer, with state across micro-batches (``applyInPandasWithState`` over buckets of
-   customers, ``churn.event_state``):
-   drop resent events (an event id already seen), set aside events older than the customer's
-   watermark (``--allowed-lateness-seconds``), and give each event its aggregates since each day a
-   snapshot could be from, as of its event time.
+   customers, ``churn.event_state``): set aside events of customers in no published snapshot
+   (``unknown_customer``, before they enter the state), drop resent events (an event id the
+   customer's state has seen), set aside events older than the customer's watermark
+   (``--allowed-lateness-seconds``) and those beyond ``--max-events-per-customer`` kept events,
+   and give each event its aggregates since each day a snapshot could be from, as of its event time.
 
 Then, per micro-batch (``foreachBatch``), on the driver, with the batch collected in one Spark
 action (it is at most ``--max-records-per-batch`` events):
@@ -22,13 +25,17 @@ action (it is at most ``--max-records-per-batch`` events):
 3. features (``churn.features``: "features as of each event"): the customer's latest snapshot from
    ``features/`` (loaded once per snapshot day and kept) plus the aggregates since it;
 4. scores: through the SageMaker endpoint by name (``--scoring endpoint``, the default) in CSV
-   requests of ``--request-rows`` rows, ``--scoring-concurrency`` of them at a time, waiting out an
-   unavailable endpoint for up to ``--endpoint-wait-seconds`` before failing the batch (it is then
-   replayed from the checkpoint); or with the model's booster in this process (``--scoring
-   in_process --model-data-url``, xgboost needed), the reference the benchmark compares with;
+   requests of ``--request-rows`` rows, ``--scoring-concurrency`` of them at a time, scores matched
+   to rows by position, waiting out an unavailable endpoint for up to ``--endpoint-wait-seconds``
+   before failing the batch (it is then replayed from the checkpoint); a request the model rejects
+   (4xx) is split until the rows it rejects are alone, and those go to the errors
+   (``endpoint_rejected``; more than ``--max-endpoint-rejections`` in a batch fails it: the model is
+   wrong, not the rows); or with the model's booster in this process (``--scoring in_process
+   --model-data-url``, xgboost needed), the reference the benchmark compares with;
 5. predictions (with the feature vector) to ``<output>/dt=<day>/hour=<HH>/batch_id=<n>/`` (Parquet),
    and bad records to ``<errors>/dt=<day>/batch_id=<n>/`` (JSON lines) with the reason: a failed
-   rule, ``late_event``, or ``no_feature_snapshot``, the record as it arrived and its stream
+   rule, ``unknown_customer``, ``late_event``, ``customer_event_limit``, ``no_feature_snapshot`` or
+   ``endpoint_rejected``, the record as it arrived (its start, if over the size cap) and its stream
    position. Resent events are counted, not written.
 
 Exactly once: each output file of a batch has a fixed name, written aside and renamed (one PUT on
@@ -37,7 +44,12 @@ the files of a failed attempt of that batch that the replay did not write again;
 (offsets and the state) moves on only after ``foreachBatch`` returns. The driver writes the
 query's progress, with this job's own counts and each batch's phases, to
 ``<progress-root>/<run id>/progress.json`` every ``--progress-seconds``, from the main thread, off
-the batches' path (the ``churn_streaming`` DAG's health check and the benchmark poll it).
+the batches' path (the ``churn_streaming`` DAG's health check and the benchmark poll it), with the
+state's size (customers and events kept).
+
+The known customers (``unknown_customer``) are those of the newest published snapshot days, read
+when the query starts; when a newer snapshot day is published, the query is restarted in this
+process from its checkpoint (after the batch in flight) to take in the new customers.
 
 SIGTERM stops the query after the batch in flight and records the run as STOPPED.
 """
@@ -60,7 +72,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from churn import event_state, features, quality, scoring, sparkio
+from churn import event_state, features, quality, schema, scoring, sparkio
 
 log = logging.getLogger("churn_streaming")
 JOB = "churn_streaming"
@@ -119,6 +131,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="partitions of the per-customer state (default: the cluster's cores); fixed by the "
                              "checkpoint once the query has run")
     parser.add_argument("--progress-seconds", type=float, default=5.0)
+    parser.add_argument("--max-record-bytes", type=int, default=schema.MAX_RECORD_BYTES,
+                        help="a stream record over this many bytes is quarantined unparsed (record_too_large)")
+    parser.add_argument("--max-event-skew-seconds", type=float, default=300.0,
+                        help="an event time more than this after the record reached the stream is quarantined "
+                             "(event_ts_in_future): it would move its customer's lateness watermark into the future")
+    parser.add_argument("--max-events-per-customer", type=int, default=event_state.DEFAULT_MAX_EVENTS_PER_CUSTOMER,
+                        help="events kept in the state per customer; events beyond it are quarantined "
+                             "(customer_event_limit)")
+    parser.add_argument("--max-endpoint-rejections", type=int, default=100,
+                        help="rows of one batch the model may reject (4xx) one by one before the batch fails: "
+                             "beyond it the model, not the rows, is wrong")
     # Glue adds its own arguments (--JOB_NAME, --TempDir, ...): ignore what is not ours.
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -131,10 +154,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--scoring in_process needs --model-data-url (the model.tar.gz to score with)")
     if (args.trigger_seconds < 0 or args.request_rows <= 0 or args.endpoint_wait_seconds < 0
             or args.scoring_concurrency <= 0 or args.allowed_lateness_seconds < 0 or args.max_snapshot_age_days < 0
-            or args.state_buckets <= 0):
-        parser.error("--trigger-seconds, --endpoint-wait-seconds, --allowed-lateness-seconds and "
-                     "--max-snapshot-age-days must be >= 0, --request-rows, --scoring-concurrency and "
-                     "--state-buckets > 0")
+            or args.state_buckets <= 0 or args.max_record_bytes <= 0 or args.max_event_skew_seconds < 0
+            or args.max_events_per_customer <= 0 or args.max_endpoint_rejections < 0):
+        parser.error("--trigger-seconds, --endpoint-wait-seconds, --allowed-lateness-seconds, "
+                     "--max-snapshot-age-days, --max-event-skew-seconds and --max-endpoint-rejections must be >= 0, "
+                     "--request-rows, --scoring-concurrency, --state-buckets, --max-record-bytes and "
+                     "--max-events-per-customer > 0")
     lake = args.lake.rstrip("/")
     args.lake = lake
     args.checkpoint = (args.checkpoint or f"{lake}/_streaming/{JOB}/checkpoint").rstrip("/")
@@ -146,8 +171,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def read_stream(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
-    """The stream as (data, arrival_ts, source_position): the record's text, when it reached the
-    stream and where it is on it (``<shard>/<sequence number>``, or ``<file>#<hash of the line>``)."""
+    """The stream as (data, record_bytes, arrival_ts, source_position): the record's text (the Python
+    Kinesis source passes on only the start of a record over ``--max-record-bytes``), its size in
+    bytes, when it reached the stream and where it is on it (``<shard>/<sequence number>``, or
+    ``<file>#<hash of the line>``)."""
     if args.source == "python":
         from churn.kinesis_source import KinesisDataSource
 
@@ -157,17 +184,20 @@ def read_stream(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
             .option("stream", args.stream)
             .option("region", args.region)
             .option("max_records_per_batch", str(args.max_records_per_batch))
+            .option("max_record_bytes", str(args.max_record_bytes))
         )
         if args.kinesis_endpoint_url:
             reader = reader.option("endpoint_url", args.kinesis_endpoint_url)
         raw = reader.load()
         return raw.select(
-            "data", "arrival_ts", F.concat_ws("/", "shard_id", "sequence_number").alias("source_position")
+            "data", "record_bytes", "arrival_ts",
+            F.concat_ws("/", "shard_id", "sequence_number").alias("source_position"),
         )
     if args.source == "files":
         raw = spark.readStream.option("maxFilesPerTrigger", "100").text(args.input)
         return raw.select(
             F.col("value").alias("data"),
+            F.octet_length("value").alias("record_bytes"),
             F.col("_metadata.file_modification_time").alias("arrival_ts"),
             F.concat(F.col("_metadata.file_path"), F.lit("#"), F.xxhash64("value").cast("string")).alias("source_position"),
         )
@@ -181,34 +211,33 @@ def read_stream(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
     )
     return raw.select(
         F.col("data").cast("string").alias("data"),
+        F.octet_length("data").alias("record_bytes"),
         F.col("approximateArrivalTimestamp").cast("timestamp").alias("arrival_ts"),
         F.concat_ws("/", F.col("partitionKey"), F.col("sequenceNumber")).alias("source_position"),
     )
 
 
-def parse_events(batch: DataFrame) -> DataFrame:
-    """Raw event fields as strings (+ the corrupt-record column), ``produced_at`` and a ``dt``: the
-    event's day when its timestamp parses, else the day it arrived (where its error is filed)."""
-    parsed = batch.select(
-        "*",
-        F.from_json(
-            "data", quality.raw_schema("events"),
-            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": quality.CORRUPT},
-        ).alias("_event"),
-    ).select("*", "_event.*").drop("_event")
+def parse_events(batch: DataFrame, max_record_bytes: int = schema.MAX_RECORD_BYTES) -> DataFrame:
+    """Raw event fields as strings (+ the corrupt-record and too-large columns: ``quality.parse_records``,
+    as the batch job parses a file's lines), ``produced_at`` and a ``dt``: the event's day when its
+    timestamp parses, else the day it arrived (where its error is filed)."""
+    parsed = quality.parse_records(batch, "events", "data", max_record_bytes, size="record_bytes")
     event_day = F.date_format(F.expr("try_cast(event_ts AS TIMESTAMP)"), "yyyy-MM-dd")
+    produced_at = F.expr("try_cast(get_json_object(data, '$.produced_at') AS TIMESTAMP)")
     return parsed.select(
         "*",
-        F.expr("try_cast(get_json_object(data, '$.produced_at') AS TIMESTAMP)").alias("produced_at"),
+        F.when(~F.col(quality.TOO_LARGE), produced_at).alias("produced_at"),
         F.coalesce(event_day, F.date_format("arrival_ts", "yyyy-MM-dd")).alias("dt"),
     )
 
 
-def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
+def scoring_input(stream: DataFrame, args: argparse.Namespace, known_customers=None) -> DataFrame:
     """The streaming query up to the per-customer state: every record once (``payload``: its fields
     as JSON, times in epoch microseconds), valid ones with their ``aggregates``
-    (``churn.event_state``), the others with their reason."""
-    validated = quality.validate(parse_events(stream), "events")
+    (``churn.event_state``), the others with their reason. ``known_customers`` (a broadcast set of
+    customer ids; None: every customer is known) decides ``unknown_customer``."""
+    validated = quality.validate(parse_events(stream, args.max_record_bytes), "events",
+                                 max_event_skew_seconds=args.max_event_skew_seconds)
     clean = F.col("reason").isNull()
     event_us = F.expr("unix_micros(try_cast(event_ts AS TIMESTAMP))")
     raw_fields = F.to_json(F.struct(*[F.col(c) for c in quality.RAW_FIELDS["events"]]))
@@ -227,7 +256,8 @@ def scoring_input(stream: DataFrame, args: argparse.Namespace) -> DataFrame:
     # trace. The state applies each customer's own (churn.event_state), and quarantines late events.
     return typed.select(*event_state.INPUT_COLUMNS).groupBy(event_state.BUCKET).applyInPandasWithState(
         event_state.state_function(args.max_snapshot_age_days, int(args.allowed_lateness_seconds * 1000),
-                                   int(args.state_idle_minutes * 60_000)),
+                                   int(args.state_idle_minutes * 60_000), args.max_events_per_customer,
+                                   known_customers),
         event_state.OUTPUT_SCHEMA, event_state.STATE_SCHEMA, "append", "NoTimeout",
     )
 
@@ -423,7 +453,8 @@ class BatchProcessor:
         self.model = InProcessModel(spark, args.model_data_url) if args.scoring == "in_process" else None
         self.batches: list[dict] = []  # recent batch stats, newest last
         self.totals = {"input": 0, "scored": 0, "quarantined": 0, "unscored": 0, "duplicates": 0, "late": 0,
-                       "batches": 0}
+                       "rejected": 0, "batches": 0}
+        self.state_sizes: dict[int, tuple[int, int]] = {}  # bucket -> (customers, events), as last reported
         self.lock = threading.Lock()
         self.first_batch = True
         self.pool = None
@@ -441,18 +472,28 @@ class BatchProcessor:
         requests = list(scoring.request_batches(lines, args.request_rows))
         if self.pool is None:
             self.pool = concurrent.futures.ThreadPoolExecutor(args.scoring_concurrency, thread_name_prefix="score")
+        budget = scoring.RejectionBudget(args.max_endpoint_rejections, args.endpoint_name)
         answers = self.pool.map(
-            lambda body: list(scoring.score_lines(client, args.endpoint_name, body, len(body), args.endpoint_wait_seconds)),
+            lambda body: scoring.score_rows(client, args.endpoint_name, body, budget, args.endpoint_wait_seconds),
             requests)
-        scores = dict(pair for answer in answers for pair in answer)
-        return np.array([scores[i] for i in event_ids], dtype=float)
+        scores = np.full(len(lines), np.nan)
+        rejected: dict[int, str] = {}
+        offset = 0
+        for body, (values, refused) in zip(requests, answers):  # in request order: rows by position
+            scores[offset:offset + len(body)] = [np.nan if v is None else v for v in values]
+            rejected.update({offset + i: message for i, message in refused.items()})
+            offset += len(body)
+        return scores, rejected
 
     def score(self, event_ids, matrix):
-        if not len(event_ids):
-            import numpy as np
+        """Scores by row (NaN for a row the endpoint rejected) and {row: the endpoint's message}."""
+        import numpy as np
 
-            return np.empty(0)
-        return self.model.score(matrix) if self.model is not None else self._score_endpoint(event_ids, matrix)
+        if not len(event_ids):
+            return np.empty(0), {}
+        if self.model is not None:
+            return self.model.score(matrix), {}
+        return self._score_endpoint(event_ids, matrix)
 
     # -- writes
     def _write(self, uri: str, data: bytes, written: set[str]) -> None:
@@ -523,7 +564,9 @@ class BatchProcessor:
 
         started = time.time()
         args = self.args
-        frame = records(batch.toPandas(), args.max_snapshot_age_days)  # the one Spark action
+        output = batch.toPandas()  # the one Spark action
+        frame = records(output, args.max_snapshot_age_days)
+        sizes = event_state.state_sizes(output)
         phases = {"spark": time.time()}
 
         reasons = frame["reason"].astype(object).where(frame["reason"].notna(), None)
@@ -538,26 +581,34 @@ class BatchProcessor:
                          args.max_snapshot_age_days)
         phases["features"] = time.time()
 
-        scorable = events[ready]
-        scores = self.score(scorable["event_id"].tolist(), matrix)
+        candidates = events[ready]
+        scores, refused = self.score(candidates["event_id"].tolist(), matrix)
+        accepted = np.ones(len(candidates), dtype=bool)
+        accepted[list(refused)] = False
+        for row, message in refused.items():
+            log.warning("batch %d: the endpoint rejected the event at %s: %s", batch_id,
+                        candidates["source_position"].iloc[row], message)
+        scorable, rejected = candidates[accepted], candidates[~accepted]
+        scores, matrix = scores[accepted], matrix[accepted]
         scored_at = time.time()
         phases["score"] = scored_at
 
         written: set[str] = set()
         partitions: set[str] = set()
         if len(scorable):
-            self._write_predictions(batch_id, scorable, event_days[ready], ages[ready], matrix, scores, scored_at,
-                                    partitions, written)
+            self._write_predictions(batch_id, scorable, event_days[ready][accepted], ages[ready][accepted], matrix,
+                                    scores, scored_at, partitions, written)
         bad = frame[~valid & ~duplicate]
         unscored = events[~ready]
+        parts = [(bad, reasons[~valid & ~duplicate].to_numpy(dtype=object)),
+                 (unscored, np.full(len(unscored), "no_feature_snapshot", dtype=object)),
+                 (rejected, np.full(len(rejected), "endpoint_rejected", dtype=object))]
         self._write_errors(batch_id, pd.DataFrame({
-            "dt": np.concatenate([bad["dt"].to_numpy(dtype=object), unscored["dt"].to_numpy(dtype=object)]),
-            "reason": np.concatenate([reasons[~valid & ~duplicate].to_numpy(dtype=object),
-                                      np.full(len(unscored), "no_feature_snapshot", dtype=object)]),
-            "raw_record": np.concatenate([bad["raw_record"].to_numpy(dtype=object),
-                                          unscored["raw_record"].to_numpy(dtype=object)]),
-            "source_file": np.concatenate([("kinesis://" + bad["source_position"].astype(str)).to_numpy(dtype=object),
-                                           ("kinesis://" + unscored["source_position"].astype(str)).to_numpy(dtype=object)]),
+            "dt": np.concatenate([part["dt"].to_numpy(dtype=object) for part, _ in parts]),
+            "reason": np.concatenate([why for _, why in parts]),
+            "raw_record": np.concatenate([part["raw_record"].to_numpy(dtype=object) for part, _ in parts]),
+            "source_file": np.concatenate([("kinesis://" + part["source_position"].astype(str)).to_numpy(dtype=object)
+                                           for part, _ in parts]),
         }), partitions, written)
         if self.first_batch:
             self._clean_failed_attempt(batch_id, partitions, written)
@@ -580,6 +631,7 @@ class BatchProcessor:
             "scored": int(len(scorable)),
             "quarantined": int(len(bad)),
             "unscored": int(len(unscored)),
+            "rejected": int(len(rejected)),
             "duplicates": int(duplicate.sum()),
             "late": late,
             # From the producer's produced_at (when events carry it) and from the stream's arrival time.
@@ -591,17 +643,26 @@ class BatchProcessor:
         }
         with self.lock:
             self.batches = (self.batches + [stats])[-RECENT_BATCHES:]
-            for key in ("input", "scored", "quarantined", "unscored", "duplicates", "late"):
+            for key in ("input", "scored", "quarantined", "unscored", "rejected", "duplicates", "late"):
                 self.totals[key] += stats[key]
             self.totals["batches"] += 1
-        log.info("batch %d: %d events, %d scored, %d quarantined (%d late), %d unscored, %d resent in %d ms %s",
-                 batch_id, stats["input"], stats["scored"], stats["quarantined"], late, stats["unscored"],
-                 stats["duplicates"], stats["duration_ms"], stats["phases_ms"])
+            self.state_sizes.update(sizes)
+        log.info("batch %d: %d events, %d scored, %d quarantined (%d late), %d unscored, %d rejected by the endpoint, "
+                 "%d resent in %d ms %s", batch_id, stats["input"], stats["scored"], stats["quarantined"], late,
+                 stats["unscored"], stats["rejected"], stats["duplicates"], stats["duration_ms"], stats["phases_ms"])
+
+    def state_size(self) -> dict:
+        """The state's size as its buckets last reported it (a bucket reports when it has events)."""
+        with self.lock:
+            sizes = list(self.state_sizes.values())
+        return {"customers": sum(c for c, _ in sizes), "events": sum(e for _, e in sizes),
+                "buckets_reported": len(sizes), "buckets": self.args.state_buckets,
+                "max_events_per_customer": self.args.max_events_per_customer}
 
 
 def records(output, max_age_days: int):
-    """The state operator's output (payload, reason, aggregates) as one row per record with its
-    fields (times as datetime64[us], UTC), the reason and the aggregates by column name."""
+    """The state operator's output (payload, reason, aggregates, state_size) as one row per record
+    with its fields (times as datetime64[us], UTC), the reason and the aggregates by column name."""
     import numpy as np
     import pandas as pd
 
@@ -659,6 +720,9 @@ class ProgressWriter:
             "checkpoint": self.args.checkpoint,
             "output": self.args.output,
             "totals": totals,
+            "state_size": {**self.processor.state_size(), "spark": [
+                {k: operator.get(k) for k in ("numRowsTotal", "memoryUsedBytes")}
+                for operator in (last or {}).get("stateOperators", [])]},
             "last_progress": {
                 k: last.get(k) for k in ("batchId", "timestamp", "numInputRows", "inputRowsPerSecond",
                                           "processedRowsPerSecond", "durationMs")
@@ -694,6 +758,44 @@ def spark_phases(processor: BatchProcessor):
     return SparkPhases()
 
 
+class KnownCustomers:
+    """The customers of the newest published snapshot days (``SNAPSHOT_DAYS_KEPT`` of them), as a
+    broadcast set for the state operator (``unknown_customer``), and the newest day it was read for."""
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        self.spark, self.root = spark, root
+        published = sparkio.complete_partitions(spark, root)
+        self.days = published[-SNAPSHOT_DAYS_KEPT:]
+        self.newest = self.days[-1] if self.days else None
+        ids: set[str] = set()
+        if self.days:
+            frame = spark.read.parquet(*[f"{root}/dt={day}" for day in self.days]).select("customer_id").distinct()
+            ids = set(frame.toPandas()["customer_id"].astype(str))
+        self.broadcast = spark.sparkContext.broadcast(frozenset(ids))
+        log.info("known customers: %d, from the snapshots of %s", len(ids), ", ".join(self.days) or "no day yet")
+
+    def outdated(self, published: set[str]) -> bool:
+        """Whether a snapshot day newer than the one read has been published since."""
+        newest = max(published, default=None)
+        return newest is not None and (self.newest is None or newest > self.newest)
+
+
+def start_query(spark: SparkSession, args: argparse.Namespace, processor: BatchProcessor):
+    """The streaming query, with the known customers of the snapshots published now; returns both."""
+    known = KnownCustomers(spark, f"{args.lake}/features")
+    processor.first_batch = True  # the first batch may replay one a stopped query cut short
+    writer = scoring_input(read_stream(spark, args), args, known.broadcast).writeStream.queryName(JOB)
+    writer = writer.foreachBatch(processor).option("checkpointLocation", args.checkpoint)
+    return writer.trigger(processingTime=f"{args.trigger_seconds} seconds").start(), known
+
+
+def _stop_after_batch(query) -> None:
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    while query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.2)  # let the batch in flight commit; a batch cut short is replayed anyway
+    query.stop()
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> int:
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     # No micro-batch without new records: one would only cost time (the state has no timeouts).
@@ -704,9 +806,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> int:
     processor = BatchProcessor(spark, args)
     progress = ProgressWriter(spark, args, processor)
     spark.streams.addListener(spark_phases(processor))
-    writer = scoring_input(read_stream(spark, args), args).writeStream.queryName(JOB).foreachBatch(processor)
-    writer = writer.option("checkpointLocation", args.checkpoint)
-    query = writer.trigger(processingTime=f"{args.trigger_seconds} seconds").start()
+    query, known = start_query(spark, args, processor)
     stopping = threading.Event()
 
     def on_sigterm(signum, _frame):
@@ -721,11 +821,14 @@ def run(spark: SparkSession, args: argparse.Namespace) -> int:
         while query.isActive and not stopping.is_set():
             query.awaitTermination(args.progress_seconds)
             progress.write("RUNNING", query)
+            if query.isActive and known.outdated(processor.snapshots.published):
+                log.info("snapshot %s published: restarting the query to take in its customers",
+                         max(processor.snapshots.published))
+                _stop_after_batch(query)
+                known.broadcast.unpersist()
+                query, known = start_query(spark, args, processor)
         if stopping.is_set():
-            deadline = time.monotonic() + STOP_WAIT_SECONDS
-            while query.status.get("isTriggerActive") and time.monotonic() < deadline:
-                time.sleep(0.2)  # let the batch in flight commit; a batch cut short is replayed anyway
-            query.stop()
+            _stop_after_batch(query)
             progress.write("STOPPED", query)
             return 0
         query.awaitTermination()  # raises the query's error, if it failed

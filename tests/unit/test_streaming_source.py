@@ -100,3 +100,20 @@ def test_the_source_needs_a_stream_name():
 
     with pytest.raises(ValueError, match="option\\('stream'"):
         KinesisStreamReader({})
+
+
+def test_a_record_over_the_cap_reaches_spark_only_by_its_start_and_size():
+    from churn.kinesis_source import clip
+
+    assert clip(b'{"a": 1}', 100) == '{"a": 1}' and clip(b'{"a": 1}', None) == '{"a": 1}'
+    assert clip(b"x" * 5000, 1024) == "x" * 1024
+    assert clip("é".encode() * 3, 3) == "é\ufffd"  # a character cut in two is replaced, not an error
+
+
+def test_a_line_whose_customer_id_is_no_valid_id_is_keyed_by_its_hash():
+    now = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
+    good = stream_producer.to_record(json.dumps({"event_id": "e1", "customer_id": "C1"}), now)
+    assert good["PartitionKey"] == "C1"
+    huge = stream_producer.to_record(json.dumps({"event_id": "e1", "customer_id": "C" * 100_000}), now)
+    odd = stream_producer.to_record(json.dumps({"event_id": "e1", "customer_id": "C,1\n"}), now)
+    assert len(huge["PartitionKey"]) == len(odd["PartitionKey"]) == 16 and odd["PartitionKey"] != "C,1\n"
