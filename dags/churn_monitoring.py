@@ -16,8 +16,10 @@
    feature, score drift and realized AUC over time with the gate's floor. Its location is in the
    task log.
 6. **decay_detected → alert, trigger_retraining** — only when retraining is due: an SNS message to
-   the alerts topic (`CHURN_ALERTS_TOPIC_ARN`) and a `churn_training` run (`retrain__<ds>`) with the
-   reason in its conf and note. The new model still has to pass the quality gate.
+   the alerts topic (`CHURN_ALERTS_TOPIC_ARN`) with the report's location, and a `churn_training` run
+   (`retrain__<ds>`) with the reason in its conf and note. The new model still has to pass the
+   quality gate. They follow `decide`, beside `write_report`, not after it: a report that fails to
+   render or upload fails the run but never holds back the alert or the retraining.
 
 **Reruns and backfills** replace the date's summary, report and decision; a retraining run is
 triggered once per date (a rerun finds it and skips). Backfill in date order: a decision reads the
@@ -49,6 +51,8 @@ from churn_ml.training_requests import xcom
 
 DEFAULTS = Thresholds()
 REASON = xcom("decide", "reason")
+# Where write_report puts the day's report: named by the date, so the alert does not wait for (or need) it.
+REPORT = f"{LAKE}/{MONITORING_REPORTS}dt={{{{ ds }}}}/report.html"
 
 
 @dag(
@@ -143,7 +147,7 @@ def churn_monitoring():
                                                  "summary.json")
         page = monitoring_report.render(ds, summaries, decision, decay.Thresholds.from_params(params))
         prefix = f"{settings.lake}/{MONITORING_REPORTS}dt={ds}/"
-        lake.write_bytes(f"{prefix}report.html", page.encode("utf-8"))
+        lake.write_bytes(f"{prefix}report.html", page.encode("utf-8"), content_type=monitoring_report.CONTENT_TYPE)
         lake.write_json(f"{prefix}decision.json", decision)
         logging.getLogger(__name__).info("REPORT: %s", lake.browse_url(f"{prefix}report.html"))
         return {"report": f"{prefix}report.html", "retrain": decision["retrain"]}
@@ -157,7 +161,7 @@ def churn_monitoring():
         task_id="alert",
         target_arn="{{ churn.alerts_topic_arn }}",
         subject="churn model decayed: retraining triggered for {{ ds }}",
-        message=f"churn_monitoring {{{{ ds }}}}: {REASON}. Report: {xcom('write_report', 'report')}",
+        message=f"churn_monitoring {{{{ ds }}}}: {REASON}. Report: {REPORT}",
         aws_conn_id=AWS_CONN_ID,
     )
 
@@ -172,9 +176,9 @@ def churn_monitoring():
     )
 
     decision = decide()
-    report = write_report(decision)
-    chain(wait_for_predictions, resolve_baseline(), monitor, decision, report, decay_detected(decision),
-          [alert, trigger_retraining])
+    chain(wait_for_predictions, resolve_baseline(), monitor, decision)
+    write_report(decision)
+    decay_detected(decision) >> [alert, trigger_retraining]
 
 
 churn_monitoring()

@@ -74,10 +74,10 @@ def to_local_uris(value):
     return value
 
 
-def _s3_hook():
+def _s3_hook(extra_args: dict | None = None):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    return S3Hook(aws_conn_id=cfg.settings.aws_conn_id)
+    return S3Hook(aws_conn_id=cfg.settings.aws_conn_id, extra_args=extra_args)
 
 
 def browse_url(uri: str) -> str:
@@ -115,7 +115,9 @@ def read_bytes(uri: str) -> bytes:
     return _s3_hook().get_key(key, bucket_name=bucket).get()["Body"].read()
 
 
-def write_bytes(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes, content_type: str | None = None) -> None:
+    """Write ``data`` to ``uri``; on S3 with ``content_type`` as the object's Content-Type (what a browser
+    opening it from the console or a presigned URL is told it is), otherwise S3's default."""
     if cfg.is_local():
         path = local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,8 @@ def write_bytes(uri: str, data: bytes) -> None:
         tmp.replace(path)
         return
     bucket, key = split_uri(uri)
-    _s3_hook().load_bytes(data, key, bucket_name=bucket, replace=True)
+    _s3_hook({"ContentType": content_type} if content_type else None).load_bytes(data, key, bucket_name=bucket,
+                                                                                 replace=True)
 
 
 def write_json(uri: str, payload: dict) -> None:

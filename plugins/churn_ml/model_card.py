@@ -18,8 +18,10 @@ and ``model_card.png`` under the version's prefix, on both targets.
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 
@@ -115,28 +117,63 @@ def write(prefix: str, card: dict, plot: bytes | None) -> dict:
     return card
 
 
+# What starts markup inside a line of Markdown (GFM): emphasis, code, links and images, table cells,
+# strikethrough, math; "<" and "&" are HTML-escaped instead. Line starts ("#", "-", "1.") cannot occur:
+# every value is inserted after text of the card's own.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|!~$])")
+
+
+def _text(value) -> str:
+    """``value`` as literal text on one line of Markdown, in a paragraph or a table cell: HTML escaped
+    (a ``<script>`` in a feature name or a reason stays text wherever the card is rendered), Markdown
+    specials backslash-escaped (no emphasis, code, link, image or ``|`` cell break), line breaks as spaces."""
+    one_line = " ".join(str(value).splitlines())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def _code(value) -> str:
+    """``value`` as a code span (names, URIs: shown as they are, HTML in them is not markup there): on one
+    line, delimited by one backtick more than its longest run of them, so none of them closes it. Not for
+    table cells: GFM splits a cell at a ``|`` even inside a code span."""
+    text = " ".join(str(value).splitlines())
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fenced(text: str, info: str) -> list[str]:
+    """A fenced code block of ``text``: its fence is longer than any backtick run inside, so nothing closes it early."""
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return [f"{fence}{info}", text, fence]
+
+
 def render(card: dict) -> str:
-    """The model card as Markdown: what a reviewer reads before trusting the model."""
+    """The model card as Markdown: what a reviewer reads before trusting the model.
+
+    What it inserts comes from data and people (feature names, the gate's or a person's reason, URIs):
+    text is escaped (``_text``), names and URIs are code spans (``_code``), so none of it becomes
+    markup, HTML or a broken table."""
     metrics, champion = card.get("metrics", {}), card.get("champion_metrics", {})
     lines = [
-        f"# Churn model v{card['version']}: {card['status']}", "",
-        f"**Decision:** {card['reason']}", "",
-        *([f"**Publication:** {card['publication']}", ""] if card.get("publication") else []),
-        f"- training job: `{card['training_job_name']}`",
-        f"- model: `{card['model_data_url']}`",
-        f"- training set: `{card.get('training_set', '')}` (built for {card.get('ds', '')})", "",
+        f"# Churn model v{_text(card['version'])}: {_text(card['status'])}", "",
+        f"**Decision:** {_text(card['reason'])}", "",
+        *([f"**Publication:** {_text(card['publication'])}", ""] if card.get("publication") else []),
+        f"- training job: {_code(card['training_job_name'])}",
+        f"- model: {_code(card['model_data_url'])}",
+        f"- training set: {_code(card.get('training_set', ''))} (built for {_text(card.get('ds', ''))})", "",
         "## Data", "", "| split | rows | churn rate | snapshots |", "|---|---|---|---|",
     ]
     for split, stats in card.get("splits", {}).items():
         snaps = stats.get("snapshots", [])
-        lines.append(f"| {split} | {stats['rows']} | {100 * stats['positive_rate']:.2f}% | "
-                     f"{snaps[0] if snaps else ''} .. {snaps[-1] if snaps else ''} |")
+        lines.append(f"| {_text(split)} | {_text(stats['rows'])} | {100 * stats['positive_rate']:.2f}% | "
+                     f"{_text(snaps[0]) if snaps else ''} .. {_text(snaps[-1]) if snaps else ''} |")
     lines += ["", "## Holdout metrics", "", "| metric | this model | champion |", "|---|---|---|"]
     for name in sorted(k for k in metrics if k.startswith("holdout:")):
         other = champion.get(f"champion:{name}")
-        lines.append(f"| {name} | {metrics[name]:.4f} | {'' if other is None else f'{other:.4f}'} |")
-    lines += ["", "## Hyperparameters", "", "```json", json.dumps(card.get("hyperparameters", {}), indent=1, sort_keys=True),
-              "```", "", "## Features", "", ", ".join(f"`{f}`" for f in card.get("features", [])), ""]
+        lines.append(f"| {_text(name)} | {metrics[name]:.4f} | {'' if other is None else f'{other:.4f}'} |")
+    lines += ["", "## Hyperparameters", "",
+              *_fenced(json.dumps(card.get("hyperparameters", {}), indent=1, sort_keys=True), "json"),
+              "", "## Features", "", ", ".join(_code(f) for f in card.get("features", [])), ""]
     if card.get("plot"):
         lines += ["## ROC and feature importance", "", f"![ROC and feature importance]({PLOT})", ""]
     return "\n".join(lines + _render_baseline(card.get("baseline"), card.get("baseline_uri")))
@@ -148,12 +185,12 @@ def _render_baseline(summary: dict | None, uri: str | None) -> list[str]:
         return lines + ["None: the training job wrote no baseline.json (trained before baselines were stored), so "
                         "the monitoring job has nothing to compare this version's data with.", ""]
     rows, score = summary["rows"], summary["score"]
-    lines += [f"What the monitoring job compares each day's data with{f' (`{uri}`)' if uri else ''}: the bins of "
-              f"each feature on the train split ({rows['train']} rows) and of this model's scores on the holdout "
-              f"({rows['holdout']} rows).", "", "| feature | bins | edges | missing |", "|---|---|---|---|"]
+    lines += [f"What the monitoring job compares each day's data with{f' ({_code(uri)})' if uri else ''}: the bins of "
+              f"each feature on the train split ({_text(rows['train'])} rows) and of this model's scores on the holdout "
+              f"({_text(rows['holdout'])} rows).", "", "| feature | bins | edges | missing |", "|---|---|---|---|"]
     for stats in summary["features"]:
         edges = " .. ".join(f"{e:.4g}" for e in stats["edge_range"]) or "-"
-        lines.append(f"| {stats['feature']} | {stats['bins']} | {edges} | {100 * stats['missing_rate']:.2f}% |")
+        lines.append(f"| {_text(stats['feature'])} | {_text(stats['bins'])} | {edges} | {100 * stats['missing_rate']:.2f}% |")
     mean = "-" if score["mean"] is None else f"{score['mean']:.4f}"
     lines += ["", f"**Score:** mean {mean}, deciles {', '.join(f'{e:.4f}' for e in score['deciles']) or '-'}, "
                   f"missing {100 * score['missing_rate']:.2f}%.", ""]

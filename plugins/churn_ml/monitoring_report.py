@@ -17,6 +17,7 @@ import io
 from churn_ml.decay import Thresholds, day_findings, window
 
 HISTORY_DAYS = 120
+CONTENT_TYPE = "text/html; charset=utf-8"  # the report's Content-Type on S3: a browser renders it as the page it is
 SOURCE_COLOURS = {"batch": "#1f77b4", "capture": "#ff7f0e", "stream": "#2ca02c"}
 
 
@@ -103,23 +104,28 @@ def _plots(ds: str, summaries: dict[str, dict], t: Thresholds) -> dict[str, str]
 
 
 def _figure(plots: dict[str, str], key: str, alt: str) -> str:
-    return f'<p><img alt="{alt}" src="data:image/png;base64,{plots[key]}"></p>' if key in plots else ""
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{plots[key]}"></p>' if key in plots else ""
 
 
 def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -> str:
-    """The report of ``ds`` as one HTML page, from the summaries up to ``ds`` and the day's decision."""
+    """The report of ``ds`` as one HTML page, from the summaries up to ``ds`` and the day's decision.
+
+    Every value from the summaries, the decision or the params is HTML-escaped: they come from data
+    (feature names, sources, dates) and a page a person opens must not run what they contain. The
+    numbers formatted with a format spec (``:.3f``) can only be digits.
+    """
     today = summaries[ds]
     plots = _plots(ds, summaries, t)
     esc = html.escape
     rows = []
     for source, found in today["sources"].items():
         if not found.get("rows"):
-            rows.append(f"<tr><td>{esc(source)}</td><td>0</td><td colspan=4>no scored data this day</td></tr>")
+            rows.append(f"<tr><td>{esc(str(source))}</td><td>0</td><td colspan=4>no scored data this day</td></tr>")
             continue
         top = sorted(found["features"].items(), key=lambda item: -item[1]["psi"])[:3]
         top_text = ", ".join(f"{name} {figures['psi']:.3f}" for name, figures in top)
         rows.append(
-            f"<tr><td>{esc(source)}</td><td>{found['rows']}</td><td>{found['score']['psi']:.3f}</td>"
+            f"<tr><td>{esc(str(source))}</td><td>{esc(str(found['rows']))}</td><td>{found['score']['psi']:.3f}</td>"
             f"<td>{found['score']['js']:.3f}</td><td>{found['score']['mean']:.4f} (baseline "
             f"{found['score'].get('baseline_mean') or float('nan'):.4f})</td>"
             f"<td>{esc(top_text)}</td></tr>"
@@ -129,14 +135,15 @@ def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -
         q = quality
         auc = "n/a" if q["auc"] is None else f"{q['auc']:.3f}"
         pr_auc = "n/a" if q["pr_auc"] is None else f"{q['pr_auc']:.3f}"
-        quality_text = (f"predictions of {q['prediction_date']} (model v{esc(str(q.get('model_version')))}), "
-                        f"{q['rows']} customers, {q['positives']} churned: AUC {auc}, PR-AUC {pr_auc}, "
+        quality_text = (f"predictions of {esc(str(q['prediction_date']))} (model v{esc(str(q.get('model_version')))}), "
+                        f"{esc(str(q['rows']))} customers, {esc(str(q['positives']))} churned: AUC {auc}, PR-AUC {pr_auc}, "
                         f"Brier {q['brier']:.4f}, calibration error {q['ece']:.4f}, lift in the top 10 % "
                         f"{q['lift_at_10'] or 0:.2f}")
     else:
-        quality_text = f"predictions of {quality['prediction_date']}: {esc(quality['status'].replace('_', ' '))}"
+        quality_text = (f"predictions of {esc(str(quality['prediction_date']))}: "
+                        f"{esc(str(quality['status']).replace('_', ' '))}")
     verdict = "RETRAINING TRIGGERED" if decision["retrain"] else "no retraining"
-    days = "".join(f"<li>{esc(d['ds'])}: {'decayed' if d['decayed'] else 'ok'}"
+    days = "".join(f"<li>{esc(str(d['ds']))}: {'decayed' if d['decayed'] else 'ok'}"
                    f"{' (' + esc('; '.join(d['reasons'])) + ')' if d['reasons'] else ''}</li>" for d in decision["days"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Churn model monitoring {esc(ds)}</title>
@@ -144,15 +151,16 @@ def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -
 td,th{{border:1px solid #ccc;padding:2px 6px}}.retrain{{color:#b00;font-weight:bold}}</style></head>
 <body>
 <h1>Churn model monitoring: {esc(ds)}</h1>
-<p>Production model v{esc(str(today['model_version']))}; baseline {esc(today['baseline_uri'])}</p>
+<p>Production model v{esc(str(today['model_version']))}; baseline {esc(str(today['baseline_uri']))}</p>
 <h2 class="{'retrain' if decision['retrain'] else 'ok'}">Decision: {verdict}</h2>
-<p id="reason">{esc(decision['reason'])}</p>
+<p id="reason">{esc(str(decision['reason']))}</p>
 <ul>{days}</ul>
 <h2>Drift of the day's scored data</h2>
 <table><tr><th>source</th><th>rows</th><th>score PSI</th><th>score JS</th><th>mean score</th>
 <th>most drifted features (PSI)</th></tr>{''.join(rows)}</table>
-<p>Thresholds: PSI {t.psi_threshold}, JS {t.js_threshold}, {t.min_drifted_features} features,
-{t.min_rows} rows per source, realized AUC floor {t.auc_floor}, {t.consecutive_days} consecutive days.
+<p>Thresholds: PSI {esc(str(t.psi_threshold))}, JS {esc(str(t.js_threshold))}, {esc(str(t.min_drifted_features))}
+features, {esc(str(t.min_rows))} rows per source, realized AUC floor {esc(str(t.auc_floor))},
+{esc(str(t.consecutive_days))} consecutive days.
 Rejected inputs: {esc(str(today.get('rejected', {})))}.</p>
 {_figure(plots, 'drift', 'PSI per feature and source')}
 {_figure(plots, 'score_drift', 'score PSI per day')}

@@ -40,6 +40,7 @@ for path in sorted((REPO / "dags").glob("*.py")):
                     "downstream": sorted(t.downstream_task_ids),
                     "owner": t.owner,
                     "retries": t.retries,
+                    "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
                     "operator": type(t).__name__ if type(t).__name__ not in ("EmrServerlessSparkJobOperator", "GlueSparkJobOperator") else "SparkJob",
                 }
                 for t in dag.tasks

@@ -101,6 +101,33 @@ def test_training_tunes_trains_gates_registers_publishes_and_deploys_only_throug
     assert tasks["deploy_model"]["operator"] == "SageMakerEndpointDeployOperator"
 
 
+def _descendants(tasks: dict, task_id: str) -> set[str]:
+    found, todo = set(), list(tasks[task_id]["downstream"])
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(tasks[current]["downstream"])
+    return found
+
+
+def test_monitoring_alerts_and_retrains_after_the_decision_whatever_becomes_of_the_report():
+    """A report that fails to render or upload must not hold back the alert or the retraining: neither
+    descends from write_report, and they run on the decision (all_success all the way from decide)."""
+    tasks = describe("local")["dags"]["churn_monitoring"]["tasks"]
+    order = ["wait_for_predictions", "resolve_baseline", "monitor", "decide", "decay_detected"]
+    for upstream, downstream in pairwise(order):
+        assert downstream in tasks[upstream]["downstream"], f"{upstream} -> {downstream}"
+    assert tasks["decide"]["downstream"] == ["decay_detected", "write_report"]
+    assert tasks["decay_detected"]["downstream"] == ["alert", "trigger_retraining"]
+    assert tasks["decay_detected"]["operator"] == "_ShortCircuitDecoratedOperator"
+    assert _descendants(tasks, "write_report") == set()
+    for task_id in ("decay_detected", "alert", "trigger_retraining"):
+        assert tasks[task_id]["trigger_rule"] == "all_success", task_id
+        upstream = [t for t, info in tasks.items() if task_id in info["downstream"]]
+        assert upstream == (["decide"] if task_id == "decay_detected" else ["decay_detected"]), (task_id, upstream)
+
+
 def test_streaming_dag_ensures_endpoint_then_job_then_health_and_never_stops_the_job():
     dags = describe("local")["dags"]
     streaming = dags["churn_streaming"]
