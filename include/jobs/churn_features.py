@@ -3,9 +3,11 @@
 For run date ``ds`` (a snapshot date: the state at the start of that day):
 
 1. validates the raw partitions that landed since the previous run (``dt = ds - 1``; with
-   ``--history-days N`` every raw partition the snapshots ``[ds - N, ds]`` need), writes clean
-   typed Parquet to ``clean/<entity>/`` and bad records with their reason to
-   ``errors/<entity>/``, and fails when a partition has more bad records than allowed;
+   ``--history-days N`` every raw partition the snapshots ``[ds - N, ds]`` need) with the rules the
+   streaming job applies (``churn.quality``: the record size, safe ids, finite values in range, the
+   same reason codes), writes clean typed Parquet to ``clean/<entity>/`` (events de-duplicated per
+   customer, as the stream's state does) and bad records with their reason to ``errors/<entity>/``,
+   and fails when a partition has more bad records than allowed;
 2. writes features for the snapshots ``[ds - N, ds]`` to ``features/`` (Parquet) and
    ``scoring_input/`` (headerless CSV: customer_id then the features, the batch transform input);
 3. writes labels for the snapshots whose label window has closed to ``labels/``;

@@ -189,7 +189,7 @@ def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, 
     batches = progress.get("recent_batches", [])[-recent:]
     last = progress.get("last_progress") or {}
     inputs = sum(b["input"] for b in batches)
-    bad = sum(b["quarantined"] + b["unscored"] for b in batches)
+    bad = sum(b["quarantined"] + b["unscored"] + b.get("rejected", 0) for b in batches)  # rejected: by the endpoint
     durations = [b["duration_ms"] / 1000 for b in batches]
     latencies = [b["latency_ms"]["p99"] for b in batches if b.get("latency_ms")]
     lags = [b["arrival_lag_ms"]["max"] / 1000 for b in batches if b.get("arrival_lag_ms")]
@@ -216,8 +216,8 @@ def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, 
         problems.append(f"a recent micro-batch took {max(durations):.0f}s (limit {max_batch_seconds:.0f}s): the job is "
                         f"falling behind or waiting for the endpoint")
     if inputs >= 20 and bad / inputs > max_error_rate:
-        problems.append(f"{bad} of the last {inputs} events ({bad / inputs:.1%}) were quarantined or had no feature "
-                        f"snapshot (limit {max_error_rate:.0%}); see {settings.lake}/errors/stream_events/")
+        problems.append(f"{bad} of the last {inputs} events ({bad / inputs:.1%}) were quarantined, had no feature "
+                        f"snapshot or were rejected by the endpoint (limit {max_error_rate:.0%}); see {settings.lake}/errors/stream_events/")
     # Falling behind: the last batches all wrote events long after they reached the stream. (One
     # batch's input rate above its processing rate is only a burst; the rates are in the metrics.)
     if len(lags) >= 3 and min(lags[-3:]) > max_lag_seconds:
