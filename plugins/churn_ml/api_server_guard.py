@@ -86,7 +86,9 @@ class LoopbackRequestGuard:
         if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers: dict[str, str] = {}
+        for name, value in scope.get("headers", []):  # the first of repeated headers, as Starlette reads them
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
         reason = self.refusal(scope.get("method", "GET"), headers)
         if reason is None:
             await self.app(scope, receive, send)

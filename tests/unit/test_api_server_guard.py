@@ -116,6 +116,27 @@ def test_a_websocket_from_a_foreign_host_is_closed_unopened(served):
     assert reached == ["websocket"]
 
 
+def test_a_repeated_host_is_judged_by_its_first_value_as_the_app_reads_it():
+    import asyncio
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def status(hosts: list[bytes]) -> int:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", h) for h in hosts]}
+        await guard.LoopbackRequestGuard(app, allowed_hosts=HOSTS)(scope, None, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(status([b"rebind.example:8080", b"127.0.0.1:8080"])) == 403
+    assert asyncio.run(status([b"127.0.0.1:8080", b"rebind.example:8080"])) == 200
+
+
 def test_the_default_http_port_may_be_left_out():
     app = guard.LoopbackRequestGuard(Starlette(routes=[Route("/", lambda r: PlainTextResponse("ok"))]),
                                      allowed_hosts=["127.0.0.1:80"])
