@@ -35,6 +35,8 @@ ENV = {
     "CHURN_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-sagemaker",
     "CHURN_XGBOOST_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
     "CHURN_EMR_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/churn-emr-serverless",
+    # What infra/deploy_mwaa.py sets from the stack's DataKeyArn: the endpoint's capture is encrypted with it.
+    "CHURN_CAPTURE_KMS_KEY_ID": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 MODEL = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output/model.tar.gz"
 BEST = {name: "0.5" for name in TUNED} | {"max_depth": "4", "eta": "0.1"}
