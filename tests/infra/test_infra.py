@@ -167,6 +167,27 @@ def test_the_alerts_topic_is_encrypted_and_only_the_orchestration_role_publishes
     assert tagged["Outputs"]["AlertsTopicArn"] == {"Value": {"!Ref": "AlertsTopic"}, "Description": "CHURN_ALERTS_TOPIC_ARN"}
 
 
+def test_the_alerts_topic_subscribes_the_parameters_endpoint_only_when_one_is_given():
+    """AlertsSubscriptionEndpoint: empty (the default) creates no subscription; an e-mail address or an
+    https URL (AlertsSubscriptionProtocol) is subscribed to the topic. docs/infrastructure.md says how to add more."""
+    import cfn_template
+
+    tagged = cfn_template.load()
+    parameters = tagged["Parameters"]
+    assert parameters["AlertsSubscriptionEndpoint"]["Default"] == ""
+    assert parameters["AlertsSubscriptionProtocol"]["AllowedValues"] == ["email", "https"]
+    assert tagged["Conditions"]["SubscribesToAlerts"] == {
+        "!Not": [{"!Equals": [{"!Ref": "AlertsSubscriptionEndpoint"}, ""]}]}
+    subscriptions = {n: r for n, r in tagged["Resources"].items() if r["Type"] == "AWS::SNS::Subscription"}
+    assert list(subscriptions) == ["AlertsSubscription"]
+    subscription = subscriptions["AlertsSubscription"]
+    assert subscription["Condition"] == "SubscribesToAlerts"
+    assert subscription["Properties"] == {"TopicArn": {"!Ref": "AlertsTopic"}, "Protocol": {"!Ref": "AlertsSubscriptionProtocol"},
+                                          "Endpoint": {"!Ref": "AlertsSubscriptionEndpoint"}}
+    docs = (REPO / "docs" / "infrastructure.md").read_text()
+    assert "**Alerts.**" in docs and "aws sns subscribe --topic-arn" in docs
+
+
 def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeypatch):
     """ECR pulls name AWS's SageMaker image account for the region (a mapping), not any account."""
     import re
