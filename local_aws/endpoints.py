@@ -278,6 +278,10 @@ def _check_data_capture(name: str, capture: dict) -> None:
         lake.local_path(destination)  # where the router writes; refuses what would lead outside the lake
     except ValueError as err:
         raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri: {err}") from err
+    capture_root = f"s3://{cfg.settings.lake_bucket}/monitoring/capture/"  # dag_support.CAPTURE (no Airflow import here)
+    if not f"{destination.rstrip('/')}/".startswith(capture_root):
+        raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri must be under {capture_root} "
+                         f"(the lake's capture prefix, which the monitoring job reads), got {destination!r}")
 
 
 def describe_endpoint_config(name: str) -> dict:
@@ -286,10 +290,6 @@ def describe_endpoint_config(name: str) -> dict:
         raise LocalJobError(f"Could not find endpoint configuration {name}.")
     request = state["request"]
     return {
-    capture_root = f"s3://{cfg.settings.lake_bucket}/monitoring/capture/"  # dag_support.CAPTURE (no Airflow import here)
-    if not f"{destination.rstrip('/')}/".startswith(capture_root):
-        raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri must be under {capture_root} "
-                         f"(the lake's capture prefix, which the monitoring job reads), got {destination!r}")
         "EndpointConfigName": name,
         "EndpointConfigArn": arn("sagemaker", "endpoint-config", name.lower()),
         "ProductionVariants": request["ProductionVariants"],
