@@ -79,11 +79,17 @@ def credentials(lake_root: Path | None = None) -> Credentials:
     path = (Path(lake_root) / ".control-plane" if lake_root else control_plane()) / CREDENTIALS_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        key_id, secret = "LOCAL" + secrets.token_hex(8).upper()[:15], secrets.token_hex(20)
+        # CHURN_LOCAL_KEY_FILE: a key file whose key every new lake gets instead of a random one. For the
+        # test suite, whose in-process Spark session keeps the environment it started with (its Python
+        # workers sign with AWS_ACCESS_KEY_ID from then) and so could not sign for a lake made later.
+        given = os.environ.get("CHURN_LOCAL_KEY_FILE", "").strip()
+        content = Path(given).read_text() if given else (
+            f"[default]\naws_access_key_id = LOCAL{secrets.token_hex(8).upper()[:15]}\n"
+            f"aws_secret_access_key = {secrets.token_hex(20)}\n")
         tmp = path.with_name(f".{CREDENTIALS_FILE}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+            out.write(content)
         try:
             os.link(tmp, path)
         except FileExistsError:

@@ -28,6 +28,7 @@ and no policies, so only the signature part is reused: botocore's ``SigV4Auth``,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -149,9 +150,7 @@ def check_signature(method: str, raw_path: str, query: str, headers: Mapping[str
 
     ``raw_path`` and ``query`` exactly as sent (percent-encoded), ``headers`` with lower-case names,
     ``body`` the whole payload."""
-    from botocore.auth import S3SigV4Auth, SigV4Auth
-    from botocore.awsrequest import AWSRequest, HTTPHeaders
-    from botocore.credentials import Credentials as BotoCredentials
+    from botocore.awsrequest import AWSRequest
 
     signed = authorization(headers, expected)
     _, day, region, service, names, signature = signed.groups()
@@ -162,29 +161,26 @@ def check_signature(method: str, raw_path: str, query: str, headers: Mapping[str
                                    f"be sent; missing: {', '.join(missing)}")
     stamp = headers["x-amz-date"]
     try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        if not re.fullmatch(r"\d{8}T\d{6}Z", stamp):
+            raise ValueError(stamp)
+        when = dt.datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]),
+                           int(stamp[13:15]), tzinfo=dt.UTC)
     except ValueError:
         raise Refused("signature", f"X-Amz-Date {stamp[:40]!r} is not yyyymmddThhmmssZ") from None
     now = now or dt.datetime.now(dt.UTC)
     if abs(now - when) > MAX_SKEW or stamp[:8] != day:
         raise Refused("signature", f"Signature expired: {stamp} is not within 15 minutes of the server's time "
                                    f"{now:%Y%m%dT%H%M%SZ} (or not the credential scope's day {day}); check the clock")
+    body_sha = hashlib.sha256(body).hexdigest()
     content_sha = headers.get("x-amz-content-sha256", "")
-    if re.fullmatch(r"[0-9a-f]{64}", content_sha) and hashlib.sha256(body).hexdigest() != content_sha:
+    if re.fullmatch(r"[0-9a-f]{64}", content_sha) and body_sha != content_sha:
         raise Refused("signature", "X-Amz-Content-SHA256 is not the SHA-256 of the body sent")
     request = AWSRequest(method=method, url=f"http://{headers['host']}{raw_path}" + (f"?{query}" if query else ""),
-                         headers={n: headers[n] for n in names}, data=body)
-    request.context["timestamp"] = stamp
-    auth_class = S3SigV4Auth if service == "s3" else SigV4Auth
-
-    class Verifier(auth_class):
-        def headers_to_sign(self, _request):  # exactly what the client signed (botocore leaves some out)
-            chosen = HTTPHeaders()
-            for name in names:
-                chosen[name] = headers[name]
-            return chosen
-
-    verifier = Verifier(BotoCredentials(expected.access_key_id, expected.secret_access_key), service, region)
+                         headers={n: headers[n] for n in names})
+    request.context.update(timestamp=stamp, signed_names=names)
+    if "x-amz-content-sha256" not in names:  # what the signer hashes the body to, without preparing the request
+        request.headers["X-Amz-Content-SHA256"] = body_sha
+    verifier = _verifier(service == "s3")(_boto_credentials(expected), service, region)
     canonical = verifier.canonical_request(request)
     calculated = verifier.signature(verifier.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(calculated.encode(), signature.encode()):
@@ -193,13 +189,35 @@ def check_signature(method: str, raw_path: str, query: str, headers: Mapping[str
                                    "(<lake>/.control-plane/credentials).")
 
 
+@functools.cache
+def _verifier(s3: bool):
+    """botocore's signer (S3's for S3: no path normalization), over exactly the headers the client
+    signed (botocore's own choice leaves some out, e.g. User-Agent)."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.awsrequest import HTTPHeaders
+
+    class Verifier(S3SigV4Auth if s3 else SigV4Auth):
+        def headers_to_sign(self, request):
+            chosen = HTTPHeaders()
+            for name in request.context["signed_names"]:
+                chosen[name] = request.headers[name]
+            return chosen
+
+    return Verifier
+
+
+def _boto_credentials(key: Credentials):
+    from botocore.credentials import Credentials as BotoCredentials
+
+    return BotoCredentials(key.access_key_id, key.secret_access_key)
+
+
 def sign(method: str, url: str, body: bytes, headers: Mapping[str, str], credentials: Credentials,
          service: str = "sagemaker", region: str = cfg.LOCAL_REGION) -> dict[str, str]:
     """``headers`` plus the SigV4 ones (Authorization, X-Amz-Date) for a raw HTTP request, as boto3 signs it."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials as BotoCredentials
 
     request = AWSRequest(method=method, url=url, data=body, headers={"Host": urlsplit(url).netloc, **headers})
-    SigV4Auth(BotoCredentials(credentials.access_key_id, credentials.secret_access_key), service, region).add_auth(request)
+    SigV4Auth(_boto_credentials(credentials), service, region).add_auth(request)
     return dict(request.headers.items())

@@ -68,7 +68,12 @@ export CHURN_LOCAL_AWS_PORT="${CHURN_LOCAL_AWS_PORT:-4566}"
 # which makes it the same way (written aside, hard-linked into place: of two creators one wins).
 if [ "$ML_TARGET" = local ]; then
   _creds="$LAKE_ROOT/.control-plane/credentials"
-  if [ ! -s "$_creds" ]; then
+  if [ ! -s "$_creds" ] && [ -n "${CHURN_LOCAL_KEY_FILE:-}" ]; then  # the test suite's one key (local_aws.common)
+    mkdir -p "$LAKE_ROOT/.control-plane"
+    ( umask 077; cat "$CHURN_LOCAL_KEY_FILE" > "$_creds.$$.tmp" )
+    ln "$_creds.$$.tmp" "$_creds" 2>/dev/null || true
+    rm -f "$_creds.$$.tmp"
+  elif [ ! -s "$_creds" ]; then
     mkdir -p "$LAKE_ROOT/.control-plane"
     ( umask 077; printf '[default]\naws_access_key_id = LOCAL%s\naws_secret_access_key = %s\n' \
         "$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr '[:lower:]' '[:upper:]' | cut -c1-15)" \

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,21 @@ def pytest_configure(config):
     if migrate.returncode != 0:
         raise pytest.UsageError(f"could not prepare the tests' SQLite database {SQLITE_DB}:\n{migrate.stderr[-3000:]}")
     stamp.write_text(airflow_version)
+# One key for every lake of the session (local_aws.common.credentials), in this process's environment
+# from the start: the session's SparkSession keeps the environment it started with, and its Python
+# workers (the Kinesis source) sign with that key for the control plane of any later test's lake.
+_KEY_FILE = Path(tempfile.mkdtemp(prefix="churn-test-key-")) / "credentials"
+_KEY = ("LOCAL" + secrets.token_hex(8).upper()[:15], secrets.token_hex(20))
+with os.fdopen(os.open(_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as _out:
+    _out.write(f"[default]\naws_access_key_id = {_KEY[0]}\naws_secret_access_key = {_KEY[1]}\n")
+os.environ["CHURN_LOCAL_KEY_FILE"] = str(_KEY_FILE)
+os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = _KEY
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_KEY_FILE.parent, ignore_errors=True)
+
+
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # Spark's Python workers (Python data sources, UDFs) import include/ and plugins/ modules too.

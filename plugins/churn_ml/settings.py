@@ -36,6 +36,7 @@ read when a task, a trigger or the control plane runs.
 | CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
 | CHURN_LOCAL_BIND_HOST | 127.0.0.1 | local target: the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
 | CHURN_LOCAL_SERVER_NAMES | - | local target: host names, besides 127.0.0.1 and localhost, that the control plane and the router answer to (comma list; docker-compose's: `control-plane`); any other Host header is refused (DNS rebinding) |
+| CHURN_LOCAL_KEY_FILE | - | local target: a credentials file whose key a new lake gets instead of a random one (`<lake>/.control-plane/credentials`, local_aws.common.credentials); the test suite sets one for all its lakes |
 | CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
 | CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
 | CHURN_LOCAL_CAPTURE_FLUSH_SECONDS | 5 | local target: how often the endpoints' router writes the data capture it buffered (a new file each time, and at shutdown) |

@@ -262,11 +262,12 @@ def test_a_signature_covers_the_body_and_expires(servers):
     request_guard.check_signature("POST", path, "", headers, ROW.encode(), key)  # the same request, in time
 
 
-def test_the_key_is_the_lakes_own_and_the_connection_carries_it(servers):
+def test_the_key_is_the_lakes_own_and_the_connection_carries_it(servers, monkeypatch):
     key = credentials()
     connection = control_plane.connection()
     assert (connection["login"], connection["password"]) == (key.access_key_id, key.secret_access_key)
     path = servers["lake"] / ".control-plane" / "credentials"
     assert path.stat().st_mode & 0o777 == 0o600
+    monkeypatch.delenv("CHURN_LOCAL_KEY_FILE", raising=False)  # the test suite's one key for all lakes (tests/conftest.py)
     other = credentials(servers["lake"].parent / "another-lake")
     assert other != key and len(other.access_key_id) == 20 and len(other.secret_access_key) == 40
