@@ -15,10 +15,15 @@ the generated day onto the stream, so every check is over everything produced so
 5. Parity: the batch path over the same raw lines gives identical feature vectors ("features as of
    each event", knowing what the stream knew when it scored) and scores.
 6. A new model version deployed while the job runs scores the next events, with no restart.
+7. Hostile records (ids with a comma, a quote or a line break, non-finite values, a time a year
+   ahead, a 1 MB record, 10,000 unknown customers, 50,000 events of one customer, two customers
+   sharing an event id) in one burst: the job keeps running, every record is scored correctly or
+   quarantined with its reason, none is lost, and the state stays bounded.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -105,9 +110,18 @@ def _wait_for_all(world, expected: int, timeout: float = WAIT_SECONDS) -> tuple[
         time.sleep(0.5)
 
 
+def _known_customers(world) -> set[str]:
+    """The customers of the published snapshots: the job's known customers."""
+    table = ds_.dataset(world["lake"] / "features", format="parquet", partitioning="hive").to_table(columns=["customer_id"])
+    return set(table.column("customer_id").to_pylist())
+
+
 def _bad_resends(world, spark) -> int:
-    """How many resent lines the quality rules reject: a bad record has no event id to recognise a
-    resend by, so each copy on the stream is quarantined with its own stream position."""
+    """How many resent lines are quarantined again: a bad record has no event id to recognise a
+    resend by, and an unknown customer's event never enters the state that would, so each copy on
+    the stream is quarantined with its own stream position."""
+    from pyspark.sql import functions as F
+
     from churn import quality
 
     resent = state.get("resent", [])
@@ -117,7 +131,8 @@ def _bad_resends(world, spark) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "part-0.jsonl").write_text("\n".join(resent) + "\n")
     validated = quality.validate(quality.read_raw(spark, "events", [str(folder)]), "events")
-    return validated.where("reason IS NOT NULL").count()
+    unknown = F.col("reason").isNull() & ~F.col("customer_id").isin(*_known_customers(world))
+    return validated.where(F.col("reason").isNotNull() | unknown).count()
 
 
 def _assert_exactly_once(world, spark) -> None:
@@ -317,10 +332,14 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     # Quarantine parity: the same reasons, as often, as the batch rules give for these lines.
     batch_reasons = Counter(r["reason"] for r in validated.where(F.col("reason").isNotNull()).select("reason").collect())
     _, errors = _outputs(world)
-    stream_reasons = Counter(e["reason"] for e in errors if e["reason"] != "no_feature_snapshot")
+    unscorable = ("no_feature_snapshot", "unknown_customer")
+    stream_reasons = Counter(e["reason"] for e in errors if e["reason"] not in unscorable)
     assert stream_reasons == batch_reasons and sum(batch_reasons.values()) > 0
-    unscored = Counter(e["reason"] for e in errors)["no_feature_snapshot"]
-    assert unscored == int(batch["snapshot_date"].isna().sum())
+    # Events with no snapshot: an unknown customer's are quarantined before the state (a resent copy
+    # again), the others after it; the batch path finds each event once.
+    unscored = {(json.loads(e["raw_record"])["customer_id"], json.loads(e["raw_record"])["event_id"])
+                for e in errors if e["reason"] in unscorable}
+    assert len(unscored) == int(batch["snapshot_date"].isna().sum())
     validated.unpersist()
     logging.getLogger("test").info("parity over %d scored events (%d with earlier events of the day), %d quarantined, "
                                    "%d unscored; the out-of-order arrivals changed %s", len(stream), with_history,
@@ -354,6 +373,7 @@ def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world,
     assert len(new) > 0
     assert new["score"].to_dict() == _scores_in_process(model_url, new)
     assert new["score"].to_dict() != _scores_in_process(world["model_url"], new), "v1 and v2 score alike"
+    state["model_url"] = model_url
     assert get_job_run("churn-streaming")["Id"] == run_before, "the job was restarted"
 
     endpoint = stream_job.ensure_endpoint(LOG)
@@ -365,3 +385,82 @@ def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world,
             break
         time.sleep(1)
     assert metrics["scored_since_deployment"] is True
+
+
+def _hostile_records(world) -> tuple[list[str], dict[str, int], dict]:
+    """The hostile burst as stream lines, the reasons expected as often, and the customers used."""
+    known = sorted(_known_customers(world))
+    busy, first, second = known[0], known[1], known[2]
+    day = EVENT_DAY.isoformat()
+
+    def event(event_id, customer, when=f"{day}T23:00:00Z", kind="usage", value=5.0, **extra) -> str:
+        return json.dumps({"event_id": event_id, "customer_id": customer, "event_ts": when, "event_type": kind,
+                           "value": value, **extra})
+
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [
+        event("H-1,2", first), event('H"3', first), event("H4\n", first), event("abc ", first),
+        event("H-nan", first, value="nan"), event("H-inf", first, value="inf"),
+        event("H-1e400", first).replace('"value": 5.0', '"value": 1e400'),
+        event("H-future", first, when=ahead),
+        event("H-huge", first, padding="x" * 1_000_000),
+        event("nan", first, when=f"{day}T23:30:00Z"),  # an odd id, valid: scored (it used to come back empty)
+        event("SHARED-1", first, when=f"{day}T23:40:00Z"), event("SHARED-1", second, when=f"{day}T23:40:00Z"),
+    ]
+    lines += [event(f"U-{i}", f"UNKNOWN{i:05d}") for i in range(10_000)]
+    lines += [event(f"B-{i:05d}", busy, when=f"{day}T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z", value=1.0)
+              for i in range(50_000)]
+    expected = {"invalid_event_id": 4, "value_not_finite": 3, "event_ts_in_future": 1, "record_too_large": 1,
+                "unknown_customer": 10_000}
+    return lines, expected, {"busy": busy, "shared": (first, second)}
+
+
+def test_hostile_records_are_scored_or_quarantined_and_the_state_stays_bounded(world, spark):
+    """One burst of hostile records (and one resend): the job keeps running; count in = scored +
+    quarantined + resends; every score is the model's for its own row's features; the state holds
+    no unknown customer and at most the cap of the busy customer's events (progress.json)."""
+    import pandas as pd
+
+    run_id = get_job_run("churn-streaming")["Id"]
+    before_ids, before_errors = _outputs(world)
+    totals_before = stream_job.read_progress(run_id)["totals"]
+    lines, expected, names = _hostile_records(world)
+    resend = [line for line in lines if '"event_id": "nan"' in line]
+    client = kinesis_client(kinesis.server_url())
+    produce(client, os.environ["CHURN_KINESIS_STREAM"], iter(lines + resend), 0)
+
+    written = len(lines)  # the resend is recognised and not written
+    ids, errors = _wait_for_all(world, len(before_ids) + len(before_errors) + written)
+    assert get_job_run("churn-streaming")["JobRunState"] == "RUNNING"
+    assert len(ids) + len(errors) == len(before_ids) + len(before_errors) + written, \
+        f"{len(ids) - len(before_ids)} scored + {len(errors) - len(before_errors)} quarantined for {written} records"
+    reasons = Counter(e["reason"] for e in errors) - Counter(e["reason"] for e in before_errors)
+    limited = reasons.pop("customer_event_limit", 0)
+    assert dict(reasons) == expected
+    huge = next(e for e in errors if e["reason"] == "record_too_large")
+    assert len(huge["raw_record"]) < 2000 and "bytes, over the limit of" in huge["raw_record"]
+
+    table = ds_.dataset(world["lake"] / "stream_predictions", format="parquet", partitioning="hive").to_table().to_pandas()
+    new = table[~table["event_id"].isin(set(before_ids))].reset_index(drop=True)
+    busy_scored = int((new["customer_id"] == names["busy"]).sum())
+    assert busy_scored + limited == 50_000 and 0 < busy_scored <= 10_000
+    assert set(new.loc[new["event_id"] == "nan", "customer_id"]) == {names["shared"][0]}
+    shared = new[new["event_id"] == "SHARED-1"].set_index("customer_id")
+    assert sorted(shared.index) == sorted(names["shared"]), "both customers' events with one id are scored"
+    assert (shared[list(features.FEATURE_COLUMNS)].iloc[0] != shared[list(features.FEATURE_COLUMNS)].iloc[1]).any()
+    # Every score is the model's for the row's own features (by position: ids may repeat).
+    checked = pd.concat([new[new["customer_id"] != names["busy"]], new[new["customer_id"] == names["busy"]].head(500)])
+    expected_scores = _scores_in_process(state["model_url"], checked.reset_index(drop=True))
+    assert checked["score"].tolist() == [expected_scores[str(i)] for i in range(len(checked))]
+
+    progress = _progress_with(run_id, totals_before["input"] + len(lines) + len(resend))
+    totals = progress["totals"]
+    delta = {k: totals[k] - totals_before[k] for k in ("input", "scored", "quarantined", "unscored", "rejected", "duplicates")}
+    assert delta["input"] == len(lines) + len(resend)
+    assert delta["scored"] + delta["quarantined"] + delta["unscored"] + delta["rejected"] + delta["duplicates"] \
+        == delta["input"] and delta["duplicates"] == 1, delta
+    size = progress["state_size"]
+    assert size["customers"] <= len(_known_customers(world)), f"unknown customers in the state: {size}"
+    assert size["events"] <= 10_000 + state["produced"], f"the state kept more than the cap: {size}"
+    LOG.info("hostile burst: %d records, %d scored (%d of the busy customer), reasons %s, %d over the cap; state %s",
+             len(lines), len(new), busy_scored, dict(reasons), limited, size)
