@@ -46,3 +46,17 @@ def test_a_batch_spanning_more_days_than_are_kept_finds_every_snapshot(spark, tm
     ages, rows = lookup(["C1"], event_days[:1])
     assert ages.tolist() == [0] and rows[0, tenure] == 0.0
     assert len(snapshots.loaded) == job.SNAPSHOT_DAYS_KEPT and days[0] in snapshots.loaded
+
+
+def test_known_customers_are_those_of_the_newest_snapshot_days_until_a_newer_one_is_published(spark, tmp_path):
+    root = f"file://{tmp_path}/features"
+    assert job.KnownCustomers(spark, root).broadcast.value == frozenset()  # nothing published yet: nobody
+    days = _publish(spark, root, job.SNAPSHOT_DAYS_KEPT + 1)
+    old = {"customer_id": "GONE", **{c: 0.0 for c in features.FEATURE_COLUMNS}}
+    spark.createDataFrame([old]).write.mode("append").parquet(f"{root}/dt={days[0]}")  # only in the oldest day
+    known = job.KnownCustomers(spark, root)
+    assert known.broadcast.value == frozenset({"C1"}) and known.days == days[1:]
+    assert not known.outdated(set(days))
+    newer = (FIRST + dt.timedelta(days=len(days))).isoformat()
+    assert known.outdated(set(days) | {newer}), "a newer snapshot day restarts the query for its customers"
+    known.broadcast.unpersist()
