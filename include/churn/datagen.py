@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from churn.schema import CONTRACTS, PAYMENT_METHODS, PLANS, REGIONS
+from churn.schema import CONTRACTS, MAX_USAGE_MINUTES, PAYMENT_METHODS, PLANS, REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,7 @@ def generate(cfg: GeneratorConfig) -> dict:
 
         active_today = rng.random(n) < _sigmoid(1.8 - 1.6 * dis)
         minutes = np.where(active_today, rng.gamma(2.0, pop.base_usage[idx] * np.exp(-0.8 * dis) / 2.0), 0.0)
+        minutes = np.minimum(minutes, MAX_USAGE_MINUTES)  # a day has no more (quality: value_out_of_range)
         tickets = rng.random(n) < (0.003 + 0.08 * _sigmoid(2.5 * dis - 2.5))
         payfail = rng.random(n) < np.array([PAYMENT_FAILURE_RATE[PAYMENT_METHODS[p]] for p in pop.payment[idx]])
         downgrade = (rng.random(n) < 0.002 + 0.006 * _sigmoid(2.0 * dis - 2.0)) & (pop.plan[idx] > 0)
