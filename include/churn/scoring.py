@@ -48,8 +48,9 @@ class EndpointUnavailable(RuntimeError):
     """The endpoint did not answer within the allowed wait; nothing was scored from this request."""
 
 
-# Worth another try: the endpoint is unreachable, restarting, updating or throttling. A 4xx about
-# the request itself (ValidationError, a ModelError with 400/415) is not: the same body fails again.
+# Worth another try: the endpoint is unreachable, restarting, updating or throttling, or its container
+# failed (a ModelError with a 5xx from it). A 4xx about the request itself (ValidationError, a
+# ModelError with 400/415) is not: the same body fails again (``score_rows`` bisects those).
 _TRANSIENT_CODES = {"ThrottlingException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure",
                     "InternalServerError", "ModelNotReadyException", "InternalDependencyException"}
 
@@ -63,7 +64,9 @@ def _transient(err: Exception) -> bool:
     if isinstance(err, ClientError):
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         original = err.response.get("OriginalStatusCode", 0)
-        return (err.response["Error"].get("Code") in _TRANSIENT_CODES or status == 429
+        code = err.response["Error"].get("Code")
+        container_failed = code == "ModelError" and str(original).isdigit() and int(original) >= 500
+        return (code in _TRANSIENT_CODES or status == 429 or container_failed
                 or (status >= 500 and original not in (400, 413, 415)))
     return False
 

@@ -61,8 +61,24 @@ def test_a_model_that_rejects_every_row_fails_the_batch_within_the_budget():
     assert len(runtime.requests) < 40, "the search stopped once the budget was spent"
 
 
+def test_a_container_failure_is_retried_as_transient():
+    class Recovering:
+        calls = 0
+
+        def invoke_endpoint(self, **request):
+            self.calls += 1
+            if self.calls == 1:
+                raise model_error(500, "worker died")
+            return {"Body": io.BytesIO(b"a,0.500000\n")}
+
+    runtime = Recovering()
+    scores, rejected = scoring.score_rows(runtime, "e", ["a,1"], scoring.RejectionBudget(10, "e"),
+                                         max_wait_seconds=60)
+    assert scores == [0.5] and rejected == {} and runtime.calls == 2
+
+
 @pytest.mark.parametrize("error", [
-    model_error(500),  # the container failed: not about a row
+    model_error(500),  # the container failed: not about a row (retried until the wait runs out)
     ClientError({"Error": {"Code": "ValidationError", "Message": "Endpoint e not found."},
                  "ResponseMetadata": {"HTTPStatusCode": 400}}, "InvokeEndpoint"),  # a 4xx about the endpoint
 ])
@@ -75,9 +91,9 @@ def test_errors_not_about_the_rows_are_not_bisected(error):
             raise error
 
     runtime = Failing()
-    with pytest.raises(ClientError):
+    with pytest.raises((ClientError, scoring.EndpointUnavailable)):
         scoring.score_rows(runtime, "e", ["a,1", "b,2"], scoring.RejectionBudget(10, "e"), max_wait_seconds=0)
-    assert runtime.calls == 1
+    assert runtime.calls == 1, "one request, not one per half"
     assert scoring.rejection(error) is None
 
 
