@@ -343,7 +343,7 @@ def test_streaming_and_batch_paths_give_identical_features_and_scores(world, spa
     validated.unpersist()
     logging.getLogger("test").info("parity over %d scored events (%d with earlier events of the day), %d quarantined, "
                                    "%d unscored; the out-of-order arrivals changed %s", len(stream), with_history,
-                                   sum(batch_reasons.values()), unscored, differs)
+                                   sum(batch_reasons.values()), len(unscored), differs)
 
 
 def test_a_newly_deployed_model_scores_the_next_batches_without_a_restart(world, spark):
