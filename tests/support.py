@@ -79,3 +79,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def chromium(*extra_flags: str):
+    """A headless Chromium session (Debian's chromium and chromedriver, driven by Selenium); the caller quits
+    it. Missing browser: a failure in CI (it must run there), a skip elsewhere. No sandbox as root; no
+    background traffic to Google's hosts (this machine has no network)."""
+    import os
+    import shutil
+
+    import pytest
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        message = ("the browser check needs Debian's chromium and chromium-driver: apt-get install chromium "
+                   "chromium-driver (scripts/test.sh installs them when run as root)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1400,1000", *extra_flags):
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    session.set_script_timeout(60)
+    return session
+
+
+def serve_page(html: str):
+    """Serve ``html`` at every path of a port of its own on 127.0.0.1 (another origin than the servers
+    under test); returns the started server (``server_address[1]`` is the port; ``shutdown()`` stops it)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

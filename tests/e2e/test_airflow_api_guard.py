@@ -13,14 +13,11 @@ token; the same request a program sends (no Origin) does create the run.
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +25,7 @@ import httpx
 import pytest
 
 from e2e.stack import REPO, Airflow, stack_env
-from support import free_port
+from support import chromium, free_port, serve_page
 
 pytestmark = pytest.mark.e2e
 DAG = "churn_features"
@@ -64,25 +61,8 @@ def api():
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        message = ("the browser check needs Debian's chromium and chromium-driver: apt-get install chromium "
-                   "chromium-driver (scripts/test.sh installs them when run as root)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1, MAP {ATTACKER} 127.0.0.1",
-                 "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable"):
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(driver), options=options)
-    session.set_script_timeout(60)
+    session = chromium(f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1, MAP {ATTACKER} 127.0.0.1",
+                       "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable")
     yield session
     session.quit()
 
@@ -191,24 +171,6 @@ function submitted(form, frame) {
 """
 
 
-def _serve(html: str) -> tuple[http.server.ThreadingHTTPServer, int]:
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            data = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
-
-
 def _results(browser, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -220,7 +182,8 @@ def _results(browser, timeout: float = 60) -> dict:
 
 @pytest.mark.parametrize("page_host", ["127.0.0.1", ATTACKER])  # same site, another port; another site
 def test_a_page_of_another_origin_cannot_get_a_token_read_runs_or_trigger_one(api, browser, page_host):
-    server, page_port = _serve(PAGE.replace("__API__", api["base"]).replace("__RUNS__", RUNS))
+    server = serve_page(PAGE.replace("__API__", api["base"]).replace("__RUNS__", RUNS))
+    page_port = server.server_address[1]
     since = api["log"].stat().st_size
     try:
         browser.get(f"http://{page_host}:{page_port}/")

@@ -3,14 +3,13 @@ Selenium) opens the stack's Airflow UI after the end-to-end runs (tests/e2e/test
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from e2e.stack import day
+from support import chromium
 
 pytestmark = pytest.mark.e2e
 DAGS = ("churn_batch_scoring", "churn_features", "churn_monitoring", "churn_streaming", "churn_streaming_stop",
@@ -19,24 +18,7 @@ DAGS = ("churn_batch_scoring", "churn_features", "churn_monitoring", "churn_stre
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        message = ("the browser check needs Debian's chromium and chromium-driver: apt-get install chromium "
-                   "chromium-driver (scripts/test.sh installs them when run as root)")
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI must run it
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    # No sandbox as root; no background traffic to Google's hosts (this machine has no network).
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(driver), options=options)
+    session = chromium()
     yield session
     session.quit()
 

@@ -11,11 +11,7 @@ bad or stale signature are refused as AWS refuses them; boto3 signed with the la
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import logging
-import os
-import shutil
-import threading
 
 import boto3
 import httpx
@@ -26,7 +22,7 @@ from botocore.exceptions import ClientError
 from local_aws import control_plane, endpoints, request_guard
 from local_aws.common import credentials
 from local_aws.training import run_training_job
-from support import free_port, model_request, training_request, write_channel
+from support import chromium, free_port, model_request, serve_page, training_request, write_channel
 
 pytestmark = pytest.mark.e2e
 LOG = logging.getLogger("test")
@@ -124,44 +120,14 @@ def page(servers):
     html = PAGE % {"cp": servers["url"], "rt": servers["runtime"], "ct": servers["container"],
                    "endpoint": ENDPOINT, "row": ROW.strip() + "\\n"}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_page(html)
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
-    thread.join()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        message = "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(driver), options=options)
-    session.set_script_timeout(60)
+    session = chromium()
     yield session
     session.quit()
 
