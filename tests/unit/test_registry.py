@@ -189,7 +189,8 @@ def test_the_baseline_is_stored_with_the_version_and_the_pointer_and_an_older_ve
     assert list(stored["features"]) == ["tenure_days", "contract_annual"]  # the training data's order, not sorted
     assert registry.show_version(2)["BaselineUri"] == uri and registry.show_version(1)["BaselineUri"] is None
     text = lake.read_text(f"{registry.version_prefix(registry.group_name(), 2)}/card.md")
-    assert f"(`{uri}`)" in text and "| tenure_days | 3 | 0.3 .. 30 | 7.69% |" in text
+    # Names in table cells are Markdown-escaped text (model_card._text): tenure\_days renders as tenure_days.
+    assert f"(`{uri}`)" in text and "| tenure\\_days | 3 | 0.3 .. 30 | 7.69% |" in text
     assert "**Score:** mean 0.0150, deciles 0.0100, 0.0200, missing 0.00%." in text
     assert lake.read_json(f"{registry.version_prefix(registry.group_name(), 2)}/card.json")["baseline_uri"] == uri
 
