@@ -53,12 +53,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from churn_ml.errors import CannotSucceedOnRetry
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"  # the local AWS connection's region (scripts/env.sh, local_aws.common)
 
 
-class SettingsError(RuntimeError):
+class SettingsError(CannotSucceedOnRetry, RuntimeError):
     """A setting is missing or invalid; the message names the environment variable to set."""
 
 
