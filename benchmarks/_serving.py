@@ -85,13 +85,15 @@ def temporary_lake(model_tar: Path):
 
 
 def model_request(name: str, model_data_url: str) -> dict:
+    from churn_ml.settings import settings
+
     return {
         "ModelName": name,
         "PrimaryContainer": {
             "Image": "xgboost:1.7-1",
             "ModelDataUrl": model_data_url,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                            "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz"},
+                            "SAGEMAKER_SUBMIT_DIRECTORY": f"{settings.code}/sagemaker/sourcedir.tar.gz"},
         },
     }
 

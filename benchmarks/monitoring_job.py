@@ -95,11 +95,13 @@ def prepare(root: Path, customers: int) -> dict:
 
 
 def run_job(job: str, arguments: list[str]) -> float:
+    from churn_ml.settings import settings
     from local_aws.spark import run_spark_job
 
+    code = settings.code  # builds include/ as the current code version, before the clock starts
     started = time.perf_counter()
-    run_spark_job(name=f"bench-{job}-{time.time_ns()}", entry_point=f"s3://churn-artifacts/jobs/{job}.py",
-                  arguments=arguments, py_files=["s3://churn-artifacts/lib/churn.zip"], spark_conf={}, log=log)
+    run_spark_job(name=f"bench-{job}-{time.time_ns()}", entry_point=f"{code}/jobs/{job}.py",
+                  arguments=arguments, py_files=[f"{code}/lib/churn.zip"], spark_conf={}, log=log)
     return time.perf_counter() - started
 
 

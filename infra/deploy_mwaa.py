@@ -17,17 +17,22 @@ What it does, in order (``--dry-run`` stops after the build and prints the plan)
    ``.airflowignore``), ``plugins.zip`` (``churn_ml/`` at the zip's root, as MWAA puts plugins.zip's
    content on the path), ``requirements.txt``, ``startup.sh`` (exports ``ML_TARGET=aws`` and the
    ``CHURN_*`` settings: MWAA sets environment variables only through the startup script), and the
-   include/ artifacts (Spark scripts, ``lib/churn.zip`` for ``--py-files``, the SageMaker source bundle);
+   code version of include/ (``code/<version>/``: Spark scripts, ``lib/churn.zip`` for ``--py-files``,
+   the SageMaker source bundle; churn_ml.artifacts);
 2. checks the target before writing anything: the caller's account (STS GetCallerIdentity) is sent as
    ``ExpectedBucketOwner`` on every S3 call, so a bucket of another account is never read or written,
    and the environment's source bucket (MWAA GetEnvironment, ``SourceBucketArn``) must be the MWAA
    bucket it uploads to (and its DAG folder ``dags``);
-3. uploads the artifacts to the artifacts bucket and the rest to the MWAA bucket. Under ``dags/`` it
-   deletes only DAG files it uploaded itself on an earlier deploy and that are gone from the build:
-   the keys it manages are listed in ``deploy/dags-manifest.json`` (outside ``dags/``), rewritten on
-   every deploy; anything else under ``dags/`` is left alone;
+3. uploads the code version beside the older ones in the artifacts bucket (``code/<version>/``;
+   objects already there are skipped, never overwritten: a version is immutable) and the rest to the
+   MWAA bucket. Under ``dags/`` it deletes only DAG files it uploaded itself on an earlier deploy and
+   that are gone from the build: the keys it manages are listed in ``deploy/dags-manifest.json``
+   (outside ``dags/``), rewritten on every deploy; anything else under ``dags/`` is left alone;
 4. calls UpdateEnvironment with the new object versions of plugins.zip, requirements.txt and
-   startup.sh (the bucket is versioned), so MWAA installs exactly what was uploaded.
+   startup.sh (the bucket is versioned), so MWAA installs exactly what was uploaded;
+5. last, writes ``code/CURRENT.json``, the pointer the DAGs read when a task runs: from then on new
+   runs use the new code version (runs already started keep theirs). A deploy that fails before this
+   step leaves the DAGs on the version they used.
 """
 
 from __future__ import annotations
@@ -242,7 +247,7 @@ def build(out: Path, settings: dict[str, str], repo: Path = REPO) -> dict[str, P
     build_plugins_zip(out / "plugins.zip", source / "plugins")
     shutil.copy2(source / "requirements.txt", out / "requirements.txt")
     (out / "startup.sh").write_text(startup_script(settings))
-    artifacts.build(source / "include", out / "artifacts")
+    artifacts.build(source / "include", out / "artifacts")  # out/artifacts/code/<version>/...
     return {"dags": dags, "plugins.zip": out / "plugins.zip", "requirements.txt": out / "requirements.txt",
             "startup.sh": out / "startup.sh", "artifacts": out / "artifacts", "source": source}
 
@@ -328,19 +333,67 @@ def _files(folder: Path) -> list[tuple[str, Path]]:
     return [(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*")) if p.is_file()]
 
 
+def code_version(built: dict[str, Path]) -> str:
+    """The code version of the build (``artifacts.fingerprint`` of the staged include/)."""
+    return artifacts.fingerprint(built["source"] / "include")
+
+
+def _exists(s3, bucket: str, key: str, owner: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
+    except ClientError as err:
+        if str(err.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def upload_code(s3, built: dict[str, Path], artifacts_bucket: str, owner: str) -> list[str]:
+    """Upload the build's code version beside the older ones; returns the keys it wrote.
+
+    A version is immutable: an object of it already in the bucket (an earlier deploy of the same
+    code, or an interrupted one) is skipped, never overwritten. The pointer is not written here.
+    """
+    version = code_version(built)
+    folder = artifacts.version_dir(built["artifacts"], version)
+    written = []
+    for relative, path in _files(folder):
+        key = f"{artifacts.CODE_PREFIX}{version}/{relative}"
+        if _exists(s3, artifacts_bucket, key, owner):
+            continue
+        _put(s3, artifacts_bucket, key, path.read_bytes(), owner)
+        written.append(key)
+    print(f"code version {version}: {len(written)} objects uploaded to s3://{artifacts_bucket}/"
+          f"{artifacts.CODE_PREFIX}{version}/ ({len(_files(folder)) - len(written)} already there)")
+    return written
+
+
+def write_code_pointer(s3, built: dict[str, Path], artifacts_bucket: str, owner: str) -> dict:
+    """Point ``code/CURRENT.json`` at the build's version (what the DAGs run from their next task on)."""
+    version = code_version(built)
+    content = artifacts.pointer(version, [r for r, _ in _files(artifacts.version_dir(built["artifacts"], version))],
+                                written_by="infra/deploy_mwaa.py")
+    s3.put_object(Bucket=artifacts_bucket, Key=artifacts.POINTER_KEY, Body=json.dumps(content, indent=1).encode(),
+                  ContentType="application/json", ExpectedBucketOwner=owner)
+    return content
+
+
 def upload(s3, built: dict[str, Path], mwaa_bucket: str, artifacts_bucket: str, owner: str) -> dict[str, str]:
     """Upload; returns the new VersionId of plugins.zip, requirements.txt and startup.sh.
 
-    Every S3 call carries ``ExpectedBucketOwner=owner``. Under dags/ only keys of the previous deploy's
-    manifest that the build no longer has are deleted; other objects there are not this command's.
+    Every S3 call carries ``ExpectedBucketOwner=owner``. The code version goes beside the older ones
+    (``upload_code``); the pointer to it is written by ``deploy``, last. Under dags/ only keys of the
+    previous deploy's manifest that the build no longer has are deleted; other objects there are not
+    this command's.
     """
     for bucket in dict.fromkeys((mwaa_bucket, artifacts_bucket)):
         _check_bucket(s3, bucket, owner)
     versioning = s3.get_bucket_versioning(Bucket=mwaa_bucket, ExpectedBucketOwner=owner).get("Status")
     if versioning != "Enabled":
         raise DeployError(f"bucket {mwaa_bucket} must have versioning enabled (MWAA pins object versions)")
-    for key, path in _files(built["artifacts"]):
-        _put(s3, artifacts_bucket, key, path.read_bytes(), owner)
+    upload_code(s3, built, artifacts_bucket, owner)
     previous = _managed_dags(s3, mwaa_bucket, owner)
     dags = {f"{DAGS_PREFIX}{name}": path for name, path in _files(built["dags"])}
     # Recorded before the upload: an interrupted deploy still knows the keys it may have written.
@@ -359,11 +412,15 @@ def upload(s3, built: dict[str, Path], mwaa_bucket: str, artifacts_bucket: str, 
 
 def deploy(*, s3, mwaa, sts, built: dict[str, Path], environment: str, mwaa_bucket: str,
            artifacts_bucket: str) -> dict[str, str]:
-    """Check the target (the caller's account, the environment's source bucket), upload, UpdateEnvironment."""
+    """Check the target (the caller's account, the environment's source bucket), upload, UpdateEnvironment,
+    and last point ``code/CURRENT.json`` at the uploaded code version."""
     owner = caller_account(sts)
     check_environment(mwaa, environment, mwaa_bucket)
     versions = upload(s3, built, mwaa_bucket, artifacts_bucket, owner)
     update_environment(mwaa, environment, versions)
+    pointer = write_code_pointer(s3, built, artifacts_bucket, owner)
+    print(f"s3://{artifacts_bucket}/{artifacts.POINTER_KEY} now names code version {pointer['version']} "
+          "(new task runs use it; older versions stay until the lifecycle rule expires them)")
     return versions
 
 
@@ -406,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mwaa-deploy-") as folder:
             built = build(Path(folder), settings)
             print(f"built {sorted(p.name for p in built['dags'].iterdir())}, plugins.zip, requirements.txt, startup.sh, "
-                  f"artifacts ({artifacts.fingerprint(built['source'] / 'include')}) from the files git tracks")
+                  f"code version {code_version(built)} from the files git tracks")
             if args.dry_run:
                 print(f"would upload to s3://{mwaa_bucket}/ and s3://{artifacts_bucket}/, then update {environment}")
                 print(built["startup.sh"].read_text())

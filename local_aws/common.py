@@ -164,16 +164,17 @@ def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) ->
 
 
 def publish_artifacts() -> Path:
-    """Build include/ into the local artifacts bucket (no-op when unchanged); returns its folder.
+    """Build include/ into the local artifacts bucket as its current code version; returns that
+    version's folder (``<LAKE_ROOT>/<artifacts bucket>/code/<version>/``).
 
-    Every local job calls it, from Airflow tasks in separate processes and from parallel tuning
-    trials in threads. ``artifacts.ensure_built`` makes that safe for both: an OS file lock around
-    check-and-build, and an atomic swap of the finished build, so a job reading the folder in
-    another process never finds it missing or half-built (no in-process lock needed on top).
+    On the local target building include/ is the deploy (``artifacts.current_version``): a version
+    missing is built, ``code/CURRENT.json`` is pointed at it, and a version that exists is left as it
+    is (versions are immutable and all kept). Every local job calls it, from Airflow tasks in separate
+    processes and from parallel tuning trials in threads; the build lock and the rename of a finished
+    version folder make that safe for both (no in-process lock needed on top).
     """
-    out = lake.local_path(f"{cfg.settings.artifacts}/")
-    artifacts.ensure_built(cfg.include_dir(), out)
-    return out
+    root = lake.local_path(f"{cfg.settings.artifacts}/")
+    return artifacts.version_dir(root, artifacts.current_version())
 
 
 def stream(

@@ -1,8 +1,9 @@
 """Local runner for the Glue streaming job: the same script as a detached local Spark process.
 
 ``start_job_run`` takes the Glue job definition (CreateJob's ``Command`` and ``DefaultArguments``)
-and the StartJobRun ``Arguments``, like Glue merges them, adds ``--JOB_RUN_ID`` as Glue does and
-starts ``spark-submit`` in its own session: the run outlives the Airflow task that started it, like
+and the StartJobRun ``Arguments``, like Glue merges them (a run's ``--scriptLocation`` and
+``--extra-py-files`` replace the job's script and library, as on Glue), adds ``--JOB_RUN_ID`` as Glue
+does and starts ``spark-submit`` in its own session: the run outlives the Airflow task that started it, like
 a Glue streaming run. Like a job with ``MaxConcurrentRuns: 1`` it refuses a second concurrent run.
 
 Each run's state is in the control plane (``.control-plane/streaming/<job>/runs/<run id>.json``:
@@ -30,7 +31,7 @@ import psutil
 
 from churn_ml import lake, naming
 from local_aws.common import LocalJobError, control_plane, now, read_state, tail, write_state
-from local_aws.spark import argv, spark_submit, split_glue_arguments
+from local_aws.spark import argv, glue_script_location, spark_submit, split_glue_arguments
 
 ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 STOP_SECONDS = 60.0
@@ -105,7 +106,7 @@ def start_job_run(definition: dict, arguments: dict, log: logging.Logger, run_id
     log_file = lake.local_path(f"{merged['--progress-root'].rstrip('/')}/{run_id}/driver.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     workdir = control_plane("streaming", job, "work", run_id)
-    command, env = spark_submit(name=f"{job}-{run_id[:12]}", entry_point=definition["Command"]["ScriptLocation"],
+    command, env = spark_submit(name=f"{job}-{run_id[:12]}", entry_point=glue_script_location(definition["Command"], merged),
                                 arguments=argv(script_args), py_files=py_files, spark_conf=conf, workdir=workdir)
     with log_file.open("ab") as sink:
         proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT,

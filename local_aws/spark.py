@@ -77,8 +77,8 @@ def check_code_uri(uri: object, what: str, suffixes: tuple[str, ...]) -> str:
                 problem = str(err)
     if problem:
         raise ValueError(
-            f"{what} {uri!r} is refused: {problem}. Expected an object of s3://{buckets[0]}/ (the build of "
-            f"include/, e.g. s3://{buckets[0]}/jobs/churn_features.py) or s3://{buckets[1]}/"
+            f"{what} {uri!r} is refused: {problem}. Expected an object of s3://{buckets[0]}/ (a code version of "
+            f"include/, e.g. s3://{buckets[0]}/code/<version>/jobs/churn_features.py) or s3://{buckets[1]}/"
         )
     return uri
 
@@ -172,9 +172,21 @@ def parse_submit_parameters(parameters: str) -> tuple[list[str], dict[str, str]]
     return py_files, conf
 
 
+def glue_script_location(command: dict, arguments: dict) -> object:
+    """The script a Glue run runs: the run's ``--scriptLocation`` when it sends one (Glue's special
+    parameter, which overrides the job's ``Command.ScriptLocation`` for that run), else the job's.
+
+    ``arguments`` are the run's merged arguments (the job's DefaultArguments under the run's). The
+    project's runs always send it, for the code version they run (churn_ml.artifacts)."""
+    return arguments.get("--scriptLocation") or (command or {}).get("ScriptLocation")
+
+
 def split_glue_arguments(arguments: dict) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """Glue job arguments -> (``--extra-py-files``, ``--conf`` Spark settings, the script's own arguments)."""
+    """Glue job arguments -> (``--extra-py-files``, ``--conf`` Spark settings, the script's own arguments).
+
+    ``--scriptLocation`` is Glue's, not the script's (``glue_script_location`` reads it): left out."""
     args = dict(arguments)
+    args.pop("--scriptLocation", None)
     py_files = [p for p in str(args.pop("--extra-py-files", "")).split(",") if p]
     conf: dict[str, str] = {}
     if "--conf" in args:

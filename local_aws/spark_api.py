@@ -8,7 +8,9 @@ CancelJobRun stops it. StartJobRun is idempotent on ``clientToken``, as the serv
 task gets its earlier run back. What a run may name (script, libraries, arguments, ``--conf``) is
 checked at StartJobRun with ``local_aws.spark.check_job_request``, before the run exists: a refusal
 is EMR Serverless' ValidationException, Glue's InvalidInputException (the Glue job's
-DefaultArguments are checked with the run's). The application the DAGs use
+DefaultArguments are checked with the run's). A Glue run runs its ``--scriptLocation`` and
+``--extra-py-files`` when it sends them (Glue's overrides of the job's script and library; the
+project's runs always do, for their code version), and the checks apply to those values. The application the DAGs use
 (``CHURN_EMR_APPLICATION_ID``) exists from the control plane's start, STARTED, on the release the
 template pins.
 """
@@ -31,6 +33,7 @@ RELEASE_LABEL = "emr-7.9.0"  # the template's EMR Serverless release (infra/clou
 _start_job_run = EMRServerlessBackend.start_job_run
 _get_job_run = EMRServerlessBackend.get_job_run
 _cancel_job_run = EMRServerlessBackend.cancel_job_run
+_list_job_runs = EMRServerlessBackend.list_job_runs
 
 
 def job_dir(run_id: str):
@@ -89,6 +92,18 @@ def get_job_run(self: EMRServerlessBackend, application_id: str, job_run_id: str
     return job_run
 
 
+def list_job_runs(self: EMRServerlessBackend, application_id: str, created_at_after, created_at_before,
+                  states: list[str] | None) -> list[JobRun]:
+    """ListJobRuns with each run's state as GetJobRun reports it (moto's list would show the state it
+    recorded at StartJobRun), filtered by ``states`` after that refresh. An application without runs
+    has an empty list (moto answers ResourceNotFound until its first run)."""
+    if application_id in self.applications and application_id not in self.job_runs:
+        return []
+    runs = _list_job_runs(self, application_id, created_at_after, created_at_before, None)
+    refreshed = [get_job_run(self, application_id, run.id) for run in runs]
+    return [run for run in refreshed if not states or run.state in states]
+
+
 def cancel_job_run(self: EMRServerlessBackend, application_id: str, job_run_id: str) -> tuple[str, str]:
     answer = _cancel_job_run(self, application_id, job_run_id)
     jobs.stop(job_dir(job_run_id))
@@ -99,6 +114,7 @@ def install() -> None:
     EMRServerlessBackend.start_job_run = start_job_run
     EMRServerlessBackend.get_job_run = get_job_run
     EMRServerlessBackend.cancel_job_run = cancel_job_run
+    EMRServerlessBackend.list_job_runs = list_job_runs
 
 
 def create_application(backend: EMRServerlessBackend, application_id: str) -> None:
@@ -120,13 +136,19 @@ def create_application(backend: EMRServerlessBackend, application_id: str) -> No
 # ---------------------------------------------------------------- Glue
 
 def glue_refs(url: str) -> dict[str, str]:
-    """What the template's intrinsics resolve to on the local target."""
+    """What the template's intrinsics resolve to on the local target.
+
+    ``CodeVersion`` keeps the template's default: the jobs' own ScriptLocation and --extra-py-files
+    name no version that is built, exactly as on AWS, where every run overrides them with the current
+    version (``--scriptLocation``, ``--extra-py-files``; churn_ml.artifacts.glue_code_arguments)."""
     from churn_ml import settings as cfg
     from local_aws.common import LOCAL_REGION
+    from local_aws.template import load
 
     s = cfg.settings
     return {
         "Project": "churn", "ArtifactsBucket": s.artifacts_bucket, "LakeBucket": s.lake_bucket,
+        "CodeVersion": load()["Parameters"]["CodeVersion"]["Default"],
         "AWS::Region": LOCAL_REGION, "AWS::AccountId": cfg.LOCAL_ACCOUNT,
         "GlueJobRole.Arn": f"arn:aws:iam::{cfg.LOCAL_ACCOUNT}:role/churn-glue",
         "EventsStream.Arn": f"arn:aws:kinesis:{LOCAL_REGION}:{cfg.LOCAL_ACCOUNT}:stream/{s.kinesis_stream}",
@@ -203,11 +225,11 @@ def _local_streaming_arguments(arguments: dict[str, str]) -> dict[str, str]:
 def _check_glue_run(command: dict, arguments: dict[str, str]) -> None:
     """A Glue run of ``command`` with ``arguments`` as the local runners would start it, checked with
     ``spark.check_job_request`` (keys and values of the script's arguments alike): ValueError."""
-    from local_aws.spark import argv, check_job_request, split_glue_arguments
+    from local_aws.spark import argv, check_job_request, glue_script_location, split_glue_arguments
 
     py_files, conf, script_args = split_glue_arguments(arguments)
-    check_job_request(entry_point=command.get("ScriptLocation"), arguments=argv(script_args), py_files=py_files,
-                      spark_conf=conf)
+    check_job_request(entry_point=glue_script_location(command, arguments), arguments=argv(script_args),
+                      py_files=py_files, spark_conf=conf)
 
 
 def install_glue() -> None:
@@ -244,12 +266,13 @@ def install_glue() -> None:
                 self.job_runs.remove(job_run)
                 raise ConcurrentRunsExceededException(str(err)) from err
         else:
-            from local_aws.spark import argv, split_glue_arguments
+            from local_aws.spark import argv, glue_script_location, split_glue_arguments
 
             job_run.local = {"kind": "batch"}
             py_files, conf, script_args = split_glue_arguments(arguments)
             jobs.start("spark", job_dir(run_id), {
-                "name": run_id, "entry_point": self.command["ScriptLocation"], "arguments": argv(script_args),
+                "name": run_id, "entry_point": glue_script_location(self.command, arguments),
+                "arguments": argv(script_args),
                 "py_files": py_files, "spark_conf": conf,
             })
         job_run._status = "RUNNING"

@@ -19,13 +19,22 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, Param
 
 from churn_ml.settings import settings
 
 OWNER = "ml-platform"
 # Deployed: 2 retries, 5 minutes apart and growing. The local target (scripts/env.sh) retries once
 # after 5 s, so that a failure surfaces quickly (why once and not never: the comment there).
+# Every job-starting DAG offers it in the trigger form (churn_ml.operators.base): a job is reused when its
+# code version, inputs and request are unchanged; this starts new jobs for what a fingerprint cannot see.
+RECOMPUTE = Param(
+    False, type="boolean",
+    description="Start new jobs even when a job with the same code version, inputs and request ran already "
+    "(e.g. after a fix outside include/ and the inputs, such as a changed container image or a service-side "
+    "problem that made a job's output wrong). A retry within this run still reuses the job it started.",
+)
+
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": int(os.environ.get("CHURN_TASK_RETRIES", "2")),
@@ -143,11 +152,18 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "trigger_retraining": {},
     },
 }
-# The artifacts bucket (the build of include/): only the jobs read it, each its own part.
+# The artifacts bucket: the code versions of include/ (code/<version>/..., churn_ml.artifacts) and the
+# pointer code/CURRENT.json. The jobs read their own part of every version ("*": any version); the
+# orchestration role reads the pointer and the version's objects (artifacts.current_version) and copies
+# a version's objects onto themselves (artifacts.mark_used: CopyObject is s3:GetObject on the source and
+# s3:PutObject on the destination; the template allows the Put only as a copy from code/). Only the
+# deploy command, run by a person, uploads new code.
+CODE = "code/"
 ARTIFACTS_ACCESS: dict[str, dict[str, str]] = {
-    SAGEMAKER: {"sagemaker/": "r"},
-    EMR: {"jobs/": "r", "lib/": "r"},
-    GLUE: {"jobs/": "r", "lib/": "r"},
+    MWAA: {CODE: "rw"},
+    SAGEMAKER: {f"{CODE}*/sagemaker/": "r"},
+    EMR: {f"{CODE}*/jobs/": "r", f"{CODE}*/lib/": "r"},
+    GLUE: {f"{CODE}*/jobs/": "r", f"{CODE}*/lib/": "r"},
 }
 
 

@@ -10,7 +10,7 @@ read when a task, a trigger or the control plane runs.
 | ML_TARGET | local | `local` runs every step on this machine; `aws` uses the AWS services |
 | LAKE_ROOT | <repo>/.lake | local target: folder that stands in for S3 (`s3://b/k` -> `LAKE_ROOT/b/k`) |
 | CHURN_LAKE_BUCKET | churn-lake | data lake bucket |
-| CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the Spark scripts and SageMaker source bundles |
+| CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the code versions of include/ (`code/<version>/`: Spark scripts, the churn library, SageMaker source bundles) and `code/CURRENT.json`, the version the DAGs run (churn_ml.artifacts) |
 | CHURN_SPARK_BACKEND | emr_serverless | `emr_serverless` or `glue`: which service runs the Spark jobs on AWS |
 | CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
 | CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (aws target, emr_serverless) |
@@ -117,6 +117,15 @@ class _Settings:
     @property
     def artifacts(self) -> str:
         return f"s3://{self.artifacts_bucket}"
+
+    @property
+    def code(self) -> str:
+        """``s3://<artifacts bucket>/code/<version>``: the code version the DAGs use now (read when a task
+        renders it, never at parse; ``churn_ml.artifacts.current_version``), so templates write
+        ``{{ churn.code }}/jobs/churn_features.py``."""
+        from churn_ml import artifacts  # lazily: settings is imported by every DAG file at parse time
+
+        return artifacts.code_uri(artifacts.current_version()).rstrip("/")
 
     @property
     def aws_conn_id(self) -> str:

@@ -15,6 +15,11 @@ Glue run as a detached Spark process reading its Kinesis, and serves the endpoin
 The job scores through the endpoint by name, so once a new model version is deployed every later
 batch is scored by it: no restart is needed. ``assess`` reports whether a batch has been committed
 since the endpoint last changed (``scored_since_deployment``).
+
+What the DAG's tasks call fails fast (``failing_fast``) on what no retry can fix: no endpoint, an endpoint
+that failed or is being deleted, in-process scoring with no published model (``StreamingSetupError``),
+and a Glue job or request AWS rejects as invalid. An unhealthy run (``StreamingHealthError``) or an
+endpoint that is still being created may recover: those keep the usual handling.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ import logging
 from typing import Any
 
 from churn_ml import lake
+from churn_ml.errors import CannotSucceedOnRetry, failing_fast
 from churn_ml.settings import settings
 
 SERVING = ("InService", "Updating")
+# Endpoint states SageMaker does not leave by itself: a person (or a deployment) has to act.
+STUCK = ("Failed", "OutOfService", "Deleting", "UpdateRollbackFailed")
 ACTIVE_RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 
 
@@ -34,25 +42,39 @@ class StreamingHealthError(RuntimeError):
     """The streaming job or its endpoint is not healthy; the message says what and what to do."""
 
 
+class StreamingSetupError(CannotSucceedOnRetry, StreamingHealthError):
+    """What the streaming job needs is not there (an endpoint, a published model): no retry brings it."""
+
+
 def root() -> str:
     return f"{settings.lake}/_streaming/churn_streaming"
+
+
+SCRIPT = "churn_stream_scoring"  # include/jobs/churn_stream_scoring.py
 
 
 def run_arguments() -> dict[str, str]:
     """StartJobRun Arguments, the same on both targets. On AWS the job's defaults add ``--source glue``,
     the stream ARN and the region (infra/cloudformation/churn.yaml); locally, the control plane adds its
     Kinesis and Runtime endpoints (local_aws.spark_api). With CHURN_STREAMING_SCORING=in_process, the
-    run scores with the published model (the production pointer's model.tar.gz) in its driver."""
+    run scores with the published model (the production pointer's model.tar.gz) in its driver.
+
+    The run names the code version the DAGs use now (``--scriptLocation`` and ``--extra-py-files`` of
+    ``code/<version>/``, which override the job definition's for this run): a restart after a deploy
+    runs the new code, and a running run keeps the code it started with."""
+    from churn_ml import artifacts
+
     scoring: dict[str, str] = {}
     if settings.streaming_scoring == "in_process":
         from churn_ml.dag_support import MODEL_POINTER_KEY
 
         pointer = f"{settings.lake}/{MODEL_POINTER_KEY}"
         if not lake.exists(pointer):
-            raise StreamingHealthError(f"CHURN_STREAMING_SCORING=in_process scores with the published model, and "
-                                       f"{pointer} does not exist: publish one with the churn_training DAG first")
+            raise StreamingSetupError(f"CHURN_STREAMING_SCORING=in_process scores with the published model, and "
+                                      f"{pointer} does not exist: publish one with the churn_training DAG first")
         scoring = {"--scoring": "in_process", "--model-data-url": lake.read_json(pointer)["model_data_url"]}
     return {
+        **artifacts.glue_code_arguments(artifacts.current_version(), SCRIPT),
         **scoring,
         "--lake": settings.lake,
         "--endpoint-name": settings.endpoint_name,
@@ -67,6 +89,7 @@ def run_arguments() -> dict[str, str]:
 
 # ------------------------------------------------------------------ endpoint
 
+@failing_fast
 def ensure_endpoint(log: logging.Logger) -> dict:
     name = settings.endpoint_name
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -79,13 +102,13 @@ def ensure_endpoint(log: logging.Logger) -> dict:
             raise
         described = None
     if described is None:
-        raise StreamingHealthError(
+        raise StreamingSetupError(
             f"endpoint {name} does not exist; the streaming job scores through it. Deploy a model with the "
             f"churn_training DAG (its deploy_model task) first."
         )
     status = described["EndpointStatus"]
     if status not in SERVING:
-        raise StreamingHealthError(
+        raise (StreamingSetupError if status in STUCK else StreamingHealthError)(
             f"endpoint {name} is {status}, not serving ({described.get('FailureReason', 'no reason given')}). "
             f"Redeploy with the churn_training DAG; the streaming job waits for it and resumes from its checkpoint."
         )
@@ -110,6 +133,16 @@ def latest_run() -> dict | None:
     return max(runs, key=lambda r: r["StartedOn"]) if runs else None
 
 
+def _mark_code_used(run: dict, log: logging.Logger) -> None:
+    """Keep the code version a run uses from expiring (``artifacts.mark_used``; aws target only)."""
+    from churn_ml import artifacts
+
+    version = artifacts.version_of((run.get("Arguments") or {}).get("--scriptLocation", ""))
+    if version:
+        log.info("streaming job run %s runs code version %s", run.get("Id"), version)
+        artifacts.mark_used(version)
+
+
 def _start(log: logging.Logger) -> dict:
     hook = _glue_hook()
     try:
@@ -119,11 +152,13 @@ def _start(log: logging.Logger) -> dict:
     return hook.conn.get_job_run(JobName=settings.streaming_job_name, RunId=run_id)["JobRun"]
 
 
+@failing_fast
 def ensure_job(log: logging.Logger) -> dict:
     """A run of the streaming job in progress: the current one, or one started now."""
     run = latest_run()
     if run and run["JobRunState"] in ACTIVE_RUN_STATES:
         log.info("streaming job run %s is %s since %s", run["Id"], run["JobRunState"], run["StartedOn"])
+        _mark_code_used(run, log)
         return {"run_id": run["Id"], "state": run["JobRunState"], "action": "none", "started_on": str(run["StartedOn"])}
     if run is None:
         reason = "it has never run"
@@ -134,10 +169,12 @@ def ensure_job(log: logging.Logger) -> dict:
         reason = f"run {run['Id']} is {run['JobRunState']}"
     started = _start(log)
     log.info("started streaming job run %s (%s); it resumes from %s/checkpoint", started["Id"], reason, root())
+    _mark_code_used(started, log)
     return {"run_id": started["Id"], "state": started["JobRunState"], "action": "started", "reason": reason,
             "started_on": str(started["StartedOn"])}
 
 
+@failing_fast
 def stop_job(log: logging.Logger) -> dict | None:
     """Stop the active run (explicit only: the stop DAG, or ``python -m local_aws.glue_streaming stop`` locally)."""
     run = latest_run()
@@ -226,6 +263,7 @@ def assess(progress: dict | None, now: dt.datetime, *, started_on: dt.datetime, 
     return metrics, problems
 
 
+@failing_fast
 def check_health(run: dict, endpoint: dict, log: logging.Logger, **limits: float) -> dict:
     """Assess the run; raise StreamingHealthError with every problem found."""
     progress = read_progress(run["run_id"])

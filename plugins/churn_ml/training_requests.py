@@ -44,8 +44,9 @@ METRIC_DEFINITIONS = [
 
 ROLE_ARN = "{{ churn.sagemaker_role_arn }}"
 IMAGE = "{{ churn.xgboost_image_uri }}"
-# The build of include/sagemaker/ (churn_ml.artifacts): churn_train.py for training, inference.py for serving.
-SOURCEDIR = "{{ churn.artifacts }}/sagemaker/sourcedir.tar.gz"
+# The build of include/sagemaker/ in the code version the DAGs use when the task renders (churn_ml.artifacts,
+# {{ churn.code }}): churn_train.py for training, inference.py for serving.
+SOURCEDIR = "{{ churn.code }}/sagemaker/sourcedir.tar.gz"
 # Managed spot: MaxWaitTimeInSeconds (>= MaxRuntimeInSeconds) bounds the wait for capacity plus the
 # training; checkpoints let an interrupted job resume instead of starting over.
 MAX_RUNTIME_SECONDS, MAX_WAIT_SECONDS = 3600, 7200

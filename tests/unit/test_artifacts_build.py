@@ -1,10 +1,11 @@
-"""The artifacts build under concurrency: Airflow tasks are separate processes, and several can
-publish include/ into the same folder while jobs in other processes read it."""
+"""Code versions of include/ (churn_ml.artifacts): immutable, content-addressed, built safely while
+Airflow tasks in other processes build and read the same bucket folder."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
-import os
 import tarfile
 import time
 import traceback
@@ -34,45 +35,50 @@ def _include(root: Path, variant: str) -> Path:
     return root
 
 
-def _check_complete(out: Path, stamps: set[str]) -> None:
-    """What a job in another process relies on: every object there, whole and readable."""
-    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["job_a.py", "job_b.py"]
-    with zipfile.ZipFile(out / artifacts.SPARK_LIB) as archive:
+def _check_complete(folder: Path) -> None:
+    """What a job in another process relies on: every object of the version there, whole and readable."""
+    assert sorted(p.name for p in (folder / "jobs").iterdir()) == ["job_a.py", "job_b.py"]
+    with zipfile.ZipFile(folder / artifacts.SPARK_LIB) as archive:
         assert archive.testzip() is None
         assert sorted(archive.namelist()) == ["churn/__init__.py", "churn/rules.py"]
-    with tarfile.open(out / artifacts.SAGEMAKER_SOURCEDIR) as tar:
+    with tarfile.open(folder / artifacts.SAGEMAKER_SOURCEDIR) as tar:
         assert sorted(tar.getnames()) == ["requirements.txt", "train.py"]
         tar.extractfile("train.py").read()
-    assert (out / artifacts.STAMP).read_text() in stamps
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _wait_for(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
 
 
-def _builder(includes: list[str], out: str, start: float, rounds: int) -> list[str]:
-    """``ensure_built`` ``rounds`` times, cycling through ``includes`` (each change forces a rebuild)."""
+def _builder(includes: list[str], root: str, start: float, rounds: int) -> list[str]:
+    """``publish_local`` ``rounds`` times, cycling through ``includes`` (each change is another version)."""
     _wait_for(start)
     errors = []
     for i in range(rounds):
         try:
-            artifacts.ensure_built(Path(includes[i % len(includes)]), Path(out))
+            artifacts.publish_local(Path(includes[i % len(includes)]), Path(root))
         except Exception:
             errors.append(traceback.format_exc())
     return errors
 
 
-def _reader(out: str, stamps: list[str], start: float, stop, ready) -> tuple[int, list[str]]:
-    """Keep checking the published folder until told to stop; returns (checks made, errors)."""
+def _reader(root: str, start: float, stop, ready) -> tuple[int, list[str]]:
+    """Keep reading the version CURRENT.json names until told to stop; returns (checks made, errors)."""
     _wait_for(start)
     checks, errors = 0, []
+    pointer = Path(root, artifacts.POINTER_KEY)
     while not stop.is_set():
         if not ready.is_set():
-            if Path(out, artifacts.STAMP).exists():
-                ready.set()  # from the first complete build on, the folder must never be missing
+            if pointer.exists():
+                ready.set()  # from the first publish on, the pointer and its version must always be readable
             continue
         try:
-            _check_complete(Path(out), set(stamps))
+            _check_complete(artifacts.version_dir(Path(root), json.loads(pointer.read_text())["version"]))
         except Exception:
             errors.append(traceback.format_exc())
         checks += 1
@@ -94,6 +100,65 @@ def spawn():
     return multiprocessing.get_context("spawn")
 
 
+def test_a_changed_include_adds_a_version_and_leaves_the_old_one_byte_identical(tmp_path):
+    root = tmp_path / "lake" / "churn-artifacts"
+    old = artifacts.publish_local(_include(tmp_path / "include", "a"), root)
+    old_folder = artifacts.version_dir(root, old)
+    before = _digests(old_folder)
+    mtimes = {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")}
+    # Building the same version again writes nothing.
+    assert artifacts.build(tmp_path / "include", root) == old
+    assert {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")} == mtimes
+    new = artifacts.publish_local(_include(tmp_path / "include", "b"), root)
+    assert new != old and new == artifacts.fingerprint(tmp_path / "include")
+    assert _digests(old_folder) == before, "a published version changed"
+    assert sorted(p.name for p in (root / "code").iterdir()) == sorted(["CURRENT.json", old, new])
+    pointer = json.loads((root / artifacts.POINTER_KEY).read_text())
+    assert pointer["version"] == new and pointer["objects"] == artifacts.version_objects(artifacts.version_dir(root, new))
+    assert set(pointer["objects"]) == {"jobs/job_a.py", "jobs/job_b.py", artifacts.SPARK_LIB, artifacts.SAGEMAKER_SOURCEDIR}
+    # Going back to the old code points at the old version again, without rebuilding it.
+    _include(tmp_path / "include", "a")
+    assert artifacts.publish_local(tmp_path / "include", root) == old
+    assert {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")} == mtimes
+    assert json.loads((root / artifacts.POINTER_KEY).read_text())["version"] == old
+
+
+def test_code_uri_and_version_of(monkeypatch):
+    monkeypatch.setenv("CHURN_ARTIFACTS_BUCKET", "bucket-x")
+    uri = artifacts.code_uri("0123456789abcdef", "jobs/churn_features.py")
+    assert uri == "s3://bucket-x/code/0123456789abcdef/jobs/churn_features.py"
+    assert artifacts.code_uri("0123456789abcdef") == "s3://bucket-x/code/0123456789abcdef/"
+    assert artifacts.version_of(uri) == "0123456789abcdef"
+    assert artifacts.version_of("s3://bucket-x/jobs/churn_features.py") is None
+    assert artifacts.version_of("s3://bucket-x/code/CURRENT.json") is None
+    assert artifacts.glue_code_arguments("0123456789abcdef", "churn_features") == {
+        "--scriptLocation": uri, "--extra-py-files": "s3://bucket-x/code/0123456789abcdef/lib/churn.zip"}
+    with pytest.raises(ValueError, match="not a code version"):
+        artifacts.code_uri("../../etc")
+
+
+def test_settings_code_is_the_current_version_built_on_the_local_target(tmp_path, lake_root, monkeypatch):
+    from churn_ml.settings import settings
+
+    include = _include(tmp_path / "include", "a")
+    monkeypatch.setenv("CHURN_INCLUDE_DIR", str(include))
+    version = artifacts.fingerprint(include)
+    assert settings.code == f"{settings.artifacts}/code/{version}"
+    assert artifacts.current_version() == version
+    _check_complete(lake_root / settings.artifacts_bucket / "code" / version)
+
+
+def test_a_lake_of_the_earlier_layout_is_moved_to_code_versions(tmp_path):
+    """The earlier layout: the bucket folder a symlink to its one build, overwritten in place."""
+    root = tmp_path / "lake" / "churn-artifacts"
+    builds = root.with_name(f".{root.name}.builds")
+    (builds / "abc-1" / "jobs").mkdir(parents=True)
+    root.symlink_to(".churn-artifacts.builds/abc-1")
+    version = artifacts.publish_local(_include(tmp_path / "include", "a"), root)
+    assert root.is_dir() and not root.is_symlink() and not builds.exists()
+    _check_complete(artifacts.version_dir(root, version))
+
+
 def test_parallel_publishers_build_once_and_completely(tmp_path, lake_root, monkeypatch, spawn):
     include = _include(tmp_path / "include", "a")
     monkeypatch.setenv("CHURN_INCLUDE_DIR", str(include))
@@ -102,24 +167,25 @@ def test_parallel_publishers_build_once_and_completely(tmp_path, lake_root, monk
         results = pool.map(_publisher, [start] * PROCESSES)
     errors = [e for _, found in results for e in found]
     assert not errors, "\n".join(errors)
-    out = Path(results[0][0])
-    assert {r[0] for r in results} == {str(out)}
-    _check_complete(out, {artifacts.fingerprint(include)})
-    # One build: its version folder is the only one (a second build would keep the first beside it).
-    assert len(list(out.with_name(f".{out.name}.builds").iterdir())) == 1
+    folder = Path(results[0][0])
+    assert {r[0] for r in results} == {str(folder)}
+    assert folder.name == artifacts.fingerprint(include)
+    _check_complete(folder)
+    staging = folder.parent.parent.with_name(f".{folder.parent.parent.name}.staging")
+    assert not [p for p in staging.iterdir() if p.is_dir()], "a build left behind (more than one process built)"
 
 
-def test_concurrent_rebuilds_never_leave_the_folder_missing_or_half_built(tmp_path, spawn):
+def test_concurrent_publishes_never_show_a_missing_or_half_built_version(tmp_path, spawn):
     includes = [str(_include(tmp_path / f"include-{v}", v)) for v in ("a", "b", "c")]
-    stamps = [artifacts.fingerprint(Path(i)) for i in includes]
-    out = tmp_path / "lake" / "churn-artifacts"
+    versions = {artifacts.fingerprint(Path(i)) for i in includes}
+    root = tmp_path / "lake" / "churn-artifacts"
     start = time.time() + 3
     with spawn.Manager() as manager:
         stop, ready = manager.Event(), manager.Event()
         with spawn.Pool(PROCESSES + 1) as pool:
-            reader = pool.apply_async(_reader, (str(out), stamps, start, stop, ready))
+            reader = pool.apply_async(_reader, (str(root), start, stop, ready))
             builders = [
-                pool.apply_async(_builder, (includes[k:] + includes[:k], str(out), start, 12)) for k in range(PROCESSES)
+                pool.apply_async(_builder, (includes[k:] + includes[:k], str(root), start, 12)) for k in range(PROCESSES)
             ]
             build_errors = [e for b in builders for e in b.get(timeout=300)]
             stop.set()
@@ -127,20 +193,8 @@ def test_concurrent_rebuilds_never_leave_the_folder_missing_or_half_built(tmp_pa
     assert not build_errors, "\n".join(build_errors)
     assert not read_errors, f"{len(read_errors)} of {checks} checks failed; first:\n{read_errors[0]}"
     assert checks > 0
-    _check_complete(out, set(stamps))
-    versions = list(out.with_name(f".{out.name}.builds").iterdir())
-    assert 1 <= len(versions) <= 2, versions  # the current build and the one before it
-    assert not [p for p in out.parent.iterdir() if ".link-" in p.name or ".staging" in p.name]
-
-
-def test_a_folder_of_the_earlier_layout_is_replaced(tmp_path):
-    """A lake built before the symlink layout has a real folder there; a rebuild takes its place."""
-    out = tmp_path / "churn-artifacts"
-    (out / "jobs").mkdir(parents=True)
-    (out / artifacts.STAMP).write_text("old")
-    include = _include(tmp_path / "include", "a")
-    stamp = artifacts.ensure_built(include, out)
-    assert out.is_symlink()
-    _check_complete(out, {stamp})
-    assert artifacts.ensure_built(include, out) == stamp
-    assert os.readlink(out).startswith(f".{out.name}.builds/")
+    assert {p.name for p in (root / "code").iterdir() if p.is_dir()} == versions  # each built once, all kept
+    for version in versions:
+        _check_complete(artifacts.version_dir(root, version))
+    staging = root.with_name(f".{root.name}.staging")
+    assert not list(staging.iterdir()), "a staging folder or pointer left behind"
