@@ -159,10 +159,11 @@ def test_build_has_the_dags_the_ignore_file_requirements_startup_script_and_arti
     startup = built["startup.sh"].read_text()
     assert startup.startswith("#!/bin/sh") and "export ML_TARGET=aws" in startup
     assert "export CHURN_SAGEMAKER_ROLE_ARN=arn:aws:iam::111122223333:role/churn-sagemaker" in startup
-    assert {p.relative_to(built["artifacts"]).as_posix() for p in built["artifacts"].rglob("*") if p.is_file()} >= {
-        "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_monitoring.py", "jobs/churn_stream_scoring.py",
-        "lib/churn.zip",
-        "sagemaker/sourcedir.tar.gz"}
+    version = deploy.code_version(built)
+    assert {p.relative_to(built["artifacts"]).as_posix() for p in built["artifacts"].rglob("*") if p.is_file()} == {
+        f"code/{version}/{key}" for key in (
+            "jobs/churn_features.py", "jobs/churn_training_set.py", "jobs/churn_monitoring.py",
+            "jobs/churn_stream_scoring.py", "lib/churn.zip", "sagemaker/sourcedir.tar.gz")}
 
 
 def test_missing_or_malformed_settings_are_refused_with_the_names():
@@ -317,7 +318,9 @@ def test_upload_and_the_environment_gets_the_new_versions(built):
     versions, update = _deploy(s3, built)
     keys = _keys(s3, MWAA_BUCKET)
     assert {"dags/churn_training.py", "dags/.airflowignore", "plugins.zip", "requirements.txt", "startup.sh"} <= keys
-    assert {"jobs/churn_features.py", "lib/churn.zip", "sagemaker/sourcedir.tar.gz"} <= _keys(s3, ARTIFACTS_BUCKET)
+    code = f"code/{deploy.code_version(built)}"
+    assert {f"{code}/jobs/churn_features.py", f"{code}/lib/churn.zip", f"{code}/sagemaker/sourcedir.tar.gz",
+            "code/CURRENT.json"} <= _keys(s3, ARTIFACTS_BUCKET)
     for name, version in versions.items():
         assert s3.head_object(Bucket=MWAA_BUCKET, Key=name)["VersionId"] == version
     assert update == {
@@ -439,3 +442,35 @@ def test_mwaa_and_the_local_environment_pin_the_same_provider():
         return next(line for line in path.read_text().splitlines() if line.startswith("apache-airflow-providers-amazon"))
 
     assert provider(REPO / "requirements.txt") == provider(REPO / "requirements-local.txt")
+
+
+@mock_aws
+def test_a_code_version_goes_beside_the_old_ones_unchanged_and_the_pointer_is_written_last(built, tmp_path):
+    """Objects of a version already there are skipped (never overwritten); the pointer switches after
+    everything else, UpdateEnvironment included, so no run reads a version still being uploaded."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    _buckets(s3)
+    old_key = "code/0000000000000001/jobs/churn_features.py"
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=old_key, Body=b"older code")
+    version = deploy.code_version(built)
+    kept = f"code/{version}/lib/churn.zip"  # as an interrupted earlier deploy of this version left it
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=kept, Body=b"uploaded before")
+    calls = []
+    s3.meta.events.register("provide-client-params.s3.*", lambda params, model, **_: calls.append(
+        (model.name, params.get("Bucket"), params.get("Key"))))
+    client, stub = _mwaa()
+    client.meta.events.register("provide-client-params.mwaa.UpdateEnvironment",
+                                lambda **_: calls.append(("UpdateEnvironment", None, None)))
+    _deploy(s3, built, (client, stub))
+    writes = [(op, key) for op, bucket, key in calls if op in ("PutObject", "UpdateEnvironment", "DeleteObject")]
+    assert writes[-1] == ("PutObject", "code/CURRENT.json"), writes[-3:]
+    assert ("PutObject", kept) not in writes
+    assert s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=kept)["Body"].read() == b"uploaded before"
+    assert s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=old_key)["Body"].read() == b"older code"
+    pointer = json.loads(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key="code/CURRENT.json")["Body"].read())
+    assert pointer["version"] == version and pointer["written_by"] == "infra/deploy_mwaa.py"
+    assert f"code/{version}/jobs/churn_features.py".split("/", 2)[2] in pointer["objects"]
+    # A second deploy of the same code uploads no object of the version, and writes the pointer again.
+    calls.clear()
+    _deploy(s3, built)
+    assert not [k for op, b, k in calls if op == "PutObject" and b == ARTIFACTS_BUCKET and k != "code/CURRENT.json"]

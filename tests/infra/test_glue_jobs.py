@@ -121,9 +121,12 @@ def test_glue_runs_never_override_a_default_argument_or_a_security_setting(templ
         assert not run_arguments & SECURITY_ARGUMENTS, f"{task.task_id} sets {run_arguments & SECURITY_ARGUMENTS}"
         assert set(rendered.run_job_kwargs) <= RUN_PARAMETERS, task.task_id
     # The streaming job, started by churn_ml.stream_job with its run arguments on top of the job's defaults.
-    from churn_ml import stream_job
+    from churn_ml import artifacts, stream_job
 
-    run_arguments = set(stream_job.run_arguments())
+    sent = stream_job.run_arguments()
+    code = artifacts.glue_code_arguments(artifacts.version_of(sent["--scriptLocation"]), stream_job.SCRIPT)
+    assert {k: sent[k] for k in code} == code  # the code version: the one override a run makes, on purpose
+    run_arguments = set(sent) - set(code)
     defaults = set(jobs["churn-streaming"]["DefaultArguments"])
     assert not run_arguments & defaults and not run_arguments & SECURITY_ARGUMENTS
 
@@ -144,9 +147,9 @@ def test_the_monitoring_job_runs_the_monitoring_script_like_the_other_batch_jobs
     same shape as the features job, running include/jobs/churn_monitoring.py with the churn library."""
     jobs = glue_jobs(template)
     job, features = jobs["churn-monitoring"], jobs["churn-features"]
-    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/jobs/churn_monitoring.py"
+    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/code/${CodeVersion}/jobs/churn_monitoring.py"
     assert (REPO / "include" / "jobs" / "churn_monitoring.py").is_file()
     for same in ("Role", "GlueVersion", "WorkerType", "SecurityConfiguration"):
         assert job[same] == features[same], same
     assert job["Command"]["Name"] == "glueetl" and job["GlueVersion"] == "5.0"
-    assert sub_text(job["DefaultArguments"]["--extra-py-files"]) == "s3://${ArtifactsBucket}/lib/churn.zip"
+    assert sub_text(job["DefaultArguments"]["--extra-py-files"]) == "s3://${ArtifactsBucket}/code/${CodeVersion}/lib/churn.zip"

@@ -19,6 +19,8 @@ TOOLS = REPO / ".venv-tools" / "bin"
 TEMPLATE = REPO / "infra" / "cloudformation" / "churn.yaml"
 COMPOSE = REPO / "docker-compose.yaml"
 
+CODE_OVERRIDES = ("--scriptLocation", "--extra-py-files")  # a run's code version (churn_ml.artifacts)
+
 
 def _tool(name: str) -> str:
     path = TOOLS / name
@@ -119,12 +121,17 @@ def test_the_streaming_job_is_the_one_the_streaming_dag_starts(template, monkeyp
     job = template["Resources"]["StreamingJob"]["Properties"]
     assert sub_text(job["Name"]).replace("${Project}", "churn") == settings.streaming_job_name
     assert job["Command"]["Name"] == "gluestreaming"
-    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/jobs/churn_stream_scoring.py"
+    assert sub_text(job["Command"]["ScriptLocation"]) == "s3://${ArtifactsBucket}/code/${CodeVersion}/jobs/churn_stream_scoring.py"
     defaults = job["DefaultArguments"]
-    assert sub_text(defaults["--extra-py-files"]) == "s3://${ArtifactsBucket}/lib/churn.zip"
+    assert sub_text(defaults["--extra-py-files"]) == "s3://${ArtifactsBucket}/code/${CodeVersion}/lib/churn.zip"
     assert defaults["--source"] == "glue" and "--stream-arn" in defaults
     assert job["ExecutionProperty"]["MaxConcurrentRuns"] == 1  # a racing second start fails, never duplicates
-    assert not set(defaults) & set(stream_job.run_arguments()), "the DAG's run arguments would silently override"
+    # The one override, on purpose: the run's code version (--scriptLocation, --extra-py-files of code/<version>/).
+    from churn_ml import artifacts
+
+    run_arguments = stream_job.run_arguments()
+    assert artifacts.version_of(run_arguments["--extra-py-files"]) == artifacts.version_of(run_arguments["--scriptLocation"])
+    assert not set(defaults) & (set(run_arguments) - set(CODE_OVERRIDES)), "the DAG's run arguments would silently override"
 
 
 def test_the_alerts_topic_is_encrypted_and_only_the_orchestration_role_publishes_to_it(monkeypatch):

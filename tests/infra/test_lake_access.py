@@ -61,8 +61,15 @@ def _key(uri: str) -> str:
 def covered(access: dict[str, str], key: str, need: str = "") -> bool:
     """Whether ``key`` (a lake key, the literal start of one, or a folder named without its "/") is
     under a prefix of ``access`` that has every mode of ``need``."""
-    return any((key.startswith(prefix) or f"{key}/".startswith(prefix)) and set(need) <= set(modes)
-               for prefix, modes in access.items())
+    return any(_under(key, prefix) and set(need) <= set(modes) for prefix, modes in access.items())
+
+
+def _under(key: str, prefix: str) -> bool:
+    """``key`` below ``prefix``; a ``*`` in the prefix (``code/*/jobs/``: any code version) matches one segment."""
+    if "*" not in prefix:
+        return key.startswith(prefix) or f"{key}/".startswith(prefix)
+    pattern = "".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", prefix))
+    return re.match(pattern, key) is not None or re.match(pattern, f"{key}/") is not None
 
 
 def s3_strings(value, path=()):
@@ -119,17 +126,17 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
     if isinstance(rendered, operators.LakeKeySensor):
         for key in as_list(rendered.bucket_key):
             add(ds.MWAA, key, "r")
-    elif isinstance(rendered, (operators.SageMakerTrainingJobOperator, operators.SageMakerTuningJobOperator,
-                               operators.SageMakerTransformJobOperator, operators.SageMakerEndpointDeployOperator)):
+    elif isinstance(rendered, (operators.ChurnTrainingOperator, operators.ChurnTuningOperator,
+                               operators.BatchScoringOperator, operators.EndpointDeployOperator)):
         config = rendered.config
-        if isinstance(rendered, operators.SageMakerTrainingJobOperator) and rendered.champion_model_uri:
+        if isinstance(rendered, operators.ChurnTrainingOperator) and rendered.champion_model_uri:
             config = {**config, "InputDataConfig": [*config["InputDataConfig"], {"S3Uri": rendered.champion_model_uri}]}
         for path, uri in s3_strings(config):
             need, checked = _sagemaker_need(path)
             add(ds.SAGEMAKER, uri, need)
             if checked:
                 add(ds.MWAA, uri, "r")
-        if isinstance(rendered, operators.SageMakerEndpointDeployOperator) and rendered.expectations_uri:
+        if isinstance(rendered, operators.EndpointDeployOperator) and rendered.expectations_uri:
             add(ds.MWAA, rendered.expectations_uri, "r")  # the canary rows the deployment is checked against
         source = config.get("Transform", {}).get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {})
         if source.get("S3DataType") == "ManifestFile":
@@ -138,7 +145,7 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
             listed = [w.op_args[0] for w in writers if source["S3Uri"] in w.op_args]
             assert listed, f"{task.task_id}: no task writes the manifest {source['S3Uri']}"
             add(ds.SAGEMAKER, listed[0], "r")
-    elif isinstance(rendered, operators.EmrServerlessSparkJobOperator):
+    elif isinstance(rendered, operators.SparkOnEmrServerlessOperator):
         submit = rendered.job_driver["sparkSubmit"]
         add(ds.EMR, submit["entryPoint"], "r")
         for _, uri in s3_strings(submit["sparkSubmitParameters"]):
@@ -148,7 +155,7 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
                 add(ds.EMR, uri, "")
         log_uri = rendered.configuration_overrides["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"]
         add(ds.EMR, log_uri, "w")
-    elif isinstance(rendered, operators.GlueSparkJobOperator):
+    elif isinstance(rendered, operators.SparkOnGlueOperator):
         add(ds.GLUE, rendered.script_location, "r")
         # The job's DefaultArguments are the template's (the control plane defines the same jobs locally).
         defaults = glue_jobs(load())[rendered.job_name]["DefaultArguments"]
@@ -280,9 +287,9 @@ def _spark_tasks(backend: str) -> dict[str, list[tuple[str, str]]]:
     jobs: dict[str, list[tuple[str, str]]] = {}
     for dag_id, dag in dags(backend).items():
         for task in dag.tasks:
-            if isinstance(task, operators.EmrServerlessSparkJobOperator):
+            if isinstance(task, operators.SparkOnEmrServerlessOperator):
                 script = task.job_driver["sparkSubmit"]["entryPoint"]
-            elif isinstance(task, operators.GlueSparkJobOperator):
+            elif isinstance(task, operators.SparkOnGlueOperator):
                 script = task.script_location
             else:
                 continue
@@ -318,6 +325,10 @@ def test_the_streaming_jobs_run_arguments_and_health_check_are_in_the_table():
         progress = f"{stream_job.root()}/runs/run-1/progress.json"
     job = task_access("churn_streaming", "ensure_streaming_job")[ds.GLUE]
     for name, value in arguments.items():
+        if name in ("--scriptLocation", "--extra-py-files"):  # the run's code version, in the artifacts bucket
+            assert value.startswith(f"s3://{ARTIFACTS_BUCKET}/")
+            assert covered(ds.ARTIFACTS_ACCESS[ds.GLUE], value.split("/", 3)[3], "r"), f"{name} {value}"
+            continue
         if value.startswith("s3://") and value != LAKE_ROOT:
             assert covered(job, _key(value) + "/", "rw"), f"{name} {value}"
     assert covered(task_access("churn_streaming", "check_health")[ds.MWAA], _key(progress), "r")
