@@ -38,12 +38,14 @@ from churn_ml.dag_support import (
     PREDICTIONS,
     PREDICTIONS_ASSET,
     PREDICTIONS_STAGING,
+    RECOMPUTE,
     SCORING_INPUT,
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
-from churn_ml.operators import LakeKeySensor, SageMakerTransformJobOperator
+from churn_ml.inputs import scoring_inputs
+from churn_ml.operators import BatchScoringOperator, LakeKeySensor
 from churn_ml.training_requests import transform_request, xcom
 
 INPUT_PARTITION = f"{LAKE}/{SCORING_INPUT}dt={{{{ ds }}}}/"
@@ -62,6 +64,7 @@ TRANSFORM_REQUEST = transform_request(model_data_url=xcom("resolve_model", "mode
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
     user_defined_macros=USER_MACROS,
+    params={"recompute": RECOMPUTE},
     tags=["churn", "scoring", "sagemaker"],
     doc_md=__doc__,
 )
@@ -92,10 +95,11 @@ def churn_batch_scoring():
 
         return {"manifest": manifest, "objects": len(transform_io.write_manifest(prefix, manifest))}
 
-    batch_transform = SageMakerTransformJobOperator(
+    batch_transform = BatchScoringOperator(
         task_id="batch_transform",
         job_name_prefix="churn-score",
         config=TRANSFORM_REQUEST,
+        inputs=scoring_inputs(INPUT_PARTITION),
         aws_conn_id=AWS_CONN_ID,
         check_interval=60,
         max_attempts=240,

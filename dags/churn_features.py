@@ -41,10 +41,12 @@ from churn_ml.dag_support import (
     LABELS_ASSET,
     LAKE,
     RAW,
+    RECOMPUTE,
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
+from churn_ml.inputs import features_job_inputs
 from churn_ml.operators import LakeKeySensor, spark_job
 
 PREVIOUS_DAY = "{{ macros.ds_add(ds, -1) }}"
@@ -59,6 +61,7 @@ PREVIOUS_DAY = "{{ macros.ds_add(ds, -1) }}"
     default_args=DEFAULT_ARGS,
     user_defined_macros=USER_MACROS,
     params={
+        "recompute": RECOMPUTE,
         "history_days": Param(
             0, type="integer", minimum=0, maximum=730,
             description="Also (re)build the snapshots of this many days before ds, in the same Spark job.",
@@ -95,6 +98,7 @@ def churn_features():
             "--history-days": "{{ params.history_days }}",
             "--max-bad-fraction": "{{ params.max_bad_fraction }}",
         },
+        inputs=features_job_inputs(LAKE),
     )
 
     @task(outlets=[FEATURES_ASSET, SCORING_INPUT_ASSET, LABELS_ASSET])

@@ -42,10 +42,12 @@ from churn_ml.dag_support import (
     MONITORING_REPORTS,
     PREDICTIONS,
     PREDICTIONS_ASSET,
+    RECOMPUTE,
     SENSOR_TIMEOUT,
     USER_MACROS,
 )
 from churn_ml.decay import Thresholds
+from churn_ml.inputs import monitoring_job_inputs
 from churn_ml.operators import LakeKeySensor, RetrainingTriggerOperator, spark_job
 from churn_ml.training_requests import xcom
 
@@ -64,6 +66,7 @@ REPORT = f"{LAKE}/{MONITORING_REPORTS}dt={{{{ ds }}}}/report.html"
     default_args=DEFAULT_ARGS,
     user_defined_macros=USER_MACROS,
     params={
+        "recompute": RECOMPUTE,
         "psi_threshold": Param(DEFAULTS.psi_threshold, type="number", minimum=0,
                                description="A column drifted at this population stability index or more."),
         "js_threshold": Param(DEFAULTS.js_threshold, type="number", exclusiveMinimum=0, maximum=1,
@@ -115,6 +118,7 @@ def churn_monitoring():
             "--baseline": xcom("resolve_baseline", "baseline_uri"),
             "--model-version": xcom("resolve_baseline", "model_package_version"),
         },
+        inputs=monitoring_job_inputs(LAKE, xcom("resolve_baseline", "baseline_uri")),
     )
 
     @task

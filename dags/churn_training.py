@@ -47,16 +47,18 @@ from churn_ml.dag_support import (
     MODEL_ASSET,
     MODEL_POINTER_KEY,
     MODELS,
+    RECOMPUTE,
     SENSOR_TIMEOUT,
     TRAINING_SETS,
     TUNING_MODELS,
     USER_MACROS,
 )
+from churn_ml.inputs import training_set_job_inputs
 from churn_ml.operators import (
+    ChurnTrainingOperator,
+    ChurnTuningOperator,
+    EndpointDeployOperator,
     LakeKeySensor,
-    SageMakerEndpointDeployOperator,
-    SageMakerTrainingJobOperator,
-    SageMakerTuningJobOperator,
     spark_job,
 )
 from churn_ml.training_requests import STATIC_HYPERPARAMETERS, endpoint_request, training_request, tuning_request, xcom
@@ -83,6 +85,7 @@ ENDPOINT_REQUEST = endpoint_request(model_data_url=xcom("publish_model", "model_
     default_args=DEFAULT_ARGS,
     user_defined_macros=USER_MACROS,
     params={
+        "recompute": RECOMPUTE,
         "lookback_days": Param(180, type="integer", minimum=30, description="Snapshots considered for training."),
         "snapshot_every": Param(7, type="integer", minimum=1, description="Days between training snapshots."),
         "validation_snapshots": Param(3, type="integer", minimum=1),
@@ -130,6 +133,7 @@ def churn_training():
             "--validation-snapshots": "{{ params.validation_snapshots }}",
             "--holdout-snapshots": "{{ params.holdout_snapshots }}",
         },
+        inputs=training_set_job_inputs(LAKE),
     )
 
     @task
@@ -156,7 +160,7 @@ def churn_training():
 
         return registry.baseline_for(ds)
 
-    tune_hyperparameters = SageMakerTuningJobOperator(
+    tune_hyperparameters = ChurnTuningOperator(
         task_id="tune_hyperparameters",
         job_name_prefix="churn-hpo",
         config=TUNING_REQUEST,
@@ -165,7 +169,7 @@ def churn_training():
         check_interval=60,
     )
 
-    train_model = SageMakerTrainingJobOperator(
+    train_model = ChurnTrainingOperator(
         task_id="train_model",
         job_name_prefix="churn-xgb",
         config=TRAINING_REQUEST,
@@ -251,7 +255,7 @@ def churn_training():
     chain(wait_for_labels, build_training_set, inspected, champion, tune_hyperparameters, train_model)
     decision = quality_gate(train_model.output)
     version = register_model(train_model.output, decision, tune_hyperparameters.output, inspected)
-    deploy_model = SageMakerEndpointDeployOperator(
+    deploy_model = EndpointDeployOperator(
         task_id="deploy_model",
         config=ENDPOINT_REQUEST,
         model_package_version=xcom("publish_model", "model_package_version"),

@@ -22,11 +22,13 @@ def content_hash(payload: object, length: int = 8) -> str:
 
 
 def job_name(prefix: str, dag_id: str, logical_date: str, payload: object, max_len: int = MAX_LEN) -> str:
-    """``<prefix>-<yyyymmdd>-<hash>``; the hash covers dag id, logical date and the request."""
+    """``<prefix>-<yyyymmdd>-<hash>`` (``<prefix>-<hash>`` without a date, for resources shared by
+    runs); the hash covers dag id, logical date and the request."""
     day = re.sub(r"[^0-9]", "", logical_date)[:8]
     digest = content_hash({"dag_id": dag_id, "logical_date": logical_date, "request": payload})
-    stem = re.sub(r"[^a-zA-Z0-9-]", "-", prefix).strip("-")[: max_len - len(day) - len(digest) - 2]
-    return f"{stem}-{day}-{digest}"
+    tail = f"-{day}-{digest}" if day else f"-{digest}"
+    stem = re.sub(r"[^a-zA-Z0-9-]", "-", prefix).strip("-")[: max_len - len(tail)]
+    return f"{stem}{tail}"
 
 
 @functools.cache

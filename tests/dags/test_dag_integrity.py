@@ -92,13 +92,13 @@ def test_training_tunes_trains_gates_registers_publishes_and_deploys_only_throug
              "approved", "publish_model", "deploy_model"]
     for upstream, downstream in pairwise(order):
         assert downstream in tasks[upstream]["downstream"], f"{upstream} -> {downstream}"
-    assert tasks["tune_hyperparameters"]["operator"] == "SageMakerTuningJobOperator"
+    assert tasks["tune_hyperparameters"]["operator"] == "ChurnTuningOperator"
     assert tasks["approved"]["operator"] == "_ShortCircuitDecoratedOperator"
     # publish_model is downstream of the short-circuit (which skips everything after it when Rejected).
     assert sorted(t for t, info in tasks.items() if "publish_model" in info["downstream"]) == ["approved", "register_model"]
     # deploy_model runs only after publish_model, so only for an Approved model.
     assert [t for t, info in tasks.items() if "deploy_model" in info["downstream"]] == ["publish_model"]
-    assert tasks["deploy_model"]["operator"] == "SageMakerEndpointDeployOperator"
+    assert tasks["deploy_model"]["operator"] == "EndpointDeployOperator"
 
 
 def _descendants(tasks: dict, task_id: str) -> set[str]:

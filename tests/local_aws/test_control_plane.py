@@ -117,9 +117,9 @@ def test_a_failing_job_is_failed_with_its_reason_and_the_trigger_says_so(plane):
     assert failed["TrainingJobStatus"] == "Failed"
     assert "max_depth" in failed["FailureReason"], failed["FailureReason"]
     # The task resumed from that event fails saying why (the trigger's event carries the status only).
-    from churn_ml.operators import SageMakerJobFailed, SageMakerTrainingJobOperator
+    from churn_ml.operators import SageMakerJobFailed, ChurnTrainingOperator
 
-    operator = SageMakerTrainingJobOperator(task_id="train", job_name_prefix="cp", config={})
+    operator = ChurnTrainingOperator(task_id="train", job_name_prefix="cp", config={})
     with pytest.raises(SageMakerJobFailed, match="cp-fails is Failed: .*max_depth"):
         operator.execute_complete({}, event)
 

@@ -1,4 +1,4 @@
-"""SageMakerEndpointDeployOperator's decisions on the aws target, against a recording SageMaker hook.
+"""EndpointDeployOperator's decisions on the aws target, against a recording SageMaker hook.
 
 The requests it sends are validated against botocore's SageMaker model; what the service then does
 (blue/green, alarms) is simulated by the describe answers the fake hook gives.
@@ -14,7 +14,7 @@ from airflow.exceptions import TaskDeferred
 from botocore.validate import ParamValidator
 
 from churn_ml import registry
-from churn_ml.operators import DeploymentError, SageMakerEndpointDeployOperator
+from churn_ml.operators import DeploymentError, EndpointDeployOperator
 from support import BLUE_GREEN_CANARY
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
@@ -82,8 +82,8 @@ def aws(monkeypatch):
     return package
 
 
-def _operator(fake: FakeSageMaker) -> SageMakerEndpointDeployOperator:
-    op = SageMakerEndpointDeployOperator(task_id="deploy_model", config=copy.deepcopy(CONFIG), model_package_version="7",
+def _operator(fake: FakeSageMaker) -> EndpointDeployOperator:
+    op = EndpointDeployOperator(task_id="deploy_model", config=copy.deepcopy(CONFIG), model_package_version="7",
                                          check_interval=30)
     op.hook = fake
     return op

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from pyspark.sql import functions as F
 
 from churn import sparkio
 from churn_ml import lake, transform_io
-from churn_ml.operators import _SageMakerJobMixin
 
 PARTITION = "s3://churn-lake/predictions/dt=2026-07-02/"
 STAGING = "s3://churn-lake/_staging/predictions/dt=2026-07-02/run-1/out/"
@@ -58,29 +56,6 @@ def test_the_manifest_lists_data_objects_only_and_outputs_follow_it(lake_root):
     _put(manifest, '{"not": "a manifest"}')
     with pytest.raises(ValueError, match="not a SageMaker manifest"):
         transform_io.read_manifest(manifest)
-
-
-class _Jobs(_SageMakerJobMixin):
-    log = logging.getLogger("test")
-
-
-@pytest.mark.parametrize(
-    ("states", "usable", "expected"),
-    [
-        ({}, True, "job"),  # nothing yet: create it
-        ({"job": "InProgress"}, False, "job"),  # running: wait for it
-        ({"job": "Completed"}, True, "job"),  # done, outputs in place: re-attach
-        ({"job": "Completed"}, False, "job-r2"),  # done, outputs published or cleared: run again
-        ({"job": "Failed", "job-r2": "Completed"}, False, "job-r3"),
-        ({"job": "Failed", "job-r2": "Stopped"}, True, "job-r3"),
-    ],
-)
-def test_an_attempt_is_reattached_only_while_it_runs_or_its_outputs_are_there(states, usable, expected):
-    def describe(name):
-        return {"Status": states[name]} if name in states else None
-
-    name, _ = _Jobs()._attempt_name("job", describe, "Status", usable=lambda job: usable)
-    assert name == expected
 
 
 def _rows(spark, root: str) -> list[tuple]:

@@ -225,16 +225,16 @@ def test_spot_fields_are_cast_named_per_job_and_size_the_wait(lake_root, monkeyp
 
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
-    from churn_ml.operators import SageMakerTrainingJobOperator
+    from churn_ml.operators import ChurnTrainingOperator
 
     seen = {}
     # What the provider's operator is given to create (no job of that name exists yet).
     monkeypatch.setattr(SageMakerTrainingOperator, "execute", lambda self, context: seen.setdefault("request", self.config))
-    monkeypatch.setattr(SageMakerTrainingJobOperator, "_existing", lambda self, name, describe: None)
+    monkeypatch.setattr(ChurnTrainingOperator, "_existing", lambda self, name, describe: None)
     config = _spot_request("ignored")
     config["StoppingCondition"] = {"MaxRuntimeInSeconds": "3600", "MaxWaitTimeInSeconds": "7200"}
     config["CheckpointConfig"]["S3Uri"] = "s3://churn-lake/checkpoints/churn/"
-    op = SageMakerTrainingJobOperator(
+    op = ChurnTrainingOperator(
         task_id="train", job_name_prefix="churn-xgb", config=config, check_interval=60,
         champion_model_uri="s3://churn-lake/models/churn/old/output/model.tar.gz",
     )

@@ -1,0 +1,123 @@
+"""A later try of a Spark task finds the job its earlier try started, on both backends, against the
+control plane: while the job runs (the earlier try's process was killed after StartJobRun), after it
+succeeded (a clear with nothing changed), and not after its inputs changed (a new job).
+
+Each "try" is a new operator object with nothing carried over from the last one, as a new task
+process has: all it knows is the control plane's answers. The scheduler-level tests (a clear, a
+backfill, a code change) are in tests/e2e/test_job_identity.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from churn_ml import lake
+from churn_ml.settings import settings
+from local_aws import control_plane
+from support import free_port
+
+SCRIPT = "s3://churn-lake/tests/job-reuse/sleepy.py"
+INPUT = "s3://churn-lake/tests/job-reuse/input/dt=2026-07-01/"
+_URL: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory):
+    lake_dir = tmp_path_factory.mktemp("job-reuse") / "lake"
+    env = {"LAKE_ROOT": str(lake_dir), "ML_TARGET": "local", "CHURN_LOCAL_AWS_PORT": str(free_port()),
+           "CHURN_LOCAL_RUNTIME_PORT": str(free_port()), "CHURN_LOCAL_SPARK_MEMORY": "512m"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        url = control_plane.ensure_server()
+        _URL[:] = [url]
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url)))
+        folder = lake_dir / "churn-lake/tests/job-reuse"
+        (folder / "input/dt=2026-07-01").mkdir(parents=True)
+        # Runs long enough for a second try to find it running; then succeeds.
+        (folder / "sleepy.py").write_text("import time\nfrom pyspark.sql import SparkSession\n"
+                                          "SparkSession.builder.getOrCreate().range(3).count()\ntime.sleep(4)\n")
+        (folder / "input/dt=2026-07-01/part-0.txt").write_text("one\n")
+        try:
+            yield {"url": url, "lake": lake_dir}
+        finally:
+            control_plane.stop_server()
+
+
+def _context():
+    pushed = {}
+    return {"dag": SimpleNamespace(dag_id="churn_features"), "run_id": "scheduled__2026-07-02",
+            "logical_date": dt.datetime(2026, 7, 2, tzinfo=dt.UTC), "params": {},
+            "dag_run": SimpleNamespace(clear_number=0),
+            "ti": SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value), xcom_pull=lambda **k: None)}
+
+
+def _operator(backend: str):
+    from churn_ml.operators.emr_serverless import SparkOnEmrServerlessOperator
+    from churn_ml.operators.glue import SparkOnGlueOperator
+
+    inputs = [{"prefix": INPUT}]
+    if backend == "glue":
+        return SparkOnGlueOperator(task_id="build_features", job_name="churn-features", script_location=SCRIPT,
+                                   script_args={"--scriptLocation": SCRIPT, "--extra-py-files": SCRIPT, "--ds": "2026-07-02"}, inputs=inputs,
+                                   waiter_delay=1)
+    return SparkOnEmrServerlessOperator(
+        task_id="build_features", job_name_prefix="reuse", application_id=settings.emr_application_id,
+        execution_role_arn="arn:aws:iam::000000000000:role/churn-emr-serverless-job",
+        job_driver={"sparkSubmit": {"entryPoint": SCRIPT, "entryPointArguments": ["--ds", "2026-07-02"]}},
+        configuration_overrides={}, inputs=inputs, waiter_delay=1)
+
+
+def _try(backend: str) -> tuple[str, bool]:
+    """One try of the task: (the job run it started or found, whether it deferred to wait for it)."""
+    try:
+        return _operator(backend).execute(_context()), False
+    except TaskDeferred as deferred:
+        kwargs = deferred.trigger.serialize()[1]
+        return kwargs.get("job_id") or kwargs.get("run_id"), True
+
+
+def _runs(backend: str) -> list[dict]:
+    if backend == "glue":
+        return control_plane.client("glue", _URL[0]).get_job_runs(JobName="churn-features")["JobRuns"]
+    emr = control_plane.client("emr-serverless", _URL[0])
+    return emr.list_job_runs(applicationId=settings.emr_application_id)["jobRuns"]
+
+
+def _state(backend: str, run_id: str) -> str:
+    if backend == "glue":
+        return control_plane.client("glue", _URL[0]).get_job_run(JobName="churn-features", RunId=run_id)["JobRun"]["JobRunState"]
+    emr = control_plane.client("emr-serverless", _URL[0])
+    return emr.get_job_run(applicationId=settings.emr_application_id, jobRunId=run_id)["jobRun"]["state"]
+
+
+@pytest.mark.parametrize("backend", ["emr_serverless", "glue"])
+def test_a_later_try_reuses_the_job_until_its_inputs_change(plane, backend):
+    before = len(_runs(backend))
+    first, deferred = _try(backend)
+    assert deferred and _state(backend, first) in ("SUBMITTED", "SCHEDULED", "RUNNING", "STARTING")
+    # The try's process is gone (killed after StartJobRun); the retry finds the job while it runs.
+    again, deferred = _try(backend)
+    assert (again, deferred) == (first, True)
+    assert len(_runs(backend)) == before + 1
+    deadline = time.monotonic() + 240
+    while (state := _state(backend, first)) not in ("SUCCESS", "SUCCEEDED", "FAILED", "ERROR"):
+        assert time.monotonic() < deadline, f"job {first} still {state}"
+        time.sleep(1)
+    assert state in ("SUCCESS", "SUCCEEDED"), state
+    # Cleared with nothing changed: the succeeded job is the answer, without waiting or a new job.
+    assert _try(backend) == (first, False)  # (the log line that says so: tests/unit/test_job_identity.py)
+    assert len(_runs(backend)) == before + 1
+    # A corrected input: a new job.
+    lake.local_path(INPUT + "part-1.txt").write_text("two\n")
+    try:
+        changed, deferred = _try(backend)
+        assert deferred and changed != first and len(_runs(backend)) == before + 2
+    finally:
+        lake.local_path(INPUT + "part-1.txt").unlink()
