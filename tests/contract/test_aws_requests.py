@@ -174,9 +174,13 @@ def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch
 def test_a_glue_job_the_template_does_not_define_is_never_created(aws, monkeypatch):
     from churn_ml.operators import GlueJobDefinitionError
 
+    from airflow.sdk.exceptions import AirflowFailException
+
     monkeypatch.setenv("CHURN_SPARK_BACKEND", "glue")
-    with pytest.raises(GlueJobDefinitionError, match="does not exist: the stack of infra/cloudformation/churn.yaml"):
+    # Not retried: a retry cannot define the job (the task fails on its first try, saying what to do).
+    with pytest.raises(AirflowFailException, match="does not exist: the stack of infra/cloudformation/churn.yaml") as err:
         run(task_of("churn_training.py", "churn_training", "build_training_set"))
+    assert isinstance(err.value.__cause__, GlueJobDefinitionError)
     assert boto3.client("glue").get_jobs()["Jobs"] == []
 
 
