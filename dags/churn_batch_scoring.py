@@ -107,30 +107,18 @@ def churn_batch_scoring():
 
     @task(outlets=[PREDICTIONS_ASSET])
     def publish_predictions(transform: dict, model: dict, ds: str | None = None, run_id: str | None = None,
-                            outlet_events=None) -> dict:
+                            ti=None, outlet_events=None) -> dict:
         """Each input has its .out with one row per input record; then swap them into the partition."""
-        from churn_ml import lake, transform_io
+        from churn_ml import transform_io
         from churn_ml.settings import settings
 
-        partition = f"{settings.lake}/{PREDICTIONS}dt={ds}/"
-        outputs = transform_io.outputs(transform["Transform"])
-        rows, moves = 0, {}
-        for source, out in outputs.items():
-            if not lake.exists(out):
-                raise FileNotFoundError(f"batch transform left no output {out} for input {source}")
-            expected = sum(1 for line in lake.read_text(source).splitlines() if line.strip())
-            got = sum(1 for line in lake.read_text(out).splitlines() if line.strip())
-            if got != expected:
-                raise ValueError(f"{out} has {got} predictions for {expected} input records")
-            rows += got
-            moves[out] = partition + out.rsplit("/", 1)[-1]
-        lake.publish(moves, partition)
-        # The marker says which model scored the date: churn_monitoring's realized quality is per version.
-        lake.write_json(f"{partition}_SUCCESS", {"rows": rows, "objects": len(moves), "run_id": run_id,
-                                                  "transform_job": transform["Transform"]["TransformJobName"],
-                                                  "model_package_version": model.get("model_package_version")})
-        outlet_events[PREDICTIONS_ASSET].extra = {"ds": ds, "rows": rows}
-        return {"ds": ds, "rows": rows, "objects": len(moves), "uri": partition}
+        published = transform_io.publish_predictions(
+            transform["Transform"], f"{settings.lake}/{PREDICTIONS}dt={ds}/", run_id=run_id,
+            model_package_version=model.get("model_package_version"),
+            job_identity=ti.xcom_pull(task_ids="batch_transform", key="job_identity"),
+        )
+        outlet_events[PREDICTIONS_ASSET].extra = {"ds": ds, "rows": published["rows"]}
+        return {"ds": ds, **published}
 
     model = resolve_model()
     chain(

@@ -67,3 +67,29 @@ def outputs_present(job: dict) -> bool:
         return all(lake.exists(out) for out in outputs(job).values())
     except (FileNotFoundError, ValueError):
         return False
+
+
+def publish_predictions(transform: dict, partition: str, *, run_id: str | None, model_package_version: object,
+                        job_identity: dict | None) -> dict:
+    """Check that each input has its ``.out`` with one row per input record, then swap the outputs into
+    ``partition`` (``lake.publish``) and write its ``_SUCCESS``: rows, the run, the transform job, the
+    model version that scored the date (churn_monitoring's realized quality is per version) and the code
+    version and inputs of the job (``job_identity``, the transform task's XCom)."""
+    rows, moves = 0, {}
+    for source, out in outputs(transform).items():
+        if not lake.exists(out):
+            raise FileNotFoundError(f"batch transform left no output {out} for input {source}")
+        expected = sum(1 for line in lake.read_text(source).splitlines() if line.strip())
+        got = sum(1 for line in lake.read_text(out).splitlines() if line.strip())
+        if got != expected:
+            raise ValueError(f"{out} has {got} predictions for {expected} input records")
+        rows += got
+        moves[out] = partition + out.rsplit("/", 1)[-1]
+    lake.publish(moves, partition)
+    identity = job_identity or {}
+    lake.write_json(f"{partition}_SUCCESS", {
+        "rows": rows, "objects": len(moves), "run_id": run_id, "transform_job": transform["TransformJobName"],
+        "model_package_version": model_package_version, "code_version": identity.get("code_version"),
+        "inputs_digest": (identity.get("inputs") or {}).get("digest"),
+    })
+    return {"rows": rows, "objects": len(moves), "uri": partition}

@@ -58,6 +58,27 @@ def test_the_manifest_lists_data_objects_only_and_outputs_follow_it(lake_root):
         transform_io.read_manifest(manifest)
 
 
+def test_published_predictions_say_which_job_code_version_and_inputs_scored_them(lake_root):
+    prefix = "s3://churn-lake/scoring_input/dt=2026-07-02/"
+    _put(prefix + "part-00000.c000.csv", "C1,1\nC2,2\n")
+    manifest = "s3://churn-lake/_staging/m.manifest"
+    transform_io.write_manifest(prefix, manifest)
+    job = {"TransformJobName": "churn-score-20260702-abc", "TransformOutput": {"S3OutputPath": STAGING},
+           "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest}}}}
+    _put(STAGING + "part-00000.c000.csv.out", "C1,0.5\n")
+    with pytest.raises(ValueError, match="1 predictions for 2 input records"):
+        transform_io.publish_predictions(job, PARTITION, run_id="r", model_package_version=3, job_identity=None)
+    _put(STAGING + "part-00000.c000.csv.out", "C1,0.5\nC2,0.7\n")
+    identity = {"code_version": "0123456789abcdef", "inputs": {"digest": "d1", "objects": 2, "bytes": 20}}
+    published = transform_io.publish_predictions(job, PARTITION, run_id="r", model_package_version=3,
+                                                 job_identity=identity)
+    assert published == {"rows": 2, "objects": 1, "uri": PARTITION}
+    assert json.loads(lake.read_text(PARTITION + "_SUCCESS")) == {
+        "rows": 2, "objects": 1, "run_id": "r", "transform_job": "churn-score-20260702-abc", "model_package_version": 3,
+        "code_version": "0123456789abcdef", "inputs_digest": "d1",
+    }
+
+
 def _rows(spark, root: str) -> list[tuple]:
     return sorted((r["customer_id"], r["dt"]) for r in spark.read.parquet(root).collect())
 
