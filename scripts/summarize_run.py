@@ -16,13 +16,22 @@ from churn_ml.registry import interruptions_of
 from churn_ml.settings import settings
 from local_aws.common import control_plane, read_state
 
+# The holdout metrics the summary prints, as churn_train.py reports them and the registry records them.
+HOLDOUT = ("holdout:auc", "holdout:pr_auc", "holdout:logloss", "holdout:best_single_feature_auc")
+
+
+def missing_metrics(model: dict) -> list[str]:
+    """The metrics of ``HOLDOUT`` the production pointer's record lacks (empty: none)."""
+    return [name for name in HOLDOUT if name not in model.get("metrics", {})]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ds", required=True)
     parser.add_argument("--timings", type=Path)
     args = parser.parse_args()
-    model = lake.read_json(f"{settings.lake}/{MODEL_POINTER_KEY}")  # the production model churn_training published
+    pointer = f"{settings.lake}/{MODEL_POINTER_KEY}"
+    model = lake.read_json(pointer)  # the production model churn_training published
     features = lake.read_json(f"{settings.lake}/_runs/churn_features/ds={args.ds}/summary.json")
     marker = lake.read_json(f"{settings.lake}/predictions/dt={args.ds}/_SUCCESS")
     m = model["metrics"]
@@ -39,10 +48,16 @@ def main() -> int:
     if job:
         print(f"spot training    {interruptions_of(job)} interruption(s); {job['BillableTimeInSeconds']} s billable "
               f"of {job['TrainingTimeInSeconds']} s")
-    print(
-        f"holdout          AUC {m['holdout:auc']:.4f}  PR-AUC {m['holdout:pr_auc']:.4f}  "
-        f"logloss {m['holdout:logloss']:.4f}  (best single feature AUC {m['holdout:best_single_feature_auc']:.4f})"
-    )
+    missing = missing_metrics(model)
+    if missing:  # said, not hidden: the record publish_model wrote lacks what the registry should have given it
+        print(f"holdout          MISSING {', '.join(missing)} in {lake.local_path(pointer)} (it has {sorted(m)}): "
+              f"registry v{model.get('model_package_version')} was published without them; see churn_training's "
+              "register_model and publish_model logs", file=sys.stderr)
+    else:
+        print(
+            f"holdout          AUC {m['holdout:auc']:.4f}  PR-AUC {m['holdout:pr_auc']:.4f}  "
+            f"logloss {m['holdout:logloss']:.4f}  (best single feature AUC {m['holdout:best_single_feature_auc']:.4f})"
+        )
     print(f"predictions      {marker['rows']} customers scored for {args.ds} in {marker['objects']} file(s)")
     print(f"                 {lake.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
     summarize_endpoint(args.ds)
@@ -53,7 +68,7 @@ def main() -> int:
         rows = [line.split("\t") for line in args.timings.read_text().splitlines() if line]
         print("wall time        " + ", ".join(f"{name} {secs}s" for name, secs in rows)
               + f"; total {sum(int(s) for _, s in rows)}s")
-    return 0
+    return 1 if missing else 0
 
 
 def summarize_monitoring(ds: str) -> None:

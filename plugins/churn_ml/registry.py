@@ -5,7 +5,8 @@ quality gate, with the reason), its metrics and the champion's metrics on the sa
 model card (``card.json``, ``card.md``, ``model_card.png``) under ``<lake>/registry/<group>/v<NNNN>/``
 on both targets. On AWS the version is a model package in the group (``ModelApprovalStatus``,
 ``ApprovalDescription``, ``CustomerMetadataProperties`` with the training job, data date, tuning job
-and headline metrics, ``ModelMetrics`` pointing at the evaluation, ``DriftCheckBaselines`` at the
+and every metric of the model (``Metrics``, read back the same from any lookup), ``ModelMetrics``
+pointing at the evaluation, ``DriftCheckBaselines`` at the
 monitoring baseline: ``baseline.json`` under ``<lake>/registry/<group>/baselines/<training job>/``,
 which the monitoring job compares each day's data with). A version registered before baselines were
 stored has none: its ``BaselineUri`` is None.
@@ -14,10 +15,18 @@ Registering is idempotent per training job: a retried task finds the version it 
 version is found among the ListModelPackages summaries by its description (no Describe of the
 others), and CreateModelPackage carries a ClientToken derived from the registration
 (``registration_token``), so a create that went through while its task failed, or that races another
-attempt, returns that package instead of a second version. Lookups ask ListModelPackages for what
+attempt, returns that package instead of a second version. The version found again is the one a
+fresh registration returns: its metrics, approval and card are read from the registry, so a rerun
+publishes and summarizes the same record (a version registered when only the headline metrics were
+stored gets the rest added from the training job's, which are the same). Lookups ask ListModelPackages for what
 they need (the group, Approved only, newest first) and describe only what they use; only the full
 listings (``list_versions``, ``trained_before``: every version's data date and tuning job) describe
 every version.
+
+Errors no retry can fix (a gate without the holdout metric, an unknown approval status, publishing a
+model that is not Approved) are ``RegistryError``, a ``CannotSucceedOnRetry``: the functions the
+churn_training tasks call (``failing_fast``) turn them into ``AirflowFailException``, so the task fails
+on its first try; throttling, timeouts and service errors keep their retries.
 
 CLI::
 
@@ -36,13 +45,21 @@ from collections.abc import Iterable, Iterator
 
 from churn_ml import lake, model_card, naming
 from churn_ml import settings as cfg
+from churn_ml.errors import CannotSucceedOnRetry, failing_fast
 
 DEFAULT_GROUP = "churn-xgboost"
 APPROVED, REJECTED = "Approved", "Rejected"
-HEADLINE = ("holdout:auc", "holdout:pr_auc", "holdout:logloss", "holdout:brier", "holdout:lift_at_10")
 PAGE_SIZE = 100  # ListModelPackages' largest MaxResults
+# CustomerMetadataProperties holds at most 50 entries; three of them identify the version (training
+# job, data date, tuning job), the rest are its metrics (churn_train.py reports 11 of its own).
+MAX_PROPERTIES = 50
 
 log = logging.getLogger(__name__)
+
+
+class RegistryError(CannotSucceedOnRetry, ValueError):
+    """A decision, registration or publication the registry refuses; the same inputs are refused on every
+    retry. The message says what to fix."""
 
 
 def group_name() -> str:
@@ -87,13 +104,18 @@ def _from_package(package: dict) -> dict:
         "TrainingJobName": meta.get("training_job_name", ""),
         "DataDate": meta.get("data_date", ""),
         "TuningJobName": meta.get("tuning_job_name", ""),
-        "Metrics": {k: float(v) for k, v in meta.items() if ":" in k},
+        "Metrics": _metrics_of(meta),
         "CardUri": f"{version_prefix(package['ModelPackageGroupName'], package['ModelPackageVersion'])}/card.md",
         "EvaluationUri": package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", ""),
         # None: registered before baselines were stored, so there is nothing to monitor against.
         "BaselineUri": package.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).get("Statistics", {})
                               .get("S3Uri") or None,
     }
+
+
+def _metrics_of(properties: dict[str, str]) -> dict[str, float]:
+    """The metrics among a version's CustomerMetadataProperties: the keys named ``<split>:<metric>``."""
+    return {k: float(v) for k, v in properties.items() if ":" in k}
 
 
 def _summaries(client, group: str, *, status: str | None = None, newest_first: bool = False) -> Iterator[dict]:
@@ -169,6 +191,7 @@ def champion_for(ds: str, group: str | None = None) -> dict | None:
     return older[-1] if older else None
 
 
+@failing_fast
 def baseline_for(ds: str, group: str | None = None) -> dict:
     """What the training run for ``ds`` starts from: the champion it is compared with on the same
     holdout (``champion_for``) and the tuning job it warm-starts from (that of the version with the
@@ -197,7 +220,10 @@ def gate(metrics: dict[str, float], *, floor: float, tolerance: float) -> tuple[
     (scored on the same holdout) by more than ``tolerance``. Without a comparable champion (the
     first model, or one trained on other features) only the floor applies."""
     if "holdout:auc" not in metrics:
-        raise ValueError(f"no holdout:auc among the metrics {sorted(metrics)}: was the holdout channel given?")
+        raise RegistryError(
+            f"no holdout:auc among the training job's metrics {sorted(metrics)}: the gate decides on the holdout. "
+            "Was the holdout channel given (the training set's holdout/ folder) and does churn_train.py print "
+            "'holdout:auc: <value>' (see the job's log)? Retrain once it does.")
     auc = metrics["holdout:auc"]
     if auc < floor:
         return REJECTED, f"holdout AUC {auc:.4f} is below the floor {floor:.4f}"
@@ -226,6 +252,7 @@ def interruptions_of(describe: dict) -> int:
     return sum(1 for t in history[starts[-1] if starts else 0:] if t.get("Status") == "Interrupted")
 
 
+@failing_fast
 def gate_training_job(job: dict, *, floor: float, tolerance: float) -> dict:
     """The gate's decision on a final training job (its DescribeTrainingJob answer): the metrics of
     its ``FinalMetricDataList``, and ``gate``'s status and reason; logs challenger against champion."""
@@ -245,6 +272,7 @@ def gate_training_job(job: dict, *, floor: float, tolerance: float) -> dict:
     return {"status": status, "reason": reason, "metrics": metrics}
 
 
+@failing_fast
 def publication(status: str, ds: str, force: bool, pointer_uri: str) -> tuple[bool, str]:
     """Whether a model trained on data up to ``ds`` may replace production, and why.
 
@@ -270,9 +298,16 @@ def publication(status: str, ds: str, force: bool, pointer_uri: str) -> tuple[bo
     return True, f"published: replaces {serving}"
 
 
+@failing_fast
 def publish(version: dict, ds: str, pointer_uri: str) -> dict:
     """Point production at ``version``, trained on data up to ``ds``: the record at ``pointer_uri``
-    that batch scoring and deployment read, and ``publication`` holds the next model against."""
+    that batch scoring and deployment read, and ``publication`` holds the next model against.
+    Only an Approved version: production never serves a model the gate rejected."""
+    if version["ModelApprovalStatus"] != APPROVED:
+        raise RegistryError(
+            f"refusing to publish {version['ModelPackageGroupName']} v{version['ModelPackageVersion']}: it is "
+            f"{version['ModelApprovalStatus']}, not {APPROVED} ({version.get('ApprovalDescription') or 'no reason'}). "
+            "Only an approved model may serve: train one that passes the quality gate")
     record = {
         "ds": ds,
         "model_package_version": version["ModelPackageVersion"],
@@ -284,6 +319,26 @@ def publish(version: dict, ds: str, pointer_uri: str) -> dict:
         "metrics": version["Metrics"],
     }
     lake.write_json(pointer_uri, record)
+    return record
+
+
+class NotPublishedError(RegistryError, FileNotFoundError):
+    """No production model, or one without what the caller needs: churn_training has to publish one."""
+
+
+@failing_fast
+def published_model(pointer_uri: str, *, with_baseline: bool = False) -> dict:
+    """The production record at ``pointer_uri`` (what ``publish`` wrote), for batch scoring and monitoring.
+
+    No record, or (``with_baseline``) one whose version was registered without a monitoring baseline,
+    stays so until churn_training publishes a model: a retry of the task cannot find one."""
+    if not lake.exists(pointer_uri):
+        raise NotPublishedError(f"no published model at {pointer_uri}: run the churn_training DAG first")
+    record = lake.read_json(pointer_uri)
+    if with_baseline and not record.get("baseline_uri"):
+        raise NotPublishedError(
+            f"model v{record.get('model_package_version')} was published without a baseline (registered before "
+            "monitoring existed): trigger churn_training to register one that has it")
     return record
 
 
@@ -318,6 +373,50 @@ def _registered(client, group: str, training_job_name: str) -> dict | None:
     return None
 
 
+def _properties(training_job_name: str, data_date: str, tuning_job_name: str,
+                metrics: dict[str, float]) -> dict[str, str]:
+    """The version's CustomerMetadataProperties: what identifies it, and every metric it was registered with."""
+    names = [k for k in metrics if ":" not in k]
+    if names:
+        raise RegistryError(f"metric names must read <split>:<metric> (how the registry tells them from its other "
+                            f"properties), got {sorted(names)}: fix the training request's MetricDefinitions")
+    # An empty value is left out: SageMaker takes 1-256 characters (a lookup reads a missing one as "").
+    identity = {"training_job_name": training_job_name, "data_date": data_date, "tuning_job_name": tuning_job_name}
+    properties = {**{k: v for k, v in identity.items() if v}, **{k: f"{v:.6f}" for k, v in sorted(metrics.items())}}
+    if len(properties) > MAX_PROPERTIES:
+        raise RegistryError(
+            f"{len(metrics)} metrics do not fit a model package's CustomerMetadataProperties ({MAX_PROPERTIES} entries "
+            f"with 3 for the version's identity): register fewer (the training request's MetricDefinitions)")
+    return properties
+
+
+def _completed(client, version: dict, training_job_name: str, data_date: str, tuning_job_name: str,
+               metrics: dict[str, float]) -> dict:
+    """``version``, found again for ``training_job_name``, with every metric a fresh registration records.
+
+    A version registered when only the headline metrics were stored lacks the others (the summary
+    and the e2e checks read ``holdout:best_single_feature_auc``): they are added to the package from
+    the training job's metrics, the same job's, so the version found again equals a fresh one. A
+    metric the version has keeps the value it was registered with.
+    """
+    missing = {k: v for k, v in metrics.items() if k not in version["Metrics"]}
+    if not missing:
+        return version
+    stored = {"training_job_name": version["TrainingJobName"], "data_date": version["DataDate"] or data_date,
+              "tuning_job_name": version["TuningJobName"] or tuning_job_name}
+    properties = _properties(stored["training_job_name"], stored["data_date"], stored["tuning_job_name"],
+                             {**missing, **version["Metrics"]})
+    log.info("v%d was registered without %s: adding them from training job %s", version["ModelPackageVersion"],
+             ", ".join(sorted(missing)), training_job_name)
+    # Status and description again: an update that omits them resets them on moto (SageMaker keeps them).
+    update = {"ApprovalDescription": version["ApprovalDescription"]} if version["ApprovalDescription"] else {}
+    client.update_model_package(ModelPackageArn=version["ModelPackageArn"],
+                                ModelApprovalStatus=version["ModelApprovalStatus"],
+                                CustomerMetadataProperties=properties, **update)
+    return version | {"Metrics": _metrics_of(properties)}
+
+
+@failing_fast
 def register(
     *, model_data_url: str, image_uri: str, training_job_name: str, approval: str, reason: str,
     metrics: dict[str, float], card: dict, card_plot: bytes | None, evaluation_uri: str, data_date: str,
@@ -331,7 +430,7 @@ def register(
     version without one.
     """
     if approval not in (APPROVED, REJECTED):
-        raise ValueError(f"approval must be {APPROVED} or {REJECTED}, got {approval!r}")
+        raise RegistryError(f"approval must be {APPROVED} or {REJECTED} (the quality gate's decision), got {approval!r}")
     group = group or group_name()
 
     def write_card(number: int, status: str, why: str, baseline_at: str | None) -> None:
@@ -340,9 +439,11 @@ def register(
             "training_job_name": training_job_name, "baseline_uri": baseline_at,
         }, card_plot)
 
+    properties = _properties(training_job_name, data_date, tuning_job_name, metrics)
     hook = _sagemaker()
     existing = _registered(hook.conn, group, training_job_name)
     if existing:
+        existing = _completed(hook.conn, existing, training_job_name, data_date, tuning_job_name, metrics)
         number = existing["ModelPackageVersion"]
         if not lake.exists(f"{version_prefix(group, number)}/card.json"):  # its first attempt died before the card
             write_card(number, existing["ModelApprovalStatus"], existing.get("ApprovalDescription", ""),
@@ -357,9 +458,6 @@ def register(
         lake.write_bytes(stored_at, stored.encode("utf-8"))
         drift_baselines = {"DriftCheckBaselines": {"ModelDataQuality": {
             "Statistics": {"ContentType": "application/json", "S3Uri": stored_at}}}}
-    properties = {"training_job_name": training_job_name, "data_date": data_date,
-                  "tuning_job_name": tuning_job_name,
-                  **{k: f"{v:.6f}" for k, v in metrics.items() if k in HEADLINE}}
     hook.create_model_package_group(group, "Churn XGBoost models (registered by the churn_training DAG)")
     response = hook.conn.create_model_package(
         ModelPackageGroupName=group,
@@ -384,8 +482,9 @@ def register(
             ApprovalDescription=reason[:1024], CustomerMetadataProperties=properties,
         )
     number = package["ModelPackageVersion"]
-    record = _from_package(package) | {"ApprovalDescription": reason, "Metrics": metrics,
-                                       "CardUri": f"{version_prefix(group, number)}/card.md"}
+    # The metrics as stored (6 decimals), as a lookup reads them: a retry finding this version returns the same.
+    record = _from_package(package) | {"ApprovalDescription": reason[:1024],
+                                       "Metrics": _metrics_of(properties)}
     write_card(number, approval, reason, record["BaselineUri"])
     return record
 

@@ -395,6 +395,33 @@ def test_a_retried_registration_sends_the_same_client_token_and_gets_the_same_ve
     assert [v["TrainingJobName"] for v in registry.list_versions()] == ["churn-xgb-a", "churn-xgb-b"]
 
 
+def test_a_registration_found_again_carries_every_metric_of_a_fresh_one(sagemaker_calls):
+    """Every metric of the model goes into CustomerMetadataProperties (botocore checks the keys and the
+    50-entry limit), so the version a rerun finds has them; one registered with the headline metrics only
+    (as before) gets the others in a valid UpdateModelPackage that keeps its status. Nothing is created twice."""
+    from churn_ml import registry
+
+    metrics = {f"{split}:{name}": 0.5 for split in ("validation", "holdout")
+               for name in ("auc", "pr_auc", "logloss", "brier", "lift_at_10")} | {"holdout:best_single_feature_auc": 0.6}
+
+    def again(job: str, given: dict) -> dict:
+        return registry.register(
+            model_data_url=MODEL.replace("aaaa", job[-1]), image_uri=ENV["CHURN_XGBOOST_IMAGE_URI"], training_job_name=job,
+            approval="Approved", reason="clears the floor", metrics=given, card={}, card_plot=None,
+            evaluation_uri="s3://churn-lake/models/churn/evaluation.json", data_date="2026-07-02")
+
+    fresh = again("churn-xgb-a", metrics)
+    assert again("churn-xgb-a", metrics) == fresh and set(fresh["Metrics"]) == set(metrics)
+    old = again("churn-xgb-b", {k: v for k, v in metrics.items() if k.startswith("holdout:") and "single" not in k})
+    sagemaker_calls.clear()
+    healed = again("churn-xgb-b", metrics)
+    updates = [params for op, params in sagemaker_calls if op == "UpdateModelPackage"]
+    assert [op for op, _ in sagemaker_calls if op.startswith("Create")] == [] and len(updates) == 1
+    assert updates[0]["ModelApprovalStatus"] == "Approved" and updates[0]["ApprovalDescription"] == "clears the floor"
+    assert healed["ModelPackageVersion"] == old["ModelPackageVersion"] and set(healed["Metrics"]) == set(metrics)
+    assert registry.show_version(old["ModelPackageVersion"])["Metrics"] == healed["Metrics"]
+
+
 def test_the_endpoint_and_batch_scoring_create_the_same_model_for_an_artifact(aws):
     """Both DAGs build their CreateModel from one definition: the same container, code and role for a model."""
     register("churn-xgb-b", "Approved")

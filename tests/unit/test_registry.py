@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from churn_ml import lake, registry
 
@@ -29,7 +30,7 @@ def test_gate_applies_the_floor_then_the_champion_tolerance(metrics, status, say
 
 
 def test_gate_without_holdout_metrics_says_what_is_missing():
-    with pytest.raises(ValueError, match="no holdout:auc"):
+    with pytest.raises(registry.RegistryError, match="no holdout:auc"):
         registry.gate({"validation:auc": 0.8}, floor=0.7, tolerance=0.01)
 
 
@@ -76,7 +77,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_registering_with_an_unknown_status_is_refused(lake_root, aws_local):
-    with pytest.raises(ValueError, match="Approved or Rejected"):
+    with pytest.raises(AirflowFailException, match="Approved or Rejected"):  # no retry makes it valid
         _register("job-c", "PendingManualApproval", 0.8)
 
 
