@@ -80,13 +80,10 @@ def churn_batch_scoring():
     @task(inlets=[SCORING_INPUT_ASSET, MODEL_ASSET])
     def resolve_model() -> dict:
         """The model to score with: the latest one churn_training published."""
-        from churn_ml import lake
+        from churn_ml import registry
         from churn_ml.settings import settings
 
-        pointer = f"{settings.lake}/{MODEL_POINTER_KEY}"
-        if not lake.exists(pointer):
-            raise FileNotFoundError(f"no published model at {pointer}: run the churn_training DAG first")
-        return lake.read_json(pointer)
+        return registry.published_model(f"{settings.lake}/{MODEL_POINTER_KEY}")
 
     @task
     def list_scoring_input(prefix: str, manifest: str) -> dict:

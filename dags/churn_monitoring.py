@@ -95,16 +95,10 @@ def churn_monitoring():
     @task(inlets=[PREDICTIONS_ASSET, MODEL_ASSET])
     def resolve_baseline() -> dict:
         """The production model's version and the baseline registered with it."""
-        from churn_ml import lake
+        from churn_ml import registry
         from churn_ml.settings import settings
 
-        pointer_uri = f"{settings.lake}/{MODEL_POINTER_KEY}"
-        if not lake.exists(pointer_uri):
-            raise FileNotFoundError(f"no published model at {pointer_uri}: run the churn_training DAG first")
-        pointer = lake.read_json(pointer_uri)
-        if not pointer.get("baseline_uri"):
-            raise ValueError(f"model v{pointer['model_package_version']} was published without a baseline "
-                             "(registered before monitoring existed): trigger churn_training to register one that has it")
+        pointer = registry.published_model(f"{settings.lake}/{MODEL_POINTER_KEY}", with_baseline=True)
         return {"model_package_version": pointer["model_package_version"], "baseline_uri": pointer["baseline_uri"]}
 
     monitor = spark_job(

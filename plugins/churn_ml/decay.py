@@ -12,12 +12,29 @@ Retraining is due when the last ``consecutive_days`` monitored days (each one pr
 the model in production today) are all decayed, and no retraining was triggered within them: after
 a trigger, the streak has to build up again, so one decay triggers once. The decision reads only
 the daily summaries and the earlier decisions, so rerunning a date decides the same way.
+
+Invalid thresholds (``ThresholdsError``) and a missing summary of the day (``MissingSummaryError``)
+are the same on every retry (the run's params; the monitor task finished without writing the summary),
+so the functions the decide task calls fail it on its first try (``failing_fast``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
+
+from churn_ml.errors import CannotSucceedOnRetry, failing_fast
+
+
+class ThresholdsError(CannotSucceedOnRetry, ValueError):
+    """Thresholds no decision can use (the run's params): the same on every retry."""
+
+
+class MissingSummaryError(CannotSucceedOnRetry, KeyError):
+    """The day's monitoring summary is not there although the monitor task finished."""
+
+    def __str__(self) -> str:  # the message, not KeyError's quoted repr of it
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -31,16 +48,28 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         if self.consecutive_days < 1:
-            raise ValueError(f"consecutive_days must be at least 1, got {self.consecutive_days}")
+            raise ThresholdsError(f"consecutive_days must be at least 1, got {self.consecutive_days}")
         if self.min_drifted_features < 1:
-            raise ValueError(f"min_drifted_features must be at least 1, got {self.min_drifted_features}")
+            raise ThresholdsError(f"min_drifted_features must be at least 1, got {self.min_drifted_features}")
         if not 0.0 < self.js_threshold <= 1.0:
-            raise ValueError(f"js_threshold is a distance in (0, 1], got {self.js_threshold}")
+            raise ThresholdsError(f"js_threshold is a distance in (0, 1], got {self.js_threshold}")
 
     @classmethod
+    @failing_fast
     def from_params(cls, params: dict) -> Thresholds:
+        """The thresholds among a run's params (others ignored); a value of the wrong type is a ThresholdsError."""
         names = cls.__dataclass_fields__
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in params.items() if k in names})
+        values = {}
+        for k, v in params.items():
+            if k not in names:
+                continue
+            kind = type(getattr(cls, k))
+            try:
+                values[k] = kind(v)
+            except (TypeError, ValueError) as err:
+                raise ThresholdsError(f"param {k} must be a {kind.__name__}, got {v!r}: trigger the run with a valid "
+                                      "value") from err
+        return cls(**values)
 
 
 def window(ds: str, days: int) -> list[str]:
@@ -71,10 +100,13 @@ def day_findings(summary: dict, t: Thresholds) -> list[str]:
     return reasons
 
 
+@failing_fast
 def decide(ds: str, summaries: dict[str, dict], decisions: dict[str, dict], t: Thresholds) -> dict:
     """The decision for ``ds`` from the daily summaries and earlier decisions (both keyed by date)."""
     if ds not in summaries:
-        raise KeyError(f"no monitoring summary for {ds}: the monitor task writes it before decide runs")
+        raise MissingSummaryError(
+            f"no monitoring summary for {ds}, although the monitor task finished: the Spark job "
+            "(include/jobs/churn_monitoring.py) writes it last, so it did not complete; see its log and clear monitor")
     model = summaries[ds]["model_version"]
     days = []
     dates = window(ds, t.consecutive_days)

@@ -14,6 +14,10 @@ split, hyperparameters, features, challenger vs champion metrics, spot seconds, 
 the monitoring baseline (bins and missing rate per feature, the score's deciles). The registry adds
 the version, the gate's decision and reason, and ``write`` stores it as ``card.json``, ``card.md``
 and ``model_card.png`` under the version's prefix, on both targets.
+
+A training output that is missing or malformed stays so: the training job is finished, and a retry of
+the task that reads it reads the same files. ``TrainingOutputError`` (a ``CannotSucceedOnRetry``) fails
+register_model on its first try; the message names the file and the job to look at.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tarfile
 from dataclasses import dataclass
 
 from churn_ml import lake
+from churn_ml.errors import CannotSucceedOnRetry, failing_fast
 
 # The names churn_train.py (include/sagemaker/) writes: EVALUATION_FILE_NAME, CARD_PLOT_NAME and
 # churn_baseline.FILE_NAME.
@@ -33,6 +38,11 @@ EVALUATION = "evaluation.json"
 PLOT = "model_card.png"
 BASELINE = "baseline.json"
 OUTPUT_TAR = "output.tar.gz"
+EVALUATION_KEYS = ("features", "rounds")  # what the card (build) reads of evaluation.json
+
+
+class TrainingOutputError(CannotSucceedOnRetry, ValueError):
+    """A finished training job's output that is missing or malformed: the same on every retry."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +54,28 @@ class TrainingOutput:
     baseline: dict | None = None
 
 
+@failing_fast
 def extract_training_output(model_data_url: str) -> TrainingOutput:
     """``evaluation.json``, the plot and the baseline from the job's ``output.tar.gz`` (beside
     ``model_data_url``); ``evaluation.json`` is also written beside the tarball, where ``evaluation_uri`` says."""
     output_tar = f"{model_data_url.rsplit('/', 1)[0]}/{OUTPUT_TAR}"
-    with tarfile.open(fileobj=io.BytesIO(lake.read_bytes(output_tar))) as tar:
-        names = tar.getnames()
-        evaluation = json.load(tar.extractfile(EVALUATION))
-        plot = tar.extractfile(PLOT).read() if PLOT in names else None
-        baseline = json.load(tar.extractfile(BASELINE)) if BASELINE in names else None
+    look = ("churn_train.py writes it to /opt/ml/output/data, which SageMaker packs as output.tar.gz: see the "
+            "training job's log, fix the script, and train again")
+    if not lake.exists(output_tar):
+        raise TrainingOutputError(f"the training job left no {output_tar} beside its model: {look}")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(lake.read_bytes(output_tar))) as tar:
+            names = tar.getnames()
+            if EVALUATION not in names:
+                raise TrainingOutputError(f"{output_tar} has no {EVALUATION} (it has {sorted(names)}): {look}")
+            evaluation = json.load(tar.extractfile(EVALUATION))
+            plot = tar.extractfile(PLOT).read() if PLOT in names else None
+            baseline = json.load(tar.extractfile(BASELINE)) if BASELINE in names else None
+    except (tarfile.TarError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TrainingOutputError(f"{output_tar} is not a readable training output ({err}): {look}") from err
+    missing = [k for k in EVALUATION_KEYS if not isinstance(evaluation, dict) or k not in evaluation]
+    if missing:
+        raise TrainingOutputError(f"{EVALUATION} in {output_tar} has no {', '.join(missing)}: {look}")
     evaluation_uri = f"{output_tar.rsplit('/', 1)[0]}/{EVALUATION}"
     lake.write_json(evaluation_uri, evaluation)
     return TrainingOutput(evaluation=evaluation, plot=plot, evaluation_uri=evaluation_uri, baseline=baseline)

@@ -5,6 +5,10 @@ decision and why, each source's drift of the day per feature with the threshold,
 over the last ``HISTORY_DAYS`` days, and the realized AUC over time per model version with the
 gate's floor. ``decision.json`` beside it is the decision the ``decide`` task made, which later
 decisions read (``decay.decide``).
+
+A daily file that is not JSON (``MalformedDailyFileError``) is read the same on every retry: the
+decide and write_report tasks fail on their first try with the file to look at (``failing_fast``).
+A daily file that is not there is no error: that day was not monitored.
 """
 
 from __future__ import annotations
@@ -13,14 +17,21 @@ import base64
 import datetime as dt
 import html
 import io
+import json
 
 from churn_ml.decay import Thresholds, day_findings, window
+from churn_ml.errors import CannotSucceedOnRetry, failing_fast
 
 HISTORY_DAYS = 120
 CONTENT_TYPE = "text/html; charset=utf-8"  # the report's Content-Type on S3: a browser renders it as the page it is
 SOURCE_COLOURS = {"batch": "#1f77b4", "capture": "#ff7f0e", "stream": "#2ca02c"}
 
 
+class MalformedDailyFileError(CannotSucceedOnRetry, ValueError):
+    """A daily summary or decision that is not a JSON object: it reads the same on every retry."""
+
+
+@failing_fast
 def read_daily(root_uri: str, ds: str, days: int, name: str) -> dict[str, dict]:
     """``<root>/dt=<d>/<name>`` (JSON) of the ``days`` dates ending with ``ds`` that have one."""
     from churn_ml import lake
@@ -28,8 +39,17 @@ def read_daily(root_uri: str, ds: str, days: int, name: str) -> dict[str, dict]:
     found = {}
     for d in window(ds, days):
         uri = f"{root_uri.rstrip('/')}/dt={d}/{name}"
-        if lake.exists(uri):
+        if not lake.exists(uri):
+            continue
+        try:
             found[d] = lake.read_json(uri)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise MalformedDailyFileError(
+                f"{uri} is not JSON ({err}): rerun that date's churn_monitoring (its monitor task rewrites the "
+                f"summary, its decide and write_report tasks the decision), or delete the file") from err
+        if not isinstance(found[d], dict):
+            raise MalformedDailyFileError(f"{uri} holds a {type(found[d]).__name__}, not a JSON object: rerun that "
+                                          "date's churn_monitoring, or delete the file")
     return found
 
 
