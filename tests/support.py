@@ -18,6 +18,16 @@ def write_channel(root, name, rng, rows=400):
     path.write_text("\n".join(lines) + "\n")
 
 
+def sourcedir() -> str:
+    """The SageMaker source bundle of the code version in use (``code/<version>/sagemaker/sourcedir.tar.gz``).
+
+    Read when a request is built, as the DAGs read it when they render: on the local target this builds
+    include/ into the lake of the test (``lake_root``) when its version is not there yet."""
+    from churn_ml.settings import settings
+
+    return f"{settings.code}/sagemaker/sourcedir.tar.gz"
+
+
 def training_request(**hyperparameters):
     hps = {"num_round": "20", "max_depth": "3", "early_stopping_rounds": "0", **hyperparameters}
     return {
@@ -33,7 +43,7 @@ def training_request(**hyperparameters):
         "HyperParameters": {
             **hps,
             "sagemaker_program": "churn_train.py",
-            "sagemaker_submit_directory": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
+            "sagemaker_submit_directory": sourcedir(),
         },
         "InputDataConfig": [
             {"ChannelName": c, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://churn-lake/ts/{c}/"}}}
@@ -56,7 +66,7 @@ def model_request(name: str, model_data_url: str) -> dict:
             "ModelDataUrl": model_data_url,
             "Environment": {
                 "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz",
+                "SAGEMAKER_SUBMIT_DIRECTORY": sourcedir(),
             },
         },
     }

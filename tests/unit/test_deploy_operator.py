@@ -11,6 +11,7 @@ import copy
 import botocore.session
 import pytest
 from airflow.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException
 from botocore.validate import ParamValidator
 
 from churn_ml import registry
@@ -26,7 +27,7 @@ CONFIG = {
             "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
             "ModelDataUrl": ARTIFACT,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                            "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/sagemaker/sourcedir.tar.gz"},
+                            "SAGEMAKER_SUBMIT_DIRECTORY": "s3://churn-artifacts/code/0123456789abcdef/sagemaker/sourcedir.tar.gz"},
         },
     },
     "EndpointConfig": {
@@ -148,9 +149,12 @@ def test_only_approved_models_are_deployed(aws):
     aws["ModelApprovalStatus"] = "Rejected"
     aws["ApprovalDescription"] = "holdout AUC 0.61 is below the floor 0.70"
     fake = FakeSageMaker(endpoint=None)
-    with pytest.raises(DeploymentError, match="Rejected, not Approved.*below the floor"):
+    # No retry can approve a model: the task fails on this try (AirflowFailException), the cause kept.
+    with pytest.raises(AirflowFailException, match="Rejected, not Approved.*below the floor.*not retried") as failed:
         _operator(fake).execute({})
+    assert isinstance(failed.value.__cause__, DeploymentError)
     aws.update(ModelApprovalStatus="Approved", ModelDataUrl="s3://elsewhere/model.tar.gz")
-    with pytest.raises(DeploymentError, match="but the request deploys"):
+    with pytest.raises(AirflowFailException, match="but the request deploys.*not retried") as failed:
         _operator(fake).execute({})
+    assert isinstance(failed.value.__cause__, DeploymentError)
     assert fake.calls == []

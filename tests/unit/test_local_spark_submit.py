@@ -15,7 +15,14 @@ from local_aws import spark
 from local_aws.common import LocalJobError
 
 BESIDE = Path(sys.executable).parent / "spark-submit"
-LIB = "s3://churn-artifacts/lib/churn.zip"  # the jobs' --py-files / --extra-py-files
+
+
+def _code() -> tuple[str, str]:
+    """The current code version's streaming job and library (the jobs' --py-files / --extra-py-files),
+    read at run time, after ``lake_root`` pointed the lake at the test's folder."""
+    from churn_ml.settings import settings
+
+    return f"{settings.code}/jobs/churn_stream_scoring.py", f"{settings.code}/lib/churn.zip"
 
 
 @pytest.mark.skipif(not BESIDE.exists(), reason="pyspark's spark-submit is not next to this interpreter")
@@ -23,14 +30,15 @@ def test_spark_submit_is_found_next_to_the_interpreter_when_not_on_path(lake_roo
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH, like `env -i ... .venv/bin/python`
     for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYTHONPATH"):
         monkeypatch.delenv(name, raising=False)
-    command, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_stream_scoring.py",
-                                      arguments=[], py_files=[LIB], spark_conf={}, workdir=tmp_path)
+    job, lib = _code()
+    command, env = spark.spark_submit(name="t", entry_point=job, arguments=[], py_files=[lib], spark_conf={},
+                                      workdir=tmp_path)
     assert command[0] == str(BESIDE)
     # Spark's Python is this interpreter (it has pyspark), not whatever `python` is on PATH.
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == sys.executable
     # The Python process that plans the streaming job's Python data source imports churn from there.
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(LIB))]
-    assert lake.local_path(LIB).is_file()
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(lib))]
+    assert lake.local_path(lib).is_file()
 
 
 def test_an_interpreter_without_spark_submit_gets_a_clear_error(monkeypatch, tmp_path):
@@ -45,7 +53,7 @@ def test_a_configured_spark_python_and_python_path_are_kept(lake_root, monkeypat
     monkeypatch.delenv("PYSPARK_DRIVER_PYTHON", raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/repo/plugins", "/repo/include"]))
     monkeypatch.setattr(spark, "_spark_submit", lambda: "spark-submit")
-    _, env = spark.spark_submit(name="t", entry_point="s3://churn-artifacts/jobs/churn_stream_scoring.py",
-                                arguments=[], py_files=[LIB], spark_conf={}, workdir=tmp_path)
+    job, lib = _code()
+    _, env = spark.spark_submit(name="t", entry_point=job, arguments=[], py_files=[lib], spark_conf={}, workdir=tmp_path)
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == "/opt/python/bin/python3"
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(LIB)), "/repo/plugins", "/repo/include"]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(lib)), "/repo/plugins", "/repo/include"]

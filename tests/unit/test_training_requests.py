@@ -45,7 +45,7 @@ def training(**overrides) -> dict:
     })
 
 
-def test_the_final_training_takes_the_tuned_values_from_the_tuning_job_and_the_fixed_ones_from_params():
+def test_the_final_training_takes_the_tuned_values_from_the_tuning_job_and_the_fixed_ones_from_params(lake_root):
     ti = FakeTI({"inspect": {"fingerprint": "f1"},
                  "tune": {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": BEST}}}})
     params = {"static_hyperparameters": {**requests.STATIC_HYPERPARAMETERS, "num_round": 900}}
@@ -53,7 +53,7 @@ def test_the_final_training_takes_the_tuned_values_from_the_tuning_job_and_the_f
     assert set(BEST) == set(requests.TUNED)  # what the tuning job searches is what the final training takes
     assert rendered["HyperParameters"] == {
         **BEST, "num_round": "900", "early_stopping_rounds": "40", "seed": "42", "checkpoint_every": "50",
-        "sagemaker_program": "churn_train.py", "sagemaker_submit_directory": f"{settings.artifacts}/sagemaker/sourcedir.tar.gz",
+        "sagemaker_program": "churn_train.py", "sagemaker_submit_directory": f"{settings.code}/sagemaker/sourcedir.tar.gz",
         "training_set_fingerprint": "f1",
     }
     assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in rendered["InputDataConfig"]] == [
