@@ -8,6 +8,7 @@ tests/local_aws/test_runner_refusals.py.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -230,12 +231,13 @@ def test_handlers_are_loaded_from_the_bundles_file_not_a_module_of_that_name(tmp
 # ---------------------------------------------------------------- Spark job runs
 
 ARTIFACTS, LAKE = "s3://churn-artifacts", "s3://churn-lake"
+CODE = f"{ARTIFACTS}/code/0123456789abcdef"  # one code version's prefix (churn_ml.artifacts.code_uri)
 
 
 def _spark(**change) -> dict:
-    request = {"entry_point": f"{ARTIFACTS}/jobs/churn_features.py",
+    request = {"entry_point": f"{CODE}/jobs/churn_features.py",
                "arguments": ["--ds", "2026-07-01", "--lake", LAKE, "--max-bad-fraction", "0.01"],
-               "py_files": [f"{ARTIFACTS}/lib/churn.zip"], "spark_conf": {"spark.sql.shuffle.partitions": "8"}}
+               "py_files": [f"{CODE}/lib/churn.zip"], "spark_conf": {"spark.sql.shuffle.partitions": "8"}}
     return {**request, **change}
 
 
@@ -271,8 +273,8 @@ def test_a_spark_request_naming_something_outside_is_refused(lake_root, change, 
 def test_glue_runs_are_checked_with_the_jobs_arguments(lake_root):
     from local_aws.spark_api import _check_glue_run
 
-    command = {"Name": "glueetl", "ScriptLocation": f"{ARTIFACTS}/jobs/churn_training_set.py"}
-    defaults = {"--extra-py-files": f"{ARTIFACTS}/lib/churn.zip", "--enable-metrics": "true"}
+    command = {"Name": "glueetl", "ScriptLocation": f"{CODE}/jobs/churn_training_set.py"}
+    defaults = {"--extra-py-files": f"{CODE}/lib/churn.zip", "--enable-metrics": "true"}
     _check_glue_run(command, {**defaults, "--ds": "2026-07-01", "--lake": LAKE, "--conf": "spark.sql.shuffle.partitions=4"})
     for arguments, message in (
         ({**defaults, "--lake": "file:///etc"}, "scheme other than s3://"),
@@ -296,3 +298,49 @@ def test_the_templates_glue_jobs_and_the_streaming_runs_arguments_pass(lake_root
     for job in jobs:
         extra = stream_job.run_arguments() if job["Command"]["Name"] == "gluestreaming" else {"--lake": LAKE}
         _check_glue_run(job["Command"], {**job.get("DefaultArguments", {}), **extra})
+
+
+def test_a_glue_runs_script_location_and_library_override_the_jobs_and_are_checked(lake_root, monkeypatch):
+    """The local Glue runner as StartJobRun reaches it: a run's ``--scriptLocation`` and ``--extra-py-files``
+    (churn_ml.artifacts.glue_code_arguments, sent by every run of this project) replace the job
+    definition's ScriptLocation and --extra-py-files for that run, the request checks apply to the
+    values that run, and ``--scriptLocation`` is Glue's parameter, not an argument of the script."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+    from moto.glue.models import FakeJob, FakeJobRun
+    from moto.glue.responses import GlueResponse
+
+    from churn_ml import artifacts
+    from local_aws import spark_api
+
+    for cls, name in ((FakeJob, "start_job_run"), (FakeJobRun, "status"), (FakeJobRun, "as_dict"),
+                      (GlueResponse, "batch_stop_job_run")):
+        # install_glue's patches undone after the test (moto's GlueResponse has no batch_stop_job_run of its own)
+        monkeypatch.setattr(cls, name, inspect.getattr_static(cls, name, None), raising=False)
+    started: list[dict] = []
+    monkeypatch.setattr(spark_api.jobs, "start", lambda kind, folder, request: started.append(request))
+    old, new = "00000000000000aa", "0123456789abcdef"
+    with mock_aws():
+        spark_api.install_glue()
+        glue = boto3.client("glue", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+        glue.create_job(Name="t", Role="arn:aws:iam::123456789012:role/x", Command={
+            "Name": "glueetl", "ScriptLocation": artifacts.code_uri(old, "jobs/churn_training_set.py")},
+            DefaultArguments={"--extra-py-files": artifacts.code_uri(old, "lib/churn.zip")})
+        script_args = {"--ds": "2026-07-01", "--lake": LAKE}
+        glue.start_job_run(JobName="t", Arguments={**artifacts.glue_code_arguments(new, "churn_training_set"), **script_args})
+        assert len(started) == 1
+        assert started[0]["entry_point"] == f"{ARTIFACTS}/code/{new}/jobs/churn_training_set.py"
+        assert started[0]["py_files"] == [f"{ARTIFACTS}/code/{new}/lib/churn.zip"]
+        assert started[0]["arguments"] == ["--ds", "2026-07-01", "--lake", LAKE]  # no --scriptLocation for the script
+        for location, message in (("file:///tmp/evil.py", "not an s3:// URI"), ("/tmp/evil.py", "not an s3:// URI"),
+                                  ("s3://other-bucket/code/x/jobs/churn_training_set.py", "neither the artifacts nor the lake")):
+            with pytest.raises(ClientError, match=message) as refused:
+                glue.start_job_run(JobName="t", Arguments={**script_args, "--scriptLocation": location})
+            assert refused.value.response["Error"]["Code"] == "InvalidInputException"
+        with pytest.raises(ClientError, match="--py-files entry '/tmp/evil.zip' is refused") as refused:
+            glue.start_job_run(JobName="t", Arguments={**artifacts.glue_code_arguments(new, "churn_training_set"),
+                                                       **script_args, "--extra-py-files": "/tmp/evil.zip"})
+        assert refused.value.response["Error"]["Code"] == "InvalidInputException"
+        assert len(started) == 1  # a refused run starts nothing
+        assert len(glue.get_job_runs(JobName="t")["JobRuns"]) == 1
