@@ -45,8 +45,9 @@ def stack():
             assert proc.returncode == 0, proc.stderr
             return json.loads(proc.stdout)
 
+        # "include": the copy of include/ the stack's jobs are built from (CHURN_INCLUDE_DIR, e2e/stack.py).
         yield {"lake": work / "lake" / "churn-lake", "first": run.stdout, "env": cli_env, "endpoint": endpoint,
-               "work": work}
+               "work": work, "include": Path(env["CHURN_INCLUDE_DIR"])}
     finally:
         # The sessions the stack started (scheduler, dag-processor, triggerer, api-server): each must be
         # empty after stop, task processes included; and nothing may still name the test's folder.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -99,7 +100,18 @@ def wait_for_runs(client: Airflow, dag_id: str, days: list[str], *, timeout: flo
         time.sleep(3)
 
 
+def copy_include(work: Path) -> Path:
+    """A copy of the repository's include/ under ``work``, which the stack's jobs run from
+    (``CHURN_INCLUDE_DIR``): a test may change the code there without touching the repository."""
+    target = work / "include"
+    shutil.copytree(REPO / "include", target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ruff_cache"))
+    return target
+
+
 def stack_env(work: Path, airflow_port: int, runtime_port: int, aws_port: int) -> dict:
+    """The environment of a stack under ``work``: its own lake, Airflow home, ports and copy of include/
+    (copied here, before the stack starts, so that every process of it builds its code from the copy)."""
     env = {
         **os.environ,
         "LAKE_ROOT": str(work / "lake"),
@@ -109,6 +121,7 @@ def stack_env(work: Path, airflow_port: int, runtime_port: int, aws_port: int) -
         "CHURN_AIRFLOW_PORT": str(airflow_port),
         "CHURN_LOCAL_RUNTIME_PORT": str(runtime_port),  # not the port a `make run` endpoint may hold
         "CHURN_LOCAL_AWS_PORT": str(aws_port),  # nor its control plane
+        "CHURN_INCLUDE_DIR": str(copy_include(work)),
     }
     # scripts/env.sh derives these from AIRFLOW_HOME and the port: never inherit another stack's.
     for name in list(env):
