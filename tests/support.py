@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+from pathlib import Path
 
 from churn_ml import lake
 
@@ -141,3 +143,21 @@ def serve_page(html: str):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def upload_code_version(s3, bucket: str, staging: Path, owner: str = "123456789012") -> str:
+    """Put include/'s code version into the (moto) artifacts ``bucket`` the way a deploy does: built with
+    ``churn_ml.artifacts.build``, uploaded by infra/deploy_mwaa.py's ``upload_code``, then pointed at by
+    its ``write_code_pointer``; returns the version. ``staging``: an empty folder for the build."""
+    from churn_ml import artifacts
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("deploy_mwaa", repo / "infra" / "deploy_mwaa.py")
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    artifacts.build(repo / "include", staging)
+    built = {"artifacts": staging, "source": repo}  # deploy.code_version: the fingerprint of <source>/include
+    deploy.upload_code(s3, built, bucket, owner)
+    deploy.write_code_pointer(s3, built, bucket, owner)
+    artifacts.clear_cache()  # the pointer another test's bucket had is not this one's
+    return deploy.code_version(built)

@@ -22,8 +22,17 @@ from airflow.sdk import macros
 from moto import mock_aws
 
 from churn_ml.training_requests import TUNED
+from support import upload_code_version
 
 REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_CODE_VERSION = "0000000000000000"  # the template's CodeVersion default, which the Glue definitions name
+
+
+def code() -> str:
+    """``s3://churn-artifacts/code/<version>``: include/'s version, the one the ``aws`` fixture deployed."""
+    from churn_ml import artifacts
+
+    return f"s3://churn-artifacts/code/{artifacts.fingerprint(REPO / 'include')}"
 ACCOUNT = "123456789012"
 DS = "2026-07-06"
 ENV = {
@@ -68,7 +77,7 @@ def aws(monkeypatch, tmp_path):
             MODEL.removeprefix("s3://churn-lake/"), f"scoring_input/dt={DS}/part-0.csv",
         ]:
             s3.put_object(Bucket="churn-lake", Key=key, Body=b"1,2,3\n")
-        s3.put_object(Bucket="churn-artifacts", Key="sagemaker/sourcedir.tar.gz", Body=b"x")
+        upload_code_version(s3, "churn-artifacts", tmp_path / "artifacts")  # as infra/deploy_mwaa.py does
         trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "glue.amazonaws.com"},
                                                          "Action": "sts:AssumeRole"}]}
         boto3.client("iam").create_role(RoleName="churn-glue", AssumeRolePolicyDocument=json.dumps(trust))
@@ -117,7 +126,7 @@ def template_glue_job(resource: str) -> dict:
         loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
         if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)))
     template = yaml.load((REPO / "infra/cloudformation/churn.yaml").read_text(), Loader=Loader)  # a SafeLoader subclass
-    names = {"${Project}": "churn", "${ArtifactsBucket}": "churn-artifacts"}
+    names = {"${Project}": "churn", "${ArtifactsBucket}": "churn-artifacts", "${CodeVersion}": TEMPLATE_CODE_VERSION}
 
     def sub(value):
         if isinstance(value, dict):
@@ -143,8 +152,18 @@ def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch
     task = task_of("churn_training.py", "churn_training", "build_training_set")
     sent: list[dict] = []
     if backend == "glue":  # what StartJobRun sends (moto's GetJobRuns merges the job's defaults in)
-        task.hook.conn.meta.events.register("provide-client-params.glue.StartJobRun",
-                                            lambda params, **_: sent.append(dict(params)))
+        # Recorded on every client: the task's hook exists only once its templates are rendered (an
+        # unrendered script_location, "{{ churn.code }}/...", looks like a local script to the provider).
+        from botocore.client import BaseClient
+
+        call = BaseClient._make_api_call
+
+        def record(client, operation, params):
+            if operation == "StartJobRun":
+                sent.append(dict(params))
+            return call(client, operation, params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", record)
     run(task)
     if backend == "emr_serverless":
         client = boto3.client("emr-serverless")
@@ -153,28 +172,34 @@ def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch
         assert len(runs) == 1 and runs[0]["name"].startswith("churn-training-set-20260706-")
         job = client.get_job_run(applicationId=application, jobRunId=runs[0]["id"])["jobRun"]
         driver = job["jobDriver"]["sparkSubmit"]
-        assert driver["entryPoint"] == "s3://churn-artifacts/jobs/churn_training_set.py"
-        assert "--py-files s3://churn-artifacts/lib/churn.zip" in driver["sparkSubmitParameters"]
+        assert driver["entryPoint"] == f"{code()}/jobs/churn_training_set.py"
+        assert f"--py-files {code()}/lib/churn.zip" in driver["sparkSubmitParameters"]
         assert driver["entryPointArguments"][:2] == ["--ds", DS]
     else:
         glue = boto3.client("glue")
         job = glue.get_job(JobName="churn-training-set")["Job"]
         # StartJobRun only: the template's definition is untouched (security configuration, default
-        # arguments, workers, timeout), and the run sends none of the job's default arguments.
+        # arguments, workers, timeout); the run overrides exactly its code (--scriptLocation,
+        # --extra-py-files: the deployed version's) and sends none of the job's other default arguments.
         assert job == before
         assert job["SecurityConfiguration"] == "churn-glue" and job["Timeout"] == definition["Timeout"]
-        assert job["Command"]["ScriptLocation"] == task.script_location == "s3://churn-artifacts/jobs/churn_training_set.py"
-        assert job["DefaultArguments"]["--extra-py-files"] == "s3://churn-artifacts/lib/churn.zip"
+        template_code = f"s3://churn-artifacts/code/{TEMPLATE_CODE_VERSION}"
+        assert job["Command"]["ScriptLocation"] == f"{template_code}/jobs/churn_training_set.py"
+        assert job["DefaultArguments"]["--extra-py-files"] == f"{template_code}/lib/churn.zip"
+        assert task.script_location == f"{code()}/jobs/churn_training_set.py"
         runs = glue.get_job_runs(JobName="churn-training-set")["JobRuns"]
         assert len(runs) == 1 and runs[0]["Arguments"]["--ds"] == DS
         assert len(sent) == 1 and set(sent[0]) == {"JobName", "Arguments"}
-        assert sent[0]["Arguments"]["--ds"] == DS and not set(sent[0]["Arguments"]) & set(job["DefaultArguments"])
+        arguments = sent[0]["Arguments"]
+        assert arguments["--ds"] == DS and set(arguments) & set(job["DefaultArguments"]) == {"--extra-py-files"}
+        assert arguments["--scriptLocation"] == f"{code()}/jobs/churn_training_set.py"
+        assert arguments["--extra-py-files"] == f"{code()}/lib/churn.zip"
 
 
 def test_a_glue_job_the_template_does_not_define_is_never_created(aws, monkeypatch):
-    from churn_ml.operators import GlueJobDefinitionError
-
     from airflow.sdk.exceptions import AirflowFailException
+
+    from churn_ml.operators import GlueJobDefinitionError
 
     monkeypatch.setenv("CHURN_SPARK_BACKEND", "glue")
     # Not retried: a retry cannot define the job (the task fails on its first try, saying what to do).
@@ -271,9 +296,13 @@ def test_registry_and_deployment_requests_are_valid_and_only_approved_models_dep
     assert registry.champion_for("2026-07-02") is None
     assert registry.trained_before("2026-07-03")[-1]["TuningJobName"] == "churn-hpo-20260702-abc"
 
-    with pytest.raises(DeploymentError, match="Rejected, not Approved"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # No retry can approve a model: the task fails on this try, the DeploymentError as its cause.
+    with pytest.raises(AirflowFailException, match="Rejected, not Approved.*not retried") as failed:
         run(task_of("churn_training.py", "churn_training", "deploy_model"),
             {"publish_model": {"model_package_version": 1, "model_data_url": MODEL, "evaluation_uri": ""}})
+    assert isinstance(failed.value.__cause__, DeploymentError)
     result = run(task_of("churn_training.py", "churn_training", "deploy_model"),
                  {"publish_model": {"model_package_version": 2, "model_data_url": MODEL, "evaluation_uri": ""}})
     client = boto3.client("sagemaker")
@@ -455,9 +484,11 @@ def streaming_aws(aws):
     arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
     boto3.client("glue").create_job(
         Name="churn-streaming", Role="churn-glue", GlueVersion="5.0", WorkerType="G.1X", NumberOfWorkers=2,
-        Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_stream_scoring.py",
+        Command={"Name": "gluestreaming",
+                 "ScriptLocation": f"s3://churn-artifacts/code/{TEMPLATE_CODE_VERSION}/jobs/churn_stream_scoring.py",
                  "PythonVersion": "3"},
-        DefaultArguments={"--extra-py-files": "s3://churn-artifacts/lib/churn.zip", "--source": "glue",
+        DefaultArguments={"--extra-py-files": f"s3://churn-artifacts/code/{TEMPLATE_CODE_VERSION}/lib/churn.zip",
+                          "--source": "glue",
                           "--stream-arn": arn, "--region": "us-east-1"},
         ExecutionProperty={"MaxConcurrentRuns": 1},
     )

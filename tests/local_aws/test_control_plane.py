@@ -117,7 +117,7 @@ def test_a_failing_job_is_failed_with_its_reason_and_the_trigger_says_so(plane):
     assert failed["TrainingJobStatus"] == "Failed"
     assert "max_depth" in failed["FailureReason"], failed["FailureReason"]
     # The task resumed from that event fails saying why (the trigger's event carries the status only).
-    from churn_ml.operators import SageMakerJobFailed, ChurnTrainingOperator
+    from churn_ml.operators import ChurnTrainingOperator, SageMakerJobFailed
 
     operator = ChurnTrainingOperator(task_id="train", job_name_prefix="cp", config={})
     with pytest.raises(SageMakerJobFailed, match="cp-fails is Failed: .*max_depth"):
@@ -211,10 +211,16 @@ def test_emr_serverless_runs_the_job_driver_with_spark_and_start_is_idempotent(p
 
 def test_glue_jobs_are_the_templates_and_a_failed_run_says_why(plane):
     glue = client(plane, "glue")
+    from churn_ml import artifacts
+
     job = glue.get_job(JobName="churn-training-set")["Job"]
-    assert job["Command"]["ScriptLocation"] == "s3://churn-artifacts/jobs/churn_training_set.py"
-    assert job["DefaultArguments"]["--extra-py-files"] == "s3://churn-artifacts/lib/churn.zip"
-    run_id = glue.start_job_run(JobName="churn-training-set", Arguments={"--no-such-argument": "1"})["JobRunId"]
+    # The template's definition names its CodeVersion parameter's default, as on AWS; every run the
+    # project starts overrides both with the current version (artifacts.glue_code_arguments).
+    default = "0000000000000000"
+    assert job["Command"]["ScriptLocation"] == f"s3://churn-artifacts/code/{default}/jobs/churn_training_set.py"
+    assert job["DefaultArguments"]["--extra-py-files"] == f"s3://churn-artifacts/code/{default}/lib/churn.zip"
+    code = artifacts.glue_code_arguments(artifacts.current_version(), "churn_training_set")
+    run_id = glue.start_job_run(JobName="churn-training-set", Arguments={**code, "--no-such-argument": "1"})["JobRunId"]
     deadline = time.monotonic() + 180
     while (run := glue.get_job_run(JobName="churn-training-set", RunId=run_id)["JobRun"])["JobRunState"] == "RUNNING":
         assert time.monotonic() < deadline

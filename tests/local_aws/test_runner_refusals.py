@@ -174,7 +174,8 @@ def test_glue_refuses_local_paths_in_the_runs_and_the_jobs_arguments(plane, evil
                     Command={"Name": "glueetl", "ScriptLocation": evil["program"].as_uri()})
     refused(glue.start_job_run, {"JobName": "rf-local-script"}, "InvalidInputException", "entryPoint")
     glue.create_job(Name="rf-local-defaults", Role="arn:aws:iam::123456789012:role/x",
-                    Command={"Name": "glueetl", "ScriptLocation": "s3://churn-artifacts/jobs/churn_training_set.py"},
+                    Command={"Name": "glueetl",
+                             "ScriptLocation": "s3://churn-artifacts/code/0123456789abcdef/jobs/churn_training_set.py"},
                     DefaultArguments={"--extra-py-files": str(evil["program"])})
     refused(glue.start_job_run, {"JobName": "rf-local-defaults"}, "InvalidInputException", "--py-files entry")
     for job in ("rf-local-script", "rf-local-defaults"):
