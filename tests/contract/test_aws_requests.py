@@ -83,6 +83,12 @@ def aws(monkeypatch, tmp_path):
         boto3.client("iam").create_role(RoleName="churn-glue", AssumeRolePolicyDocument=json.dumps(trust))
         application = boto3.client("emr-serverless").create_application(
             name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+        # moto answers ListJobRuns of an application without runs with ResourceNotFound (AWS: an empty
+        # list); the operators look their run up by name first. local_aws.spark_api.list_job_runs does the same.
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.emrserverless.models import emrserverless_backends
+
+        emrserverless_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].job_runs.setdefault(application, [])
         monkeypatch.setenv("CHURN_EMR_APPLICATION_ID", application)
         yield s3
 
