@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from churn_ml.dag_support import MODEL_POINTER_KEY
-from support import free_port
+from support import free_port, upload_code_version
 
 # Each test runs `airflow dags test` in a subprocess against a moto server (~15 s each): in the full
 # test command, not in make test-fast.
@@ -78,7 +78,9 @@ def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_s
     for the run through aiobotocore (moto reports SUCCESS); moto runs no Spark, so report_features
     finds no run summary and fails, saying so."""
     s3 = _client("s3", moto_server)
-    s3.create_bucket(Bucket="churn-lake")
+    for bucket in ("churn-lake", "churn-artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    upload_code_version(s3, "churn-artifacts", tmp_path / "artifacts")  # the deploy's code version and pointer
     for entity in ("customers", "events"):
         s3.put_object(Bucket="churn-lake", Key=f"raw/{entity}/dt=2026-07-01/_SUCCESS", Body=b"")
     emr = _client("emr-serverless", moto_server)
@@ -98,6 +100,7 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
     s3 = _client("s3", moto_server)
     for bucket in ("churn-lake", "churn-artifacts"):
         s3.create_bucket(Bucket=bucket)
+    upload_code_version(s3, "churn-artifacts", tmp_path / "artifacts")  # the deploy's code version and pointer
     s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/part-00000.csv", Body=b"C1,1.0,2.0\n")
     s3.put_object(Bucket="churn-lake", Key=f"scoring_input/dt={DS}/_SUCCESS", Body=b"")
     s3.put_object(Bucket="churn-lake", Key=f"predictions/dt={DS}/stale.out", Body=b"from an earlier run\n")
@@ -133,7 +136,9 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     check_health (the run's progress.json in S3: none yet, so the run is STARTING within its grace).
     moto runs no Spark: no progress is ever written, which a later check reports as a problem."""
     s3 = _client("s3", moto_server)
-    s3.create_bucket(Bucket="churn-lake")
+    for bucket in ("churn-lake", "churn-artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    upload_code_version(s3, "churn-artifacts", tmp_path / "artifacts")  # the deploy's code version and pointer
     iam = _client("iam", moto_server)
     iam.create_role(RoleName="churn-glue", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     kinesis = _client("kinesis", moto_server)
@@ -141,7 +146,8 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
     glue = _client("glue", moto_server)
     glue.create_job(Name="churn-streaming", Role="churn-glue", GlueVersion="5.0",
-                    Command={"Name": "gluestreaming", "ScriptLocation": "s3://churn-artifacts/jobs/churn_stream_scoring.py"},
+                    Command={"Name": "gluestreaming",  # the template's CodeVersion default; runs override it
+                             "ScriptLocation": "s3://churn-artifacts/code/0000000000000000/jobs/churn_stream_scoring.py"},
                     DefaultArguments={"--source": "glue", "--stream-arn": arn}, ExecutionProperty={"MaxConcurrentRuns": 1})
     sagemaker = _client("sagemaker", moto_server)
     sagemaker.create_model(ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/churn-sagemaker",
@@ -170,6 +176,7 @@ def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path, airf
     s3 = _client("s3", moto_server)
     for bucket in ("churn-lake", "churn-artifacts"):
         s3.create_bucket(Bucket=bucket)
+    upload_code_version(s3, "churn-artifacts", tmp_path / "artifacts")  # the deploy's code version and pointer
     s3.put_object(Bucket="churn-lake", Key="labels/dt=2026-06-02/_SUCCESS", Body=b"")
     manifest = {"fingerprint": "f00dfeed", "splits": {
         split: {"rows": 100, "positive_rate": 0.05, "snapshots": ["2026-05-01", "2026-05-29"]}

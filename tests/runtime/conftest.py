@@ -115,17 +115,17 @@ def runtime_venvs() -> dict:
 
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory) -> Path:
-    """The artifacts exactly as the deployment uploads them (jobs/, lib/churn.zip, sagemaker/sourcedir.tar.gz)."""
+    """The code version of include/ exactly as the deployment uploads it: the folder of
+    ``code/<version>/`` (jobs/, lib/churn.zip, sagemaker/sourcedir.tar.gz)."""
     from churn_ml import artifacts
 
     out = tmp_path_factory.mktemp("artifacts") / "artifacts"
-    artifacts.build(REPO / "include", out)
-    return out
+    return artifacts.version_dir(out, artifacts.build(REPO / "include", out))
 
 
 @pytest.fixture(scope="session")
 def sourcedir(deployed, tmp_path_factory) -> Path:
-    """sagemaker/sourcedir.tar.gz unpacked, as the framework container unpacks it into /opt/ml/code."""
+    """code/<version>/sagemaker/sourcedir.tar.gz unpacked, as the framework container unpacks it into /opt/ml/code."""
     code = tmp_path_factory.mktemp("opt-ml-code")
     with tarfile.open(deployed / "sagemaker" / "sourcedir.tar.gz") as archive:
         archive.extractall(code, filter="data")
