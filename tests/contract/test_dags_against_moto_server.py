@@ -51,6 +51,17 @@ def moto_server():
     proc.wait(10)
 
 
+def _application(emr) -> str:
+    """An EMR Serverless application, as the stack creates it. moto answers ListJobRuns of an application
+    that has no run yet with ResourceNotFound, where AWS answers an empty list; the operators look a
+    run up by name before starting it, so the application gets one run of another name first."""
+    application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+    emr.start_job_run(applicationId=application, clientToken="moto-seed", name="moto-seed",
+                      executionRoleArn="arn:aws:iam::123456789012:role/churn-emr-serverless",
+                      jobDriver={"sparkSubmit": {"entryPoint": "s3://churn-artifacts/seed.py"}})
+    return application
+
+
 def _client(service: str, url: str):
     return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                         aws_secret_access_key="testing")
@@ -84,12 +95,12 @@ def test_features_dag_starts_the_spark_job_on_emr_serverless_against_moto(moto_s
     for entity in ("customers", "events"):
         s3.put_object(Bucket="churn-lake", Key=f"raw/{entity}/dt=2026-07-01/_SUCCESS", Body=b"")
     emr = _client("emr-serverless", moto_server)
-    application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+    application = _application(emr)
     log = _dags_test("churn_features", moto_server, tmp_path, airflow_sqlite, CHURN_EMR_APPLICATION_ID=application,
                      CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
     for task in ("wait_for_raw_partitions", "build_features", "report_features"):
         assert f"end task task_id={task}" in log, f"{task} did not run:\n{log[-3000:]}"
-    runs = emr.list_job_runs(applicationId=application)["jobRuns"]
+    runs = [r for r in emr.list_job_runs(applicationId=application)["jobRuns"] if r["name"] != "moto-seed"]
     assert len(runs) == 1 and runs[0]["name"].startswith("churn-features-20260702-") and runs[0]["state"] == "SUCCESS"
     assert "Serverless job completed" in log  # the provider's trigger (aiobotocore) saw the run finish
     assert "wrote no run summary at s3://churn-lake/_runs/churn_features/ds=2026-07-02/summary.json" in log
@@ -185,7 +196,7 @@ def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path, airf
     for split in ("train", "validation", "holdout"):  # the provider checks that every channel exists
         s3.put_object(Bucket="churn-lake", Key=f"training_sets/ds={DS}/{split}/part-00000.csv", Body=b"churned_30d,x\n0,1\n")
     emr = _client("emr-serverless", moto_server)
-    application = emr.create_application(name="churn-spark", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+    application = _application(emr)
     log = _dags_test("churn_training", moto_server, tmp_path, airflow_sqlite, CHURN_EMR_APPLICATION_ID=application,
                      CHURN_EMR_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/churn-emr-serverless")
     for task in ("wait_for_labels", "build_training_set", "inspect_training_set", "resolve_champion",
