@@ -191,8 +191,9 @@ def training_set_job_inputs(lake: str) -> list[dict]:
     ``ds - lookback_days``. It writes only ``training_sets/ds=<ds>/``."""
     first = "{{ macros.ds_add(ds, -(params.lookback_days | int)) }}"
     before = f"{{{{ {_ds(1 - LABEL_WINDOW_DAYS)} }}}}"
-    return [{"prefix": f"{lake}/{name}/", "from": first, "before": before, "every": "{{ params.snapshot_every }}"}
-            for name in ("features", "labels")]
+    every = "{{ params.snapshot_every }}"
+    return [{"prefix": f"{lake}/features/", "from": first, "before": before, "every": every},
+            {"prefix": f"{lake}/labels/", "from": first, "before": before, "every": every}]
 
 
 def monitoring_job_inputs(lake: str, baseline: str) -> list[dict]:

@@ -12,12 +12,14 @@ import pendulum
 import pytest
 from airflow.sdk import macros
 
+from churn_ml import artifacts
 from churn_ml import dag_support as ds
 
 REPO = Path(__file__).resolve().parents[2]
 LAKE_BUCKET, ARTIFACTS_BUCKET = "churn-lake", "churn-artifacts"
 LAKE_ROOT = f"s3://{LAKE_BUCKET}"
 DS = "2026-07-06"
+CODE_VERSION = artifacts.fingerprint(REPO / "include")
 MODEL_URL = f"{LAKE_ROOT}/{ds.MODELS}churn-xgb-20260706-aaaa/output/model.tar.gz"  # where train_model writes
 XCOMS = {
     "inspect_training_set": {"fingerprint": "f1"},
@@ -71,6 +73,8 @@ def render(task):
         mp.setenv("ML_TARGET", "aws")
         mp.setenv("CHURN_LAKE_BUCKET", LAKE_BUCKET)
         mp.setenv("CHURN_ARTIFACTS_BUCKET", ARTIFACTS_BUCKET)
+        # What code/CURRENT.json says after a deploy of this tree (reading it is tests/unit/test_code_versions_aws.py's).
+        mp.setattr(artifacts, "current_version", lambda: CODE_VERSION)
         for name in ("CHURN_SAGEMAKER_ROLE_ARN", "CHURN_XGBOOST_IMAGE_URI", "CHURN_EMR_APPLICATION_ID",
                      "CHURN_EMR_EXECUTION_ROLE_ARN", "CHURN_ALERTS_TOPIC_ARN"):
             mp.setenv(name, "x")

@@ -140,7 +140,7 @@ except ImportError:
 def test_plugins_zip_holds_no_local_runner_and_imports_with_only_what_requirements_install(built, tmp_path):
     with zipfile.ZipFile(built["plugins.zip"]) as archive:
         names = archive.namelist()
-    assert "churn_ml/__init__.py" in names and "churn_ml/operators.py" in names
+    assert "churn_ml/__init__.py" in names and "churn_ml/operators/__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not [n for n in names if not n.startswith("churn_ml/")], "only the churn_ml package goes to MWAA"
     # MWAA puts plugins.zip's content on sys.path: every module must import from the zip alone.

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-from built_dags import ARTIFACTS_BUCKET, dags, render
+from built_dags import ARTIFACTS_BUCKET, CODE_VERSION, dags, render
 from cfn_template import as_list, load, role_statements, sub_text
 
+from churn_ml import artifacts
 from local_aws.template import glue_jobs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,14 +115,18 @@ def test_glue_runs_never_override_a_default_argument_or_a_security_setting(templ
         job = jobs[rendered.job_name]
         defaults = {k: sub_text(v).replace("${ArtifactsBucket}", ARTIFACTS_BUCKET) if sub_text(v) else v
                     for k, v in job["DefaultArguments"].items()}
-        assert rendered.script_location == sub_text(job["Command"]["ScriptLocation"]).replace(
-            "${ArtifactsBucket}", ARTIFACTS_BUCKET), task.task_id
-        run_arguments = set(rendered.script_args)
+        # The code version's script and library: the one override a run makes of the definition, on purpose.
+        script = sub_text(job["Command"]["ScriptLocation"]).replace("${ArtifactsBucket}", ARTIFACTS_BUCKET)
+        code = artifacts.glue_code_arguments(CODE_VERSION, script.rsplit("/", 1)[-1].removesuffix(".py"))
+        assert {k: rendered.script_args.get(k) for k in code} == code, task.task_id
+        assert script.replace("${CodeVersion}", CODE_VERSION) == code["--scriptLocation"], task.task_id
+        assert rendered.script_location is None, task.task_id
+        run_arguments = set(rendered.script_args) - set(code)
         assert not run_arguments & set(defaults), f"{task.task_id} overrides {run_arguments & set(defaults)}"
         assert not run_arguments & SECURITY_ARGUMENTS, f"{task.task_id} sets {run_arguments & SECURITY_ARGUMENTS}"
         assert set(rendered.run_job_kwargs) <= RUN_PARAMETERS, task.task_id
     # The streaming job, started by churn_ml.stream_job with its run arguments on top of the job's defaults.
-    from churn_ml import artifacts, stream_job
+    from churn_ml import stream_job
 
     sent = stream_job.run_arguments()
     code = artifacts.glue_code_arguments(artifacts.version_of(sent["--scriptLocation"]), stream_job.SCRIPT)

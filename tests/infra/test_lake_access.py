@@ -156,11 +156,11 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
         log_uri = rendered.configuration_overrides["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"]
         add(ds.EMR, log_uri, "w")
     elif isinstance(rendered, operators.SparkOnGlueOperator):
-        add(ds.GLUE, rendered.script_location, "r")
-        # The job's DefaultArguments are the template's (the control plane defines the same jobs locally).
+        # The run's code version (--scriptLocation, --extra-py-files among script_args, below) replaces the
+        # definition's; the job's other DefaultArguments are the template's (the control plane's jobs too).
         defaults = glue_jobs(load())[rendered.job_name]["DefaultArguments"]
-        for _, uri in s3_strings({k: (sub_text(v) or v).replace("${ArtifactsBucket}", rendered.script_location.split("/")[2])
-                                  for k, v in defaults.items() if sub_text(v)}):
+        for _, uri in s3_strings({k: (sub_text(v) or v).replace("${ArtifactsBucket}", ARTIFACTS_BUCKET)
+                                  for k, v in defaults.items() if sub_text(v) and k not in rendered.script_args}):
             add(ds.GLUE, uri, "r")
         for _, uri in s3_strings(rendered.script_args):
             if uri != LAKE_ROOT:
@@ -290,7 +290,7 @@ def _spark_tasks(backend: str) -> dict[str, list[tuple[str, str]]]:
             if isinstance(task, operators.SparkOnEmrServerlessOperator):
                 script = task.job_driver["sparkSubmit"]["entryPoint"]
             elif isinstance(task, operators.SparkOnGlueOperator):
-                script = task.script_location
+                script = task.script_args["--scriptLocation"]
             else:
                 continue
             jobs.setdefault(script.rsplit("/jobs/", 1)[1], []).append((dag_id, task.task_id))

@@ -37,7 +37,7 @@ def spark_job(
         return SparkOnGlueOperator(
             task_id=task_id,
             job_name=glue_job_name,
-            script_location=script,
+            script_location=None,  # the definition's; only a run's --scriptLocation changes it (never UpdateJob)
             script_args=script_args,
             inputs=inputs,
             aws_conn_id=s.aws_conn_id,
