@@ -192,7 +192,7 @@ def test_spark_jobs_start_with_valid_requests_on_either_backend(aws, monkeypatch
         template_code = f"s3://churn-artifacts/code/{TEMPLATE_CODE_VERSION}"
         assert job["Command"]["ScriptLocation"] == f"{template_code}/jobs/churn_training_set.py"
         assert job["DefaultArguments"]["--extra-py-files"] == f"{template_code}/lib/churn.zip"
-        assert task.script_location == f"{code()}/jobs/churn_training_set.py"
+        assert task.script_location is None  # the definition's: only a run's --scriptLocation replaces it
         runs = glue.get_job_runs(JobName="churn-training-set")["JobRuns"]
         assert len(runs) == 1 and runs[0]["Arguments"]["--ds"] == DS
         assert len(sent) == 1 and set(sent[0]) == {"JobName", "Arguments"}
