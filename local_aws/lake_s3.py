@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from moto.s3.exceptions import MissingBucket, S3ClientError
@@ -29,13 +31,40 @@ _get_object = S3Backend.get_object
 _put_object = S3Backend.put_object
 
 
+_ETAGS: OrderedDict[tuple, str] = OrderedDict()  # (path, inode, size, mtime_ns, ctime_ns) -> MD5 of the content
+_ETAGS_MAX = 200_000
+_ETAGS_LOCK = threading.Lock()
+
+
+def etag(path: Path, stat: os.stat_result) -> str:
+    """S3's ETag of a single-part upload, the MD5 of the content: an identical rewrite keeps it, any
+    change of the bytes changes it, as on S3. Cached per file version (inode, size, modification and
+    change times: a write moves the change time even when the modification time is set back), so a
+    listing reads only the files that changed since the last one."""
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    with _ETAGS_LOCK:
+        if key in _ETAGS:
+            _ETAGS.move_to_end(key)
+            return _ETAGS[key]
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    with _ETAGS_LOCK:
+        _ETAGS[key] = digest.hexdigest()
+        while len(_ETAGS) > _ETAGS_MAX:
+            _ETAGS.popitem(last=False)
+    return digest.hexdigest()
+
+
 class LakeKey(FakeKey):
-    """An object that is a file of the lake: size, date and ETag from the file, content read on demand."""
+    """An object that is a file of the lake: size, date and ETag (the content's MD5) from the file,
+    content read on demand."""
 
     def __init__(self, path: Path, name: str, bucket: FakeBucket) -> None:
         self.path = path
         stat = path.stat()
-        tag = hashlib.md5(f"{stat.st_size}:{stat.st_mtime_ns}".encode(), usedforsecurity=False).hexdigest()
+        tag = etag(path, stat)
         super().__init__(name, b"", bucket.account_id, bucket.region_name, etag=tag, bucket_name=bucket.name)
         self.contentsize = stat.st_size
         self.last_modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)

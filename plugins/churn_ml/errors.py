@@ -33,7 +33,10 @@ class CannotSucceedOnRetry(Exception):
 
 
 def invalid_request(err: BaseException) -> bool:
-    """True for a botocore ClientError whose code says the request itself is invalid."""
+    """True for a botocore ClientError whose code says the request itself is invalid, and for a request
+    botocore refuses to send because it breaks the service's model (ParamValidationError)."""
+    if type(err).__name__ == "ParamValidationError" and type(err).__module__.startswith("botocore"):
+        return True
     response = getattr(err, "response", None)
     if not isinstance(response, dict):
         return False

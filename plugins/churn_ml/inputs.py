@@ -6,8 +6,8 @@ fingerprint is how "its inputs" enters the request: for every object a job reads
 ETag, from ListObjectsV2 (paginated), never from reading the data. On S3 a new version of an object
 always has a new ETag (the MD5 of a single-part upload; of its parts' MD5s for a multipart one) or a
 new size. On the local target the control plane's S3 serves the lake folder (local_aws/lake_s3.py),
-whose ETag is the MD5 of the file's size and modification time in nanoseconds: a rewritten file gets
-a new one. One code path for both targets: the S3 hook of ``churn_ml.lake``.
+whose ETag is the MD5 of the file's content, as S3's of a single-part upload: a changed file gets a
+new one, an identical rewrite keeps it. One code path for both targets: the S3 hook of ``churn_ml.lake``.
 
 An input spec is a dict, every value possibly a rendered Jinja string ("" is absent):
 

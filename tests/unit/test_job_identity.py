@@ -112,3 +112,30 @@ def test_endless_failed_attempts_fail_without_retrying():
     identity = SimpleNamespace(name="job", why=lambda: "")
     with pytest.raises(AirflowFailException, match="attempts of job job failed"):
         _Jobs().find_attempt(identity, lambda name: Found("failed", "FAILED", {}))
+
+
+def test_a_request_botocore_refuses_to_send_fails_without_retrying():
+    """ParamValidationError: the request breaks the service's model (e.g. MaxNumberOfTrainingJobs 0), every try."""
+    import boto3
+    from botocore.exceptions import ParamValidationError
+
+    from churn_ml.errors import fail_fast
+
+    client = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with pytest.raises(AirflowFailException, match="(?s)AWS rejected the request: .*MaxNumberOfTrainingJobs") as err:
+        with fail_fast():
+            client.create_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName="t", HyperParameterTuningJobConfig={
+                    "Strategy": "Bayesian", "ResourceLimits": {"MaxNumberOfTrainingJobs": 0, "MaxParallelTrainingJobs": 1}})
+    assert isinstance(err.value.__cause__, ParamValidationError)
+
+
+def test_a_tuning_budget_of_no_job_fails_without_retrying():
+    from churn_ml.operators import ChurnTuningOperator
+
+    config = {"HyperParameterTuningJobConfig": {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2,
+                                                                   "MaxParallelTrainingJobs": 0}},
+              "TrainingJobDefinition": {"StoppingCondition": {"MaxRuntimeInSeconds": 60}}}
+    operator = ChurnTuningOperator(task_id="tune", job_name_prefix="t", config=config)
+    with pytest.raises(AirflowFailException, match="MaxParallelTrainingJobs must be at least 1, got 0: .*tuning.max_parallel >= 1"):
+        operator.execute(_context())

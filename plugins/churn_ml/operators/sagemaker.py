@@ -35,6 +35,10 @@ class SageMakerJobFailed(RuntimeError):
     """A SageMaker job the task waited for ended Failed or Stopped; the message has its FailureReason."""
 
 
+class InvalidTuningRequest(CannotSucceedOnRetry, ValueError):
+    """A tuning request that no attempt can run (e.g. a budget of zero training jobs)."""
+
+
 class SageMakerJobMixin(IdentifiedJobMixin):
     """Describe-based lookup of a job by name, the wait on the provider's SageMakerTrigger, and the
     job's FailureReason when it fails (the provider's trigger event has the status only)."""
@@ -433,7 +437,13 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
             max_len=naming.TUNING_MAX_LEN,
         )
         limits = self.config["HyperParameterTuningJobConfig"]["ResourceLimits"]
-        rounds = -(-int(limits["MaxNumberOfTrainingJobs"]) // int(limits["MaxParallelTrainingJobs"]))
+        jobs, parallel = int(limits["MaxNumberOfTrainingJobs"]), int(limits["MaxParallelTrainingJobs"])
+        if parallel < 1:  # (MaxNumberOfTrainingJobs < 1 is botocore's ParamValidationError, as on AWS)
+            raise InvalidTuningRequest(
+                f"MaxParallelTrainingJobs must be at least 1, got {parallel}: trigger the run with the param "
+                "tuning.max_parallel >= 1 (and tuning.max_jobs >= 1)"
+            )
+        rounds = -(-jobs // parallel)
         budget = rounds * _wait_budget(self.config["TrainingJobDefinition"])
         # The provider's tuning trigger polls up to 480 times: space the polls to cover the budget.
         self.check_interval = max(self.check_interval, -(-budget // 480))
