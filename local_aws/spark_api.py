@@ -66,6 +66,7 @@ def start_job_run(self: EMRServerlessBackend, **kwargs: Any) -> JobRun:
         raise ValidationException(f"StartJobRun: {err}") from err
     job_run = _start_job_run(self, **kwargs)
     job_run.state, job_run.state_details = "SUBMITTED", ""
+    job_run.created_at = job_run.updated_at = utcnow()  # moto records the day's midnight; AWS, the moment
     job_run.created_by = f"arn:aws:iam::{self.account_id}:root"  # required in GetJobRun; moto leaves it out
     jobs.start("spark", job_dir(job_run.id), {"name": job_run.id, **request})
     return job_run

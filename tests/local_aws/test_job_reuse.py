@@ -1,6 +1,7 @@
 """A later try of a Spark task finds the job its earlier try started, on both backends, against the
 control plane: while the job runs (the earlier try's process was killed after StartJobRun), after it
-succeeded (a clear with nothing changed), and not after its inputs changed (a new job).
+succeeded (a clear with nothing changed), and not after its inputs changed (a new job), nor when the
+inputs are back as the first job saw them but a later job replaced its outputs.
 
 Each "try" is a new operator object with nothing carried over from the last one, as a new task
 process has: all it knows is the control plane's answers. The scheduler-level tests (a clear, a
@@ -97,6 +98,14 @@ def _state(backend: str, run_id: str) -> str:
     return emr.get_job_run(applicationId=settings.emr_application_id, jobRunId=run_id)["jobRun"]["state"]
 
 
+def _wait(backend: str, run_id: str) -> None:
+    deadline = time.monotonic() + 240
+    while (state := _state(backend, run_id)) not in ("SUCCESS", "SUCCEEDED", "FAILED", "ERROR", "CANCELLED", "STOPPED"):
+        assert time.monotonic() < deadline, f"job {run_id} still {state}"
+        time.sleep(1)
+    assert state in ("SUCCESS", "SUCCEEDED"), f"job {run_id} is {state}"
+
+
 @pytest.mark.parametrize("backend", ["emr_serverless", "glue"])
 def test_a_later_try_reuses_the_job_until_its_inputs_change(plane, backend):
     before = len(_runs(backend))
@@ -106,11 +115,7 @@ def test_a_later_try_reuses_the_job_until_its_inputs_change(plane, backend):
     again, deferred = _try(backend)
     assert (again, deferred) == (first, True)
     assert len(_runs(backend)) == before + 1
-    deadline = time.monotonic() + 240
-    while (state := _state(backend, first)) not in ("SUCCESS", "SUCCEEDED", "FAILED", "ERROR"):
-        assert time.monotonic() < deadline, f"job {first} still {state}"
-        time.sleep(1)
-    assert state in ("SUCCESS", "SUCCEEDED"), state
+    _wait(backend, first)
     # Cleared with nothing changed: the succeeded job is the answer, without waiting or a new job.
     assert _try(backend) == (first, False)  # (the log line that says so: tests/unit/test_job_identity.py)
     assert len(_runs(backend)) == before + 1
@@ -119,5 +124,12 @@ def test_a_later_try_reuses_the_job_until_its_inputs_change(plane, backend):
     try:
         changed, deferred = _try(backend)
         assert deferred and changed != first and len(_runs(backend)) == before + 2
+        _wait(backend, changed)
     finally:
         lake.local_path(INPUT + "part-1.txt").unlink()
+    # The input is as the first job saw it again, but the second job replaced that job's outputs since:
+    # reusing the first would leave the second's outputs in place. A new attempt runs.
+    reverted, deferred = _try(backend)
+    assert deferred and reverted not in (first, changed) and len(_runs(backend)) == before + 3
+    _wait(backend, reverted)
+    assert _try(backend) == (reverted, False)  # and that one is reused

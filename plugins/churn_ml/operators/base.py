@@ -103,6 +103,18 @@ def code_versions(request: object) -> list[str]:
     return sorted(found)
 
 
+def superseded(identity: JobIdentity, job_name: str, started: Any, later: list[tuple[str, Any]]) -> str | None:
+    """The name of a job of the same task and date (``<prefix>-<yyyymmdd>-``, another identity) that
+    succeeded after ``job_name`` started at ``started``: it replaced that job's output partitions, so
+    reusing ``job_name`` would leave them as the later job wrote them (inputs A, then B, then A
+    again). ``later``: (name, started) of the succeeded jobs the service lists."""
+    stem = identity.name.rsplit("-", 1)[0] + "-"
+    for name, when in later:
+        if name.startswith(stem) and not name.startswith(identity.name) and when > started and name != job_name:
+            return name
+    return None
+
+
 def run_key(context: Any) -> tuple[str, str]:
     logical_date = context.get("logical_date")
     return context["dag"].dag_id, logical_date.isoformat() if logical_date else context["run_id"]
@@ -169,8 +181,8 @@ class IdentifiedJobMixin(TriggerWithHookParams):
                 )
                 return name, found
             if found.state == "succeeded":
-                self.log.info("%s %s succeeded, but its outputs are no longer where it wrote them: running it again",
-                              self.job_kind, name)
+                self.log.info("%s %s succeeded, but its outputs are no longer the ones it wrote (published, cleared, "
+                              "or replaced by a later job of this task and date): running it again", self.job_kind, name)
             else:
                 self.log.info("%s %s ended %s: starting a new attempt", self.job_kind, name, found.status)
             suffix = f"-r{attempt}"

@@ -12,7 +12,7 @@ from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigg
 
 from churn_ml import inputs
 from churn_ml.errors import fail_fast
-from churn_ml.operators.base import Found, IdentifiedJobMixin
+from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
 
 RUNNING = ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "QUEUED")
 SUCCEEDED = ("SUCCESS",)
@@ -56,7 +56,9 @@ class SparkOnEmrServerlessOperator(IdentifiedJobMixin, EmrServerlessStartJobOper
             {"jobDriver": self.job_driver, "configurationOverrides": self.configuration_overrides},
             inputs=fingerprint,
         )
-        self.name, found = self.find_attempt(identity, self._lookup)
+        runs = self._runs()
+        self.name, found = self.find_attempt(identity, lambda name: self._lookup(name, runs),
+                                             usable=lambda job: self._current(job, identity, runs))
         self.client_request_token = self.name
         if found is None:
             return super().execute(context, event)
@@ -74,18 +76,28 @@ class SparkOnEmrServerlessOperator(IdentifiedJobMixin, EmrServerlessStartJobOper
             timeout=timedelta(seconds=self.waiter_max_attempts * self.waiter_delay),
         )
 
-    def _lookup(self, name: str) -> Found | None:
-        """The newest run of the application named ``name`` within LOOKBACK (ListJobRuns), if any."""
+    def _runs(self) -> list[dict]:
+        """The application's job runs of the last LOOKBACK (ListJobRuns)."""
         after = dt.datetime.now(dt.UTC) - LOOKBACK
-        newest = None
-        for page in self.hook.conn.get_paginator("list_job_runs").paginate(
-            applicationId=self.application_id, createdAtAfter=after
-        ):
-            for run in page.get("jobRuns", []):
-                if run.get("name") == name and (newest is None or run["createdAt"] > newest["createdAt"]):
-                    newest = run
-        if newest is None:
+        pages = self.hook.conn.get_paginator("list_job_runs").paginate(applicationId=self.application_id,
+                                                                        createdAtAfter=after)
+        return [run for page in pages for run in page.get("jobRuns", [])]
+
+    def _current(self, job: dict, identity, runs: list[dict]) -> bool:
+        """Whether a succeeded run's outputs are still its own: no later run of the task and date succeeded."""
+        later = [(r["name"], r["createdAt"]) for r in runs if r.get("state") in SUCCEEDED and r.get("name")]
+        replaced_by = superseded(identity, job["name"], job["createdAt"], later)
+        if replaced_by:
+            self.log.info("%s %s was followed by %s, which replaced its outputs", self.job_kind, job["name"], replaced_by)
+        return replaced_by is None
+
+    @staticmethod
+    def _lookup(name: str, runs: list[dict]) -> Found | None:
+        """The newest run named ``name``, if any."""
+        named = [run for run in runs if run.get("name") == name]
+        if not named:
             return None
+        newest = max(named, key=lambda run: run["createdAt"])
         status = newest["state"]
         state = "running" if status in RUNNING else "succeeded" if status in SUCCEEDED else "failed"
         return Found(state, status, newest)

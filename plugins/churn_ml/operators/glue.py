@@ -10,7 +10,7 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 
 from churn_ml import inputs
 from churn_ml.errors import CannotSucceedOnRetry, fail_fast
-from churn_ml.operators.base import Found, IdentifiedJobMixin
+from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
 
 RUNNING = ("STARTING", "RUNNING", "WAITING")
 SUCCEEDED = ("SUCCEEDED",)
@@ -100,7 +100,9 @@ class SparkOnGlueOperator(IdentifiedJobMixin, GlueJobOperator):
             context, self.job_name, {"JobName": self.job_name, "Arguments": args, **self.run_job_kwargs},
             inputs=fingerprint,
         )
-        name, found = self.find_attempt(identity, self._lookup)
+        runs = self._runs()
+        name, found = self.find_attempt(identity, lambda attempt: self._lookup(attempt, runs),
+                                        usable=lambda job: self._current(job, identity, runs))
         self.script_args = {**args, IDENTITY_ARG: name}
         if found is not None:
             self._job_run_id = found.job["Id"]
@@ -108,15 +110,30 @@ class SparkOnGlueOperator(IdentifiedJobMixin, GlueJobOperator):
                 return self._job_run_id
         return super().execute(context)  # starts a run, or (with _job_run_id set) waits for the found one
 
-    def _lookup(self, name: str) -> Found | None:
-        """The newest run of the job whose ``--job-identity`` is ``name`` (GetJobRuns, newest first)."""
-        paginator = self.hook.conn.get_paginator("get_job_runs")
-        for number, page in enumerate(paginator.paginate(JobName=self.job_name)):
-            for run in page.get("JobRuns", []):
-                if (run.get("Arguments") or {}).get(IDENTITY_ARG) == name:
-                    status = run["JobRunState"]
-                    state = "running" if status in RUNNING else "succeeded" if status in SUCCEEDED else "failed"
-                    return Found(state, status, run)
+    def _runs(self) -> list[dict]:
+        """The job's runs this project started (those with ``--job-identity``), newest first (GetJobRuns)."""
+        runs = []
+        for number, page in enumerate(self.hook.conn.get_paginator("get_job_runs").paginate(JobName=self.job_name)):
+            runs += [run for run in page.get("JobRuns", []) if (run.get("Arguments") or {}).get(IDENTITY_ARG)]
             if number + 1 >= LOOKUP_PAGES:
                 break
-        return None
+        return runs
+
+    def _current(self, job: dict, identity, runs: list[dict]) -> bool:
+        """Whether a succeeded run's outputs are still its own: no later run of the task and date succeeded."""
+        later = [(run["Arguments"][IDENTITY_ARG], run["StartedOn"]) for run in runs if run["JobRunState"] in SUCCEEDED]
+        replaced_by = superseded(identity, job["Arguments"][IDENTITY_ARG], job["StartedOn"], later)
+        if replaced_by:
+            self.log.info("%s %s was followed by %s, which replaced its outputs", self.job_kind, job["Id"], replaced_by)
+        return replaced_by is None
+
+    @staticmethod
+    def _lookup(name: str, runs: list[dict]) -> Found | None:
+        """The newest run whose ``--job-identity`` is ``name``."""
+        named = [run for run in runs if run["Arguments"][IDENTITY_ARG] == name]
+        if not named:
+            return None
+        run = max(named, key=lambda run: run["StartedOn"])
+        status = run["JobRunState"]
+        state = "running" if status in RUNNING else "succeeded" if status in SUCCEEDED else "failed"
+        return Found(state, status, run)
