@@ -235,8 +235,14 @@ def spark_submit(
     env["SPARK_LOCAL_IP"] = LOOPBACK  # Spark's web UI and anything else that reads it: loopback as well
     # Spark gives --py-files to the driver and the executors' Python workers, not to the Python process
     # that plans a Python data source (the streaming job's churn.kinesis_source): "No module named
-    # 'churn'" unless they are on PYTHONPATH as well, which scripts/env.sh happened to provide (include/).
-    python_path = [*local_py_files, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    # 'churn'" unless they are on PYTHONPATH as well.
+    # The job's code is the request's code version only: include/ (which scripts/env.sh puts on the
+    # PYTHONPATH of everything it starts) is left out, so a module missing from the version's
+    # --py-files fails here as on AWS instead of loading from the working tree.
+    working_tree = {os.path.realpath(cfg.include_dir()), os.path.realpath(cfg.REPO_ROOT / "include")}
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                 if p and os.path.realpath(p) not in working_tree]
+    python_path = [*local_py_files, *inherited]
     if python_path:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
     # Spark's driver and workers run this interpreter unless told otherwise: it has pyspark and the
