@@ -66,6 +66,11 @@ class Found(NamedTuple):
     status: str
     job: dict
 
+    @classmethod
+    def of(cls, status: str, job: dict, running: tuple[str, ...], succeeded: tuple[str, ...]) -> Found:
+        """``job`` with the service's ``status`` classified by the service's running and succeeded words."""
+        return cls("running" if status in running else "succeeded" if status in succeeded else "failed", status, job)
+
 
 class JobIdentity(NamedTuple):
     name: str

@@ -99,5 +99,4 @@ class SparkOnEmrServerlessOperator(IdentifiedJobMixin, EmrServerlessStartJobOper
             return None
         newest = max(named, key=lambda run: run["createdAt"])
         status = newest["state"]
-        state = "running" if status in RUNNING else "succeeded" if status in SUCCEEDED else "failed"
-        return Found(state, status, newest)
+        return Found.of(status, newest, RUNNING, SUCCEEDED)

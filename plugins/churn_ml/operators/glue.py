@@ -135,5 +135,4 @@ class SparkOnGlueOperator(IdentifiedJobMixin, GlueJobOperator):
             return None
         run = max(named, key=lambda run: run["StartedOn"])
         status = run["JobRunState"]
-        state = "running" if status in RUNNING else "succeeded" if status in SUCCEEDED else "failed"
-        return Found(state, status, run)
+        return Found.of(status, run, RUNNING, SUCCEEDED)

@@ -64,8 +64,7 @@ class SageMakerJobMixin(IdentifiedJobMixin):
         if job is None:
             return None
         status = job[self.status_key]
-        state = "running" if status in IN_PROGRESS else "succeeded" if status in SUCCEEDED else "failed"
-        return Found(state, status, job)
+        return Found.of(status, job, IN_PROGRESS, SUCCEEDED)
 
     def _existing(self, name: str, describe) -> dict | None:
         """The Describe* answer, or None when there is no such job/model/endpoint. SageMaker says so
