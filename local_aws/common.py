@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from churn_ml import artifacts, lake
+from churn_ml import artifacts
 from churn_ml import settings as cfg
+from local_aws import lake_files
 
 LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/env.sh)
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -173,7 +174,7 @@ def publish_artifacts() -> Path:
     processes and from parallel tuning trials in threads; the build lock and the rename of a finished
     version folder make that safe for both (no in-process lock needed on top).
     """
-    root = lake.local_path(f"{cfg.settings.artifacts}/")
+    root = lake_files.local_path(f"{cfg.settings.artifacts}/")
     return artifacts.version_dir(root, artifacts.current_version())
 
 

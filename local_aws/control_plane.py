@@ -35,6 +35,7 @@ import threading
 import time
 
 from churn_ml import settings as cfg
+from local_aws import settings as local_settings
 from local_aws.common import (
     LOCAL_REGION,
     RUNNER_PATH,
@@ -237,6 +238,7 @@ def _moto_app():
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     """Run the control plane in this process until SIGTERM."""
     os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
+    local_settings.export()  # the local stack's resource names, for a control plane started without scripts/env.sh
     app = _moto_app()
     from moto.backends import get_backend
     from werkzeug.serving import make_server
@@ -264,6 +266,7 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
 
     ensure_stream(url, cfg.settings.kinesis_stream)
     create_topics(url)
+    create_data_key()
     write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
     print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
     stopped = threading.Event()
@@ -283,6 +286,24 @@ def create_topics(url: str) -> list[str]:
 
     sns = client("sns", url)
     return [sns.create_topic(Name=name)["TopicArn"] for name in sns_topic_names(spark_api.glue_refs(url))]
+
+
+def create_data_key() -> str:
+    """The template's DataKey under its local alias (``local_aws.settings.DATA_KEY_ALIAS``), which the
+    endpoints' data capture names (CHURN_CAPTURE_KMS_KEY_ID); returns the key's id. A restart makes a new
+    key under the same alias, so the alias ARN the settings name stays valid."""
+    from moto.backends import get_backend
+
+    from local_aws.settings import DATA_KEY_ALIAS
+
+    kms = get_backend("kms")[cfg.LOCAL_ACCOUNT][REGION]
+    existing = kms.get_key_id_from_alias(DATA_KEY_ALIAS)
+    if existing:
+        return existing
+    key = kms.create_key(policy=None, key_usage="ENCRYPT_DECRYPT", key_spec="SYMMETRIC_DEFAULT",
+                         description="churn data key (the template's DataKey)", tags=None)
+    kms.create_alias(key.id, DATA_KEY_ALIAS)
+    return key.id
 
 
 def main(argv: list[str] | None = None) -> int:

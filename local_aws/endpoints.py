@@ -37,9 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-from churn_ml import canary_check, lake, naming
+from churn_ml import canary_check, naming
 from churn_ml import settings as cfg
-from local_aws import data_capture, request_guard
+from local_aws import data_capture, lake_files, request_guard
 from local_aws.common import (
     LOCAL_REGION,
     RUNNER_PATH,
@@ -275,7 +275,7 @@ def _check_data_capture(name: str, capture: dict) -> None:
                          f"{', '.join(data_capture.MODES)}, got {modes!r}")
     destination = capture.get("DestinationS3Uri") or ""
     try:
-        lake.local_path(destination)  # where the router writes; refuses what would lead outside the lake
+        lake_files.local_path(destination)  # where the router writes; refuses what would lead outside the lake
     except ValueError as err:
         raise ValueError(f"endpoint config {name}: DataCaptureConfig.DestinationS3Uri: {err}") from err
     capture_root = f"s3://{cfg.settings.lake_bucket}/monitoring/capture/"  # dag_support.CAPTURE (no Airflow import here)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import psutil
 
-from churn_ml import lake, naming
+from churn_ml import naming
+from local_aws import lake_files
 from local_aws.common import LocalJobError, control_plane, now, read_state, tail, write_state
 from local_aws.spark import argv, glue_script_location, spark_submit, split_glue_arguments
 
@@ -103,7 +104,7 @@ def start_job_run(definition: dict, arguments: dict, log: logging.Logger, run_id
     if "--progress-root" not in merged:
         raise LocalJobError(f"job {job}: the local runner keeps the run's log under --progress-root; pass it")
     py_files, conf, script_args = split_glue_arguments(merged)
-    log_file = lake.local_path(f"{merged['--progress-root'].rstrip('/')}/{run_id}/driver.log")
+    log_file = lake_files.local_path(f"{merged['--progress-root'].rstrip('/')}/{run_id}/driver.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     workdir = control_plane("streaming", job, "work", run_id)
     command, env = spark_submit(name=f"{job}-{run_id[:12]}", entry_point=glue_script_location(definition["Command"], merged),

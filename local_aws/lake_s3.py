@@ -22,8 +22,8 @@ from pathlib import Path
 from moto.s3.exceptions import MissingBucket, S3ClientError
 from moto.s3.models import FakeBucket, FakeKey, S3Backend
 
-from churn_ml import lake
 from churn_ml import settings as cfg
+from local_aws import lake_files
 
 _get_bucket = S3Backend.get_bucket
 _list_objects = S3Backend.list_objects
@@ -99,7 +99,7 @@ def _walk(bucket: FakeBucket, prefix: str, delimiter: str | None) -> tuple[list[
     if root is None:
         return [], []
     base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-    start = lake.local_path(f"s3://{bucket.name}/{base}") if base else root
+    start = lake_files.local_path(f"s3://{bucket.name}/{base}") if base else root
     if not start.is_dir():
         return [], []
     keys: list[FakeKey] = []
@@ -142,7 +142,7 @@ def get_object(self: S3Backend, bucket_name: str, key_name: str, *args, **kwargs
     if not getattr(bucket, "lake", False):
         return _get_object(self, bucket_name, key_name, *args, **kwargs)
     try:
-        path = lake.local_path(f"s3://{bucket_name}/{key_name}")
+        path = lake_files.local_path(f"s3://{bucket_name}/{key_name}")
     except ValueError:
         return None
     return LakeKey(path, key_name, bucket) if path.is_file() else None

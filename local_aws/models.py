@@ -12,8 +12,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from churn_ml import lake, naming
-from local_aws import sandbox
+from churn_ml import naming
+from local_aws import lake_files, sandbox
 from local_aws.common import LocalJobError, arn, create_once, created
 
 
@@ -64,7 +64,7 @@ def unpack_model(model: dict, folder: Path) -> tuple[Path, Path, dict]:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
     for uri, dest in ((container["ModelDataUrl"], model_dir), (env["SAGEMAKER_SUBMIT_DIRECTORY"], code_dir)):
-        archive = lake.local_path(uri)
+        archive = lake_files.local_path(uri)
         if not archive.exists():
             raise LocalJobError(f"{uri} not found (local file {archive})")
         try:

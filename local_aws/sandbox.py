@@ -20,7 +20,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
-from churn_ml import lake
+from local_aws import lake_files
 
 OPT_ML = PurePosixPath("/opt/ml")
 # The folders the training runner lays out and fills itself: a checkpoint folder among them would be
@@ -131,11 +131,11 @@ def check_channel_name(name: object) -> str:
 
 
 def check_lake_uri(uri: object, what: str) -> str:
-    """``uri`` if it is an ``s3://`` URI the lake can hold (``lake.local_path``'s rules), else ValueError."""
+    """``uri`` if it is an ``s3://`` URI the lake can hold (``lake_files.local_path``'s rules), else ValueError."""
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ValueError(f"{what} must be an s3://bucket/key URI, got {uri!r}: the local runners read and write the lake only")
     try:
-        lake.local_path(uri)
+        lake_files.local_path(uri)
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
     return uri

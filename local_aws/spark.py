@@ -23,6 +23,7 @@ from pathlib import Path
 
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
+from local_aws import lake_files
 from local_aws.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
@@ -72,7 +73,7 @@ def check_code_uri(uri: object, what: str, suffixes: tuple[str, ...]) -> str:
             problem = f"it does not end with {' or '.join(suffixes)}"
         else:
             try:
-                lake.local_path(uri)
+                lake_files.local_path(uri)
             except ValueError as err:
                 problem = str(err)
     if problem:
@@ -94,7 +95,7 @@ def check_argument(value: object, what: str) -> str:
         problem = "it contains a NUL character"
     elif text.startswith("s3://"):
         try:
-            lake.local_path(text)
+            lake_files.local_path(text)
         except ValueError as err:
             problem = str(err)
     elif _SCHEME.match(text):
@@ -205,7 +206,7 @@ def spark_submit(
 ) -> tuple[list[str], dict]:
     """The ``spark-submit`` command line and environment for one local job run (artifacts built)."""
     publish_artifacts()
-    script = lake.local_path(entry_point)
+    script = lake_files.local_path(entry_point)
     if not script.exists():
         raise LocalJobError(f"entry point {entry_point} not found (local file {script}); is it in include/jobs/?")
     conf = {
@@ -227,10 +228,10 @@ def spark_submit(
     ]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
-    local_py_files = [str(lake.local_path(p)) for p in py_files]
+    local_py_files = [str(lake_files.local_path(p)) for p in py_files]
     if local_py_files:
         command += ["--py-files", ",".join(local_py_files)]
-    command += [str(script), *[str(a) for a in lake.to_local_uris(list(arguments))]]
+    command += [str(script), *[str(a) for a in lake_files.to_local_uris(list(arguments))]]
     env = dict(os.environ)
     env["SPARK_LOCAL_IP"] = LOOPBACK  # Spark's web UI and anything else that reads it: loopback as well
     # Spark gives --py-files to the driver and the executors' Python workers, not to the Python process

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from churn_ml import lake, naming
+from churn_ml import naming
 from churn_ml import settings as cfg
-from local_aws import sandbox
+from local_aws import lake_files, sandbox
 from local_aws.common import (
     LocalJobError,
     arn,
@@ -107,7 +107,7 @@ def check_request_paths(request: dict) -> None:
 
 def _copy_prefix(uri: str, dest: Path) -> int:
     """Copy every object under an S3 prefix into ``dest``, keeping the key below the prefix."""
-    source = lake.local_path(uri)
+    source = lake_files.local_path(uri)
     if not source.exists():
         raise LocalJobError(f"input channel {uri} has no objects (local path {source})")
     dest.mkdir(parents=True, exist_ok=True)
@@ -195,13 +195,13 @@ def sync_checkpoints_down(uri: str, folder: Path) -> int:
     """A new instance: empty local folder, then a copy of what S3 holds (as SageMaker does at start)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    source = lake.local_path(uri)
+    source = lake_files.local_path(uri)
     return _copy_prefix(uri, folder) if source.exists() else 0
 
 
 def sync_checkpoints_up(folder: Path, uri: str) -> None:
     """Mirror the local checkpoint folder to S3 (new and changed files up, deleted files removed)."""
-    target = lake.local_path(uri)
+    target = lake_files.local_path(uri)
     target.mkdir(parents=True, exist_ok=True)
     local = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
     for path in [p for p in target.rglob("*") if p.is_file()]:
@@ -369,7 +369,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     for folder in (config_dir, data_dir, model_dir, output_dir / "data", code_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
-    bundle = lake.local_path(hps["sagemaker_submit_directory"])
+    bundle = lake_files.local_path(hps["sagemaker_submit_directory"])
     if not bundle.exists():
         raise _fail(record, f"ClientError: sagemaker_submit_directory {hps['sagemaker_submit_directory']} not found ({bundle})")
     with tarfile.open(bundle) as tar:
@@ -500,8 +500,8 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         raise LocalJobError(f"training job {name} failed: {reason}\nLast lines:\n{tail(lines)}\nFull log: {log_file}")
     record.transition("Uploading", "Uploading generated training model")
     output_uri = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
-    _pack(model_dir, lake.local_path(f"{output_uri}/model.tar.gz"))
-    _pack(output_dir / "data", lake.local_path(f"{output_uri}/output.tar.gz"))
+    _pack(model_dir, lake_files.local_path(f"{output_uri}/model.tar.gz"))
+    _pack(output_dir / "data", lake_files.local_path(f"{output_uri}/output.tar.gz"))
     describe.update(
         ModelArtifacts={"S3ModelArtifacts": f"{output_uri}/model.tar.gz"},
         OutputDataConfig={**request["OutputDataConfig"], "OutputTarUri": f"{output_uri}/output.tar.gz"},

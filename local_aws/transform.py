@@ -20,10 +20,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from churn_ml import lake, naming
+from churn_ml import naming
 from churn_ml import settings as cfg
 from churn_ml.transform_io import input_objects, output_uri
-from local_aws import sandbox
+from local_aws import lake_files, sandbox
 from local_aws.common import (
     RUNNER_PATH,
     LocalJobError,
@@ -156,8 +156,8 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         "join_source": processing.get("JoinSource", "None"),
         "objects": [
             {
-                "input": str(lake.local_path(uri)),
-                "output": str(lake.local_path(output_uri(output_prefix, base, uri))),
+                "input": str(lake_files.local_path(uri)),
+                "output": str(lake_files.local_path(output_uri(output_prefix, base, uri))),
             }
             for uri in objects
         ],

@@ -86,6 +86,9 @@ if [ "$ML_TARGET" = local ]; then
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
   export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
   unset _conn_var _creds _key_id _secret
+  # The local stack's resources (EMR Serverless application, roles, image, topic, data key): what
+  # infra/deploy_mwaa.py sets from the stack's outputs on AWS. The plugins have no defaults of their own.
+  eval "$(python3 "$ROOT/local_aws/settings.py")"
   # Deferred jobs are polled every 2 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
   export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-2}"
 fi

@@ -14,6 +14,7 @@ from churn_ml import lake, registry
 from churn_ml.dag_support import MODEL_POINTER_KEY, MONITORING, MONITORING_REPORTS
 from churn_ml.registry import interruptions_of
 from churn_ml.settings import settings
+from local_aws import lake_files
 from local_aws.common import control_plane, read_state
 
 # The holdout metrics the summary prints, as churn_train.py reports them and the registry records them.
@@ -43,14 +44,14 @@ def main() -> int:
     latest = versions[-1]
     print(f"registry         {len(versions)} version(s); newest v{latest['ModelPackageVersion']} "
           f"{latest['ModelApprovalStatus']}: {latest['ApprovalDescription']}")
-    print(f"                 model card {lake.local_path(latest['CardUri'])}")
+    print(f"                 model card {lake_files.local_path(latest['CardUri'])}")
     job = read_state(control_plane("sagemaker", "training-jobs", latest["TrainingJobName"]) / "describe.json")
     if job:
         print(f"spot training    {interruptions_of(job)} interruption(s); {job['BillableTimeInSeconds']} s billable "
               f"of {job['TrainingTimeInSeconds']} s")
     missing = missing_metrics(model)
     if missing:  # said, not hidden: the record publish_model wrote lacks what the registry should have given it
-        print(f"holdout          MISSING {', '.join(missing)} in {lake.local_path(pointer)} (it has {sorted(m)}): "
+        print(f"holdout          MISSING {', '.join(missing)} in {lake_files.local_path(pointer)} (it has {sorted(m)}): "
               f"registry v{model.get('model_package_version')} was published without them; see churn_training's "
               "register_model and publish_model logs", file=sys.stderr)
     else:
@@ -59,11 +60,11 @@ def main() -> int:
             f"logloss {m['holdout:logloss']:.4f}  (best single feature AUC {m['holdout:best_single_feature_auc']:.4f})"
         )
     print(f"predictions      {marker['rows']} customers scored for {args.ds} in {marker['objects']} file(s)")
-    print(f"                 {lake.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
+    print(f"                 {lake_files.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
     summarize_endpoint(args.ds)
     summarize_monitoring(args.ds)
     quarantined = {e: s["quarantined"] for e, s in features["entities"].items()}
-    print(f"quarantined      {quarantined} (reasons in {lake.local_path(f'{settings.lake}/errors/')})")
+    print(f"quarantined      {quarantined} (reasons in {lake_files.local_path(f'{settings.lake}/errors/')})")
     if args.timings and args.timings.exists():
         rows = [line.split("\t") for line in args.timings.read_text().splitlines() if line]
         print("wall time        " + ", ".join(f"{name} {secs}s" for name, secs in rows)
@@ -83,7 +84,7 @@ def summarize_monitoring(ds: str) -> None:
                         else f"{name} no data" for name, found in summary["sources"].items())
     print(f"monitoring       model v{summary['model_version']}: {sources}")
     print(f"                 decision: {'RETRAIN' if decision['retrain'] else 'no retraining'} ({decision['reason']})")
-    print(f"                 report {lake.local_path(f'{settings.lake}/{MONITORING_REPORTS}dt={ds}/report.html')}")
+    print(f"                 report {lake_files.local_path(f'{settings.lake}/{MONITORING_REPORTS}dt={ds}/report.html')}")
 
 
 def summarize_endpoint(ds: str) -> None:

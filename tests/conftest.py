@@ -17,6 +17,12 @@ for sub in ("plugins", "include", "include/sagemaker"):
     if str(REPO / sub) not in sys.path:
         sys.path.insert(0, str(REPO / sub))
 os.environ.setdefault("ML_TARGET", "local")
+# The local stack's resource names (EMR application, roles, image, topic, data key), as scripts/env.sh exports them.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from local_aws import settings as _local_settings  # noqa: E402
+
+_local_settings.export()
 # Tests that need Airflow's metadata database but no scheduler (DagBag, tasks run in-process) use a
 # SQLite database of their own, migrated once (pytest_configure); the end-to-end tests start the
 # PostgreSQL stack with its own environment, and the `airflow dags test` runs set theirs.

@@ -6,7 +6,7 @@ import importlib.util
 import socket
 from pathlib import Path
 
-from churn_ml import lake
+from local_aws import lake_files
 
 FEATURES = ["f1", "f2", "f3"]
 
@@ -14,7 +14,7 @@ FEATURES = ["f1", "f2", "f3"]
 def write_channel(root, name, rng, rows=400):
     x = rng.normal(size=(rows, 3))
     y = (x[:, 0] + 0.5 * rng.normal(size=rows) > 0.8).astype(int)
-    path = lake.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
+    path = lake_files.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["churned_30d," + ",".join(FEATURES)] + [f"{a}," + ",".join(f"{v:.5f}" for v in row) for a, row in zip(y, x)]
     path.write_text("\n".join(lines) + "\n")

@@ -13,7 +13,7 @@ read when a task, a trigger or the control plane runs.
 | CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the code versions of include/ (`code/<version>/`: Spark scripts, the churn library, SageMaker source bundles) and `code/CURRENT.json`, the version the DAGs run (churn_ml.artifacts) |
 | CHURN_SPARK_BACKEND | emr_serverless | `emr_serverless` or `glue`: which service runs the Spark jobs on AWS |
 | CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
-| CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (aws target, emr_serverless) |
+| CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (emr_serverless). This and the next four name the deployment's resources: required on both targets, set by infra/deploy_mwaa.py from the stack's outputs on AWS and by scripts/env.sh from `local_aws.settings` locally |
 | CHURN_EMR_EXECUTION_ROLE_ARN | - | job execution role for EMR Serverless |
 | CHURN_SAGEMAKER_ROLE_ARN | - | SageMaker execution role |
 | CHURN_XGBOOST_IMAGE_URI | - | SageMaker XGBoost framework image for the region (e.g. `...:1.7-1`); its account must be the template's SageMakerXGBoostImage entry for the region, the only one the SageMaker role may pull from |
@@ -22,13 +22,13 @@ read when a task, a trigger or the control plane runs.
 | CHURN_ENDPOINT_NAME | churn-xgboost | the real-time endpoint the training DAG deploys to |
 | CHURN_ENDPOINT_INSTANCE_TYPE | ml.m5.large | endpoint instance type |
 | CHURN_ENDPOINT_INSTANCE_COUNT | 2 | endpoint instances (blue/green canary shifts one of them first) |
-| CHURN_CAPTURE_KMS_KEY_ID | - | KMS key SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId): on AWS the template's data key (stack output `DataKeyArn`), which infra/deploy_mwaa.py sets when this is empty or unset; the aws target refuses to deploy an endpoint with capture and no key. The local target names none when unset |
+| CHURN_CAPTURE_KMS_KEY_ID | - | KMS key SageMaker encrypts the endpoint's data capture with (DataCaptureConfig.KmsKeyId): on AWS the template's data key (stack output `DataKeyArn`), which infra/deploy_mwaa.py sets when this is empty or unset; an endpoint with capture and no key is refused. The local target's is the data key the control plane creates (`local_aws.settings`) |
 | CHURN_KINESIS_STREAM | churn-events | the Kinesis stream of customer events |
 | CHURN_STREAMING_JOB_NAME | churn-streaming | the Glue streaming job (infra/cloudformation/churn.yaml) |
 | CHURN_STREAMING_TRIGGER_SECONDS | 5 | micro-batch trigger of the streaming job (0: back to back) |
 | CHURN_STREAMING_ALLOWED_LATENESS_SECONDS | 3600 | the streaming job's watermark delay: events older than the newest event time seen minus this are quarantined as `late_event`; resent events are recognised within it |
 | CHURN_STREAMING_SCORING | endpoint | how the streaming job scores: `endpoint` (the SageMaker endpoint by name) or `in_process` (the published model's booster in the job's driver, read when the run starts; needs xgboost in the job's Python) |
-| CHURN_ALERTS_TOPIC_ARN | - | SNS topic the monitoring DAG alerts through (the template's `AlertsTopic`, stack output `AlertsTopicArn`); the local target's default is the topic the control plane creates |
+| CHURN_ALERTS_TOPIC_ARN | - | SNS topic the monitoring DAG alerts through (the template's `AlertsTopic`, stack output `AlertsTopicArn`; locally the topic the control plane creates) |
 | CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 2 for the local target, whose jobs take seconds to minutes |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
@@ -44,8 +44,8 @@ read when a task, a trigger or the control plane runs.
 | CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | local target: seconds between SIGTERM and SIGKILL of an interruption |
 | CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | local target: simulated wait for spot capacity before a restart |
 
-On the aws target a missing required value fails the task with the variable's name, instead of
-sending a request AWS would reject.
+A missing required value fails the task with the variable's name, instead of sending a request AWS
+would reject.
 """
 
 from __future__ import annotations
@@ -131,31 +131,32 @@ class _Settings:
     def aws_conn_id(self) -> str:
         return _get("CHURN_AWS_CONN_ID", "aws_default")
 
-    def _aws(self, name: str, local_default: str) -> str:
+    def _required(self, name: str) -> str:
+        """A setting of the deployment's resources: infra/deploy_mwaa.py sets it from the stack's outputs on
+        AWS, scripts/env.sh from ``local_aws.settings`` on the local target. No default here."""
         value = _get(name)
         if value:
             return value
-        if is_local():
-            return local_default
-        raise SettingsError(f"{name} is not set; the aws target needs it (see plugins/churn_ml/settings.py)")
+        raise SettingsError(
+            f"{name} is not set: it names a resource of the deployment. On AWS infra/deploy_mwaa.py sets it from "
+            "the stack's outputs; on the local target source scripts/env.sh (it exports the local stack's values, "
+            "python local_aws/settings.py prints them)")
 
     @property
     def emr_application_id(self) -> str:
-        return self._aws("CHURN_EMR_APPLICATION_ID", "00local0000000000")
+        return self._required("CHURN_EMR_APPLICATION_ID")
 
     @property
     def emr_execution_role_arn(self) -> str:
-        return self._aws("CHURN_EMR_EXECUTION_ROLE_ARN", f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-emr-serverless")
+        return self._required("CHURN_EMR_EXECUTION_ROLE_ARN")
 
     @property
     def sagemaker_role_arn(self) -> str:
-        return self._aws("CHURN_SAGEMAKER_ROLE_ARN", f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-sagemaker")
+        return self._required("CHURN_SAGEMAKER_ROLE_ARN")
 
     @property
     def xgboost_image_uri(self) -> str:
-        return self._aws(
-            "CHURN_XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-        )
+        return self._required("CHURN_XGBOOST_IMAGE_URI")
 
     @property
     def training_instance_type(self) -> str:
@@ -193,8 +194,7 @@ class _Settings:
 
     @property
     def alerts_topic_arn(self) -> str:
-        # Locally: the template's AlertsTopic (churn-model-alerts), which the control plane creates at its start.
-        return self._aws("CHURN_ALERTS_TOPIC_ARN", f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:churn-model-alerts")
+        return self._required("CHURN_ALERTS_TOPIC_ARN")
 
     @property
     def streaming_trigger_seconds(self) -> float:

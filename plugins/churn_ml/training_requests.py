@@ -210,9 +210,9 @@ def resolve_data_capture(endpoint_config: dict) -> dict:
     Templates render to text, SageMaker wants an integer percentage: cast, and checked to be 0-100.
     0 % means no capture, said as SageMaker's SDK says it (``EnableCapture: False``; the endpoint
     writes nothing). The KmsKeyId is ``CHURN_CAPTURE_KMS_KEY_ID``, which the deploy sets to the template's
-    data key (the one key the SageMaker role may use); left empty on the aws target with capture on, the
-    task fails rather than capture with a key the monitoring roles cannot read. On the local target an
-    empty KmsKeyId is left out. A config without DataCaptureConfig is returned as it is.
+    data key (the one key the SageMaker role may use; locally the key the control plane creates); left
+    empty with capture on, the task fails rather than capture with a key the monitoring roles cannot
+    read. With capture off an empty KmsKeyId is left out. A config without DataCaptureConfig is returned as it is.
     """
     capture = endpoint_config.get("DataCaptureConfig")
     if capture is None:
@@ -230,7 +230,7 @@ def resolve_data_capture(endpoint_config: dict) -> dict:
     capture["InitialSamplingPercentage"] = percentage
     capture["EnableCapture"] = bool(capture.get("EnableCapture", True)) and percentage > 0
     if not capture.get("KmsKeyId"):
-        if capture["EnableCapture"] and not cfg.is_local():
+        if capture["EnableCapture"]:
             raise cfg.SettingsError(
                 "CHURN_CAPTURE_KMS_KEY_ID is empty: the endpoint's data capture must be encrypted with the template's "
                 "data key (stack output DataKeyArn), the only key the SageMaker role may use. Deploy with "

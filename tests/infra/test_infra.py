@@ -147,13 +147,15 @@ def test_the_alerts_topic_is_encrypted_and_only_the_orchestration_role_publishes
     assert set(topics) == {"AlertsTopic"}
     topic = topics["AlertsTopic"]["Properties"]
     assert topic["KmsMasterKeyId"] == {"!GetAtt": "DataKey.Arn"}
-    monkeypatch.delenv("CHURN_ALERTS_TOPIC_ARN", raising=False)
-    monkeypatch.setenv("ML_TARGET", "local")
-    local_name = settings.alerts_topic_arn.rsplit(":", 1)[1]
+    from local_aws.settings import deployment_environment
+
+    local_name = deployment_environment()["CHURN_ALERTS_TOPIC_ARN"].rsplit(":", 1)[1]  # the control plane's topic
     assert cfn_template.sub_text(topic["TopicName"]).replace("${Project}", "churn") == local_name
-    monkeypatch.setenv("ML_TARGET", "aws")
-    with pytest.raises(SettingsError, match="CHURN_ALERTS_TOPIC_ARN"):
-        settings.alerts_topic_arn  # noqa: B018 - the aws target has no default
+    monkeypatch.delenv("CHURN_ALERTS_TOPIC_ARN", raising=False)
+    for target in ("aws", "local"):
+        monkeypatch.setenv("ML_TARGET", target)
+        with pytest.raises(SettingsError, match="CHURN_ALERTS_TOPIC_ARN"):
+            settings.alerts_topic_arn  # noqa: B018 - no default on either target: the deployment sets it
     policy = [r["Properties"] for r in tagged["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"]
     assert len(policy) == 1 and policy[0]["Topics"] == [{"!Ref": "AlertsTopic"}]
     deny = policy[0]["PolicyDocument"]["Statement"][0]
@@ -201,15 +203,13 @@ def test_the_sagemaker_role_pulls_the_xgboost_image_of_aws_accounts_only(monkeyp
 
     import cfn_template
 
-    from churn_ml.settings import settings
+    from local_aws.settings import XGBOOST_IMAGE_URI
 
     tagged = cfn_template.load()
     mapping = tagged["Mappings"]["SageMakerXGBoostImage"]
     assert all(re.fullmatch(r"\d{12}", entry["Account"]) for entry in mapping.values())
     assert {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1"} <= set(mapping)
-    monkeypatch.setenv("ML_TARGET", "local")
-    monkeypatch.delenv("CHURN_XGBOOST_IMAGE_URI", raising=False)
-    registry, _, repository = settings.xgboost_image_uri.partition("/")  # the default (settings.py)
+    registry, _, repository = XGBOOST_IMAGE_URI.partition("/")  # the local stack's (us-east-1)
     account, _, _, region = registry.split(".")[:4]
     assert repository.startswith("sagemaker-xgboost:") and mapping[region]["Account"] == account
     pulls = [s for s in cfn_template.role_statements(tagged, "SageMakerRole") if "ecr:BatchGetImage" in cfn_template.as_list(s["Action"])]
@@ -283,6 +283,10 @@ def test_compose_file_follows_the_compose_spec():
     # The tasks' AWS is the control plane service, the same connection as scripts/env.sh's but for its host.
     connection = json.loads(worker["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
     assert connection["extra"]["endpoint_url"] == "http://control-plane:4566"
+    # The local stack's resources: the names local_aws.settings gives them (scripts/env.sh exports the same).
+    from local_aws.settings import deployment_environment
+
+    assert {k: worker["environment"].get(k) for k in deployment_environment()} == deployment_environment()
     plane = services["control-plane"]
     assert plane["entrypoint"][:3] == ["python", "-m", "local_aws.control_plane"]
     assert "./local_aws:/opt/airflow/local_aws" in plane["volumes"] and "ports" not in plane

@@ -18,9 +18,8 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from churn_ml import lake
 from churn_ml.settings import settings
-from local_aws import control_plane
+from local_aws import control_plane, lake_files
 from support import free_port
 
 SCRIPT = "s3://churn-lake/tests/job-reuse/sleepy.py"
@@ -120,13 +119,13 @@ def test_a_later_try_reuses_the_job_until_its_inputs_change(plane, backend):
     assert _try(backend) == (first, False)  # (the log line that says so: tests/unit/test_job_identity.py)
     assert len(_runs(backend)) == before + 1
     # A corrected input: a new job.
-    lake.local_path(INPUT + "part-1.txt").write_text("two\n")
+    lake_files.local_path(INPUT + "part-1.txt").write_text("two\n")
     try:
         changed, deferred = _try(backend)
         assert deferred and changed != first and len(_runs(backend)) == before + 2
         _wait(backend, changed)
     finally:
-        lake.local_path(INPUT + "part-1.txt").unlink()
+        lake_files.local_path(INPUT + "part-1.txt").unlink()
     # The input is as the first job saw it again, but the second job replaced that job's outputs since:
     # reusing the first would leave the second's outputs in place. A new attempt runs.
     reverted, deferred = _try(backend)

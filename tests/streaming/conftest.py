@@ -16,8 +16,7 @@ import pyarrow.dataset as ds_
 import pytest
 
 from churn import datagen, features
-from churn_ml import lake
-from local_aws import control_plane, endpoints
+from local_aws import control_plane, endpoints, lake_files
 from local_aws.training import run_training_job
 from support import free_port, model_request, training_request
 
@@ -45,7 +44,7 @@ def _channels(feats) -> None:
     parts = {"train": frame.iloc[: len(frame) // 2], "validation": frame.iloc[len(frame) // 2: 3 * len(frame) // 4],
              "holdout": frame.iloc[3 * len(frame) // 4:]}
     for name, part in parts.items():
-        path = lake.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
+        path = lake_files.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         part.to_csv(path, index=False)
 
@@ -72,7 +71,7 @@ def world(tmp_path_factory, spark):
         import churn_features
 
         churn_features.run(spark, argparse.Namespace(
-            ds=DS, lake=lake.local_uri("s3://churn-lake"), history_days=1, max_bad_fraction=0.5, min_bad_records=5))
+            ds=DS, lake=lake_files.local_uri("s3://churn-lake"), history_days=1, max_bad_fraction=0.5, min_bad_records=5))
         feats = ds_.dataset(work / "lake/churn-lake/features", format="parquet", partitioning="hive").to_table()
         _channels(feats)
         request = training_request(num_round="30", max_depth="3")

@@ -164,10 +164,10 @@ def _scores_in_process(model_url: str, rows) -> dict[str, float]:
     import tempfile
 
     import inference
-    from churn_ml import lake
+    from local_aws import lake_files
 
     with tempfile.TemporaryDirectory() as model_dir:
-        with tarfile.open(lake.local_path(model_url)) as tar:
+        with tarfile.open(lake_files.local_path(model_url)) as tar:
             tar.extractall(model_dir, filter="data")
         model = inference.model_fn(model_dir)
     body = "".join(f"{i}," + ",".join(repr(float(v)) for v in row) + "\n"

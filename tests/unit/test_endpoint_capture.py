@@ -26,10 +26,9 @@ from botocore.exceptions import ClientError
 
 from churn import capture
 from churn.features import FEATURE_COLUMNS
-from churn_ml import lake
 from churn_ml import training_requests as requests
 from churn_ml.settings import settings
-from local_aws import control_plane, data_capture, endpoints
+from local_aws import control_plane, data_capture, endpoints, lake_files
 from local_aws.training import run_training_job
 from support import free_port, training_request
 
@@ -44,7 +43,7 @@ def write_channels(rows: int = 300) -> None:
     for name in ("train", "validation", "holdout"):
         x = rng.normal(size=(rows, len(FEATURE_COLUMNS)))
         y = (x[:, 0] + 0.5 * rng.normal(size=rows) > 0.8).astype(int)
-        path = lake.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
+        path = lake_files.local_path(f"s3://churn-lake/ts/{name}/part-00000.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = [",".join(["churned_30d", *FEATURE_COLUMNS])] + [
             f"{a}," + ",".join(f"{v:.5f}" for v in row) for a, row in zip(y, x)]
@@ -160,7 +159,7 @@ def test_the_endpoint_captures_what_it_was_sent_and_answered_and_the_reader_gets
     days.add(dt.datetime.now(dt.UTC).date())
     assert stats["captured"] == 3 and stats["write_errors"] == 0 and stats["dropped"] == 0
 
-    root = lake.local_path(DESTINATION)
+    root = lake_files.local_path(DESTINATION)
     files = sorted(root.rglob("*.jsonl"))
     assert files and all(f.relative_to(root).parts[:2] == ("churn-capture", "primary") for f in files)
     assert all(re.fullmatch(r"\d{4}/\d{2}/\d{2}/\d{2}/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl",
@@ -175,7 +174,7 @@ def test_the_endpoint_captures_what_it_was_sent_and_answered_and_the_reader_gets
 
     found, rejected = [], []
     for day in sorted(days):
-        rows, bad = capture.read_capture(spark, lake.local_uri(DESTINATION), day)
+        rows, bad = capture.read_capture(spark, lake_files.local_uri(DESTINATION), day)
         found += rows.collect()
         rejected += bad.collect()
     assert sorted((tuple(r[c] for c in FEATURE_COLUMNS), r.score) for r in found) == sorted(
@@ -228,7 +227,7 @@ def test_a_failed_write_is_counted_not_raised_and_shutdown_writes_what_is_left(l
 
     stats = asyncio.run(scenario())
     assert stats == {"captured": 3, "written": 2, "files": 1, "write_errors": 1, "lost": 1, "dropped": 0}
-    files = list(lake.local_path(DESTINATION).rglob("*.jsonl"))
+    files = list(lake_files.local_path(DESTINATION).rglob("*.jsonl"))
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == 2
 
 

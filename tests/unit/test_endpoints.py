@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from churn_ml import lake
 from churn_ml.settings import settings
-from local_aws import endpoints, request_guard
+from local_aws import endpoints, lake_files, request_guard
 from local_aws.common import LocalJobError, credentials
 from local_aws.training import run_training_job
 from support import BLUE_GREEN_CANARY, free_port, model_request, training_request, write_channel
@@ -53,7 +53,7 @@ def models(runtime):
 
 
 def expectations(training: dict) -> dict:
-    with tarfile.open(lake.local_path(training["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
+    with tarfile.open(lake_files.local_path(training["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
         return json.load(tar.extractfile("evaluation.json"))["canary"]
 
 
@@ -192,7 +192,7 @@ def endpoints_scores(training: dict, canary: dict) -> list[float]:
     """What ``training``'s model gives the canary rows (computed in-process, for comparison)."""
     import xgboost as xgb
 
-    with tarfile.open(lake.local_path(training["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
+    with tarfile.open(lake_files.local_path(training["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
         booster = xgb.Booster()
         booster.load_model(bytearray(tar.extractfile("xgboost-model.json").read()))
     rows = np.array([[np.nan if v is None else v for v in row] for row in canary["rows"]], dtype="float64")
@@ -283,7 +283,7 @@ BAD_REQUESTS = [("text/csv", "1,2\n"), ("text/csv", "C1,x,1,2\n"), ("application
 def _failing_program(runtime) -> str:
     """A source bundle whose handlers fail (500) on rows whose id starts with "boom": a model bug that
     passes the health check and the canary rows, and shows only under traffic."""
-    bundle = lake.local_path(f"{settings.code}/sagemaker/sourcedir.tar.gz")
+    bundle = lake_files.local_path(f"{settings.code}/sagemaker/sourcedir.tar.gz")
     buffer = io.BytesIO()
     with tarfile.open(bundle) as source, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for member in source.getmembers():

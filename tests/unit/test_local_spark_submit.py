@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_ml import lake
-from local_aws import spark
+from local_aws import lake_files, spark
 from local_aws.common import LocalJobError
 
 BESIDE = Path(sys.executable).parent / "spark-submit"
@@ -37,8 +36,8 @@ def test_spark_submit_is_found_next_to_the_interpreter_when_not_on_path(lake_roo
     # Spark's Python is this interpreter (it has pyspark), not whatever `python` is on PATH.
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == sys.executable
     # The Python process that plans the streaming job's Python data source imports churn from there.
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(lib))]
-    assert lake.local_path(lib).is_file()
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake_files.local_path(lib))]
+    assert lake_files.local_path(lib).is_file()
 
 
 def test_an_interpreter_without_spark_submit_gets_a_clear_error(monkeypatch, tmp_path):
@@ -56,4 +55,4 @@ def test_a_configured_spark_python_and_python_path_are_kept(lake_root, monkeypat
     job, lib = _code()
     _, env = spark.spark_submit(name="t", entry_point=job, arguments=[], py_files=[lib], spark_conf={}, workdir=tmp_path)
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == "/opt/python/bin/python3"
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake.local_path(lib)), "/repo/plugins", "/repo/include"]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(lake_files.local_path(lib)), "/repo/plugins", "/repo/include"]

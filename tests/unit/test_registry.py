@@ -11,6 +11,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from churn_ml import lake, registry
+from local_aws import lake_files
 
 
 @pytest.mark.parametrize(
@@ -54,11 +55,11 @@ def test_versions_count_up_registering_is_idempotent_and_the_champion_is_the_new
     assert (first["ModelPackageVersion"], rejected["ModelPackageVersion"]) == (1, 2)
     assert _register("job-b", "Rejected", 0.70) == rejected  # a retried task finds its version
     assert registry.latest_approved()["TrainingJobName"] == "job-a"
-    card = lake.local_path(registry.version_prefix(registry.group_name(), 1))
+    card = lake_files.local_path(registry.version_prefix(registry.group_name(), 1))
     assert (card / "model_card.png").read_bytes().startswith(b"\x89PNG")
     text = (card / "card.md").read_text()
     assert "# Churn model v1: Approved" in text and "| holdout:auc | 0.7800 |" in text and "`f2`" in text
-    assert not (lake.local_path(registry.version_prefix(registry.group_name(), 2)) / "model_card.png").exists()
+    assert not (lake_files.local_path(registry.version_prefix(registry.group_name(), 2)) / "model_card.png").exists()
 
     # The CLI as a person runs it: the answer on stdout, whatever the AWS libraries log on stderr.
     listing = cli("list")
@@ -168,7 +169,7 @@ def test_the_baseline_is_stored_with_the_version_and_the_pointer_and_an_older_ve
 
     old = _register("job-old", "Approved", 0.78, ds="2026-06-25")  # registered before baselines were stored
     assert old["BaselineUri"] is None
-    card = lake.local_path(registry.version_prefix(registry.group_name(), 1))
+    card = lake_files.local_path(registry.version_prefix(registry.group_name(), 1))
     assert "None: the training job wrote no baseline.json" in (card / "card.md").read_text()
 
     summary = model_card.baseline_summary(BASELINE)

@@ -9,7 +9,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from churn_ml import lake, naming
+from churn_ml import naming
+from local_aws import lake_files
 from local_aws.training import run_training_job, validate_request
 from local_aws.transform import apply_csv_filter, parse_csv_filter, run_transform_job
 from support import FEATURES, model_request
@@ -35,7 +36,7 @@ def test_training_runner_follows_the_sagemaker_contract(trained, lake_root):
     assert_sagemaker_shaped(trained)
     metrics = {m["MetricName"]: m["Value"] for m in trained["FinalMetricDataList"]}
     assert 0.8 < metrics["holdout:auc"] <= 1.0 and "validation:auc" in metrics
-    artifact = lake.local_path(trained["ModelArtifacts"]["S3ModelArtifacts"])
+    artifact = lake_files.local_path(trained["ModelArtifacts"]["S3ModelArtifacts"])
     assert artifact == lake_root / "churn-lake/models/test/test-train/output/model.tar.gz"
     with tarfile.open(artifact) as tar:
         assert sorted(tar.getnames()) == ["evaluation.json", "xgboost-model.json"]
@@ -89,18 +90,18 @@ def _transform_config(trained, name: str, **transform) -> dict:
 
 def _inputs(parts: dict[str, list[str]]) -> None:
     for part, rows in parts.items():
-        path = lake.local_path(f"s3://churn-lake/scoring_input/dt=2026-03-01/{part}")
+        path = lake_files.local_path(f"s3://churn-lake/scoring_input/dt=2026-03-01/{part}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(rows) + "\n")
 
 
 def test_batch_transform_joins_ids_and_scores(trained, lake_root):
     _inputs({"part-00000.csv": [f"C{i},{i / 10:.1f},0.5,-1.0" for i in range(25)]})
-    lake.local_path("s3://churn-lake/scoring_input/dt=2026-03-01/_SUCCESS").write_text("")
+    lake_files.local_path("s3://churn-lake/scoring_input/dt=2026-03-01/_SUCCESS").write_text("")
     result = run_transform_job(_transform_config(trained, "t1"), LOG)
     assert result["Transform"]["TransformJobStatus"] == "Completed"
     assert result["Model"]["ModelName"] == "m"
-    out = lake.local_path("s3://churn-lake/predictions/dt=2026-03-01/part-00000.csv.out").read_text().splitlines()
+    out = lake_files.local_path("s3://churn-lake/predictions/dt=2026-03-01/part-00000.csv.out").read_text().splitlines()
     assert [line.split(",")[0] for line in out] == [f"C{i}" for i in range(25)]
     scores = [float(line.split(",")[1]) for line in out]
     assert all(0.0 <= s <= 1.0 for s in scores) and scores[-1] > scores[0]  # f1 drives the label up
@@ -112,7 +113,7 @@ def test_concurrent_transforms_split_the_objects_and_a_bad_object_fails_the_job(
     result = run_transform_job(_transform_config(trained, "t2", MaxConcurrentTransforms=2), LOG)["Transform"]
     assert result["LocalWorkers"] == min(2, os.cpu_count() or 1)
     for part, rows in parts.items():
-        out = lake.local_path(f"s3://churn-lake/predictions/dt=2026-03-01/{part}.out").read_text().splitlines()
+        out = lake_files.local_path(f"s3://churn-lake/predictions/dt=2026-03-01/{part}.out").read_text().splitlines()
         assert [line.split(",")[0] for line in out] == [row.split(",")[0] for row in rows]
     _inputs({"part-00001.csv": ["C1,0.1,oops,-1.0"]})
     with pytest.raises(RuntimeError, match="non-numeric value 'oops'"):
@@ -158,7 +159,7 @@ def _spot_request(name: str, **hyperparameters):
 def _predictions(describe, rows):
     import xgboost as xgb
 
-    with tarfile.open(lake.local_path(describe["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
+    with tarfile.open(lake_files.local_path(describe["ModelArtifacts"]["S3ModelArtifacts"])) as tar:
         model = bytearray(tar.extractfile("xgboost-model.json").read())
     return xgb.Booster(model_file=model).predict(xgb.DMatrix(rows, feature_names=FEATURES))
 
@@ -197,7 +198,7 @@ def test_spot_job_interrupted_twice_resumes_to_the_same_model(lake_root, monkeyp
     repeated = len(rounds) - 120
     assert repeated <= 10, f"{repeated} rounds repeated; at most one checkpoint interval per interruption"
     # Checkpoints live under the job's own S3 prefix, the newest two kept.
-    saved = sorted(p.name for p in lake.local_path("s3://churn-lake/checkpoints/spot-interrupted/").iterdir())
+    saved = sorted(p.name for p in lake_files.local_path("s3://churn-lake/checkpoints/spot-interrupted/").iterdir())
     assert saved == ["churn-xgb-000110.ubj", "churn-xgb-000120.ubj"]
 
 

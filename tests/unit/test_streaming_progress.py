@@ -16,6 +16,7 @@ import pytest
 
 from churn import sparkio
 from churn_ml import lake, stream_job
+from local_aws import lake_files
 
 WRITES = 150
 BATCHES = 200  # recent_batches per payload: about 60 KB, so a write in place is caught half-done
@@ -132,7 +133,7 @@ def test_an_object_store_gets_one_put_and_no_local_file(monkeypatch, tmp_path):
 def test_reading_progress_of_a_run_that_wrote_none_gives_none(lake_root, monkeypatch):
     assert stream_job.read_progress("jr_none") is None
     uri = f"{stream_job.root()}/runs/jr_1/progress.json"
-    sparkio.replace_file(lake.local_path(uri), json.dumps(_payload(5)).encode())
+    sparkio.replace_file(lake_files.local_path(uri), json.dumps(_payload(5)).encode())
     assert stream_job.read_progress("jr_1")["seq"] == 5
     # Removed between the existence check and the read (a lake being cleaned up): still None, no error.
     monkeypatch.setattr(lake, "exists", lambda uri: True)
