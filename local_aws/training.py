@@ -1,13 +1,15 @@
 """Local runner for SageMaker training jobs (script mode), with the container's contract.
 
 From a CreateTrainingJob request it lays out an ``/opt/ml``-shaped folder (``input/config/*.json``,
-``input/data/<channel>/`` copied from the lake, ``model/``, ``output/``), unpacks the
-``sagemaker_submit_directory`` bundle into ``code/``, runs ``sagemaker_program`` (a file of that
-bundle; ``check_request_paths`` and ``local_aws.sandbox`` hold it and ``CheckpointConfig.LocalPath``
-inside the bundle and the sandbox) with the user
-hyperparameters as ``--name value`` arguments and the ``SM_*`` environment, parses the metrics
-with the request's MetricDefinitions, packs ``model.tar.gz`` / ``output.tar.gz`` to
-``<S3OutputPath>/<job>/output/`` and returns a DescribeTrainingJob-shaped response.
+``input/data/<channel>/`` copied from the lake, ``model/``, ``output/``), and applies the framework
+container's training contract (``local_aws.training_toolkit``: hyperparameters JSON-decoded value by
+value, as the SDK encodes them): unpacks the ``sagemaker_submit_directory`` bundle into ``code/``,
+runs ``sagemaker_program`` (a file at the bundle's root; ``check_request_paths`` and
+``local_aws.sandbox`` hold it and ``CheckpointConfig.LocalPath`` inside the bundle and the sandbox)
+as ``python -m <module>`` with the other hyperparameters as the toolkit's ``--name value`` arguments
+and its ``SM_*`` environment, parses the metrics with the request's MetricDefinitions, packs
+``model.tar.gz`` / ``output.tar.gz`` to ``<S3OutputPath>/<job>/output/`` and returns a
+DescribeTrainingJob-shaped response.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from churn_ml import naming
 from churn_ml import settings as cfg
-from local_aws import lake_files, sandbox
+from local_aws import lake_files, sandbox, training_toolkit
 from local_aws.common import (
     LocalJobError,
     arn,
@@ -44,7 +46,7 @@ from local_aws.common import (
 
 CHECKPOINTS = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath's default
 REQUIRED = ("TrainingJobName", "AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig", "StoppingCondition")
-FRAMEWORK_PREFIX = "sagemaker_"
+FRAMEWORK_PREFIX = training_toolkit.SAGEMAKER_PREFIX
 
 
 def validate_request(request: dict) -> None:
@@ -82,10 +84,13 @@ def check_request_paths(request: dict) -> None:
     ``sagemaker_program`` is a ``.py`` path inside the source bundle (``sandbox.check_program``),
     ``CheckpointConfig.LocalPath`` a folder of its own in the ``/opt/ml`` sandbox, channel names one
     folder each, and every S3 URI (bundle, channels, output, checkpoints) one the lake can hold.
-    The tuning runner applies it to its TrainingJobDefinition too."""
-    hps = request.get("HyperParameters") or {}
+    The values are read as the container reads them (``training_toolkit.decode_hyperparameters``: the
+    SDK's ``'"churn_train.py"'`` is ``churn_train.py``). The tuning runner applies it to its
+    TrainingJobDefinition too."""
+    hps = training_toolkit.decode_hyperparameters(request.get("HyperParameters") or {})
     if "sagemaker_program" in hps:
-        sandbox.check_program(hps["sagemaker_program"], "HyperParameters.sagemaker_program")
+        program = training_toolkit.check_program(hps["sagemaker_program"])
+        sandbox.check_program(program, "HyperParameters.sagemaker_program")
     if "sagemaker_submit_directory" in hps:
         sandbox.check_lake_uri(hps["sagemaker_submit_directory"], "HyperParameters.sagemaker_submit_directory")
     checkpoint = request.get("CheckpointConfig")
@@ -369,55 +374,40 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     for folder in (config_dir, data_dir, model_dir, output_dir / "data", code_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
-    bundle = lake_files.local_path(hps["sagemaker_submit_directory"])
+    framework, user_hps = training_toolkit.split_hyperparameters(training_toolkit.decode_hyperparameters(hps))
+    submit_dir = framework["sagemaker_submit_directory"]
+    bundle = lake_files.local_path(submit_dir)
     if not bundle.exists():
-        raise _fail(record, f"ClientError: sagemaker_submit_directory {hps['sagemaker_submit_directory']} not found ({bundle})")
+        raise _fail(record, f"ClientError: sagemaker_submit_directory {submit_dir} not found ({bundle})")
     with tarfile.open(bundle) as tar:
         tar.extractall(code_dir, filter="data")
-    program = hps["sagemaker_program"]
+    program = framework["sagemaker_program"]
     try:
-        program_file = sandbox.program_path(code_dir, program, "sagemaker_program")
+        sandbox.program_path(code_dir, program, "sagemaker_program")
     except ValueError as err:
         raise _fail(record, f"ClientError: {err}") from None
 
     record.transition("Downloading", "Downloading input data")
-    channels = {}
     for channel in request.get("InputDataConfig", []):
         cname = channel["ChannelName"]
         try:
             count = _copy_prefix(channel["DataSource"]["S3DataSource"]["S3Uri"], data_dir / cname)
         except LocalJobError as err:
             raise _fail(record, f"ClientError: {err}") from None
-        channels[cname] = str(data_dir / cname)
         log.info("channel %s: %d objects", cname, count)
-    resource = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"}
-    user_hps = {k: v for k, v in hps.items() if not k.startswith(FRAMEWORK_PREFIX)}
+    inputs = training_toolkit.input_data_config(request)
+    resources = training_toolkit.resource_config(request)
     (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
-    (config_dir / "resourceconfig.json").write_text(json.dumps(resource))
-    (config_dir / "inputdataconfig.json").write_text(
-        json.dumps({c["ChannelName"]: {k: v for k, v in c.items() if k != "ChannelName"} for c in request.get("InputDataConfig", [])})
-    )
+    (config_dir / "resourceconfig.json").write_text(json.dumps(resources))
+    (config_dir / "inputdataconfig.json").write_text(json.dumps(inputs))
 
     env = {
         **os.environ,
-        "SM_MODEL_DIR": str(model_dir),
-        "SM_OUTPUT_DIR": str(output_dir),
-        "SM_OUTPUT_DATA_DIR": str(output_dir / "data"),
-        "SM_INPUT_DIR": str(opt_ml / "input"),
-        "SM_INPUT_CONFIG_DIR": str(config_dir),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(user_hps),
-        "SM_USER_ARGS": json.dumps([a for k, v in user_hps.items() for a in (f"--{k}", v)]),
-        "SM_CURRENT_HOST": "algo-1",
-        "SM_HOSTS": json.dumps(["algo-1"]),
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_NUM_GPUS": "0",
-        "SM_MODULE_DIR": hps["sagemaker_submit_directory"],
+        **training_toolkit.training_env(opt_ml, hps, inputs, resources, name),
         "SM_FAILURE_FILE": str(output_dir / "failure"),
         "PYTHONPATH": str(code_dir),
         "PYTHONUNBUFFERED": "1",
     }
-    env.update({f"SM_CHANNEL_{c.upper()}": path for c, path in channels.items()})
     checkpoint = request.get("CheckpointConfig")
     local_checkpoints = None
     if checkpoint:
@@ -428,12 +418,15 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         except ValueError as err:
             raise _fail(record, f"ClientError: {err}") from None
         env["SM_CHECKPOINT_DIR"] = str(local_checkpoints)
-    argv = [python(), str(program_file)] + [a for k, v in user_hps.items() for a in (f"--{k}", v)]
+        (config_dir / "checkpointconfig.json").write_text(
+            json.dumps({"LocalPath": checkpoint.get("LocalPath", CHECKPOINTS), "S3Uri": checkpoint["S3Uri"]}))
+    # As _modules.run: the bundle's module by name, its cwd the bundle (first on sys.path for -m).
+    argv = [python(), "-m", training_toolkit.module_name(program), *training_toolkit.to_cmd_args(user_hps)]
 
     spot = describe["EnableManagedSpotTraining"]
     plan = interruption_plan(
         cfg.local_spot_interruptions() if interruptions is None else interruptions, name,
-        int(user_hps.get("num_round", "100")),
+        int(user_hps.get("num_round", 100)),
     ) if spot else []
     stopping = request["StoppingCondition"]
     max_runtime = stopping["MaxRuntimeInSeconds"]
