@@ -289,7 +289,7 @@ def current_version() -> str:
     from churn_ml import settings as cfg
 
     if cfg.is_local():
-        return publish_local(cfg.include_dir(), lake.local_path(f"{cfg.settings.artifacts}/"))
+        return publish_local(cfg.include_dir(), lake._local_path(f"{cfg.settings.artifacts}/"))
     uri = f"{cfg.settings.artifacts}/{POINTER_KEY}"
     with _cache_lock:
         cached = _cache.get(uri)

@@ -24,11 +24,11 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def local_path(uri: str) -> Path:
+def _local_path(uri: str) -> Path:
     """Where the local target keeps ``uri``: ``LAKE_ROOT/<bucket>/<key>``, always inside LAKE_ROOT.
 
-    The one place an ``s3://`` URI becomes a local path (``local_uri``, the local runners and Spark's
-    ``file://`` arguments all come through here). On S3 a key is only a name, and ``a/../../x`` names
+    Only for this module's local branch, which goes once the control plane's S3 is read-write (issue 25);
+    the emulator maps URIs with ``local_aws.lake_files.local_path``, whose rules these are. On S3 a key is only a name, and ``a/../../x`` names
     an object like any other; on a filesystem ``..`` climbs out of the folder. So a bucket or key that
     could lead outside the lake root is refused: ``.``/``..`` as the bucket, a ``..`` segment, a NUL.
     A leading or doubled ``/`` cannot (pathlib joins the segments below the bucket's folder).
@@ -57,23 +57,6 @@ def local_path(uri: str) -> Path:
     return path
 
 
-def local_uri(uri: str) -> str:
-    """``file://`` form of ``uri`` on the local target (what local Spark reads and writes)."""
-    # Not Path.as_uri(): it percent-encodes "=", and Hadoop would take "dt%3D..." literally.
-    return f"file://{local_path(uri)}" + ("/" if uri.endswith("/") else "")
-
-
-def to_local_uris(value):
-    """Map every ``s3://`` string inside ``value`` (str, list, dict) to its local ``file://`` URI."""
-    if isinstance(value, str):
-        return local_uri(value) if value.startswith(("s3://", "s3a://")) else value
-    if isinstance(value, list):
-        return [to_local_uris(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_local_uris(v) for k, v in value.items()}
-    return value
-
-
 def _s3_hook(extra_args: dict | None = None):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -83,21 +66,21 @@ def _s3_hook(extra_args: dict | None = None):
 def browse_url(uri: str) -> str:
     """Where a person opens ``uri``: its file on the local target, the S3 console's page of it on AWS."""
     if cfg.is_local():
-        return local_path(uri).as_uri()
+        return _local_path(uri).as_uri()
     bucket, key = split_uri(uri)
     return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={quote(key)}"
 
 
 def exists(uri: str) -> bool:
     if cfg.is_local():
-        return local_path(uri).exists()
+        return _local_path(uri).exists()
     bucket, key = split_uri(uri)
     return _s3_hook().check_for_key(key, bucket_name=bucket)
 
 
 def read_text(uri: str) -> str:
     if cfg.is_local():
-        path = local_path(uri)
+        path = _local_path(uri)
         if not path.exists():
             raise FileNotFoundError(f"{uri} does not exist (local lake file {path})")
         return path.read_text(encoding="utf-8")
@@ -107,7 +90,7 @@ def read_text(uri: str) -> str:
 
 def read_bytes(uri: str) -> bytes:
     if cfg.is_local():
-        path = local_path(uri)
+        path = _local_path(uri)
         if not path.exists():
             raise FileNotFoundError(f"{uri} does not exist (local lake file {path})")
         return path.read_bytes()
@@ -119,7 +102,7 @@ def write_bytes(uri: str, data: bytes, content_type: str | None = None) -> None:
     """Write ``data`` to ``uri``; on S3 with ``content_type`` as the object's Content-Type (what a browser
     opening it from the console or a presigned URL is told it is), otherwise S3's default."""
     if cfg.is_local():
-        path = local_path(uri)
+        path = _local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
@@ -142,7 +125,7 @@ def read_json(uri: str) -> dict:
 def list_keys(prefix_uri: str) -> list[str]:
     """URIs of the objects under a prefix (recursive), sorted."""
     if cfg.is_local():
-        root = local_path(prefix_uri)
+        root = _local_path(prefix_uri)
         if not root.exists():
             return []
         bucket, _ = split_uri(prefix_uri)
@@ -158,7 +141,7 @@ def delete_prefix(prefix_uri: str) -> int:
         raise ValueError(f"refusing to delete {prefix_uri!r}: a prefix must end with '/'")
     keys = list_keys(prefix_uri)
     if cfg.is_local():
-        shutil.rmtree(local_path(prefix_uri), ignore_errors=True)
+        shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
         return len(keys)
     if keys:
         bucket, _ = split_uri(prefix_uri)
@@ -195,11 +178,11 @@ def publish(moves: dict[str, str], prefix_uri: str, keep: tuple[str, ...] = ("_S
     stale = [k for k in list_keys(prefix_uri) if k not in moves.values() and k.rsplit("/", 1)[-1] not in keep]
     if cfg.is_local():
         for src, dest in moves.items():
-            target = local_path(dest)
+            target = _local_path(dest)
             target.parent.mkdir(parents=True, exist_ok=True)
-            local_path(src).replace(target)
+            _local_path(src).replace(target)
         for key in stale:
-            local_path(key).unlink(missing_ok=True)
+            _local_path(key).unlink(missing_ok=True)
         return len(moves)
     hook = _s3_hook()
     for src, dest in moves.items():

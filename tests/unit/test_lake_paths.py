@@ -1,11 +1,12 @@
-"""lake.local_path, the one place an s3:// URI becomes a local path, keeps every URI inside the lake root
-(security review, issue 17: ``s3://bucket/a/../../..`` mapped outside it)."""
+"""local_aws.lake_files.local_path, the one place an s3:// URI becomes a local path, keeps every URI inside
+the lake root (security review, issue 17: ``s3://bucket/a/../../..`` mapped outside it)."""
 
 from __future__ import annotations
 
 import pytest
 
 from churn_ml import lake
+from local_aws import lake_files
 
 
 @pytest.mark.parametrize("uri", [
@@ -21,22 +22,30 @@ from churn_ml import lake
 ])
 def test_keys_that_lead_out_of_the_lake_are_refused_with_the_reason(lake_root, uri):
     with pytest.raises(ValueError, match="refusing to map .* outside the lake root"):
-        lake.local_path(uri)
+        lake_files.local_path(uri)
 
 
 def test_every_way_into_the_lake_checks_the_uri(lake_root):
     escape = "s3://churn-lake/a/../../../escaped"
-    for call in (lake.local_uri, lake.exists, lake.read_text, lake.list_keys):
+    for call in (lake_files.local_uri, lake.exists, lake.read_text, lake.list_keys):
         with pytest.raises(ValueError, match="'..' segment"):
             call(escape)
     with pytest.raises(ValueError, match="'..' segment"):
         lake.write_bytes(escape, b"x")
     with pytest.raises(ValueError, match="'..' segment"):
-        lake.to_local_uris({"--out": [escape]})
+        lake_files.to_local_uris({"--out": [escape]})
     lake.write_bytes("s3://churn-lake/_staging/p", b"staged")
     with pytest.raises(ValueError, match="'..' segment"):  # passes publish's own prefix check, not the lake's
         lake.publish({"s3://churn-lake/_staging/p": "s3://churn-lake/p/../../../x"}, "s3://churn-lake/p/")
     assert not (lake_root.parent / "escaped").exists()
+
+
+def test_local_uris_are_file_uris_that_hadoop_reads_literally(lake_root):
+    # "=" stays as it is (Path.as_uri would write %3D, which Hadoop takes literally); a prefix keeps its "/".
+    assert lake_files.local_uri("s3://churn-lake/features/dt=2026-03-01/") == \
+        f"file://{lake_root}/churn-lake/features/dt=2026-03-01/"
+    assert lake_files.to_local_uris({"a": ["s3://churn-lake/x", "--flag", 3], "b": "s3a://churn-lake/y"}) == \
+        {"a": [f"file://{lake_root}/churn-lake/x", "--flag", 3], "b": f"file://{lake_root}/churn-lake/y"}
 
 
 @pytest.mark.parametrize("uri, relative", [
@@ -48,5 +57,5 @@ def test_every_way_into_the_lake_checks_the_uri(lake_root):
     ("s3://churn-lake/", "churn-lake"),
 ])
 def test_ordinary_keys_map_below_the_bucket_folder(lake_root, uri, relative):
-    assert lake.local_path(uri) == lake_root / relative
-    assert lake.local_path(uri).resolve().is_relative_to(lake_root.resolve())
+    assert lake_files.local_path(uri) == lake_root / relative
+    assert lake_files.local_path(uri).resolve().is_relative_to(lake_root.resolve())
