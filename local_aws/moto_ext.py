@@ -91,14 +91,16 @@ def register_backend(service: str, cls: type[T]) -> type[T]:
 
 
 def register_responses(urls: ModuleType, parent: type, cls: type) -> None:
-    """Route the paths of ``urls`` (a moto service's urls module) that ``parent`` answered to ``cls``."""
+    """Route the paths of ``urls`` (a moto service's urls module) that ``parent`` answered to ``cls``
+    (``dispatch``, or S3's ``bucket_dispatch``/``key_dispatch``/``ambiguous_dispatch``)."""
     if not issubclass(cls, parent):
         raise MotoExtensionError(f"{cls.__qualname__} must subclass {parent.__qualname__}")
     check_overrides(cls)
     routed = 0
     for path, handler in list(urls.url_paths.items()):
-        if getattr(handler, "__self__", None) in (parent, cls) and getattr(handler, "__name__", "") == "dispatch":
-            urls.url_paths[path] = cls.dispatch
+        name = getattr(handler, "__name__", "")
+        if getattr(handler, "__self__", None) in (parent, cls) and name.endswith("dispatch"):
+            urls.url_paths[path] = getattr(cls, name)
             routed += 1
     if not routed:
         raise MotoExtensionError(f"{urls.__name__}.url_paths has no route answered by {parent.__qualname__}.dispatch; "

@@ -2,8 +2,8 @@
 jobs' input specs rendered for a date against what the jobs read and write.
 
 S3 is moto's, in-process (``mock_aws``): once as AWS answers (ETag = MD5 of the content), once with
-the control plane's lake view installed (local_aws/lake_s3.py: the lake folder as the bucket, the ETag
-from the file's size and mtime), through the same ``churn_ml.lake`` S3 hook the operators use.
+the control plane's lake backend installed (local_aws/lake_s3.py: the lake folder as the bucket, the ETag
+the MD5 of the file), through the same ``churn_ml.lake`` S3 hook the operators use.
 """
 
 from __future__ import annotations
@@ -39,19 +39,25 @@ def s3(monkeypatch):
 
 @pytest.fixture
 def lake_view(lake_root, monkeypatch):
-    """moto's S3 serving the lake folder as the control plane does (its lake_s3 methods), ML_TARGET=local."""
-    from moto.s3.models import S3Backend
+    """moto's S3 serving the lake folder as the control plane does (its backend, lake_s3.LakeS3Backend),
+    ML_TARGET=local."""
+    from moto.s3.models import s3_backends
 
     from local_aws import lake_s3
 
     for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}'}.items():
         monkeypatch.setenv(key, value)
-    for name in ("get_bucket", "list_objects", "get_object", "put_object"):
-        monkeypatch.setattr(S3Backend, name, getattr(lake_s3, name))
+    used = dict(s3_backends)  # backends of earlier tests: this one's instances must be of the lake's class
+    s3_backends.clear()
+    monkeypatch.setattr(s3_backends, "backend", lake_s3.LakeS3Backend)
     (lake_root / BUCKET).mkdir()
-    with mock_aws():
-        yield lake_root / BUCKET
+    try:
+        with mock_aws():
+            yield lake_root / BUCKET
+    finally:
+        s3_backends.clear()
+        s3_backends.update(used)
 
 
 def put(s3, key: str, body: bytes = b"x") -> None:
