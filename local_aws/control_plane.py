@@ -191,10 +191,16 @@ def _in_group(process, group: int) -> bool:
 
 def guard(app, expected: Credentials):
     """``app`` (moto's WSGI application) behind the checks of ``request_guard``: a refused request
-    gets its 403 here and never reaches moto, so no handler runs and nothing is created."""
+    gets its 403 here and never reaches moto, so no handler runs and nothing is created. Then an
+    operation the control plane does not emulate (``local_aws.operations``) is refused the same way,
+    in the service's error shape (400, S3's 501), before moto could answer it with an HTML 500 or a
+    fake success. Built after ``install_extensions()``: what they register is what is emulated."""
     import io
+    from http import HTTPStatus
 
-    from local_aws import request_guard
+    from local_aws import operations, request_guard
+
+    catalog = operations.catalog()  # what the installed extensions emulate (warnings logged once, at start)
 
     def guarded(environ, start_response):
         headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
@@ -202,21 +208,29 @@ def guard(app, expected: Credentials):
             if environ.get(key):
                 headers[key.replace("_", "-").lower()] = environ[key]
         query = environ.get("QUERY_STRING", "")
+        style = request_guard.error_style(headers, query)
         try:
             request_guard.check_host_and_browser(headers, int(environ["SERVER_PORT"]))
-            request_guard.authorization(headers, expected)  # before reading a body
+            signed = request_guard.authorization(headers, expected)  # before reading a body
             length = int(environ.get("CONTENT_LENGTH") or 0)
             stream = environ["wsgi.input"]
             body = stream.read() if environ.get("wsgi.input_terminated") else stream.read(length) if length else b""
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
-            raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-            request_guard.check_signature(environ["REQUEST_METHOD"], raw_path.split("?", 1)[0], query, headers,
-                                          body, expected)
+            raw_path = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).split("?", 1)[0]
+            request_guard.check_signature(environ["REQUEST_METHOD"], raw_path, query, headers, body, expected)
+            decision = catalog.check(
+                signed.group(4), environ["REQUEST_METHOD"], raw_path, query, headers, body,
+                host_names=[name.rsplit(":", 1)[0] for name in request_guard.allowed_hosts(int(environ["SERVER_PORT"]))],
+                fallback_style=style)
+            if not decision.allowed:
+                style = decision.style
+                raise request_guard.Refused("not_emulated", decision.message)
         except request_guard.Refused as refused:
             log.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200],
                         refused.message)
-            status, response_headers, body = refused.render(request_guard.error_style(headers, query))
-            start_response(f"{status} Forbidden", [*response_headers, ("Content-Length", str(len(body)))])
+            status, response_headers, body = refused.render(style)
+            start_response(f"{status} {HTTPStatus(status).phrase}",
+                           [*response_headers, ("Content-Length", str(len(body)))])
             return [body]
         return app(environ, start_response)
 
@@ -235,6 +249,18 @@ def _moto_app():
     return werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
 
 
+def install_extensions() -> None:
+    """The control plane's extensions of moto, installed before serving (and by ``python -m
+    local_aws.operations``, which reports what they emulate)."""
+    from local_aws import kinesis_shard, lake_s3, sagemaker_api, spark_api
+
+    kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
+    lake_s3.install()
+    sagemaker_api.install()
+    spark_api.install()
+    spark_api.install_glue()
+
+
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     """Run the control plane in this process until SIGTERM."""
     os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
@@ -243,14 +269,10 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     from moto.backends import get_backend
     from werkzeug.serving import make_server
 
-    from local_aws import kinesis_shard, lake_s3, sagemaker_api, spark_api
+    from local_aws import spark_api
 
     export_credentials()  # the jobs it runs (Spark, Glue streaming) inherit the lake's key
-    kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
-    lake_s3.install()
-    sagemaker_api.install()
-    spark_api.install()
-    spark_api.install_glue()
+    install_extensions()
     url = f"http://127.0.0.1:{listen_port}"
     spark_api.create_application(get_backend("emr-serverless")[cfg.LOCAL_ACCOUNT][REGION],
                                  cfg.settings.emr_application_id)

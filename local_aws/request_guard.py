@@ -18,7 +18,9 @@ browser deems the answer same-origin). So before dispatching, each server refuse
 Refusals are 403s in the service's error shape (``Refused.render``), so boto3 raises its usual
 ``ClientError`` with AWS's codes: InvalidClientTokenId / UnrecognizedClientException /
 InvalidAccessKeyId for a key that is not the lake's, SignatureDoesNotMatch /
-InvalidSignatureException for a bad signature. Moto's own check (``moto.iam.access_control``)
+InvalidSignatureException for a bad signature. ``Refused`` also renders the control plane's refusal of
+an operation it does not emulate (``local_aws.operations``): UnknownOperationException / InvalidAction
+with 400, S3's NotImplemented with 501, which botocore does not retry. Moto's own check (``moto.iam.access_control``)
 looks keys up in its IAM backend and then evaluates IAM policies; here there is one key per lake
 and no policies, so only the signature part is reused: botocore's ``SigV4Auth``, as moto does.
 
@@ -50,7 +52,8 @@ HOW_TO_CALL = ("Call it with an AWS SDK signed with this lake's credentials (loc
 
 class Refused(Exception):
     """A request refused before dispatch: ``kind`` is what is wrong (``host``, ``browser``, ``unsigned``,
-    ``key``, ``signature``, ``token``); the AWS error code follows from it and the service's protocol."""
+    ``key``, ``signature``, ``token``, ``not_emulated``); the AWS error code and the HTTP status follow
+    from it and the service's protocol."""
 
     # kind -> error code per protocol style (json: JSON protocols and the Runtime; query: XML query; s3)
     CODES = {
@@ -60,7 +63,14 @@ class Refused(Exception):
         "token": ("AccessDeniedException", "AccessDenied", "AccessDenied"),
         "key": ("UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId"),
         "signature": ("InvalidSignatureException", "SignatureDoesNotMatch", "SignatureDoesNotMatch"),
+        # an operation the control plane does not emulate (local_aws.operations): what AWS answers for an
+        # operation it does not have (JSON: UnknownOperationException, query: InvalidAction) or, S3's,
+        # for functionality it does not implement (NotImplemented, 501)
+        "not_emulated": ("UnknownOperationException", "InvalidAction", "NotImplemented"),
     }
+    # kind -> HTTP status per protocol style; 403 for the rest. None of them is one botocore retries (its
+    # legacy _retry.json and standard mode retry 500, 502, 503, 504, 509, 429 and throttling codes).
+    STATUS = {"not_emulated": (400, 400, 501)}
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -68,6 +78,9 @@ class Refused(Exception):
 
     def code(self, style: str) -> str:
         return self.CODES[self.kind][("json", "query", "s3").index(style)]
+
+    def status(self, style: str) -> int:
+        return self.STATUS.get(self.kind, (403, 403, 403))[("json", "query", "s3").index(style)]
 
     def render(self, style: str) -> tuple[int, list[tuple[str, str]], bytes]:
         """Status, headers (no Content-Length) and body of the refusal in ``style``'s error shape (what
@@ -82,7 +95,7 @@ class Refused(Exception):
                     if style == "query" else
                     f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{error}<RequestId>{request_id}</RequestId></Error>').encode()
             headers = [("Content-Type", "text/xml" if style == "query" else "application/xml")]
-        return 403, [*headers, ("x-amzn-RequestId", request_id)], body
+        return self.status(style), [*headers, ("x-amzn-RequestId", request_id)], body
 
 
 def _xml(text: str) -> str:
