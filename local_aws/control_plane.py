@@ -4,8 +4,8 @@ One process, ``python -m local_aws.control_plane serve``: moto's server (request
 protocol, errors and answers in botocore's shapes, and the services it emulates in full: Kinesis,
 SNS, CloudWatch Logs, IAM/STS), with the job APIs extended so that creating a job runs it
 (``sagemaker_api``: training, tuning, transform jobs and models; ``spark_api``: EMR Serverless job
-runs and Glue job runs of the template's jobs, batch and streaming), and S3 a read-only view of
-the lake folder (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
+runs and Glue job runs of the template's jobs, batch and streaming), and S3 the lake folder, read
+and write (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
 connection's ``endpoint_url``, exactly as they talk to AWS.
 
 It answers only this machine's processes that sign with the lake's key (``common.credentials()``):
