@@ -292,3 +292,59 @@ def authorize_s3(iam_backend, role: str, operation: str, bucket: str | None, key
     for check in s3_checks(operation, bucket, key, query, headers, body):
         if not allowed(statements, check):
             raise Denied(role, check)
+
+
+# ---------------------------------------------------------------- in the control plane's request path
+
+def signer(access_key_id: str, lake_key) -> tuple[object, str | None] | None:
+    """The credentials that ``access_key_id`` names and the role they stand for (None: the lake's own key,
+    not checked against a role), or None for a key of neither."""
+    if access_key_id == lake_key.access_key_id:
+        return lake_key, None
+    found = role_keys(lake_key.secret_access_key).get(access_key_id)
+    if found is None:
+        return None
+    role, key = found
+    return type(lake_key)(key.access_key_id, key.secret_access_key), role
+
+
+def bucket_and_key(raw_path: str) -> tuple[str | None, str | None]:
+    """Bucket and key of a path-style S3 request (what clients of 127.0.0.1 send)."""
+    path = unquote(raw_path.split("?", 1)[0]).lstrip("/")
+    if not path:
+        return None, None
+    bucket, _, key = path.partition("/")
+    return bucket, key or None
+
+
+def authorize_request(role: str, service: str, operation: str | None, raw_path: str, query: str,
+                      headers: dict[str, str], body: bytes) -> None:
+    """The control plane's check of a role's request: S3 requests against the role's policies in moto's
+    IAM (``Denied``); other services are not checked (the module docstring says why)."""
+    if service != "s3" or operation is None:
+        return
+    from local_aws.moto_ext import backend
+
+    bucket, key = bucket_and_key(raw_path)
+    authorize_s3(backend("iam", region="global"), role, operation, bucket, key, query, headers, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 local_aws/iam.py <credentials file> <role>``: print the role's access key id and secret key
+    (scripts/env.sh signs the Airflow connection with the MWAA role's). Standard library only."""
+    import configparser
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python3 local_aws/iam.py <lake credentials file> <role>", file=sys.stderr)
+        return 2
+    parser = configparser.ConfigParser()
+    parser.read(args[0])
+    key = role_credentials(parser["default"]["aws_secret_access_key"], args[1])
+    print(key.access_key_id, key.secret_access_key)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
