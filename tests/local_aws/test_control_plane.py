@@ -149,7 +149,7 @@ def test_a_worker_that_dies_fails_its_job_instead_of_running_for_ever(plane):
     assert job["TrainingJobStatus"] == "Failed" and job["FailureReason"]
 
 
-def test_s3_is_the_lake_folder_read_only(plane):
+def test_s3_is_the_lake_folder(plane):
     s3 = client(plane, "s3")
     listed = s3.list_objects_v2(Bucket="churn-lake", Prefix="ts/", Delimiter="/")
     assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["ts/holdout/", "ts/train/", "ts/validation/"]
@@ -159,8 +159,10 @@ def test_s3_is_the_lake_folder_read_only(plane):
     assert body == (plane["lake"] / "churn-lake" / key).read_bytes()
     with pytest.raises(ClientError, match="404"):
         s3.head_object(Bucket="churn-lake", Key="ts/train/missing.csv")
-    with pytest.raises(ClientError, match="AccessDenied"):
-        s3.put_object(Bucket="churn-lake", Key="ts/x", Body=b"x")
+    s3.put_object(Bucket="churn-lake", Key="ts/x", Body=b"x")  # read and write: the runners see it
+    assert (plane["lake"] / "churn-lake" / "ts" / "x").read_bytes() == b"x"
+    s3.delete_object(Bucket="churn-lake", Key="ts/x")
+    assert not (plane["lake"] / "churn-lake" / "ts" / "x").exists()
 
 
 def test_the_lake_sensor_sees_the_lake_through_s3(plane):
