@@ -40,14 +40,16 @@ still parses every request and shapes every answer (XML, errors, ranges, conditi
 
 ``EMULATED_OPERATIONS`` names what runs on this state; every other S3 operation (versioning,
 replication, website, ACL writes, tagging, ...) is refused as not emulated (``local_aws.operations``).
-An object's whole content passes through memory on PutObject and GetObject (moto's response
-reads the request body and returns the key's ``value`` as bytes).
+A GetObject reads the file where the answer needs it: a Range reads that range, the whole object
+streams in chunks (``LakeS3Response.key_response``, ``FileView``). A PutObject's body passes through
+memory (the request guard and moto's response read it whole before the backend writes it).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import datetime as dt
 import email.utils
 import hashlib
@@ -166,6 +168,55 @@ def _has_object(folder: Path) -> bool:
     return False
 
 
+# Set by LakeS3Response for the GET of an object: its ``value`` is then a FileView, read where the answer
+# needs it (a range, or chunk by chunk for the whole object), instead of the whole file in memory.
+_STREAM_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("lake_s3_stream_values", default=False)
+
+
+class FileView:
+    """An object's content as moto's GET answer uses it (``len``, slices for a Range, the body), read
+    from a file opened once, so the answer is of the version whose size and ETag it names."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        self._size = os.fstat(self._file.fileno()).st_size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _read(self, offset: int, length: int) -> bytes:
+        parts = []
+        while length > 0 and (chunk := os.pread(self._file.fileno(), min(length, CHUNK * 8), offset)):
+            parts.append(chunk)
+            offset, length = offset + len(chunk), length - len(chunk)
+        return b"".join(parts)
+
+    def __getitem__(self, item: slice) -> bytes:
+        start, stop, step = item.indices(self._size)
+        if step != 1:
+            raise ValueError("a FileView is sliced by byte ranges only")
+        return self._read(start, max(0, stop - start))
+
+    def __bytes__(self) -> bytes:
+        return self[:]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The whole content, a chunk at a time (the WSGI body); the file is closed at the end."""
+        try:
+            offset = 0
+            while chunk := self._read(offset, CHUNK):
+                yield chunk
+                offset += len(chunk)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __del__(self) -> None:
+        self._file.close()
+
+
 class NotStorable(InvalidArgumentError):
     """A key the lake folder cannot hold as a file (S3 would take it)."""
 
@@ -215,11 +266,15 @@ class LakeKey(FakeKey):
         self.last_modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
         self._metadata.update(stored.get("metadata") or {})
         self.checksum_algorithm = checksum.get("algorithm")
+        self._value_buffer.close()  # FakeKey's in-memory buffer: the file is the value
+        self.disposed = True
         self.__dict__["_backend"] = backend
 
     @property
     @overrides
     def value(self) -> bytes:
+        if _STREAM_VALUES.get():
+            return FileView(self.path)  # type: ignore[return-value]
         return self.path.read_bytes()
 
     @value.setter
@@ -801,6 +856,19 @@ class LakeS3Response(S3Response):
     """moto's S3 answers, with the copy-source conditions moto's CopyObject does not check."""
 
     EMULATED_OPERATIONS = LakeS3Backend.EMULATED_OPERATIONS
+
+    @overrides
+    def key_response(self, request: Any, full_url: str, headers: dict[str, Any]) -> Any:
+        """moto's answer; for a GET the object's content is read from its file where the answer needs it
+        (a Range reads that range; the whole object streams in chunks) rather than held in memory."""
+        token = _STREAM_VALUES.set(request.method == "GET")
+        try:
+            status, response_headers, body = super().key_response(request, full_url, headers)
+        finally:
+            _STREAM_VALUES.reset(token)
+        if isinstance(body, FileView):
+            body = body.chunks()
+        return status, response_headers, body
 
     @overrides
     def copy_object(self) -> Any:

@@ -108,6 +108,11 @@ def test_an_object_from_put_to_delete(s3, lake, bucket):
     ranged = s3.get_object(Bucket=bucket, Key="dir/sub/obj.txt", Range="bytes=6-9")
     assert ranged["ResponseMetadata"]["HTTPStatusCode"] == 206
     assert (ranged["Body"].read(), ranged["ContentRange"]) == (b"lake", f"bytes 6-9/{len(body)}")
+    suffix = s3.get_object(Bucket=bucket, Key="dir/sub/obj.txt", Range="bytes=-4")
+    assert (suffix["Body"].read(), suffix["ContentRange"]) == (b"ake\n", f"bytes {len(body) - 4}-{len(body) - 1}/{len(body)}")
+    with pytest.raises(ClientError) as beyond:
+        s3.get_object(Bucket=bucket, Key="dir/sub/obj.txt", Range=f"bytes={len(body)}-")
+    assert code(beyond) == (416, "InvalidRange")
     with pytest.raises(ClientError) as changed:
         s3.get_object(Bucket=bucket, Key="dir/sub/obj.txt", IfMatch='"0123"')
     assert code(changed)[0] == 412
