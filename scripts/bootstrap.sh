@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.12 preferred, 3.11 accepted), installs the pinned local requirements
-# when they changed (and the infrastructure checkers into .venv-tools). The Airflow stack (PostgreSQL and
+# when they changed (and the infrastructure checkers into .venv-tools, the SageMaker SDK into .venv-sdk). The Airflow stack (PostgreSQL and
 # the Airflow processes) is scripts/stack.sh's.
 # Idempotent: a second run with nothing changed takes a few seconds.
 set -euo pipefail
@@ -40,5 +40,8 @@ pinned_env() {  # pinned_env VENV REQUIREMENTS LOCK: create VENV, install REQUIR
 pinned_env .venv requirements-local.txt constraints-local.txt
 # The infrastructure checkers (cfn-lint, checkov, check-jsonschema) in their own environment.
 pinned_env .venv-tools infra/requirements-tools.txt infra/constraints-tools.txt
+# The SageMaker Python SDK, a client of the local target in the tests (tests/local_aws/test_sagemaker_sdk.py),
+# in its own environment too: its pins conflict with Airflow's.
+pinned_env .venv-sdk requirements-sdk.txt constraints-sdk.txt
 
 mkdir -p "$AIRFLOW_HOME" "$LAKE_ROOT"
