@@ -698,8 +698,10 @@ class LakeS3Backend(S3Backend):
                         ) -> tuple[list[FakeKey | str], bool, str | None]:
         after = self._token_name(continuation_token) if continuation_token else (start_after or "")
         page, truncated = self._page(bucket, prefix, delimiter, after, max_keys)
+        if not truncated:
+            return page, False, None
         token = TOKEN_PREFIX + base64.urlsafe_b64encode(self._name(page[-1]).encode("utf-8")).decode("ascii")
-        return page, truncated, token if truncated else None  # type: ignore[return-value]
+        return page, True, token  # type: ignore[return-value]
 
     @staticmethod
     def _token_name(token: str) -> str:

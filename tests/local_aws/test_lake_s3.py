@@ -202,6 +202,10 @@ def test_listing_prefixes_delimiters_and_pages_as_s3(s3, bucket):
     assert [o["Key"] for o in after["Contents"]] == ["p/dt=2026-07-02/part-2.csv", "top.txt"]
     v1 = s3.list_objects(Bucket=bucket, MaxKeys=3, Marker="p/a-b")
     assert [o["Key"] for o in v1["Contents"]] == names[names.index("p/a-b") + 1:][:3] and v1["IsTruncated"]
+    for prefix in ("nothing/", "p/a/c/", "../", "p//"):
+        empty = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        assert (empty["KeyCount"], empty.get("Contents"), empty["IsTruncated"]) == (0, None, False), prefix
+    assert not s3.list_objects(Bucket=bucket, Prefix="nothing/").get("Contents")
     with pytest.raises(ClientError) as bad:
         s3.list_objects_v2(Bucket=bucket, ContinuationToken="not-a-token")
     assert code(bad) == (400, "InvalidArgument")
