@@ -1,8 +1,11 @@
-# The two commands of this repository (see README.md).
-.PHONY: run test test-fast
+# The commands of this repository (see README.md).
+.PHONY: run deploy-local test test-fast
 
 run:            ## set up if needed, generate the sample, run the batch chain on the local target
 	bash scripts/run_local.sh
+
+deploy-local:   ## deploy include/ to the local target's artifacts bucket (after a code change; make run does it too)
+	bash -c '. scripts/env.sh && python -m local_aws.code_deploy'
 
 test:           ## every test: unit, DAG integrity, end to end
 	bash scripts/test.sh

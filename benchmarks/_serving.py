@@ -85,15 +85,18 @@ def temporary_lake(model_tar: Path):
 
 
 def model_request(name: str, model_data_url: str) -> dict:
-    from churn_ml.settings import settings
+    """A CreateModel request for the code version of include/ deployed into the current lake (``code_deploy``)."""
+    from churn_ml import artifacts
+    from local_aws import code_deploy
 
+    code = artifacts.code_uri(code_deploy.deploy()).rstrip("/")
     return {
         "ModelName": name,
         "PrimaryContainer": {
             "Image": "xgboost:1.7-1",
             "ModelDataUrl": model_data_url,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                            "SAGEMAKER_SUBMIT_DIRECTORY": f"{settings.code}/sagemaker/sourcedir.tar.gz"},
+                            "SAGEMAKER_SUBMIT_DIRECTORY": f"{code}/sagemaker/sourcedir.tar.gz"},
         },
     }
 

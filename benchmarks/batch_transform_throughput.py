@@ -47,10 +47,10 @@ def raw(model, inputs: Path, out: Path) -> float:
 
 
 def transform(uri: str) -> tuple[float, float]:
-    from local_aws.common import publish_artifacts
+    from local_aws import code_deploy
     from local_aws.transform import run_transform_job
 
-    publish_artifacts()  # built once before timing, as in a deployed bucket
+    code_deploy.deploy()  # deployed once before timing, as make run deploys
     request = {
         "Model": model_request("bench-model", uri),
         "Transform": {

@@ -95,10 +95,11 @@ def prepare(root: Path, customers: int) -> dict:
 
 
 def run_job(job: str, arguments: list[str]) -> float:
-    from churn_ml.settings import settings
+    from churn_ml import artifacts
+    from local_aws import code_deploy
     from local_aws.spark import run_spark_job
 
-    code = settings.code  # builds include/ as the current code version, before the clock starts
+    code = artifacts.code_uri(code_deploy.deploy()).rstrip("/")  # deployed before the clock starts
     started = time.perf_counter()
     run_spark_job(name=f"bench-{job}-{time.time_ns()}", entry_point=f"{code}/jobs/{job}.py",
                   arguments=arguments, py_files=[f"{code}/lib/churn.zip"], spark_conf={}, log=log)

@@ -1,4 +1,4 @@
-"""Shared pieces of the local runners: the control plane folder, subprocess streaming, artifacts."""
+"""Shared pieces of the local runners: the control plane folder, subprocess streaming."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from churn_ml import artifacts
 from churn_ml import settings as cfg
-from local_aws import lake_files
 
 LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/env.sh)
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -162,20 +160,6 @@ def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) ->
         log.info("%s %s already completed: re-attaching to it", kind.rstrip("s").replace("-", " "), name)
         return job_dir, previous
     return job_dir, None
-
-
-def publish_artifacts() -> Path:
-    """Build include/ into the local artifacts bucket as its current code version; returns that
-    version's folder (``<LAKE_ROOT>/<artifacts bucket>/code/<version>/``).
-
-    On the local target building include/ is the deploy (``artifacts.current_version``): a version
-    missing is built, ``code/CURRENT.json`` is pointed at it, and a version that exists is left as it
-    is (versions are immutable and all kept). Every local job calls it, from Airflow tasks in separate
-    processes and from parallel tuning trials in threads; the build lock and the rename of a finished
-    version folder make that safe for both (no in-process lock needed on top).
-    """
-    root = lake_files.local_path(f"{cfg.settings.artifacts}/")
-    return artifacts.version_dir(root, artifacts.current_version())
 
 
 def stream(

@@ -51,7 +51,6 @@ from local_aws.common import (
     credentials,
     endpoint_token,
     now,
-    publish_artifacts,
     python,
     read_state,
     tail,
@@ -517,7 +516,6 @@ def deploy(request: dict, log: logging.Logger, expectations: dict | None = None)
     ``{"EndpointConfig": ..., "Endpoint": ...}`` like the provider's endpoint operator."""
     endpoint = request["Endpoint"]
     name, config_name = endpoint["EndpointName"], endpoint["EndpointConfigName"]
-    publish_artifacts()
     if request.get("Model"):
         create_model(request["Model"], log)
     if request.get("EndpointConfig"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from local_aws import lake_files
-from local_aws.common import LocalJobError, control_plane, now, publish_artifacts, stream, tail, write_state
+from local_aws.common import LocalJobError, control_plane, now, stream, tail, write_state
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
@@ -204,8 +204,7 @@ def spark_submit(
     *, name: str, entry_point: str, arguments: list[str], py_files: list[str], spark_conf: dict[str, str],
     workdir: Path,
 ) -> tuple[list[str], dict]:
-    """The ``spark-submit`` command line and environment for one local job run (artifacts built)."""
-    publish_artifacts()
+    """The ``spark-submit`` command line and environment for one local job run (of the code version the request names)."""
     script = lake_files.local_path(entry_point)
     if not script.exists():
         raise LocalJobError(f"entry point {entry_point} not found (local file {script}); is it in include/jobs/?")

@@ -36,7 +36,6 @@ from local_aws.common import (
     arn,
     completed_job,
     now,
-    publish_artifacts,
     python,
     read_state,
     stream,
@@ -363,7 +362,6 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     record.transition(
         "Starting", "Starting the training job" + (f" (run {record.runs + 1} of this job name)" if record.rerun else ""),
     )
-    publish_artifacts()
     hps = request.get("HyperParameters", {})
     opt_ml = job_dir / "opt_ml"
     for sub in ("input", "model", "output", "code", "checkpoints"):

@@ -32,7 +32,6 @@ from local_aws.common import (
     control_plane,
     now,
     path_segment,
-    publish_artifacts,
     python,
     read_state,
     stream,
@@ -127,7 +126,6 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         return {"Model": describe_model(previous["ModelName"]), "Transform": previous}
     state_file = job_dir / "describe.json"
 
-    publish_artifacts()
     if model_request:
         create_model(model_request, log)
     model = describe_model(transform["ModelName"])

@@ -139,6 +139,10 @@ start() {
     # The AWS APIs the tasks and triggers call, on 127.0.0.1 (local_aws/control_plane.py).
     python -m local_aws.control_plane start >"$LOGS/control-plane.log" 2>&1 \
       || { echo "error: the local control plane did not start:" >&2; tail -30 "$LOGS/control-plane.log" >&2; exit 1; }
+    # The code the jobs run: include/ (CHURN_INCLUDE_DIR) deployed as the artifacts bucket's current code
+    # version, as infra/deploy_mwaa.py deploys on AWS. After a change of include/: make deploy-local.
+    python -m local_aws.code_deploy >"$LOGS/code-deploy.log" 2>&1 \
+      || { echo "error: the local deploy of include/ failed:" >&2; tail -30 "$LOGS/code-deploy.log" >&2; exit 1; }
   fi
   for name in "${PROCESSES[@]}"; do start_process "$name"; done
   wait_for_api

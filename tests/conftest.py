@@ -77,10 +77,11 @@ def lake_root(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def _control_plane(tmp_path_factory):
     """One local control plane (local_aws) for the tests that call AWS APIs in-process, on a lake
-    and port of its own; stopped, with what it runs, at the end of the session."""
+    and port of its own, with include/ deployed into it (``local_aws.code_deploy``, as
+    scripts/stack.sh start deploys); stopped, with what it runs, at the end of the session."""
     import socket
 
-    from local_aws import control_plane
+    from local_aws import code_deploy, control_plane
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,6 +92,7 @@ def _control_plane(tmp_path_factory):
         for key, value in env.items():
             patch.setenv(key, value)
         url = control_plane.ensure_server()
+        code_deploy.deploy()
     yield url
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -108,6 +110,9 @@ def aws_local(_control_plane, monkeypatch, request) -> str:
 
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(_control_plane)))
     monkeypatch.setenv("CHURN_MODEL_PACKAGE_GROUP", re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:50].strip("-"))
+    from churn_ml import artifacts
+
+    artifacts.clear_cache()  # the code pointer another test's lake had is not this one's
     return _control_plane
 
 

@@ -20,14 +20,19 @@ def write_channel(root, name, rng, rows=400):
     path.write_text("\n".join(lines) + "\n")
 
 
+def deployed_code() -> str:
+    """``s3://<artifacts bucket>/code/<version>``: include/ deployed into the lake of the test (``LAKE_ROOT``:
+    ``lake_root``, or a module's control plane) by ``local_aws.code_deploy``, as scripts/stack.sh start
+    deploys it. The runners run the version a request names and build nothing themselves."""
+    from churn_ml import artifacts
+    from local_aws import code_deploy
+
+    return artifacts.code_uri(code_deploy.deploy()).rstrip("/")
+
+
 def sourcedir() -> str:
-    """The SageMaker source bundle of the code version in use (``code/<version>/sagemaker/sourcedir.tar.gz``).
-
-    Read when a request is built, as the DAGs read it when they render: on the local target this builds
-    include/ into the lake of the test (``lake_root``) when its version is not there yet."""
-    from churn_ml.settings import settings
-
-    return f"{settings.code}/sagemaker/sourcedir.tar.gz"
+    """The SageMaker source bundle of the deployed code version (``code/<version>/sagemaker/sourcedir.tar.gz``)."""
+    return f"{deployed_code()}/sagemaker/sourcedir.tar.gz"
 
 
 def training_request(**hyperparameters):

@@ -22,12 +22,12 @@ on AWS a lifecycle rule expires the versions no DAG run used for ``CodeRetention
 Which version runs is decided at run time, never at parse time: ``current_version()`` (through the
 template macro ``{{ churn.code }}``, ``settings.settings.code``). On AWS it reads ``code/CURRENT.json``,
 which ``infra/deploy_mwaa.py`` writes after it uploaded the version's objects (and after the MWAA
-update). On the local target building include/ is the deploy: ``current_version()`` builds the
-current include/ when its version is missing and points ``CURRENT.json`` at it.
+update). On the local target ``python -m local_aws.code_deploy`` does the same (``publish_local``:
+``scripts/stack.sh start``, ``make run`` and ``make deploy-local`` run it); ``current_version()``
+reads the pointer through S3 on both targets, and nothing builds code on the way to a job.
 
-Building on the local target: several processes build and read the same bucket folder at once
-(Airflow tasks under the LocalExecutor, parallel tuning trials, Spark and SageMaker-shaped
-subprocesses). So builds are serialised by an OS file lock (``flock`` on ``.<bucket>.lock`` beside
+Building into a local bucket folder: a deploy may run while tasks read the folder through the
+control plane's S3, and two deploys may overlap. So builds are serialised by an OS file lock (``flock`` on ``.<bucket>.lock`` beside
 the bucket's folder), held around the "is the version there? else build it" check, and a build
 writes into a staging folder beside the bucket (``.<bucket>.staging/``) and renames the finished
 version folder to ``code/<version>`` with one ``rename(2)``: a reader finds the version whole or
@@ -68,6 +68,9 @@ POINTER_CACHE_SECONDS = 30.0
 # mark_used refreshes an object at most this often (the lifecycle rule counts days).
 REFRESH_AFTER = dt.timedelta(days=1)
 _VERSION = re.compile(r"[0-9a-f]{16}")
+# What a SettingsError about the deployed code tells a person to run, on either target.
+DEPLOY = ("Deploy include/: run infra/deploy_mwaa.py (aws target), or python -m local_aws.code_deploy "
+          "(local target; scripts/stack.sh start and make deploy-local run it)")
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +248,10 @@ def _read_local_pointer(root: Path) -> str | None:
         return None
 
 
-def publish_local(include: Path, root: Path) -> str:
-    """The local target's deploy: build ``include`` into ``root`` when its version is missing and point
-    ``root/code/CURRENT.json`` at it; returns the version. Cheap when both are already so (no lock)."""
+def publish_local(include: Path, root: Path, written_by: str) -> str:
+    """The local target's deploy (``local_aws.code_deploy``): build ``include`` into the bucket folder
+    ``root`` when its version is missing and point ``root/code/CURRENT.json`` at it, recording
+    ``written_by``; returns the version. Cheap when both are already so (no lock)."""
     include, root = Path(include), Path(root)
     version = fingerprint(include)
     if not root.is_symlink() and version_dir(root, version).is_dir() and _read_local_pointer(root) == version:
@@ -255,8 +259,7 @@ def publish_local(include: Path, root: Path) -> str:
     with build_lock(root):
         version = _build_locked(include, root)
         if _read_local_pointer(root) != version:
-            content = pointer(version, version_objects(version_dir(root, version)),
-                              written_by=f"local target: churn_ml.artifacts.current_version() from {include}")
+            content = pointer(version, version_objects(version_dir(root, version)), written_by=written_by)
             path = root / POINTER_KEY
             tmp = _staging_dir(root) / f"CURRENT-{uuid.uuid4().hex}.json"
             tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +273,7 @@ _cache_lock = threading.Lock()
 
 
 def clear_cache() -> None:
-    """Forget the pointer read on the aws target (tests; a process that must see a deploy at once)."""
+    """Forget the pointer read (tests; a process that must see a deploy at once)."""
     with _cache_lock:
         _cache.clear()
 
@@ -278,18 +281,15 @@ def clear_cache() -> None:
 def current_version() -> str:
     """The code version the DAGs use now. Call it at run time (templates, ``execute``), never at parse.
 
-    Local target: builds the current include/ (``CHURN_INCLUDE_DIR``) when its version is missing,
-    points ``CURRENT.json`` at it and returns it; computed on every call (a fingerprint of a few
-    files), so an edit of include/ is what the next task runs. aws target: ``code/CURRENT.json`` of
-    the artifacts bucket, trusted for ``POINTER_CACHE_SECONDS`` in this process; a missing pointer, or a
-    version whose objects are gone (expired by the lifecycle rule), raises ``SettingsError`` saying to
-    run infra/deploy_mwaa.py: no retry can fix either.
+    ``code/CURRENT.json`` of the artifacts bucket, read through S3 on both targets and trusted for
+    ``POINTER_CACHE_SECONDS`` in this process. A missing pointer, or a version whose objects are gone
+    (expired by the lifecycle rule), raises ``SettingsError`` saying to deploy: no retry can fix either.
+    An edit of include/ runs once it is deployed (infra/deploy_mwaa.py on AWS,
+    ``python -m local_aws.code_deploy`` on the local target).
     """
     from churn_ml import lake
     from churn_ml import settings as cfg
 
-    if cfg.is_local():
-        return publish_local(cfg.include_dir(), lake._local_path(f"{cfg.settings.artifacts}/"))
     uri = f"{cfg.settings.artifacts}/{POINTER_KEY}"
     with _cache_lock:
         cached = _cache.get(uri)
@@ -298,20 +298,20 @@ def current_version() -> str:
     if not lake.exists(uri):
         raise cfg.SettingsError(
             f"{uri} does not exist: no code version has been deployed to this artifacts bucket "
-            "(CHURN_ARTIFACTS_BUCKET). Run infra/deploy_mwaa.py, which uploads include/ and writes the pointer")
+            f"(CHURN_ARTIFACTS_BUCKET). {DEPLOY}, which uploads include/ and writes the pointer")
     try:
         content = json.loads(lake.read_text(uri))
         version, objects = _check_version(content["version"]), list(content["objects"])
     except (ValueError, KeyError, TypeError) as err:
-        raise cfg.SettingsError(f"{uri} is not a code pointer infra/deploy_mwaa.py wrote ({err}); "
-                                "run infra/deploy_mwaa.py to write it again") from err
+        raise cfg.SettingsError(f"{uri} is not a code pointer a deploy wrote ({err}). {DEPLOY} to write it again"
+                                ) from err
     present = {k[len(code_uri(version)):] for k in lake.list_keys(code_uri(version))}
     missing = sorted(set(objects) - present)
     if missing:
         raise cfg.SettingsError(
             f"code version {version} (named by {uri}) is incomplete in the artifacts bucket: {len(missing)} of its "
             f"{len(objects)} objects are missing, e.g. {code_uri(version, missing[0])}. Unused versions expire after "
-            "CodeRetentionDays (infra/cloudformation/churn.yaml); run infra/deploy_mwaa.py to upload it again")
+            f"CodeRetentionDays (infra/cloudformation/churn.yaml). {DEPLOY} to upload it again")
     with _cache_lock:
         _cache[uri] = (time.monotonic(), version)
     return version

@@ -109,9 +109,19 @@ def copy_include(work: Path) -> Path:
     return target
 
 
+def deploy_code(stack: dict) -> str:
+    """Deploy the stack's include/ (``CHURN_INCLUDE_DIR``) after a change of it, as a person does
+    (``make deploy-local``: ``python -m local_aws.code_deploy``; infra/deploy_mwaa.py on AWS); returns
+    what the command printed."""
+    proc = subprocess.run(["bash", "-c", ". scripts/env.sh && python -m local_aws.code_deploy"], cwd=REPO,
+                          env=stack["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"the local deploy failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
 def stack_env(work: Path, airflow_port: int, runtime_port: int, aws_port: int) -> dict:
     """The environment of a stack under ``work``: its own lake, Airflow home, ports and copy of include/
-    (copied here, before the stack starts, so that every process of it builds its code from the copy)."""
+    (copied here, before the stack starts, so that its deploy, scripts/stack.sh start, deploys the copy)."""
     env = {
         **os.environ,
         "LAKE_ROOT": str(work / "lake"),

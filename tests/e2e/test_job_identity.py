@@ -2,9 +2,9 @@
 
 On the stack of tests/e2e/conftest.py, after the batch chain ran for DS (and test_batch_chain's reruns):
 a second `make run`, a corrected re-delivery of a raw partition, a code change in the stack's copy of
-include/ (``CHURN_INCLUDE_DIR``, tests/e2e/stack.py: the repository is never touched), a task process
-killed while its job runs, a request AWS rejects, and a changed training script. Each test counts the
-jobs in the control plane before and after (EMR Serverless: ListJobRuns; SageMaker: the control
+include/ (``CHURN_INCLUDE_DIR``, tests/e2e/stack.py: the repository is never touched) deployed as a person
+deploys it (``make deploy-local``), a task process killed while its job runs, a request AWS rejects, and
+a changed training script, deployed likewise. Each test counts the jobs in the control plane before and after (EMR Serverless: ListJobRuns; SageMaker: the control
 plane's job folders, since the local target does not answer ListTrainingJobs) and reads the task
 logs for the job a task reused. Every test restores what it changed (the raw file, the code) and
 deletes the runs it created that a later module could trip over; none leaves a DAG paused.
@@ -33,7 +33,7 @@ import pytest
 from airflow_runs import AirflowError
 
 from churn_ml.dag_support import MODEL_POINTER_KEY
-from e2e.stack import REPO, airflow, aws, backfill, day, registered, run_cli
+from e2e.stack import REPO, airflow, aws, backfill, day, deploy_code, registered, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -259,6 +259,7 @@ def test_a_code_change_runs_a_new_job_under_the_new_code_version_and_keeps_the_o
                                       b"E2E_CODE_CHANGE = 1\n")
         new_version = artifacts.fingerprint(include)
         assert new_version != old_version
+        deploy_code(stack)  # as a person deploys a change (make deploy-local; infra/deploy_mwaa.py on AWS)
         started = time.monotonic()
         runs = backfill(stack, "churn_features", SNAPSHOT, SNAPSHOT, "--reprocess-behavior", "completed",
                         "--dag-run-conf", json.dumps(conf), timeout=1200)
@@ -266,6 +267,7 @@ def test_a_code_change_runs_a_new_job_under_the_new_code_version_and_keeps_the_o
         assert runs[SNAPSHOT]["state"] == "success", runs
     finally:
         module.write_bytes(original)
+        deploy_code(stack)  # the later tests run the stack's original code version
     new = _new_runs(runs_before, _emr_runs(stack))
     assert len(new) == 1, f"expected one new features job run, got {[r['name'] for r in new]}"
     submit = _emr_run(stack, new[0]["id"])["jobDriver"]["sparkSubmit"]
@@ -416,11 +418,13 @@ def test_a_changed_training_script_trains_a_new_model_and_registers_a_new_versio
         script.write_bytes(original + b"\n# tests/e2e/test_job_identity.py: a harmless change of the code\n"
                                       b"E2E_CODE_CHANGE = 1\n")
         new_version = artifacts.fingerprint(include)
+        deploy_code(stack)
         started = time.monotonic()
         run = _clear_and_wait(stack, "churn_training", target, timeout=1800)
         _elapsed("clear of churn_training for an older date after churn_train.py changed", started)
     finally:
         script.write_bytes(original)
+        deploy_code(stack)
     states = client.task_states("churn_training", run["dag_run_id"])
     assert run["state"] == "success", states
     after = _sagemaker_jobs(lake)

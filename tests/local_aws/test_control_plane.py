@@ -214,6 +214,7 @@ def test_emr_serverless_runs_the_job_driver_with_spark_and_start_is_idempotent(p
 def test_glue_jobs_are_the_templates_and_a_failed_run_says_why(plane):
     glue = client(plane, "glue")
     from churn_ml import artifacts
+    from local_aws import code_deploy
 
     job = glue.get_job(JobName="churn-training-set")["Job"]
     # The template's definition names its CodeVersion parameter's default, as on AWS; every run the
@@ -221,7 +222,7 @@ def test_glue_jobs_are_the_templates_and_a_failed_run_says_why(plane):
     default = "0000000000000000"
     assert job["Command"]["ScriptLocation"] == f"s3://churn-artifacts/code/{default}/jobs/churn_training_set.py"
     assert job["DefaultArguments"]["--extra-py-files"] == f"s3://churn-artifacts/code/{default}/lib/churn.zip"
-    code = artifacts.glue_code_arguments(artifacts.current_version(), "churn_training_set")
+    code = artifacts.glue_code_arguments(code_deploy.deploy(), "churn_training_set")  # as stack.sh start deploys
     run_id = glue.start_job_run(JobName="churn-training-set", Arguments={**code, "--no-such-argument": "1"})["JobRunId"]
     deadline = time.monotonic() + 180
     while (run := glue.get_job_run(JobName="churn-training-set", RunId=run_id)["JobRun"])["JobRunState"] == "RUNNING":

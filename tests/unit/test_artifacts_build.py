@@ -1,5 +1,6 @@
 """Code versions of include/ (churn_ml.artifacts): immutable, content-addressed, built safely while
-Airflow tasks in other processes build and read the same bucket folder."""
+other processes deploy and read the same bucket folder; the local deploy (local_aws.code_deploy) is
+what the tasks read, through the control plane's S3."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _builder(includes: list[str], root: str, start: float, rounds: int) -> list[
     errors = []
     for i in range(rounds):
         try:
-            artifacts.publish_local(Path(includes[i % len(includes)]), Path(root))
+            artifacts.publish_local(Path(includes[i % len(includes)]), Path(root), written_by="test")
         except Exception:
             errors.append(traceback.format_exc())
     return errors
@@ -86,11 +87,11 @@ def _reader(root: str, start: float, stop, ready) -> tuple[int, list[str]]:
 
 
 def _publisher(start: float) -> tuple[str, list[str]]:
-    from local_aws.common import publish_artifacts
+    from local_aws import code_deploy
 
     _wait_for(start)
     try:
-        return str(publish_artifacts()), []
+        return str(artifacts.version_dir(code_deploy.bucket_folder(), code_deploy.deploy())), []
     except Exception:
         return "", [traceback.format_exc()]
 
@@ -102,14 +103,14 @@ def spawn():
 
 def test_a_changed_include_adds_a_version_and_leaves_the_old_one_byte_identical(tmp_path):
     root = tmp_path / "lake" / "churn-artifacts"
-    old = artifacts.publish_local(_include(tmp_path / "include", "a"), root)
+    old = artifacts.publish_local(_include(tmp_path / "include", "a"), root, written_by="test")
     old_folder = artifacts.version_dir(root, old)
     before = _digests(old_folder)
     mtimes = {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")}
     # Building the same version again writes nothing.
     assert artifacts.build(tmp_path / "include", root) == old
     assert {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")} == mtimes
-    new = artifacts.publish_local(_include(tmp_path / "include", "b"), root)
+    new = artifacts.publish_local(_include(tmp_path / "include", "b"), root, written_by="test")
     assert new != old and new == artifacts.fingerprint(tmp_path / "include")
     assert _digests(old_folder) == before, "a published version changed"
     assert sorted(p.name for p in (root / "code").iterdir()) == sorted(["CURRENT.json", old, new])
@@ -118,7 +119,7 @@ def test_a_changed_include_adds_a_version_and_leaves_the_old_one_byte_identical(
     assert set(pointer["objects"]) == {"jobs/job_a.py", "jobs/job_b.py", artifacts.SPARK_LIB, artifacts.SAGEMAKER_SOURCEDIR}
     # Going back to the old code points at the old version again, without rebuilding it.
     _include(tmp_path / "include", "a")
-    assert artifacts.publish_local(tmp_path / "include", root) == old
+    assert artifacts.publish_local(tmp_path / "include", root, written_by="test") == old
     assert {p: p.stat().st_mtime_ns for p in old_folder.rglob("*")} == mtimes
     assert json.loads((root / artifacts.POINTER_KEY).read_text())["version"] == old
 
@@ -137,15 +138,69 @@ def test_code_uri_and_version_of(monkeypatch):
         artifacts.code_uri("../../etc")
 
 
-def test_settings_code_is_the_current_version_built_on_the_local_target(tmp_path, lake_root, monkeypatch):
-    from churn_ml.settings import settings
+@pytest.fixture
+def own_plane(lake_root, monkeypatch) -> str:
+    """A control plane serving the test's lake (``lake_root``), the AWS connection pointed at it."""
+    from local_aws import control_plane
+    from support import free_port
+
+    monkeypatch.setenv("CHURN_LOCAL_AWS_PORT", str(free_port()))
+    monkeypatch.setenv("CHURN_LOCAL_RUNTIME_PORT", str(free_port()))
+    url = control_plane.ensure_server()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url)))
+    artifacts.clear_cache()
+    try:
+        yield url
+    finally:
+        control_plane.stop_server()
+        artifacts.clear_cache()
+
+
+def test_settings_code_is_the_deployed_version_read_through_the_control_planes_s3(tmp_path, lake_root, own_plane,
+                                                                                 monkeypatch):
+    from churn_ml.settings import SettingsError, settings
+    from local_aws import code_deploy
 
     include = _include(tmp_path / "include", "a")
     monkeypatch.setenv("CHURN_INCLUDE_DIR", str(include))
-    version = artifacts.fingerprint(include)
+    # Nothing builds on the way to a task: before a deploy there is no code to run, and the error says
+    # which command deploys on either target.
+    with pytest.raises(SettingsError, match=r"code/CURRENT.json does not exist.*python -m local_aws.code_deploy"):
+        _ = settings.code
+    assert not (lake_root / settings.artifacts_bucket / "code").exists()
+    version = code_deploy.deploy()
+    assert version == artifacts.fingerprint(include)
     assert settings.code == f"{settings.artifacts}/code/{version}"
-    assert artifacts.current_version() == version
     _check_complete(lake_root / settings.artifacts_bucket / "code" / version)
+    pointer = json.loads((lake_root / settings.artifacts_bucket / artifacts.POINTER_KEY).read_text())
+    assert pointer["written_by"] == f"local target: python -m local_aws.code_deploy from {include}"
+    # An edit of include/ runs once it is deployed, as on AWS (infra/deploy_mwaa.py), not before.
+    _include(include, "b")
+    artifacts.clear_cache()
+    assert artifacts.current_version() == version
+    new = code_deploy.deploy()
+    assert new != version and artifacts.current_version() == new  # the deploy forgets this process's pointer
+    # A version whose objects are gone (on AWS: expired) fails fast, naming the object and the deploy.
+    (artifacts.version_dir(lake_root / settings.artifacts_bucket, new) / artifacts.SPARK_LIB).unlink()
+    artifacts.clear_cache()
+    with pytest.raises(SettingsError, match=r"lib/churn.zip.*python -m local_aws.code_deploy"):
+        artifacts.current_version()
+
+
+def test_the_deploy_command_deploys_include_and_refuses_what_is_not_one(tmp_path, lake_root, monkeypatch, capsys):
+    from local_aws import code_deploy
+
+    include = _include(tmp_path / "include", "a")
+    assert code_deploy.main(["--include", str(include)]) == 0
+    version = artifacts.fingerprint(include)
+    assert f"code version {version} deployed: s3://churn-artifacts/code/{version}/" in capsys.readouterr().out
+    assert json.loads((lake_root / "churn-artifacts" / artifacts.POINTER_KEY).read_text())["version"] == version
+    with pytest.raises(FileNotFoundError, match="is not an include/ folder.*CHURN_INCLUDE_DIR"):
+        code_deploy.deploy(tmp_path / "include" / "jobs")
+    monkeypatch.setenv("ML_TARGET", "aws")
+    with pytest.raises(SystemExit):
+        code_deploy.main(["--include", str(include)])
+    assert "on AWS, deploy with infra/deploy_mwaa.py" in capsys.readouterr().err
 
 
 def test_a_lake_of_the_earlier_layout_is_moved_to_code_versions(tmp_path):
@@ -154,7 +209,7 @@ def test_a_lake_of_the_earlier_layout_is_moved_to_code_versions(tmp_path):
     builds = root.with_name(f".{root.name}.builds")
     (builds / "abc-1" / "jobs").mkdir(parents=True)
     root.symlink_to(".churn-artifacts.builds/abc-1")
-    version = artifacts.publish_local(_include(tmp_path / "include", "a"), root)
+    version = artifacts.publish_local(_include(tmp_path / "include", "a"), root, written_by="test")
     assert root.is_dir() and not root.is_symlink() and not builds.exists()
     _check_complete(artifacts.version_dir(root, version))
 

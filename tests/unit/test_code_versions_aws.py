@@ -51,7 +51,7 @@ def _age(key: str, days: float) -> None:
 
 
 def test_current_version_reads_the_pointer_and_fails_fast_when_it_or_its_objects_are_missing(s3):
-    with pytest.raises(SettingsError, match="infra/deploy_mwaa.py"):
+    with pytest.raises(SettingsError, match="run infra/deploy_mwaa.py .*python -m local_aws.code_deploy"):
         artifacts.current_version()
     _pointer(s3)
     assert artifacts.current_version() == VERSION

@@ -18,11 +18,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from churn_ml import lake
-from churn_ml.settings import settings
 from local_aws import endpoints, lake_files, request_guard
 from local_aws.common import LocalJobError, credentials
 from local_aws.training import run_training_job
-from support import BLUE_GREEN_CANARY, free_port, model_request, training_request, write_channel
+from support import BLUE_GREEN_CANARY, free_port, model_request, sourcedir, training_request, write_channel
 
 LOG = logging.getLogger("test")
 NAME = "churn-test"
@@ -283,7 +282,7 @@ BAD_REQUESTS = [("text/csv", "1,2\n"), ("text/csv", "C1,x,1,2\n"), ("application
 def _failing_program(runtime) -> str:
     """A source bundle whose handlers fail (500) on rows whose id starts with "boom": a model bug that
     passes the health check and the canary rows, and shows only under traffic."""
-    bundle = lake_files.local_path(f"{settings.code}/sagemaker/sourcedir.tar.gz")
+    bundle = lake_files.local_path(sourcedir())
     buffer = io.BytesIO()
     with tarfile.open(bundle) as source, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for member in source.getmembers():

@@ -24,6 +24,7 @@ import pytest
 from churn import datagen
 from churn_ml.settings import settings
 from local_aws import spark
+from support import deployed_code
 
 LOG = logging.getLogger("test")
 START, DAYS = dt.date(2026, 1, 1), 3
@@ -78,7 +79,7 @@ def test_the_local_runner_binds_the_driver_to_loopback_whatever_the_request_says
     monkeypatch.delenv("SPARK_LOCAL_IP", raising=False)
     monkeypatch.setattr(spark, "_spark_submit", lambda: "spark-submit")
     command, env = spark.spark_submit(
-        name="t", entry_point=f"{settings.code}/jobs/churn_features.py", arguments=[], py_files=[],
+        name="t", entry_point=f"{deployed_code()}/jobs/churn_features.py", arguments=[], py_files=[],
         spark_conf={"spark.driver.host": "0.0.0.0", "spark.driver.bindAddress": "0.0.0.0"}, workdir=tmp_path)
     conf = _conf(command)
     assert conf["spark.driver.bindAddress"] == conf["spark.driver.host"] == "127.0.0.1"
@@ -96,14 +97,15 @@ def test_a_local_spark_job_listens_on_loopback_only(lake_root, monkeypatch):
     datagen.main(["--out", str(lake_root / "churn-lake" / "raw"), "--customers", "60", "--days", str(DAYS),
                   "--start", START.isoformat(), "--seed", "3"])
     job = f"loopback-{uuid.uuid4().hex[:12]}"
+    code = deployed_code()
     outcome: dict = {}
 
     def run() -> None:
         try:
             outcome["state"] = spark.run_spark_job(
-                name=job, entry_point=f"{settings.code}/jobs/churn_features.py",
+                name=job, entry_point=f"{code}/jobs/churn_features.py",
                 arguments=["--ds", DS, "--lake", settings.lake, "--history-days", str(DAYS), "--max-bad-fraction", "0.5"],
-                py_files=[f"{settings.code}/lib/churn.zip"],
+                py_files=[f"{code}/lib/churn.zip"],
                 # The web UI on as well, so that its server is checked too (the runner's default is off).
                 spark_conf={"spark.ui.enabled": "true"}, log=LOG)
         except Exception as err:  # reported by the main thread

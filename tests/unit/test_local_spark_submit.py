@@ -12,16 +12,16 @@ import pytest
 
 from local_aws import lake_files, spark
 from local_aws.common import LocalJobError
+from support import deployed_code
 
 BESIDE = Path(sys.executable).parent / "spark-submit"
 
 
 def _code() -> tuple[str, str]:
-    """The current code version's streaming job and library (the jobs' --py-files / --extra-py-files),
-    read at run time, after ``lake_root`` pointed the lake at the test's folder."""
-    from churn_ml.settings import settings
-
-    return f"{settings.code}/jobs/churn_stream_scoring.py", f"{settings.code}/lib/churn.zip"
+    """The deployed code version's streaming job and library (the jobs' --py-files / --extra-py-files),
+    deployed after ``lake_root`` pointed the lake at the test's folder."""
+    code = deployed_code()
+    return f"{code}/jobs/churn_stream_scoring.py", f"{code}/lib/churn.zip"
 
 
 @pytest.mark.skipif(not BESIDE.exists(), reason="pyspark's spark-submit is not next to this interpreter")

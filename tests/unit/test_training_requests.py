@@ -45,7 +45,7 @@ def training(**overrides) -> dict:
     })
 
 
-def test_the_final_training_takes_the_tuned_values_from_the_tuning_job_and_the_fixed_ones_from_params(lake_root):
+def test_the_final_training_takes_the_tuned_values_from_the_tuning_job_and_the_fixed_ones_from_params(aws_local):
     ti = FakeTI({"inspect": {"fingerprint": "f1"},
                  "tune": {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": BEST}}}})
     params = {"static_hyperparameters": {**requests.STATIC_HYPERPARAMETERS, "num_round": 900}}
