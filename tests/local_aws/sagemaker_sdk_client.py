@@ -70,7 +70,7 @@ def train() -> dict:
         name: TrainingInput(f"{env['TRAINING_SET']}/{name}/", content_type="text/csv")
         for name in ("train", "validation", "holdout")
     }
-    estimator.fit(channels, job_name=env["JOB_NAME"], wait=True, logs=env.get("SDK_LOGS", "None"))
+    estimator.fit(channels, job_name=env["JOB_NAME"], wait=True, logs=env["SDK_LOGS"])
     described = estimator.latest_training_job.describe()
     bucket, key = estimator.model_data.removeprefix("s3://").split("/", 1)
     artifact_bytes = session.boto_session.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"]
