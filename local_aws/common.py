@@ -9,10 +9,12 @@ import hmac
 import json
 import logging
 import os
+import queue
 import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -162,6 +164,14 @@ def completed_job(kind: str, name: str, status_key: str, log: logging.Logger) ->
     return job_dir, None
 
 
+EVENTS_SUFFIX = ".events.jsonl"
+
+
+def events_file(log_file: Path) -> Path:
+    """The CloudWatch-shaped events file beside a runner's plain log (``stream`` writes both)."""
+    return log_file.with_name(log_file.name + EVENTS_SUFFIX)
+
+
 def stream(
     command: list[str], *, env: dict, log: logging.Logger, log_file: Path, timeout: float | None = None,
     cwd: Path | None = None, on_line: Callable[[str, subprocess.Popen], None] | None = None, append: bool = False,
@@ -173,6 +183,12 @@ def stream(
     For that the child must not buffer either: a Python child gets ``PYTHONUNBUFFERED=1`` (its
     stdout is a pipe, which Python otherwise block-buffers until exit).
 
+    Beside it, ``<log_file>.events.jsonl`` gets each line as a CloudWatch log event,
+    ``{"timestamp": <ms>, "message": ..., "stream": "stdout"|"stderr"}``: the time the line was
+    read, and which pipe it came from (Glue's ``/output`` and ``/error`` groups and EMR Serverless'
+    ``stdout.gz``/``stderr.gz`` keep them apart). The control plane's CloudWatch Logs reads these
+    files (``local_aws.job_logs``), so the files are the logs' only state.
+
     ``timeout`` (seconds) kills the process when it runs longer, whether or not it prints, and
     raises ``subprocess.TimeoutExpired``. ``on_line`` sees each line with the process (to signal
     it, e.g. a simulated spot interruption).
@@ -181,11 +197,25 @@ def stream(
     lines: list[str] = []
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = {**env, "PYTHONUNBUFFERED": "1"}
-    with log_file.open("a" if append else "w", encoding="utf-8") as sink:
+    mode = "a" if append else "w"
+    with log_file.open(mode, encoding="utf-8") as sink, events_file(log_file).open(mode, encoding="utf-8") as events:
         proc = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            errors="replace",
         )
-        # The output loop only ends when the process closes its stdout, so the time limit is a
+        # One reader per pipe, so neither blocks the other; this thread writes what they read, in order.
+        received: queue.Queue[tuple[str, str] | None] = queue.Queue()
+
+        def read(pipe, name: str) -> None:
+            try:
+                for text in pipe:
+                    received.put((name, text))
+            finally:
+                received.put(None)
+
+        readers = [threading.Thread(target=read, args=(pipe, name), daemon=True)
+                   for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
+        # The output loop only ends when the process closes its pipes, so the time limit is a
         # watchdog that kills it; waiting with a timeout after the loop would never fire in time.
         timed_out = threading.Event()
 
@@ -199,12 +229,21 @@ def stream(
             if watchdog is not None:
                 watchdog.daemon = True
                 watchdog.start()
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.rstrip("\n")
+            for reader in readers:
+                reader.start()
+            open_pipes = len(readers)
+            while open_pipes:
+                item = received.get()
+                if item is None:
+                    open_pipes -= 1
+                    continue
+                pipe_name, line = item[0], item[1].rstrip("\n")
                 lines.append(line)
                 sink.write(line + "\n")
                 sink.flush()
+                events.write(json.dumps({"timestamp": int(time.time() * 1000), "message": line,
+                                         "stream": pipe_name}) + "\n")
+                events.flush()
                 log.info("| %s", line)
                 if on_line is not None:
                     on_line(line, proc)

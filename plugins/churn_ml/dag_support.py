@@ -72,7 +72,7 @@ PREDICTIONS = "predictions/"
 STREAM_PREDICTIONS = "stream_predictions/"  # the Glue streaming job (plugins/churn_ml/stream_job.py)
 STREAM_ERRORS = "errors/stream_events/"
 STREAMING_STATE = "_streaming/churn_streaming/"  # its checkpoint and runs/<id>/progress.json
-EMR_LOGS = "_logs/emr-serverless/"  # EMR Serverless job logs (monitoringConfiguration.logUri)
+EMR_LOGS = "_logs/emr-serverless/"  # EMR Serverless job logs (monitoringConfiguration.logUri); the task prints them
 # The endpoint's data capture (DataCaptureConfig.DestinationS3Uri), in SageMaker's layout:
 # <endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl, one JSON record per captured request.
 CAPTURE = "monitoring/capture/"
@@ -103,12 +103,12 @@ _MONITORING_JOB = {FEATURES: "r", PREDICTIONS: "r", STREAM_PREDICTIONS: "r", CAP
 LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "churn_features": {
         "wait_for_raw_partitions": {MWAA: {RAW: "r"}},
-        "build_features": {SPARK: _FEATURES_JOB, EMR: {EMR_LOGS: "w"}},
+        "build_features": {SPARK: _FEATURES_JOB, EMR: {EMR_LOGS: "w"}, MWAA: {EMR_LOGS: "r"}},
         "report_features": {MWAA: {FEATURES_RUNS: "r"}},
     },
     "churn_training": {
         "wait_for_labels": {MWAA: {LABELS: "r"}},
-        "build_training_set": {SPARK: _TRAINING_SET_JOB, EMR: {EMR_LOGS: "w"}},
+        "build_training_set": {SPARK: _TRAINING_SET_JOB, EMR: {EMR_LOGS: "w"}, MWAA: {EMR_LOGS: "r"}},
         "inspect_training_set": {MWAA: {TRAINING_SETS: "r"}},
         "resolve_champion": {},  # the registry: SageMaker's model package group on AWS
         # MWAA: the provider checks the input channels exist before it creates the job.
@@ -143,7 +143,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "churn_monitoring": {
         "wait_for_predictions": {MWAA: {PREDICTIONS: "r"}},
         "resolve_baseline": {MWAA: {PUBLISHED: "r"}},
-        "monitor": {SPARK: _MONITORING_JOB, EMR: {EMR_LOGS: "w"}},
+        "monitor": {SPARK: _MONITORING_JOB, EMR: {EMR_LOGS: "w"}, MWAA: {EMR_LOGS: "r"}},
         "write_report": {MWAA: {MONITORING: "r", MONITORING_REPORTS: "rwd"}},
         # the day's and earlier days' summaries, and the earlier days' decisions beside their reports
         "decide": {MWAA: {MONITORING: "r", MONITORING_REPORTS: "r"}},

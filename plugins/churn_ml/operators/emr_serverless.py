@@ -7,20 +7,24 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigger
+from botocore.exceptions import ClientError
 
 from churn_ml import inputs
 from churn_ml.errors import fail_fast
+from churn_ml.job_logs import CloudWatchLog, JobLogMixin, S3Log
 from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
 
 RUNNING = ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "QUEUED")
 SUCCEEDED = ("SUCCESS",)
 LOOKBACK = dt.timedelta(days=90)  # how far back a run is looked up by name (ListJobRuns createdAtAfter)
 INPUT_DIGEST_ARG = "--input-digest"
+CLOUDWATCH_DEFAULT_GROUP = "/aws/emr-serverless"  # cloudWatchLoggingConfiguration without a logGroupName
 
 
-class SparkOnEmrServerlessOperator(IdentifiedJobMixin, EmrServerlessStartJobOperator):
+class SparkOnEmrServerlessOperator(JobLogMixin, IdentifiedJobMixin, EmrServerlessStartJobOperator):
     """StartJobRun named by the job's identity (code version, input fingerprint, request).
 
     ``inputs`` (templated input specs) are fingerprinted at execute; the digest is appended to the
@@ -75,6 +79,50 @@ class SparkOnEmrServerlessOperator(IdentifiedJobMixin, EmrServerlessStartJobOper
             method_name="execute_complete",
             timeout=timedelta(seconds=self.waiter_max_attempts * self.waiter_delay),
         )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str | None:
+        """The provider's, after the driver's stdout and stderr are printed into the task log (``job_logs``).
+
+        On a failure the provider cancels the run, which EMR Serverless refuses for a run that already
+        ended (ValidationException): the task then fails with the run's own state and reason instead."""
+        try:
+            return super().execute_complete(context, event)
+        except ClientError as err:
+            details = (event or {}).get("job_details") or {}
+            run = self.hook.conn.get_job_run(applicationId=details.get("application_id") or self.application_id,
+                                             jobRunId=details.get("job_id"))["jobRun"]
+            raise AirflowException(
+                f"EMR Serverless job run {run['jobRunId']} ({run.get('name')}) is {run['state']}: "
+                f"{run.get('stateDetails') or 'no reason given'}. Its driver's log is printed above."
+            ) from err
+        finally:
+            self.print_job_log(event)
+
+    def job_log_sources(self, event: dict[str, Any]) -> list[S3Log | CloudWatchLog]:
+        """The driver's ``stdout.gz`` and ``stderr.gz`` under the request's S3 ``logUri``
+        (``<logUri>/applications/<app>/jobs/<run>/SPARK_DRIVER/``), and its CloudWatch streams when the
+        request enables them, as EMR Serverless writes them."""
+        details = event.get("job_details") or {}
+        application_id, run_id = details.get("application_id") or self.application_id, details.get("job_id")
+        if not run_id:
+            return []
+        monitoring = (self.configuration_overrides or {}).get("monitoringConfiguration") or {}
+        sources: list[S3Log | CloudWatchLog] = []
+        log_uri = (monitoring.get("s3MonitoringConfiguration") or {}).get("logUri")
+        if log_uri:
+            prefix = f"{log_uri.rstrip('/')}/applications/{application_id}/jobs/{run_id}/SPARK_DRIVER/"
+            sources += [S3Log(f"{prefix}stdout.gz", f"driver stdout of EMR Serverless run {run_id}"),
+                        S3Log(f"{prefix}stderr.gz", f"driver stderr of EMR Serverless run {run_id}")]
+        cloudwatch = monitoring.get("cloudWatchLoggingConfiguration") or {}
+        if cloudwatch.get("enabled"):
+            stream_prefix = (cloudwatch.get("logStreamNamePrefix") or "").rstrip("/")
+            sources.append(CloudWatchLog(cloudwatch.get("logGroupName") or CLOUDWATCH_DEFAULT_GROUP,
+                                         f"{stream_prefix}/applications/{application_id}/jobs/{run_id}/SPARK_DRIVER/",
+                                         f"driver log of EMR Serverless run {run_id}"))
+        if not sources:
+            self.log.info("EMR Serverless run %s: the request names no monitoringConfiguration, so its driver's "
+                          "log is only in the EMR Studio console", run_id)
+        return sources
 
     def _runs(self) -> list[dict]:
         """The application's job runs of the last LOOKBACK (ListJobRuns)."""

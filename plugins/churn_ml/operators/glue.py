@@ -10,6 +10,7 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 
 from churn_ml import inputs
 from churn_ml.errors import CannotSucceedOnRetry, fail_fast
+from churn_ml.job_logs import CloudWatchLog, JobLogMixin
 from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
 
 RUNNING = ("STARTING", "RUNNING", "WAITING")
@@ -17,6 +18,7 @@ SUCCEEDED = ("SUCCEEDED",)
 IDENTITY_ARG = "--job-identity"
 INPUT_DIGEST_ARG = "--input-digest"
 LOOKUP_PAGES = 20  # GetJobRuns pages (200 runs each, newest first) searched for a run's identity
+DEFAULT_LOG_GROUP = "/aws-glue/jobs"  # a run's LogGroupName when the job sets none; logs in <group>/output and /error
 
 
 class GlueJobDefinitionError(CannotSucceedOnRetry, RuntimeError):
@@ -53,7 +55,7 @@ class StartOnlyGlueJobHook(GlueJobHook):
         )
 
 
-class SparkOnGlueOperator(IdentifiedJobMixin, GlueJobOperator):
+class SparkOnGlueOperator(JobLogMixin, IdentifiedJobMixin, GlueJobOperator):
     """StartJobRun of a Glue job the template defines, identified like every job of this project.
 
     StartJobRun only (``StartOnlyGlueJobHook``): the job's definition is the template's and is never
@@ -109,6 +111,23 @@ class SparkOnGlueOperator(IdentifiedJobMixin, GlueJobOperator):
             if found.state == "succeeded":
                 return self._job_run_id
         return super().execute(context)  # starts a run, or (with _job_run_id set) waits for the found one
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        """The provider's, after the run's output and error logs are printed into the task log (``job_logs``)."""
+        try:
+            return super().execute_complete(context, event)
+        finally:
+            self.print_job_log(event)
+
+    def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
+        """The run's ``<LogGroupName>/error`` and ``/output`` streams (named by the run id), as Glue writes them."""
+        run_id = event.get("run_id")
+        if not run_id:
+            return []
+        run = self.hook.conn.get_job_run(JobName=self.job_name, RunId=run_id)["JobRun"]
+        group = run.get("LogGroupName") or DEFAULT_LOG_GROUP
+        return [CloudWatchLog(f"{group}/output", run_id, f"output of Glue run {run_id}"),
+                CloudWatchLog(f"{group}/error", run_id, f"error log of Glue run {run_id}")]
 
     def _runs(self) -> list[dict]:
         """The job's runs this project started (those with ``--job-identity``), newest first (GetJobRuns)."""

@@ -25,10 +25,13 @@ from botocore.exceptions import ClientError
 
 from churn_ml import canary_check, inputs, lake, naming, training_requests, transform_io
 from churn_ml.errors import CannotSucceedOnRetry, fail_fast
+from churn_ml.job_logs import CloudWatchLog, JobLogMixin
 from churn_ml.operators.base import Found, IdentifiedJobMixin
 
 IN_PROGRESS = ("InProgress", "Stopping")
 SUCCEEDED = ("Completed",)
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # streams <TrainingJobName>/algo-<n>-<epoch>
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # streams <TransformJobName>/<instance id>-<epoch>
 
 
 class SageMakerJobFailed(RuntimeError):
@@ -39,14 +42,21 @@ class InvalidTuningRequest(CannotSucceedOnRetry, ValueError):
     """A tuning request that no attempt can run (e.g. a budget of zero training jobs)."""
 
 
-class SageMakerJobMixin(IdentifiedJobMixin):
-    """Describe-based lookup of a job by name, the wait on the provider's SageMakerTrigger, and the
-    job's FailureReason when it fails (the provider's trigger event has the status only)."""
+class SageMakerJobMixin(JobLogMixin, IdentifiedJobMixin):
+    """Describe-based lookup of a job by name, the wait on the provider's SageMakerTrigger, the job's
+    FailureReason when it fails (the provider's trigger event has the status only), and the job's own
+    log in the task log when the deferred task resumes, whatever the job's end (``churn_ml.job_logs``)."""
 
     describe_method = ""  # the SageMakerHook method that describes this operator's jobs
     status_key = ""
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._complete(context, event)
+        finally:
+            self.print_job_log(event)
+
+    def _complete(self, context: Any, event: dict[str, Any] | None) -> Any:
         if event is not None and event.get("status") != "success" and self.describe_method:
             name = event.get("job_name") or event.get("value") or ""
             try:
@@ -121,6 +131,10 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
 
     describe_method, status_key, job_kind = "describe_training_job", "TrainingJobStatus", "training job"
 
+    def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
+        name = event.get("job_name")
+        return [CloudWatchLog(TRAINING_LOG_GROUP, f"{name}/", f"log of training job {name}")] if name else []
+
     template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "champion_model_uri")
 
     def __init__(self, *, job_name_prefix: str, champion_model_uri: str = "", **kwargs: Any) -> None:
@@ -170,6 +184,10 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
     """
 
     describe_method, status_key, job_kind = "describe_transform_job", "TransformJobStatus", "transform job"
+
+    def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
+        name = event.get("job_name")
+        return [CloudWatchLog(TRANSFORM_LOG_GROUP, f"{name}/", f"log of transform job {name}")] if name else []
 
     template_fields: Sequence[str] = (*SageMakerTransformOperator.template_fields, "inputs")
 
@@ -382,6 +400,19 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
     """
 
     describe_method, status_key, job_kind = "describe_tuning_job", "HyperParameterTuningJobStatus", "tuning job"
+
+    def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
+        """The best trial's training log (the one the final training repeats), after the count of trials."""
+        name = event.get("job_name")
+        if not name:
+            return []
+        tuning = self.hook.describe_tuning_job(name)
+        counters = tuning.get("TrainingJobStatusCounters") or {}
+        best = (tuning.get("BestTrainingJob") or {}).get("TrainingJobName")
+        self.log.info("tuning job %s ran %d training jobs (%s); best: %s", name, sum(counters.values()),
+                      ", ".join(f"{count} {status}" for status, count in counters.items() if count) or "none",
+                      best or "none")
+        return [CloudWatchLog(TRAINING_LOG_GROUP, f"{best}/", f"log of the best trial {best}")] if best else []
 
     template_fields: Sequence[str] = (*SageMakerTuningOperator.template_fields, "warm_start_parents")
 
