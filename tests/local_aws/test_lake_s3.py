@@ -249,6 +249,18 @@ def test_a_multipart_upload_is_one_object_with_s3s_etag(s3, lake, bucket):
     assert s3.list_objects_v2(Bucket=bucket, Prefix="big/")["Contents"][0]["ETag"] == f'"{expected}"'
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
+    copied = s3.create_multipart_upload(Bucket=bucket, Key="big/copied.bin")
+    first = s3.upload_part_copy(Bucket=bucket, Key="big/copied.bin", UploadId=copied["UploadId"], PartNumber=1,
+                                CopySource={"Bucket": bucket, "Key": "big/blob.bin"},
+                                CopySourceRange=f"bytes={(5 << 20) - 2}-{(10 << 20) - 1}")["CopyPartResult"]["ETag"]
+    second = s3.upload_part(Bucket=bucket, Key="big/copied.bin", UploadId=copied["UploadId"], PartNumber=2,
+                            Body=b"!")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="big/copied.bin", UploadId=copied["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": first},
+                                                            {"PartNumber": 2, "ETag": second}]})
+    assert s3.get_object(Bucket=bucket, Key="big/copied.bin")["Body"].read() == b"aa" + b"b" * (5 << 20) + b"!"
+    s3.delete_object(Bucket=bucket, Key="big/copied.bin")
+
     aborted = s3.create_multipart_upload(Bucket=bucket, Key="big/never.bin")
     s3.upload_part(Bucket=bucket, Key="big/never.bin", UploadId=aborted["UploadId"], PartNumber=1, Body=b"x")
     s3.abort_multipart_upload(Bucket=bucket, Key="big/never.bin", UploadId=aborted["UploadId"])
