@@ -318,21 +318,20 @@ def current_version() -> str:
 
 
 def mark_used(version: str) -> None:
-    """Record that a DAG run uses ``version`` now, so the lifecycle rule keeps it (aws target only).
+    """Record that a DAG run uses ``version`` now, so the lifecycle rule keeps it.
 
     S3 expiration counts from an object's LastModified, so "used" must move it: each object of the
     version (and the pointer, which the same rule covers) that was last modified more than
     ``REFRESH_AFTER`` ago is copied onto itself (CopyObject, MetadataDirective REPLACE with the same
     content type, metadata and SSE-KMS settings). At most one copy per object a day; the copy is
     conditioned on the ETag listed, so an object a deploy replaced meanwhile is left as the deploy
-    wrote it. The local target keeps every version: nothing to do there.
+    wrote it. The same requests on both targets: the local target has no lifecycle rule (it keeps every
+    version), but its S3 answers them as AWS's does, so this path runs wherever a version is a day old.
     """
     from churn_ml import lake
     from churn_ml import settings as cfg
 
     _check_version(version)
-    if cfg.is_local():
-        return
     from botocore.exceptions import ClientError
 
     bucket = cfg.settings.artifacts_bucket

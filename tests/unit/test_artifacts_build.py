@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import tarfile
 import time
 import traceback
@@ -185,6 +186,32 @@ def test_settings_code_is_the_deployed_version_read_through_the_control_planes_s
     artifacts.clear_cache()
     with pytest.raises(SettingsError, match=r"lib/churn.zip.*python -m local_aws.code_deploy"):
         artifacts.current_version()
+
+
+def test_mark_used_refreshes_a_day_old_version_by_copies_onto_itself_through_the_control_planes_s3(
+        tmp_path, lake_root, own_plane, monkeypatch):
+    """The aws target's lifecycle refresh runs the same requests locally (ListObjectsV2, HeadObject,
+    CopyObject onto itself with CopySourceIfMatch): objects older than a day get a new LastModified and
+    the same bytes; a recent one is left alone; the same day again copies nothing."""
+    from local_aws import code_deploy
+
+    monkeypatch.setenv("CHURN_INCLUDE_DIR", str(_include(tmp_path / "include", "a")))
+    version = code_deploy.deploy()
+    bucket = lake_root / "churn-artifacts"
+    folder = artifacts.version_dir(bucket, version)
+    fresh = folder / artifacts.SPARK_LIB
+    old = [p for p in folder.rglob("*") if p.is_file() and p != fresh] + [bucket / artifacts.POINTER_KEY]
+    three_days_ago = time.time() - 3 * 86400
+    for path in old:
+        os.utime(path, (three_days_ago, three_days_ago))
+    fresh_mtime, digests = fresh.stat().st_mtime_ns, _digests(folder)
+    artifacts.mark_used(version)
+    assert all(p.stat().st_mtime > time.time() - 3600 for p in old), "a day-old object was not refreshed"
+    assert fresh.stat().st_mtime_ns == fresh_mtime, "a recent object was copied"
+    assert _digests(folder) == digests
+    refreshed = {p: p.stat().st_mtime_ns for p in old}
+    artifacts.mark_used(version)  # the same day again: nothing to do
+    assert {p: p.stat().st_mtime_ns for p in old} == refreshed
 
 
 def test_the_deploy_command_deploys_include_and_refuses_what_is_not_one(tmp_path, lake_root, monkeypatch, capsys):

@@ -92,8 +92,7 @@ def test_mark_used_refreshes_only_objects_older_than_a_day_keeping_type_and_encr
     assert {k: s3.head_object(Bucket=BUCKET, Key=k)["LastModified"] for k in old} == refreshed
 
 
-def test_mark_used_does_nothing_on_the_local_target(monkeypatch):
-    monkeypatch.setenv("ML_TARGET", "local")
-    artifacts.mark_used(VERSION)  # no S3 client is made: no connection configured would fail here
+def test_mark_used_refuses_what_is_not_a_code_version_before_any_request():
+    # The local target runs the same requests: tests/unit/test_artifacts_build.py.
     with pytest.raises(ValueError, match="not a code version"):
-        artifacts.mark_used("latest")
+        artifacts.mark_used("latest")  # no S3 client is made: no connection configured would fail otherwise

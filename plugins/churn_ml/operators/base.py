@@ -152,7 +152,7 @@ class IdentifiedJobMixin(TriggerWithHookParams):
         payload = {"request": request, "inputs": inputs["digest"] if inputs else None, "recompute": recompute}
         identity = JobIdentity(naming.job_name(prefix, dag_id, logical_date, payload, max_len=max_len),
                                versions[0] if versions else None, inputs, recompute)
-        if identity.code_version and not cfg.is_local():
+        if identity.code_version:
             from churn_ml import artifacts
 
             artifacts.mark_used(identity.code_version)  # keeps the version from the retention rule
