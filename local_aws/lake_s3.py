@@ -357,7 +357,8 @@ class LakeS3Backend(S3Backend):
         return cfg.lake_root() / bucket_name if BUCKET_NAME.match(bucket_name or "") else None
 
     def _object_path(self, bucket_name: str, key_name: str) -> Path:
-        """The file of ``key_name``, or ``NotStorable`` for a key no file can be."""
+        """The file of ``key_name``, or ``NotStorable`` for a key no file can be. By segments, not through
+        ``lake_files.local_path``: that maps ``s3://`` URIs, where "?" and "#" would end the key."""
         segments = key_name.split("/")
         problem = None
         if not key_name:

@@ -313,7 +313,12 @@ def test_a_half_written_object_is_never_visible(s3, lake, bucket):
     assert s3.get_object(Bucket=bucket, Key="swap/obj")["Body"].read() == old
 
 
-def test_keys_no_file_can_be_are_refused_with_the_reason(s3, bucket):
+def test_keys_no_file_can_be_are_refused_with_the_reason(s3, lake, bucket):
+    odd = "odd/a b?c#d=\u00e9+%20.txt"  # S3 takes any UTF-8 name: each is a file of that name
+    s3.put_object(Bucket=bucket, Key=odd, Body=b"odd")
+    assert (lake / bucket / "odd" / "a b?c#d=\u00e9+%20.txt").read_bytes() == b"odd"
+    assert keys(s3, bucket) == [odd] and s3.get_object(Bucket=bucket, Key=odd)["Body"].read() == b"odd"
+    s3.delete_object(Bucket=bucket, Key=odd)
     s3.put_object(Bucket=bucket, Key="a/b", Body=b"1")
     for key in ("folder-marker/", "a/b/c", "a", "x//y", "x/./y"):
         with pytest.raises(ClientError) as refused:
