@@ -53,6 +53,21 @@ def test_script_arguments_are_sorted_and_formatted_as_the_toolkit_does():
                     "--opts", "b=x,z=1", "-s", "text"]
 
 
+def test_the_projects_plain_strings_reach_the_script_as_the_same_text():
+    """The DAGs send unencoded strings (training_requests): on the container each value the script reads
+    decodes to a number, or stays the string, whose str() is the text sent, so its arguments are unchanged."""
+    from churn_ml.training_requests import STATIC_HYPERPARAMETERS
+
+    sent = {k: str(v) for k, v in STATIC_HYPERPARAMETERS.items()} | {
+        # tuned values as the tuning job reports them (%.6g) and as a rendered DAG param gives them
+        "eta": "0.0123457", "reg_lambda": "1.5e-05", "subsample": "0.5", "max_depth": "5", "nthread": "2",
+        "sagemaker_program": "churn_train.py", "sagemaker_submit_directory": "s3://b/code/0123abcd/sagemaker/sourcedir.tar.gz",
+    }
+    _, user = training_toolkit.split_hyperparameters(training_toolkit.decode_hyperparameters(sent))
+    args = training_toolkit.to_cmd_args(user)
+    assert dict(zip(args[::2], args[1::2])) == {f"--{k}": v for k, v in sent.items() if not k.startswith("sagemaker_")}
+
+
 def test_a_program_in_a_subfolder_is_refused_as_python_m_cannot_run_it():
     assert training_toolkit.check_program("churn_train.py") == "churn_train.py"
     assert training_toolkit.module_name("churn_train.py") == "churn_train"
