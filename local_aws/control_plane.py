@@ -252,13 +252,14 @@ def _moto_app():
 def install_extensions() -> None:
     """The control plane's extensions of moto, installed before serving (and by ``python -m
     local_aws.operations``, which reports what they emulate)."""
-    from local_aws import kinesis_shard, lake_s3, sagemaker_api, spark_api
+    from local_aws import job_logs, kinesis_shard, lake_s3, sagemaker_api, spark_api
 
     kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
     lake_s3.install()
     sagemaker_api.install()
     spark_api.install()
     spark_api.install_glue()
+    job_logs.install()  # the jobs' logs in CloudWatch Logs, read from the runners' files
 
 
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:

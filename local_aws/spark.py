@@ -12,6 +12,8 @@ and ``--conf`` sets only the Spark settings of ``ALLOWED_CONF``.
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import os
 import re
@@ -24,7 +26,16 @@ from pathlib import Path
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from local_aws import lake_files
-from local_aws.common import LocalJobError, control_plane, now, stream, tail, write_state
+from local_aws.common import (
+    LocalJobError,
+    control_plane,
+    events_file,
+    now,
+    read_state,
+    stream,
+    tail,
+    write_state,
+)
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
@@ -253,11 +264,67 @@ def spark_submit(
     return command, env
 
 
+# How often a running EMR Serverless job's stdout.gz/stderr.gz are rewritten under its logUri (AWS
+# uploads the driver's logs while it runs, too); the last write is at the job's end.
+S3_LOG_INTERVAL_SECONDS = 15.0
+API_RECORD = "api-record.json"  # a run's API state in its job folder, as local_aws.spark_api saves it (RECORD)
+
+
+def emr_log_prefix(log_uri: str, application_id: str, job_run_id: str) -> str:
+    """Where EMR Serverless puts a job run's driver logs under the request's
+    ``monitoringConfiguration.s3MonitoringConfiguration.logUri``:
+    ``<logUri>/applications/<application id>/jobs/<job run id>/SPARK_DRIVER/`` (``stdout.gz``, ``stderr.gz``)."""
+    return f"{log_uri.rstrip('/')}/applications/{application_id}/jobs/{job_run_id}/SPARK_DRIVER/"
+
+
+def s3_log_uri(configuration_overrides: dict | None) -> str | None:
+    """The request's ``monitoringConfiguration.s3MonitoringConfiguration.logUri``, if any; ValueError when
+    it is not an ``s3://`` URI the lake can hold (the driver's logs become files of the lake)."""
+    monitoring = (configuration_overrides or {}).get("monitoringConfiguration") or {}
+    uri = (monitoring.get("s3MonitoringConfiguration") or {}).get("logUri")
+    if uri is None:
+        return None
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"monitoringConfiguration.s3MonitoringConfiguration.logUri {uri!r} is not an s3:// URI")
+    lake_files.local_path(uri)
+    return uri
+
+
+def write_s3_driver_logs(driver_log: Path, prefix: str) -> None:
+    """``stdout.gz`` and ``stderr.gz`` of the driver (from ``driver_log``'s events file, which keeps the
+    pipes apart) as objects under ``prefix`` (an ``s3://`` URI: files of the lake), each written aside
+    and renamed, so a reader sees a whole object."""
+    source = events_file(driver_log)
+    records = [json.loads(line) for line in source.read_text(errors="replace").splitlines() if line.strip()] \
+        if source.exists() else []
+    for pipe in ("stdout", "stderr"):
+        target = lake_files.local_path(f"{prefix}{pipe}.gz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(r["message"] + "\n" for r in records if r.get("stream") == pipe)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(gzip.compress(text.encode("utf-8")))
+        tmp.replace(target)
+
+
+def run_log_prefix(workdir: Path) -> str | None:
+    """Where an EMR Serverless run's driver logs go in S3 (``emr_log_prefix``), from the run's API record
+    in its job folder (``local_aws.spark_api``): None for a Glue run or a request without an S3 logUri."""
+    record = read_state(workdir / API_RECORD) or {}
+    run = record.get("run") or {}
+    if record.get("service") != "emr-serverless":
+        return None
+    uri = s3_log_uri(run.get("configuration_overrides"))
+    return emr_log_prefix(uri, run["application_id"], run["id"]) if uri else None
+
+
 def run_spark_job(
     *, name: str, entry_point: str, arguments: list[str], py_files: list[str], spark_conf: dict[str, str],
     log: logging.Logger,
 ) -> dict:
-    """Run one Spark job locally; raise LocalJobError with the log tail when it fails."""
+    """Run one Spark job locally; raise LocalJobError with the log tail when it fails.
+
+    An EMR Serverless run whose request names an S3 ``logUri`` gets its driver's stdout and stderr
+    there, as ``stdout.gz``/``stderr.gz`` (``emr_log_prefix``), while it runs and at its end."""
     workdir = control_plane("spark", "job-runs", name)
     command, env = spark_submit(name=name, entry_point=entry_point, arguments=arguments, py_files=py_files,
                                 spark_conf=spark_conf, workdir=workdir)
@@ -272,7 +339,24 @@ def run_spark_job(
         "sparkSubmitParameters": shlex.join(command[1:-len(arguments) - 1] if arguments else command[1:-1]),
     }
     write_state(workdir / "job-run.json", state)
-    code, lines = stream(command, env=env, log=log, log_file=workdir / "driver.log", cwd=workdir)
+    driver_log = workdir / "driver.log"
+    try:
+        s3_log_prefix = run_log_prefix(workdir)
+    except ValueError as err:
+        log.warning("the driver's logs go to no S3 logUri: %s", err)
+        s3_log_prefix = None
+    uploaded = [time.monotonic()]
+
+    def upload_now_and_then(line: str, proc: object) -> None:
+        if s3_log_prefix and time.monotonic() - uploaded[0] >= S3_LOG_INTERVAL_SECONDS:
+            uploaded[0] = time.monotonic()
+            write_s3_driver_logs(driver_log, s3_log_prefix)
+
+    try:
+        code, lines = stream(command, env=env, log=log, log_file=driver_log, cwd=workdir, on_line=upload_now_and_then)
+    finally:
+        if s3_log_prefix:
+            write_s3_driver_logs(driver_log, s3_log_prefix)
     state.update(
         state="SUCCESS" if code == 0 else "FAILED",
         updatedAt=now(),
@@ -282,6 +366,6 @@ def run_spark_job(
     write_state(workdir / "job-run.json", state)
     if code != 0:
         raise LocalJobError(
-            f"Spark job {name} failed (exit {code}). Last lines:\n{tail(lines)}\nFull log: {workdir / 'driver.log'}"
+            f"Spark job {name} failed (exit {code}). Last lines:\n{tail(lines)}\nFull log: {driver_log}"
         )
     return state
