@@ -83,7 +83,10 @@ def train() -> dict:
         serializer=CSVSerializer(),
         deserializer=CSVDeserializer(),
     )
-    scores = predictor.predict([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]])
+    try:
+        scores = predictor.predict([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]])
+    finally:
+        deleted = _delete(predictor)
     return {
         "image_uri": image,
         "status": described["TrainingJobStatus"],
@@ -96,7 +99,22 @@ def train() -> dict:
         "artifact_bytes": artifact_bytes,
         "endpoint": predictor.endpoint_name,
         "scores": scores,
+        "deleted": deleted,
     }
+
+
+def _delete(predictor) -> bool:
+    """Delete the endpoint, its config and model, as a notebook ends: its processes stop with it. A failure is
+    said on stderr and in the result (the test is about training and predicting, not about deleting)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        predictor.delete_endpoint()
+        predictor.delete_model()
+    except ClientError as err:
+        print(f"could not delete endpoint {predictor.endpoint_name}: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
