@@ -21,7 +21,7 @@ import gzip
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-MAX_LINES = 100
+MAX_LINES = 200  # a training log of the DAG (600 rounds at most, a line every 10) fits whole
 MAX_BYTES = 64 * 1024
 MAX_STREAMS = 4  # streams of one job printed (a transform job has one per instance)
 

@@ -159,6 +159,23 @@ def _deferred_then_finished(text: str) -> bool:
     return _DEFERRED in text and text.index(_DEFERRED) < text.rfind(_POST_EXECUTE)
 
 
+def test_the_train_model_task_log_holds_the_training_jobs_own_lines(stack):
+    """Read through the REST API as the UI does: the resumed attempt printed the job's CloudWatch log
+    (churn_ml.job_logs): its boosting rounds, the restart after the spot interruption, the holdout AUC."""
+    client = airflow(stack)
+    run_id = client.run_for("churn_training", DS)["dag_run_id"]
+    tries = client.task_instance("churn_training", run_id, "train_model")["try_number"]
+    text = ""
+    for number in range(1, tries + 1):
+        answer = client.request("GET", f"/dags/churn_training/dagRuns/{run_id}/taskInstances/train_model/logs/{number}",
+                                params={"full_content": "true"})
+        text += "\n".join(entry["event"] if isinstance(entry, dict) else str(entry) for entry in answer["content"])
+    assert "log of training job churn-xgb-" in text and "/aws/sagemaker/TrainingJobs" in text, text[-3000:]
+    assert re.search(r"^\[\d+\]\t.*validation-auc:[0-9.]+$", text, re.MULTILINE), text[-3000:]  # a boosting round
+    assert re.search(r"^resumed_from_round: \d+$", text, re.MULTILINE), text[-3000:]  # the restart after the interruption
+    assert re.search(r"^holdout:auc: 0\.\d+$", text, re.MULTILINE), text[-3000:]
+
+
 def test_the_approved_model_is_deployed_and_answers_like_batch_transform(stack):
     endpoint = stack["endpoint"]()
     model = json.loads((stack["lake"] / MODEL_POINTER_KEY).read_text())
