@@ -257,8 +257,7 @@ def install_extensions() -> None:
     kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
     lake_s3.install()
     sagemaker_api.install()
-    spark_api.install()
-    spark_api.install_glue()
+    spark_api.install()  # EMR Serverless and Glue: local_aws.spark_api's backend and response subclasses
     job_logs.install()  # the jobs' logs in CloudWatch Logs, read from the runners' files
 
 

@@ -190,7 +190,9 @@ def test_emr_serverless_runs_the_job_driver_with_spark_and_start_is_idempotent(p
     script.write_text("import sys\nsys.exit(0 if sys.argv[1:] == ['--ok'] else 3)\n")
     emr = client(plane, "emr-serverless")
     app = settings.emr_application_id
-    assert emr.get_application(applicationId=app)["application"]["state"] == "STARTED"
+    application = emr.get_application(applicationId=app)["application"]  # CREATED as the template makes it,
+    assert application["state"] in ("CREATED", "STARTING", "STARTED")  # started by its first run (auto-start)
+    assert application["autoStartConfiguration"]["enabled"]
     runs = {}
     for name, argument in (("probe-ok", "--ok"), ("probe-fails", "--fail")):
         request = {"applicationId": app, "executionRoleArn": settings.emr_execution_role_arn, "name": name,

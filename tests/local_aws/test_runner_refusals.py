@@ -144,7 +144,9 @@ def test_emr_serverless_refuses_local_paths_and_unknown_spark_settings(plane, ev
 
     emr = client(plane, "emr-serverless")
     app = settings.emr_application_id
-    assert emr.get_application(applicationId=app)["application"]["state"] == "STARTED"
+    application = emr.get_application(applicationId=app)["application"]  # CREATED as the template makes it,
+    assert application["state"] in ("CREATED", "STARTING", "STARTED")  # started by its first run (auto-start)
+    assert application["autoStartConfiguration"]["enabled"]
     before = _job_runs(emr, app)
     cases = [
         ({"entryPointArguments": ["--output", f"file://{evil['sentinel']}"]}, "scheme other than s3://"),

@@ -8,7 +8,6 @@ tests/local_aws/test_runner_refusals.py.
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 from pathlib import Path
 
@@ -305,42 +304,37 @@ def test_a_glue_runs_script_location_and_library_override_the_jobs_and_are_check
     (churn_ml.artifacts.glue_code_arguments, sent by every run of this project) replace the job
     definition's ScriptLocation and --extra-py-files for that run, the request checks apply to the
     values that run, and ``--scriptLocation`` is Glue's parameter, not an argument of the script."""
-    import boto3
-    from botocore.exceptions import ClientError
-    from moto import mock_aws
-    from moto.glue.models import FakeJob, FakeJobRun
-    from moto.glue.responses import GlueResponse
+    from moto.glue.exceptions import InvalidInputException
 
     from churn_ml import artifacts
     from local_aws import spark_api
 
-    for cls, name in ((FakeJob, "start_job_run"), (FakeJobRun, "status"), (FakeJobRun, "as_dict"),
-                      (GlueResponse, "batch_stop_job_run")):
-        # install_glue's patches undone after the test (moto's GlueResponse has no batch_stop_job_run of its own)
-        monkeypatch.setattr(cls, name, inspect.getattr_static(cls, name, None), raising=False)
     started: list[dict] = []
     monkeypatch.setattr(spark_api.jobs, "start", lambda kind, folder, request: started.append(request))
     old, new = "00000000000000aa", "0123456789abcdef"
-    with mock_aws():
-        spark_api.install_glue()
-        glue = boto3.client("glue", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-        glue.create_job(Name="t", Role="arn:aws:iam::123456789012:role/x", Command={
-            "Name": "glueetl", "ScriptLocation": artifacts.code_uri(old, "jobs/churn_training_set.py")},
-            DefaultArguments={"--extra-py-files": artifacts.code_uri(old, "lib/churn.zip")})
-        script_args = {"--ds": "2026-07-01", "--lake": LAKE}
-        glue.start_job_run(JobName="t", Arguments={**artifacts.glue_code_arguments(new, "churn_training_set"), **script_args})
-        assert len(started) == 1
-        assert started[0]["entry_point"] == f"{ARTIFACTS}/code/{new}/jobs/churn_training_set.py"
-        assert started[0]["py_files"] == [f"{ARTIFACTS}/code/{new}/lib/churn.zip"]
-        assert started[0]["arguments"] == ["--ds", "2026-07-01", "--lake", LAKE]  # no --scriptLocation for the script
-        for location, message in (("file:///tmp/evil.py", "not an s3:// URI"), ("/tmp/evil.py", "not an s3:// URI"),
-                                  ("s3://other-bucket/code/x/jobs/churn_training_set.py", "neither the artifacts nor the lake")):
-            with pytest.raises(ClientError, match=message) as refused:
-                glue.start_job_run(JobName="t", Arguments={**script_args, "--scriptLocation": location})
-            assert refused.value.response["Error"]["Code"] == "InvalidInputException"
-        with pytest.raises(ClientError, match="--py-files entry '/tmp/evil.zip' is refused") as refused:
-            glue.start_job_run(JobName="t", Arguments={**artifacts.glue_code_arguments(new, "churn_training_set"),
-                                                       **script_args, "--extra-py-files": "/tmp/evil.zip"})
-        assert refused.value.response["Error"]["Code"] == "InvalidInputException"
-        assert len(started) == 1  # a refused run starts nothing
-        assert len(glue.get_job_runs(JobName="t")["JobRuns"]) == 1
+    # The control plane's Glue backend, of an account that is not the local one (its state stays in memory).
+    glue = spark_api.LocalGlueBackend("us-east-1", "123456789012")
+    none = dict.fromkeys(("description", "log_uri", "execution_property", "non_overridable_arguments", "connections",
+                          "max_retries", "allocated_capacity", "timeout", "max_capacity", "security_configuration",
+                          "tags", "notification_property", "glue_version", "number_of_workers", "worker_type",
+                          "code_gen_configuration_nodes", "execution_class", "source_control_details"))
+    glue.create_job(**none, name="t", role="arn:aws:iam::123456789012:role/x", command={
+        "Name": "glueetl", "ScriptLocation": artifacts.code_uri(old, "jobs/churn_training_set.py")},
+        default_arguments={"--extra-py-files": artifacts.code_uri(old, "lib/churn.zip")})
+    run = dict.fromkeys(("allocated_capacity", "max_capacity", "timeout", "worker_type", "security_configuration",
+                         "number_of_workers", "notification_property", "previous_run_id"))
+    script_args = {"--ds": "2026-07-01", "--lake": LAKE}
+    glue.start_job_run("t", {**artifacts.glue_code_arguments(new, "churn_training_set"), **script_args}, **run)
+    assert len(started) == 1
+    assert started[0]["entry_point"] == f"{ARTIFACTS}/code/{new}/jobs/churn_training_set.py"
+    assert started[0]["py_files"] == [f"{ARTIFACTS}/code/{new}/lib/churn.zip"]
+    assert started[0]["arguments"] == ["--ds", "2026-07-01", "--lake", LAKE]  # no --scriptLocation for the script
+    for location, message in (("file:///tmp/evil.py", "not an s3:// URI"), ("/tmp/evil.py", "not an s3:// URI"),
+                              ("s3://other-bucket/code/x/jobs/churn_training_set.py", "neither the artifacts nor the lake")):
+        with pytest.raises(InvalidInputException, match=message):
+            glue.start_job_run("t", {**script_args, "--scriptLocation": location}, **run)
+    with pytest.raises(InvalidInputException, match="--py-files entry '/tmp/evil.zip' is refused"):
+        glue.start_job_run("t", {**artifacts.glue_code_arguments(new, "churn_training_set"), **script_args,
+                                 "--extra-py-files": "/tmp/evil.zip"}, **run)
+    assert len(started) == 1  # a refused run starts nothing
+    assert len(glue.get_job("t").job_runs) == 1
