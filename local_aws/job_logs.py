@@ -62,18 +62,15 @@ class Source(NamedTuple):
     pipe: str | None = None
 
 
-def _first_timestamp(log_file: Path) -> int:
-    """The job's first line's time in ms (the file's time when it has none yet)."""
-    events = events_file(log_file)
+def _first_timestamp(log_file: Path) -> int | None:
+    """The job's first line's time in ms; None while it printed nothing (CloudWatch has no stream for a
+    container that has not logged yet, and the stream's name carries this time, so it never changes)."""
     try:
-        with events.open(encoding="utf-8") as handle:
+        with events_file(log_file).open(encoding="utf-8") as handle:
             first = handle.readline()
-        if first.strip():
-            return int(json.loads(first)["timestamp"])
+        return int(json.loads(first)["timestamp"]) if first.endswith("\n") else None
     except (OSError, ValueError, KeyError):
-        pass
-    path = events if events.exists() else log_file
-    return int(path.stat().st_mtime * 1000) if path.exists() else 0
+        return None
 
 
 def instance_id(*parts: object) -> str:
@@ -91,8 +88,9 @@ def training_streams() -> dict[str, Source]:
     streams = {}
     for job in _job_folders("training-jobs"):
         log_file = job / "training.log"
-        if events_file(log_file).exists():
-            streams[f"{job.name}/algo-1-{_first_timestamp(log_file) // 1000}"] = Source(log_file)
+        first = _first_timestamp(log_file)
+        if first is not None:
+            streams[f"{job.name}/algo-1-{first // 1000}"] = Source(log_file)
     return streams
 
 
@@ -102,8 +100,9 @@ def transform_streams() -> dict[str, Source]:
     for job in _job_folders("transform-jobs"):
         for events in sorted(job.glob(f"transform-*.log{EVENTS_SUFFIX}")):
             log_file = events.with_name(events.name[: -len(EVENTS_SUFFIX)])
-            index = log_file.stem.rsplit("-", 1)[-1]
-            streams[f"{job.name}/{instance_id(job.name, index)}-{_first_timestamp(log_file) // 1000}"] = Source(log_file)
+            index, first = log_file.stem.rsplit("-", 1)[-1], _first_timestamp(log_file)
+            if first is not None:
+                streams[f"{job.name}/{instance_id(job.name, index)}-{first // 1000}"] = Source(log_file)
     return streams
 
 
@@ -112,7 +111,7 @@ def _driver_log(run_id: str) -> Path | None:
     ``local_aws.spark`` runs it; its events file keeps stdout and stderr apart), None while there is
     none. A Glue streaming run writes its own log beside its progress, without line times: not listed."""
     log_file = control_plane("spark", "job-runs", run_id) / "driver.log"
-    return log_file if events_file(log_file).exists() else None
+    return log_file if _first_timestamp(log_file) is not None else None
 
 
 def glue_streams(account: str, region: str) -> dict[str, dict[str, Source]]:
@@ -167,8 +166,8 @@ class FileLogStream(LogStream):
         self._file_events: list[LogEvent] = []
         self._put: list[LogEvent] = []
         super().__init__(log_group, name)
-        self.creation_time = dt.datetime.fromtimestamp(_first_timestamp(source.log_file) / 1000, dt.UTC).replace(
-            tzinfo=None)
+        self.creation_time = dt.datetime.fromtimestamp((_first_timestamp(source.log_file) or 0) / 1000,
+                                                       dt.UTC).replace(tzinfo=None)
 
     @property
     def events(self) -> list[LogEvent]:  # type: ignore[override]
@@ -237,6 +236,9 @@ class LocalLogsBackend(LogsBackend):
         for group_name, streams in self.job_log_groups(only).items():
             self.ensure_log_group(group_name)
             group = self.groups[group_name]
+            for stream_name in [name for name, stream in group.streams.items()
+                                if isinstance(stream, FileLogStream) and name not in streams]:
+                del group.streams[stream_name]  # its job folder is gone
             for stream_name, source in streams.items():
                 current = group.streams.get(stream_name)
                 if not isinstance(current, FileLogStream) or current.source != source:
