@@ -258,6 +258,16 @@ def create_endpoint_config(request: dict, log: logging.Logger) -> dict:
     return describe_endpoint_config(name)
 
 
+def delete_endpoint_config(name: str, log: logging.Logger) -> None:
+    """DeleteEndpointConfig: forget the config; an endpoint deployed with it keeps serving (as on
+    SageMaker: its variant's processes and routes carry what they need)."""
+    path = control_plane("sagemaker", "endpoint-configs") / f"{naming.check_name(name, 'sagemaker', 'DeleteEndpointConfig', 'EndpointConfigName')}.json"
+    if not path.exists():
+        raise LocalJobError(f"Could not find endpoint configuration {name}.")
+    path.unlink()
+    log.info("deleted endpoint config %s", name)
+
+
 def _check_data_capture(name: str, capture: dict) -> None:
     """What the local router needs of a DataCaptureConfig, beyond botocore's shape (which the client
     checked): a percentage 0-100, capture modes, and an ``s3://`` destination under the lake bucket's
@@ -319,13 +329,13 @@ def _instances_dir(name: str, config_name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _deployment_lock(name: str):
+def _deployment_lock(name: str, busy: str | None = None):
     lock_path = routes_dir() / f".{_endpoint(name)}.lock"
     with lock_path.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            raise LocalJobError(f"another deployment of endpoint {name} is in progress; wait for it to finish") from err
+            raise LocalJobError(busy or f"another deployment of endpoint {name} is in progress; wait for it to finish") from err
         yield
 
 
@@ -548,7 +558,7 @@ def begin(request: dict, operation: str) -> None:
         raise LocalJobError(f"Cannot create already existing endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
     if operation == "UpdateEndpoint" and state is None:
         raise LocalJobError(f"Could not find endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
-    if state is not None and state["EndpointStatus"] in ("Creating", "Updating", "RollingBack"):
+    if state is not None and state["EndpointStatus"] in ("Creating", "Updating", "RollingBack", "Deleting"):
         raise LocalJobError(f"Cannot update in-progress endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
     if state is None:
         state = {"EndpointName": name, "CreationTime": now(), "EndpointConfigName": config_name, "routes": [],
@@ -652,14 +662,33 @@ def rollback(name: str, log: logging.Logger) -> dict:
     return describe_endpoint(name)
 
 
+def begin_delete(name: str) -> None:
+    """DeleteEndpoint's synchronous part on the control plane: the endpoint is Deleting and has no
+    routes (the router answers "not found" from now on); ``delete_endpoint`` then stops its processes
+    and forgets it. An endpoint being created or updated cannot be deleted until that ends."""
+    with _deployment_lock(name, f"Cannot delete in-progress endpoint {arn('sagemaker', 'endpoint', name.lower())}."):
+        state = read_state(_state_file(name))
+        if state is None:
+            raise LocalJobError(f"Could not find endpoint {name}.")
+        if state["EndpointStatus"] in ("Creating", "Updating", "RollingBack"):
+            raise LocalJobError(f"Cannot delete in-progress endpoint {arn('sagemaker', 'endpoint', name.lower())}.")
+        if state["EndpointStatus"] != "Deleting":
+            state.update(EndpointStatus="Deleting", routes=[], PendingDeployment=None)
+            _save(name, state)
+
+
 def delete_endpoint(name: str, log: logging.Logger) -> None:
+    """Stop an endpoint's processes and forget it (the end of DeleteEndpoint, and the CLI's delete)."""
     with _deployment_lock(name):
         state = read_state(_state_file(name))
         if state is None:
             raise LocalJobError(f"Could not find endpoint {name}.")
-        _state_file(name).unlink()  # the router stops routing at once
+        if state["EndpointStatus"] != "Deleting" or state.get("routes"):
+            state.update(EndpointStatus="Deleting", routes=[], PendingDeployment=None)
+            _save(name, state)  # the router stops routing at once
         _retire(state.get("live"), log)
         _retire(state.get("standby"), log)
+        _state_file(name).unlink()  # gone only when its processes are
         shutil.rmtree(control_plane("sagemaker", "endpoint-instances", _endpoint(name)), ignore_errors=True)
     log.info("deleted endpoint %s", name)
 

@@ -1,4 +1,4 @@
-"""Local SageMaker models: CreateModel / DescribeModel, and unpacking a model for its container.
+"""Local SageMaker models: CreateModel / DescribeModel / DeleteModel, and unpacking a model for its container.
 
 A model is the container definition (image, ``ModelDataUrl``, environment with
 ``SAGEMAKER_PROGRAM`` and ``SAGEMAKER_SUBMIT_DIRECTORY``) kept in the control plane; batch
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from churn_ml import naming
 from local_aws import lake_files, sandbox
-from local_aws.common import LocalJobError, arn, create_once, created
+from local_aws.common import LocalJobError, arn, control_plane, create_once, created, path_segment
 
 
 def validate_model(model: dict) -> None:
@@ -52,6 +52,16 @@ def describe_model(name: str) -> dict:
         "ExecutionRoleArn": model.get("ExecutionRoleArn"),
         "CreationTime": state["CreationTime"],
     }
+
+
+def delete_model(name: str, log: logging.Logger) -> None:
+    """DeleteModel: forget the model definition. Transform jobs and endpoints started from it keep
+    running (they unpacked it), as on SageMaker."""
+    path = control_plane("sagemaker", "models") / f"{path_segment(name)}.json"
+    if not path.exists():
+        raise LocalJobError(f"Could not find model {name}.")
+    path.unlink()
+    log.info("deleted model %s", name)
 
 
 def unpack_model(model: dict, folder: Path) -> tuple[Path, Path, dict]:

@@ -86,8 +86,11 @@ def _control_plane(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    with socket.socket() as probe:  # the endpoints' router of this lake: not the default port another lake may hold
+        probe.bind(("127.0.0.1", 0))
+        runtime_port = probe.getsockname()[1]
     env = {"LAKE_ROOT": str(tmp_path_factory.mktemp("control-plane") / "lake"), "CHURN_LOCAL_AWS_PORT": str(port),
-           "ML_TARGET": "local"}
+           "CHURN_LOCAL_RUNTIME_PORT": str(runtime_port), "ML_TARGET": "local"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
