@@ -869,8 +869,10 @@ def install() -> None:
     from moto.emrserverless import urls as emr_urls
     from moto.glue import urls as glue_urls
 
-    from local_aws.moto_ext import register_backend, register_responses
+    from local_aws.moto_ext import check_overrides, register_backend, register_responses
 
+    for model in (LocalGlueJob, LocalGlueJobRun):  # the backend creates these; moto registers no class for them
+        check_overrides(model)
     register_backend("emr-serverless", LocalEMRServerlessBackend)
     register_responses(emr_urls, EMRServerlessResponse, LocalEMRServerlessResponse)
     # moto routes no /tags/{resourceArn} for EMR Serverless: the tag operations' path, to the subclass.

@@ -99,6 +99,19 @@ def test_the_emulated_operations_are_the_services_and_crawlers_are_not_among_the
     assert not [op for op in LocalGlueBackend.EMULATED_OPERATIONS if "Crawler" in op or "Crawl" in op]
 
 
+def test_every_override_matches_the_installed_moto():
+    from local_aws import spark_api
+    from local_aws.moto_ext import check_overrides
+
+    classes = (spark_api.LocalEMRServerlessBackend, spark_api.LocalEMRServerlessResponse, spark_api.LocalGlueBackend,
+               spark_api.LocalGlueResponse, spark_api.LocalGlueJob, spark_api.LocalGlueJobRun)
+    for cls in classes:
+        check_overrides(cls)
+    overridden = {name for cls in classes for name, member in vars(cls).items()
+                  if getattr(getattr(member, "fget", member), "__moto_override__", False)}
+    assert {"create_application", "start_job_run", "get_job_run", "status", "as_dict", "delete_job"} <= overridden
+
+
 def test_the_providers_application_operators_complete_with_their_waiters(plane):
     from airflow.providers.amazon.aws.operators.emr import (
         EmrServerlessCreateApplicationOperator,
