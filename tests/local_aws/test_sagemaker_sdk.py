@@ -79,12 +79,17 @@ def test_an_estimator_trains_on_managed_spot_and_its_endpoint_predicts(lake_root
         "BUCKET": bucket, "PREFIX": prefix, "TRAINING_SET": f"s3://{bucket}/{prefix}/training_set",
         "ROLE_ARN": cfg.settings.sagemaker_role_arn, "SOURCE_DIR": str(REPO / "include" / "sagemaker"),
         "JOB_NAME": job_name, "ENDPOINT_NAME": endpoint,
-        # fit(logs=...): "None" until the jobs' logs are in the control plane's CloudWatch Logs
-        # (local_aws/job_logs.py); "All" then shows the job's own lines as the SDK prints them.
-        "SDK_LOGS": "None",
+        # fit(logs="All"): the SDK prints the job's secondary statuses and its stream in CloudWatch Logs
+        # (/aws/sagemaker/TrainingJobs, local_aws/job_logs.py) as it follows the job.
+        "SDK_LOGS": "All",
     }
     done = run_client("train", env=env, timeout=420)
     result = done["result"]
+    shown = done["stdout"].splitlines()
+    # The job's own lines, each once, as the SDK shows them from the log stream, then its ending.
+    assert sum(line.startswith("[0]\tvalidation-logloss:") for line in shown) == 1, done["stdout"][-4000:]
+    assert sum(line.startswith("holdout:auc: ") for line in shown) == 1
+    assert any(line.endswith("Completed - Training job completed") for line in shown)
     assert result["image_uri"] == cfg.settings.xgboost_image_uri
     assert result["status"] == "Completed"
     # What the SDK sent and the runner decoded: its JSON-encoded hyperparameters and its own upload of the bundle.
