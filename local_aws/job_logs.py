@@ -10,6 +10,9 @@ AWS uses:
   and tuning trials (``.control-plane/sagemaker/training-jobs/<name>/training.log``);
 - ``/aws/sagemaker/TransformJobs``, stream ``<TransformJobName>/<instance id>-<epoch seconds>``: one per
   worker process of a transform job (``sagemaker/transform-jobs/<name>/transform-<i>.log``);
+- ``/aws/sagemaker/Endpoints/<EndpointName>``, stream ``<VariantName>/<instance id>``: each container
+  process of the endpoint (``sagemaker/endpoint-instances/<endpoint>/<config>/instance-<i>/server.log``,
+  a Python logging file: a line's time is its own timestamp);
 - ``<the run's LogGroupName>/output`` and ``/error`` (``/aws-glue/jobs/...`` by default), stream
   ``<JobRunId>``: a Glue batch run's driver stdout and stderr (``spark/job-runs/<run id>/driver.log``);
 - an EMR Serverless run whose request enables ``cloudWatchLoggingConfiguration``: its group
@@ -29,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,10 +60,13 @@ def _operations() -> frozenset[str]:
 
 
 class Source(NamedTuple):
-    """A job's log stream: the runner's plain log file, and which pipe of it (None: both)."""
+    """A job's log stream: the runner's plain log file, and which pipe of it (None: both). ``logging``:
+    the file is a Python logging file (``<asctime> <level> ...`` lines, rotated as ``.1``, ``.2``), read
+    as it is, not through an events file (an endpoint container's ``server.log``)."""
 
     log_file: Path
     pipe: str | None = None
+    logging: bool = False
 
 
 def _first_timestamp(log_file: Path) -> int | None:
@@ -155,6 +162,49 @@ def emr_serverless_streams(account: str, region: str) -> dict[str, dict[str, Sou
     return groups
 
 
+ENDPOINT_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+_ASCTIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ")
+
+
+def endpoint_streams() -> dict[str, dict[str, Source]]:
+    """``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<VariantName>/<instance id>``: each container
+    process of each endpoint config the endpoint ran (``sagemaker/endpoint-instances/<endpoint>/<config>/
+    instance-<i>/server.log``), the variant named by the config (a config deleted since is left out)."""
+    from local_aws.common import created
+
+    groups: dict[str, dict[str, Source]] = {}
+    root = control_plane("sagemaker", "endpoint-instances")
+    for endpoint in sorted(p for p in root.iterdir() if p.is_dir()):
+        for config in sorted(p for p in endpoint.iterdir() if p.is_dir()):
+            try:
+                variants = ((created("endpoint-configs", config.name) or {}).get("request") or {}).get(
+                    "ProductionVariants") or []
+            except ValueError:
+                continue
+            if not variants:
+                continue
+            for instance in sorted(config.glob("instance-*/server.log")):
+                if instance.stat().st_size:
+                    stream = f"{variants[0]['VariantName']}/{instance_id(endpoint.name, config.name, instance.parent.name)}"
+                    groups.setdefault(ENDPOINT_GROUP_PREFIX + endpoint.name, {})[stream] = Source(instance, logging=True)
+    return groups
+
+
+def _logging_records(log_file: Path) -> Iterator[dict]:
+    """A Python logging file's lines (oldest rotation first) as events: a line's time is its asctime
+    (local time, as logging writes it), a line without one (a traceback) has the time of the line before."""
+    stamp = 0
+    for path in [log_file.with_name(f"{log_file.name}.{n}") for n in (2, 1)] + [log_file]:
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = _ASCTIME.match(line)
+            if match:
+                moment = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+                stamp = int(moment.timestamp()) * 1000 + int(match.group(2))
+            yield {"timestamp": stamp, "message": line}
+
+
 class FileLogStream(LogStream):
     """A log stream whose events are a runner's events file (re-read when the file changed).
 
@@ -166,8 +216,9 @@ class FileLogStream(LogStream):
         self._file_events: list[LogEvent] = []
         self._put: list[LogEvent] = []
         super().__init__(log_group, name)
-        self.creation_time = dt.datetime.fromtimestamp((_first_timestamp(source.log_file) or 0) / 1000,
-                                                       dt.UTC).replace(tzinfo=None)
+        first = _first_timestamp(source.log_file) if not source.logging else None
+        started = first / 1000 if first else source.log_file.stat().st_mtime
+        self.creation_time = dt.datetime.fromtimestamp(started, dt.UTC).replace(tzinfo=None)
 
     @property
     def events(self) -> list[LogEvent]:  # type: ignore[override]
@@ -179,7 +230,7 @@ class FileLogStream(LogStream):
         self._put = [event for event in value if event not in self._file_events]
 
     def _load(self) -> None:
-        path = events_file(self.source.log_file)
+        path = self.source.log_file if self.source.logging else events_file(self.source.log_file)
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -189,23 +240,29 @@ class FileLogStream(LogStream):
         if key == self._loaded_from:
             return
         loaded, size = [], 0
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line being written
-                if self.source.pipe and record.get("stream", "stdout") != self.source.pipe:
-                    continue
-                event = LogEvent(int(record["timestamp"]), {"timestamp": int(record["timestamp"]),
-                                                             "message": record["message"]})
-                event.event_id = number  # stable across re-reads: FilterLogEvents' tokens name it
-                loaded.append(event)
-                size += len(record["message"])
+        for number, record in enumerate(self._records(path)):
+            if self.source.pipe and record.get("stream", "stdout") != self.source.pipe:
+                continue
+            event = LogEvent(int(record["timestamp"]), {"timestamp": int(record["timestamp"]),
+                                                         "message": record["message"]})
+            event.event_id = number  # stable across re-reads: FilterLogEvents' tokens name it
+            loaded.append(event)
+            size += len(record["message"])
         self._file_events, self._loaded_from = loaded, key
         self.stored_bytes = size + sum(len(e.message) for e in self._put)
         if loaded:
             self.last_ingestion_time = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
+
+    def _records(self, path: Path) -> Iterator[dict]:
+        if self.source.logging:
+            yield from _logging_records(path)
+            return
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # a line being written
 
 
 check_overrides(FileLogStream)
@@ -223,7 +280,11 @@ class LocalLogsBackend(LogsBackend):
             groups[TRAINING_GROUP] = training_streams()
         if only in (None, TRANSFORM_GROUP):
             groups[TRANSFORM_GROUP] = transform_streams()
-        if only is None or only not in (TRAINING_GROUP, TRANSFORM_GROUP):
+        if only is None or only.startswith(ENDPOINT_GROUP_PREFIX):
+            for group, streams in endpoint_streams().items():
+                if only in (None, group):
+                    groups[group] = streams
+        if only is None or not only.startswith(("/aws/sagemaker/", )):
             for found in (glue_streams(self.account_id, self.region_name),
                           emr_serverless_streams(self.account_id, self.region_name)):
                 for group, streams in found.items():

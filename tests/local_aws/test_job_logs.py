@@ -19,6 +19,7 @@ import pytest
 
 from churn_ml.job_logs import MAX_BYTES, CloudWatchLog, JobLogMixin, S3Log, bounded_tail
 from local_aws import control_plane
+from local_aws.job_logs import instance_id
 from support import free_port, training_request, write_channel
 
 pytestmark = pytest.mark.e2e
@@ -185,6 +186,34 @@ def test_a_glue_runs_output_and_error_are_in_its_log_groups_and_in_the_task_log(
     task_log = capsys.readouterr().out
     assert "RuntimeError: the glue probe fails" in task_log
     assert f"log group {group}/output, stream {run_id}" in task_log and f"{group}/error" in task_log
+
+
+def test_an_endpoints_containers_log_to_its_group_one_stream_per_instance(plane):
+    """The containers' server.log (Python logging, as local_aws.endpoint_server writes it) under
+    /aws/sagemaker/Endpoints/<endpoint>, stream <VariantName>/<instance id>; a traceback line has the
+    time of the line before it. Written here as a container writes it: a deployment is the batch chain's."""
+    import datetime as dt
+
+    folder = plane["lake"] / ".control-plane" / "sagemaker"
+    (folder / "endpoint-configs").mkdir(parents=True, exist_ok=True)
+    (folder / "endpoint-configs" / "logs-ep-config-1.json").write_text(
+        json.dumps({"request": {"ProductionVariants": [{"VariantName": "primary"}]}}))
+    started = dt.datetime.now().replace(microsecond=0)
+    for index in (0, 1):
+        log = folder / "endpoint-instances" / "logs-ep" / "logs-ep-config-1" / f"instance-{index}" / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{started:%Y-%m-%d %H:%M:%S},250 INFO local_aws.endpoint_server: listening (instance {index})\n"
+                       f"{started:%Y-%m-%d %H:%M:%S},900 ERROR uvicorn: an invocation failed\n"
+                       "Traceback (most recent call last):\n")
+    logs = client(plane, "logs")
+    group = "/aws/sagemaker/Endpoints/logs-ep"
+    streams = [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]]
+    first = f"primary/{instance_id('logs-ep', 'logs-ep-config-1', 'instance-0')}"
+    assert len(streams) == 2 and first in streams and all(re.fullmatch(r"primary/i-[0-9a-f]{17}", s) for s in streams)
+    events = logs.get_log_events(logGroupName=group, logStreamName=first, startFromHead=True)["events"]
+    epoch = int(started.timestamp()) * 1000
+    assert [(e["timestamp"] - epoch, e["message"].split(": ")[-1]) for e in events] == [
+        (250, "listening (instance 0)"), (900, "an invocation failed"), (900, "Traceback (most recent call last):")]
 
 
 class _Printer(JobLogMixin):
