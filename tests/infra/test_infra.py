@@ -290,5 +290,7 @@ def test_compose_file_follows_the_compose_spec():
     plane = services["control-plane"]
     assert plane["entrypoint"][:3] == ["python", "-m", "local_aws.control_plane"]
     assert "./local_aws:/opt/airflow/local_aws" in plane["volumes"] and "ports" not in plane
+    # The code the tasks run is deployed once, before them, as scripts/stack.sh start deploys it.
+    assert services["airflow-init"]["command"][-1].endswith("&& python -m local_aws.code_deploy")
     dockerfile = (REPO / worker["build"]["dockerfile"]).read_text()
     assert "FROM apache/airflow:3.3.1-python3.12" in dockerfile
