@@ -1,9 +1,11 @@
 """Small reads and writes of lake objects from Airflow tasks, on either target.
 
-The one module of plugins/ that branches on the target: on the local target ``s3://bucket/key`` is
-the file ``LAKE_ROOT/bucket/key`` (the control plane's S3 is a read-only view of that folder, so
-writes go to the files); on the aws target the S3Hook does the work. Big data never passes through
-here: Spark, SageMaker and the control plane's runners move it.
+The one module of plugins/ that still branches on the target: on the local target ``s3://bucket/key``
+is the file ``LAKE_ROOT/bucket/key``, read and written here directly; on the aws target the S3Hook
+does the work. The control plane's S3 now serves that folder read-write (local_aws/lake_s3.py), so
+the local branch can go (issue 25) once the tests that call these functions with only a lake folder
+(the ``lake_root`` fixture, no control plane) get one. Big data never passes through here: Spark,
+SageMaker and the control plane's runners move it.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ def split_uri(uri: str) -> tuple[str, str]:
 def _local_path(uri: str) -> Path:
     """Where the local target keeps ``uri``: ``LAKE_ROOT/<bucket>/<key>``, always inside LAKE_ROOT.
 
-    Only for this module's local branch, which goes once the control plane's S3 is read-write (issue 25);
-    the emulator maps URIs with ``local_aws.lake_files.local_path``, whose rules these are. On S3 a key is only a name, and ``a/../../x`` names
-    an object like any other; on a filesystem ``..`` climbs out of the folder. So a bucket or key that
-    could lead outside the lake root is refused: ``.``/``..`` as the bucket, a ``..`` segment, a NUL.
-    A leading or doubled ``/`` cannot (pathlib joins the segments below the bucket's folder).
+    Only for this module's local branch, and gone with it (see the module docstring); the emulator maps
+    URIs with ``local_aws.lake_files.local_path``, whose rules these are. On S3 a key is only a name,
+    and ``a/../../x`` names an object like any other; on a filesystem ``..`` climbs out of the folder.
+    So a bucket or key that could lead outside the lake root is refused: ``.``/``..`` as the bucket, a
+    ``..`` segment, a NUL. A leading or doubled ``/`` cannot (pathlib joins the segments below the
+    bucket's folder).
     """
     bucket, key = split_uri(uri)
     problem = None
