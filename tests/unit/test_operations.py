@@ -227,3 +227,25 @@ def test_the_table_counts_each_services_operations():
     markdown = operations.table([entry], markdown=True)
     assert "| sts | 1 | 1 of 2 | GetCallerIdentity |" in markdown
 
+
+def test_the_architecture_docs_table_is_what_the_control_plane_emulates():
+    """docs/architecture.md's counts per service are ``python -m local_aws.operations --markdown``'s (run in a
+    process of its own: it installs the control plane's extensions, as ``serve`` does)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    printed = subprocess.run([sys.executable, "-m", "local_aws.operations", "--markdown"], cwd=repo, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+
+    def rows(text: str) -> dict[str, tuple[str, str]]:
+        found = re.findall(r"^\| ([a-z0-9-]+) \| (\d+) \| (\d+ of \d+) \|", text, flags=re.MULTILINE)
+        return {service: (emulated, refused) for service, emulated, refused in found}
+
+    expected = rows(printed)
+    assert set(expected) == set(operations.SERVED.values())
+    documented = rows((repo / "docs" / "architecture.md").read_text())
+    assert documented == expected, ("docs/architecture.md's table of emulated operations is out of date: update it "
+                                    f"from `python -m local_aws.operations --markdown` ({expected})")
