@@ -109,8 +109,8 @@ def _delete(predictor) -> bool:
     from botocore.exceptions import ClientError
 
     try:
+        predictor.delete_model()  # first: the SDK finds the model through the endpoint config, which delete_endpoint deletes
         predictor.delete_endpoint()
-        predictor.delete_model()
     except ClientError as err:
         print(f"could not delete endpoint {predictor.endpoint_name}: {err}", file=sys.stderr)
         return False

@@ -19,6 +19,7 @@ import pytest
 
 from churn_ml import settings as cfg
 from local_aws import control_plane
+from local_aws.common import credentials
 from support import FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,12 +68,14 @@ def _put_training_set(s3, bucket: str, prefix: str) -> None:
 def test_an_estimator_trains_on_managed_spot_and_its_endpoint_predicts(lake_root, aws_local):
     """lake_root: a lake of the session's key (tests/conftest.py), the key the control plane takes."""
     connection = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])  # aws_local's: the session's control plane
+    key = credentials()
     bucket, run = cfg.settings.lake_bucket, uuid.uuid4().hex[:8]
     prefix = f"sdk/{run}"
     _put_training_set(control_plane.client("s3", aws_local), bucket, f"{prefix}/training_set")
     job_name, endpoint = f"sdk-train-{run}", f"sdk-endpoint-{run}"
     env = {
-        "AWS_ACCESS_KEY_ID": connection["login"], "AWS_SECRET_ACCESS_KEY": connection["password"],
+        # The lake's key (a developer's own, as the Airflow connection's is the MWAA role's), as credentials() reads it.
+        "AWS_ACCESS_KEY_ID": key.access_key_id, "AWS_SECRET_ACCESS_KEY": key.secret_access_key,
         "AWS_DEFAULT_REGION": connection["extra"]["region_name"],
         "AWS_ENDPOINT_URL": aws_local,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": connection["extra"]["service_config"]["sagemaker-runtime"]["endpoint_url"],
@@ -89,7 +92,7 @@ def test_an_estimator_trains_on_managed_spot_and_its_endpoint_predicts(lake_root
     # The job's own lines, each once, as the SDK shows them from the log stream, then its ending.
     assert sum(line.startswith("[0]\tvalidation-logloss:") for line in shown) == 1, done["stdout"][-4000:]
     assert sum(line.startswith("holdout:auc: ") for line in shown) == 1
-    assert any(line.endswith("Completed - Training job completed") for line in shown)
+    assert any("Completed - Training job completed" in line for line in shown), done["stdout"][-4000:]
     assert result["image_uri"] == cfg.settings.xgboost_image_uri
     assert result["status"] == "Completed"
     # What the SDK sent and the runner decoded: its JSON-encoded hyperparameters and its own upload of the bundle.
@@ -105,3 +108,4 @@ def test_an_estimator_trains_on_managed_spot_and_its_endpoint_predicts(lake_root
     (high,), (low,) = result["scores"]
     assert 0.0 <= float(low) < float(high) <= 1.0
     assert result["endpoint"] == endpoint
+    assert result["deleted"], f"the SDK could not delete the endpoint and model:\n{done['stderr'][-2000:]}"
