@@ -75,7 +75,17 @@ def lake_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _control_plane(tmp_path_factory):
+def _runtime_port() -> int:
+    """The port of the session control plane's endpoints router: not the default port another lake may hold."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def _control_plane(tmp_path_factory, _runtime_port):
     """One local control plane (local_aws) for the tests that call AWS APIs in-process, on a lake
     and port of its own, with include/ deployed into it (``local_aws.code_deploy``, as
     scripts/stack.sh start deploys); stopped, with what it runs, at the end of the session."""
@@ -86,11 +96,8 @@ def _control_plane(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with socket.socket() as probe:  # the endpoints' router of this lake: not the default port another lake may hold
-        probe.bind(("127.0.0.1", 0))
-        runtime_port = probe.getsockname()[1]
     env = {"LAKE_ROOT": str(tmp_path_factory.mktemp("control-plane") / "lake"), "CHURN_LOCAL_AWS_PORT": str(port),
-           "CHURN_LOCAL_RUNTIME_PORT": str(runtime_port), "ML_TARGET": "local"}
+           "CHURN_LOCAL_RUNTIME_PORT": str(_runtime_port), "ML_TARGET": "local"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -104,14 +111,18 @@ def _control_plane(tmp_path_factory):
 
 
 @pytest.fixture
-def aws_local(_control_plane, monkeypatch, request) -> str:
-    """The AWS connection points at the session's control plane; a model package group of the test's own."""
+def aws_local(_control_plane, _runtime_port, monkeypatch, request) -> str:
+    """The AWS connection points at the session's control plane (its SageMaker Runtime at the plane's router);
+    a model package group of the test's own."""
     import json
     import re
 
     from local_aws import control_plane
 
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(_control_plane)))
+    with pytest.MonkeyPatch.context() as patch:  # the connection's only: a test's own lake keeps its own router port
+        patch.setenv("CHURN_LOCAL_RUNTIME_PORT", str(_runtime_port))
+        connection = control_plane.connection(_control_plane)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     monkeypatch.setenv("CHURN_MODEL_PACKAGE_GROUP", re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:50].strip("-"))
     from churn_ml import artifacts
 
