@@ -11,8 +11,11 @@ connection's ``endpoint_url``, exactly as they talk to AWS.
 It answers only this machine's processes that sign with the lake's key (``common.credentials()``):
 every request is checked before moto dispatches it (``guard``, with ``request_guard``): a Host
 other than its loopback address and port, anything a web browser sent (``Origin``, ``Sec-Fetch-*``)
-and a request not SigV4-signed with that key are refused with a 403 in the service's error shape;
-moto's CORS (flask_cors on every request) is off.
+and a request not SigV4-signed with that key, or with one of the roles' keys derived from it
+(``local_aws.iam``), are refused with a 403 in the service's error shape; moto's CORS (flask_cors on
+every request) is off. A role's S3 requests are then checked against the role's policies in moto's
+IAM (the template's, created at the start: ``create_roles``), as S3 checks them: the Airflow connection
+signs as MWAA's execution role, so a grant the template lacks fails a local task first.
 
 ``ensure_server()`` starts it on ``CHURN_LOCAL_AWS_PORT`` (4566) unless this lake's control plane
 already answers, in a session of its own (it outlives the task or command that started it, like an
@@ -91,10 +94,17 @@ def server_url() -> str | None:
     return state["url"] if state and _answers(state["url"]) else None
 
 
-def connection(url: str | None = None) -> dict:
+def connection(url: str | None = None, role: str | None = "churn-mwaa") -> dict:
     """The AWS connection of the local target (scripts/env.sh exports the same one): every client
-    to the control plane, the SageMaker Runtime to the endpoints' router, signed with the lake's key."""
+    to the control plane, the SageMaker Runtime to the endpoints' router, signed with the key of
+    ``role`` (MWAA's execution role by default, as deployed tasks sign; ``local_aws.iam``), whose
+    policies the control plane checks each S3 request against; ``role=None``: the lake's own key,
+    which nothing restricts (tests that set up data through the plugins' code use it)."""
+    from local_aws import iam
+
     key = credentials()
+    if role is not None:
+        key = iam.role_credentials(key.secret_access_key, role)
     return {
         "conn_type": "aws", "login": key.access_key_id, "password": key.secret_access_key,
         "extra": {
@@ -198,7 +208,7 @@ def guard(app, expected: Credentials):
     import io
     from http import HTTPStatus
 
-    from local_aws import operations, request_guard
+    from local_aws import iam, operations, request_guard
 
     catalog = operations.catalog()  # what the installed extensions emulate (warnings logged once, at start)
 
@@ -211,13 +221,14 @@ def guard(app, expected: Credentials):
         style = request_guard.error_style(headers, query)
         try:
             request_guard.check_host_and_browser(headers, int(environ["SERVER_PORT"]))
-            signed = request_guard.authorization(headers, expected)  # before reading a body
+            key, role = request_guard.signing_key(headers, expected)  # the lake's key, or a role's (local_aws.iam)
+            signed = request_guard.authorization(headers, key)  # before reading a body
             length = int(environ.get("CONTENT_LENGTH") or 0)
             stream = environ["wsgi.input"]
             body = stream.read() if environ.get("wsgi.input_terminated") else stream.read(length) if length else b""
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             raw_path = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).split("?", 1)[0]
-            request_guard.check_signature(environ["REQUEST_METHOD"], raw_path, query, headers, body, expected)
+            request_guard.check_signature(environ["REQUEST_METHOD"], raw_path, query, headers, body, key)
             decision = catalog.check(
                 signed.group(4), environ["REQUEST_METHOD"], raw_path, query, headers, body,
                 host_names=[name.rsplit(":", 1)[0] for name in request_guard.allowed_hosts(int(environ["SERVER_PORT"]))],
@@ -225,6 +236,12 @@ def guard(app, expected: Credentials):
             if not decision.allowed:
                 style = decision.style
                 raise request_guard.Refused("not_emulated", decision.message)
+            if role is not None:
+                try:
+                    iam.authorize_request(role, decision.service, decision.operation, raw_path, query, headers, body)
+                except iam.Denied as denied:
+                    style = decision.style
+                    raise request_guard.Refused("access_denied", str(denied)) from None
         except request_guard.Refused as refused:
             log.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200],
                         refused.message)
@@ -289,6 +306,7 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     ensure_stream(url, cfg.settings.kinesis_stream)
     create_topics(url)
     create_data_key()
+    create_roles()
     write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
     print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
     stopped = threading.Event()
@@ -308,6 +326,17 @@ def create_topics(url: str) -> list[str]:
 
     sns = client("sns", url)
     return [sns.create_topic(Name=name)["TopicArn"] for name in sns_topic_names(spark_api.glue_refs(url))]
+
+
+def create_roles() -> dict[str, str]:
+    """The template's roles in moto's IAM with their S3 statements (``local_aws.iam``): each role's
+    requests to the lake are checked against them; returns role -> ARN."""
+    from local_aws import iam
+    from local_aws.moto_ext import backend
+
+    s = cfg.settings
+    return iam.create_roles(backend("iam", region="global"),
+                            iam.bucket_refs(s.lake_bucket, s.artifacts_bucket, cfg.LOCAL_ACCOUNT, REGION))
 
 
 def create_data_key() -> str:

@@ -163,10 +163,11 @@ class RequestGuard:
             elif self.key is None or path.startswith("/_local/"):
                 request_guard.check_token(headers, self.token)
             else:
-                request_guard.authorization(headers, self.key)  # before reading a body
+                key, _ = request_guard.signing_key(headers, self.key)  # the lake's key or a role's (MWAA's tasks)
+                request_guard.authorization(headers, key)  # before reading a body
                 body = await read_body(Request(scope, receive), RUNTIME_MAX_PAYLOAD)
                 request_guard.check_signature(scope["method"], scope.get("raw_path", path.encode()).decode("latin-1"),
-                                              scope["query_string"].decode("latin-1"), headers, body, self.key)
+                                              scope["query_string"].decode("latin-1"), headers, body, key)
                 receive = _replay(body, receive)
         except request_guard.Refused as refused:
             log.warning("refused %s %s: %s", scope["method"], path[:200], refused.message)

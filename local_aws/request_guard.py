@@ -67,6 +67,8 @@ class Refused(Exception):
         # operation it does not have (JSON: UnknownOperationException, query: InvalidAction) or, S3's,
         # for functionality it does not implement (NotImplemented, 501)
         "not_emulated": ("UnknownOperationException", "InvalidAction", "NotImplemented"),
+        # a role's request its policies do not allow (local_aws.iam): S3's AccessDenied
+        "access_denied": ("AccessDeniedException", "AccessDenied", "AccessDenied"),
     }
     # kind -> HTTP status per protocol style; 403 for the rest. None of them is one botocore retries (its
     # legacy _retry.json and standard mode retry 500, 502, 503, 504, 509, 429 and throttling codes).
@@ -138,6 +140,17 @@ def check_token(headers: Mapping[str, str], token: str) -> None:
     if not hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), token.encode()):
         raise Refused("token", f"this page takes the lake's local token in the {TOKEN_HEADER} header "
                                "(local_aws.common.endpoint_token()); it was missing or wrong")
+
+
+def signing_key(headers: Mapping[str, str], lake_key: Credentials) -> tuple[Credentials, str | None]:
+    """The key a request claims to be signed with, and the role it stands for: a role's key
+    (``local_aws.iam.role_keys``, derived from the lake's secret) or else the lake's own (role None), which
+    ``authorization`` and ``check_signature`` then hold the request to."""
+    from local_aws import iam
+
+    signed = _AUTH.match(headers.get("authorization", ""))
+    found = iam.signer(signed.group(1), lake_key) if signed else None
+    return found if found is not None else (lake_key, None)
 
 
 def authorization(headers: Mapping[str, str], expected: Credentials) -> re.Match:

@@ -81,8 +81,9 @@ if [ "$ML_TARGET" = local ]; then
     ln "$_creds.$$.tmp" "$_creds" 2>/dev/null || true
     rm -f "$_creds.$$.tmp"
   fi
-  _key_id=$(sed -n 's/^aws_access_key_id *= *//p' "$_creds")
-  _secret=$(sed -n 's/^aws_secret_access_key *= *//p' "$_creds")
+  # Airflow's tasks sign as MWAA's execution role does on AWS: with that role's key (derived from the
+  # lake's, local_aws/iam.py), and the control plane checks their S3 requests against its policies.
+  read -r _key_id _secret < <(python3 "$ROOT/local_aws/iam.py" "$_creds" churn-mwaa)
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
   export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
   unset _conn_var _creds _key_id _secret

@@ -84,6 +84,9 @@ def _runtime_port() -> int:
         return probe.getsockname()[1]
 
 
+_SESSION_LAKE: dict[str, str] = {}  # the session control plane's URL -> its lake (whose key it takes)
+
+
 @pytest.fixture(scope="session")
 def _control_plane(tmp_path_factory, _runtime_port):
     """One local control plane (local_aws) for the tests that call AWS APIs in-process, on a lake
@@ -103,6 +106,7 @@ def _control_plane(tmp_path_factory, _runtime_port):
             patch.setenv(key, value)
         url = control_plane.ensure_server()
         code_deploy.deploy()
+    _SESSION_LAKE[url] = env["LAKE_ROOT"]
     yield url
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -119,9 +123,13 @@ def aws_local(_control_plane, _runtime_port, monkeypatch, request) -> str:
 
     from local_aws import control_plane
 
-    with pytest.MonkeyPatch.context() as patch:  # the connection's only: a test's own lake keeps its own router port
+    # The connection's only: a test's own lake keeps its own router port. Signed with the plane's lake's own
+    # key (role None: tests set up data where no task writes; the stack's tasks sign as MWAA's role, and
+    # tests/local_aws/test_iam_enforced.py checks a task under that role's grants).
+    with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHURN_LOCAL_RUNTIME_PORT", str(_runtime_port))
-        connection = control_plane.connection(_control_plane)
+        patch.setenv("LAKE_ROOT", _SESSION_LAKE[_control_plane])
+        connection = control_plane.connection(_control_plane, role=None)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     monkeypatch.setenv("CHURN_MODEL_PACKAGE_GROUP", re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:50].strip("-"))
     from churn_ml import artifacts

@@ -37,7 +37,7 @@ def plane(tmp_path_factory):
             patch.setenv(key, value)
         url = control_plane.ensure_server()
         _URL[:] = [url]
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url)))
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url, role=None)))
         folder = lake_dir / "churn-lake/tests/job-reuse"
         (folder / "input/dt=2026-07-01").mkdir(parents=True)
         # Runs long enough for a second try to find it running; then succeeds.

@@ -229,9 +229,16 @@ def test_a_signature_covers_the_body_and_expires(servers):
 
 
 def test_the_key_is_the_lakes_own_and_the_connection_carries_it(servers, monkeypatch):
+    from local_aws import iam
+
     key = credentials()
+    assert control_plane.connection(role=None)["login"] == key.access_key_id
+    # The Airflow connection signs as MWAA's execution role, with that role's key derived from the lake's.
     connection = control_plane.connection()
-    assert (connection["login"], connection["password"]) == (key.access_key_id, key.secret_access_key)
+    mwaa = iam.role_credentials(key.secret_access_key, iam.MWAA_ROLE)
+    assert (connection["login"], connection["password"]) == (mwaa.access_key_id, mwaa.secret_access_key)
+    assert iam.signer(mwaa.access_key_id, key) == (mwaa, iam.MWAA_ROLE)
+    assert iam.signer(key.access_key_id, key) == (key, None)
     path = servers["lake"] / ".control-plane" / "credentials"
     assert path.stat().st_mode & 0o777 == 0o600
     monkeypatch.delenv("CHURN_LOCAL_KEY_FILE", raising=False)  # the test suite's one key for all lakes (tests/conftest.py)

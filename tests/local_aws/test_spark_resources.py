@@ -40,7 +40,7 @@ def plane(tmp_path_factory):
         for key, value in env.items():
             patch.setenv(key, value)
         url = control_plane.ensure_server()
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url)))
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url, role=None)))
         try:
             yield {"url": url, "lake": lake}
         finally:

@@ -88,7 +88,7 @@ def world(tmp_path_factory, spark):
             "Endpoint": {"EndpointName": env["CHURN_ENDPOINT_NAME"], "EndpointConfigName": "churn-stream-test-v1"},
         }, LOG)
         control_plane.ensure_server()  # the AWS APIs the DAG's tasks call, Kinesis included
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection()))  # in-process hooks too
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(role=None)))  # in-process hooks too
         try:
             yield {"work": work, "raw": raw, "lake": work / "lake" / "churn-lake", "env": {**os.environ, **env},
                    "model_url": model_url}
