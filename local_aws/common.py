@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from churn_ml import settings as cfg
+from local_aws import settings as local_settings
 
-LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/env.sh)
+LOCAL_REGION = local_settings.LOCAL_REGION  # the region of the local AWS connection (scripts/env.sh)
 REPO_DIR = Path(__file__).resolve().parents[1]
 # A runner subprocess imports this package and the plugins' churn_ml: both go on its PYTHONPATH.
 RUNNER_PATH = (str(REPO_DIR), str(REPO_DIR / "plugins"))
@@ -122,7 +123,7 @@ def now() -> str:
 
 
 def arn(service: str, kind: str, name: str) -> str:
-    return f"arn:aws:{service}:{LOCAL_REGION}:{cfg.LOCAL_ACCOUNT}:{kind}/{name}"
+    return f"arn:aws:{service}:{LOCAL_REGION}:{local_settings.LOCAL_ACCOUNT}:{kind}/{name}"
 
 
 def read_state(path: Path) -> dict | None:

@@ -109,7 +109,7 @@ def connection(url: str | None = None, role: str | None = "churn-mwaa") -> dict:
         "conn_type": "aws", "login": key.access_key_id, "password": key.secret_access_key,
         "extra": {
             "region_name": REGION, "endpoint_url": url or f"http://127.0.0.1:{port()}",
-            "service_config": {"sagemaker-runtime": {"endpoint_url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}},
+            "service_config": {"sagemaker-runtime": {"endpoint_url": f"http://127.0.0.1:{local_settings.runtime_port()}"}},
         },
     }
 
@@ -280,7 +280,7 @@ def install_extensions() -> None:
 
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     """Run the control plane in this process until SIGTERM."""
-    os.environ["MOTO_ACCOUNT_ID"] = cfg.LOCAL_ACCOUNT
+    os.environ["MOTO_ACCOUNT_ID"] = local_settings.LOCAL_ACCOUNT
     local_settings.export()  # the local stack's resource names, for a control plane started without scripts/env.sh
     app = _moto_app()
     from moto.backends import get_backend
@@ -291,9 +291,9 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     export_credentials()  # the jobs it runs (Spark, Glue streaming) inherit the lake's key
     install_extensions()
     url = f"http://127.0.0.1:{listen_port}"
-    spark_api.create_application(get_backend("emr-serverless")[cfg.LOCAL_ACCOUNT][REGION],
+    spark_api.create_application(get_backend("emr-serverless")[local_settings.LOCAL_ACCOUNT][REGION],
                                  cfg.settings.emr_application_id)
-    glue = get_backend("glue")[cfg.LOCAL_ACCOUNT][REGION]
+    glue = get_backend("glue")[local_settings.LOCAL_ACCOUNT][REGION]
     spark_api.create_glue_jobs(glue, url)
     spark_api.adopt_streaming_runs(glue)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
@@ -336,7 +336,7 @@ def create_roles() -> dict[str, str]:
 
     s = cfg.settings
     return iam.create_roles(backend("iam", region="global"),
-                            iam.bucket_refs(s.lake_bucket, s.artifacts_bucket, cfg.LOCAL_ACCOUNT, REGION))
+                            iam.bucket_refs(s.lake_bucket, s.artifacts_bucket, local_settings.LOCAL_ACCOUNT, REGION))
 
 
 def create_data_key() -> str:
@@ -347,7 +347,7 @@ def create_data_key() -> str:
 
     from local_aws.settings import DATA_KEY_ALIAS
 
-    kms = get_backend("kms")[cfg.LOCAL_ACCOUNT][REGION]
+    kms = get_backend("kms")[local_settings.LOCAL_ACCOUNT][REGION]
     existing = kms.get_key_id_from_alias(DATA_KEY_ALIAS)
     if existing:
         return existing
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.port or port(), cfg.local_bind_host())
+        serve(args.port or port(), local_settings.bind_host())
     elif args.command == "start":
         print(ensure_server())
     elif args.command == "status":

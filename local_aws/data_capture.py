@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 
 from churn_ml import lake
-from churn_ml import settings as cfg
+from local_aws import settings as local_settings
 
 log = logging.getLogger("churn_ml.endpoint.capture")
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
@@ -109,7 +109,7 @@ class CaptureBuffer:
     """Captured invocations waiting to be written; ``run`` writes them every ``flush_seconds``."""
 
     def __init__(self, flush_seconds: float | None = None) -> None:
-        self.flush_seconds = flush_seconds or cfg.local_capture_flush_seconds()
+        self.flush_seconds = flush_seconds or local_settings.capture_flush_seconds()
         self._items: list[tuple] = []
         self._bytes = 0
         self._stopping = asyncio.Event()

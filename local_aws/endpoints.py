@@ -40,6 +40,7 @@ from pathlib import Path
 from churn_ml import canary_check, naming
 from churn_ml import settings as cfg
 from local_aws import data_capture, lake_files, request_guard
+from local_aws import settings as local_settings
 from local_aws.common import (
     LOCAL_REGION,
     RUNNER_PATH,
@@ -194,7 +195,7 @@ def ensure_router(log: logging.Logger) -> str:
 
 
 def _ensure_router(folder: Path, log: logging.Logger) -> str:
-    port = cfg.local_runtime_port()
+    port = local_settings.runtime_port()
     url = f"http://127.0.0.1:{port}"
     answer = _ping(url)
     if answer is not None:
@@ -206,8 +207,8 @@ def _ensure_router(folder: Path, log: logging.Logger) -> str:
             )
         return url
     info = _start_process(
-        "router", ["--port", str(port), "--state-dir", str(routes_dir()), "--account", cfg.LOCAL_ACCOUNT,
-                   "--host", cfg.local_bind_host()],
+        "router", ["--port", str(port), "--state-dir", str(routes_dir()), "--account", local_settings.LOCAL_ACCOUNT,
+                   "--host", local_settings.bind_host()],
         folder, _env(), log,
     )
     write_state(folder / "router.json", info | {"port": port, "started": now()})
@@ -384,7 +385,7 @@ def describe_endpoint(name: str) -> dict:
         "CreationTime": state["CreationTime"],
         "LastModifiedTime": state["LastModifiedTime"],
         "Local": {
-            "RuntimeUrl": f"http://127.0.0.1:{cfg.local_runtime_port()}",
+            "RuntimeUrl": f"http://127.0.0.1:{local_settings.runtime_port()}",
             "ModelPackageVersion": live.get("ModelPackageVersion") if live else None,
             "ModelDataUrl": live.get("ModelDataUrl") if live else None,
             "Instances": live["instances"] if live else [],
@@ -414,7 +415,7 @@ def _launch(name: str, config: dict, log: logging.Logger) -> dict:
     model = describe_model(variant["ModelName"])
     folder = _instances_dir(name, config["EndpointConfigName"])
     model_dir, code_dir, env = unpack_model(model, folder)
-    count = min(variant.get("InitialInstanceCount", 1), cfg.local_endpoint_max_instances())
+    count = min(variant.get("InitialInstanceCount", 1), local_settings.endpoint_max_instances())
     threads = max(1, (os.cpu_count() or 1) // count)
     launched = {
         "EndpointConfigName": config["EndpointConfigName"], "VariantName": variant["VariantName"],
@@ -617,7 +618,7 @@ def _update(name, config, endpoint, state, url, expectations, log) -> None:
         green = _launch(name, config, log)
         check_expectations(green, expectations, log)
         steps = traffic_steps(deployment_config, len(green["instances"]))
-        bake = cfg.local_bake_seconds()
+        bake = local_settings.bake_seconds()
         for share in steps:
             state["routes"] = [r for r in (_route(blue, round(1 - share, 4)), _route(green, share)) if r["weight"] > 0]
             _save(name, state)

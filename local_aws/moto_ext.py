@@ -111,7 +111,6 @@ def backend(service: str, region: str | None = None, account: str | None = None)
     """The control plane's backend of ``service`` for the local account and region."""
     from moto.backends import get_backend
 
-    from churn_ml import settings as cfg
-    from local_aws.common import LOCAL_REGION
+    from local_aws.settings import LOCAL_ACCOUNT, LOCAL_REGION
 
-    return get_backend(service)[account or cfg.LOCAL_ACCOUNT][region or LOCAL_REGION]  # type: ignore[arg-type]
+    return get_backend(service)[account or LOCAL_ACCOUNT][region or LOCAL_REGION]  # type: ignore[arg-type]

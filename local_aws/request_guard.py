@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from churn_ml import settings as cfg
+from local_aws import settings as local_settings
 from local_aws.common import Credentials
 
 TOKEN_HEADER = "x-churn-local-token"
@@ -119,7 +119,7 @@ def error_style(headers: Mapping[str, str], query: str) -> str:
 
 
 def allowed_hosts(port: int) -> set[str]:
-    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", *cfg.local_server_names())}
+    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", *local_settings.server_names())}
 
 
 def check_host_and_browser(headers: Mapping[str, str], port: int) -> None:
@@ -239,7 +239,7 @@ def _boto_credentials(key: Credentials):
 
 
 def sign(method: str, url: str, body: bytes, headers: Mapping[str, str], credentials: Credentials,
-         service: str = "sagemaker", region: str = cfg.LOCAL_REGION) -> dict[str, str]:
+         service: str = "sagemaker", region: str = local_settings.LOCAL_REGION) -> dict[str, str]:
     """``headers`` plus the SigV4 ones (Authorization, X-Amz-Date) for a raw HTTP request, as boto3 signs it."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest

@@ -1,5 +1,23 @@
 """The local target's own settings: what its resources are called, and how the emulator behaves.
 
+Nothing in plugins/ (which ships to MWAA) reads these; the emulator's knobs are here, read from the
+environment each time they are asked for:
+
+| variable | default | meaning |
+|---|---|---|
+| CHURN_LOCAL_SPARK_MEMORY | 4g | Spark driver memory of the local Spark runner |
+| CHURN_LOCAL_RUNTIME_PORT | 18080 | port of the SageMaker Runtime router on 127.0.0.1 |
+| CHURN_LOCAL_AWS_PORT | 4566 | port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |
+| CHURN_LOCAL_BIND_HOST | 127.0.0.1 | the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
+| CHURN_LOCAL_SERVER_NAMES | - | host names, besides 127.0.0.1 and localhost, that the control plane and the router answer to (comma list; docker-compose's: `control-plane`); any other Host header is refused (DNS rebinding) |
+| CHURN_LOCAL_KEY_FILE | - | a credentials file whose key a new lake gets instead of a random one (`<lake>/.control-plane/credentials`, local_aws.common.credentials); the test suite sets one for all its lakes |
+| CHURN_LOCAL_BAKE_SECONDS | 5 | seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
+| CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | cap on container processes per variant |
+| CHURN_LOCAL_CAPTURE_FLUSH_SECONDS | 5 | how often the endpoints' router writes the data capture it buffered (a new file each time, and at shutdown) |
+| CHURN_LOCAL_SPOT_INTERRUPTIONS | - | simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
+| CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | seconds between SIGTERM and SIGKILL of an interruption |
+| CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | simulated wait for spot capacity before a restart |
+
 ``deployment_environment()`` is the local counterpart of what infra/deploy_mwaa.py sets on AWS from
 the stack's outputs: the EMR Serverless application, the roles, the XGBoost image, the alerts topic
 and the data key, as the control plane creates them (``local_aws.control_plane.serve``). The plugins
@@ -20,6 +38,57 @@ LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/en
 EMR_APPLICATION_ID = "00local0000000000"
 DATA_KEY_ALIAS = "alias/churn-data"  # the template's DataKey, as the control plane creates it
 XGBOOST_IMAGE_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+class LocalSettingsError(ValueError):
+    """A CHURN_LOCAL_* setting is invalid; the message names it."""
+
+
+def _get(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def spark_memory() -> str:
+    return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
+
+
+def spot_interruptions() -> str:
+    return os.environ.get("CHURN_LOCAL_SPOT_INTERRUPTIONS", "").strip()
+
+
+def spot_notice_seconds() -> float:
+    return float(_get("CHURN_LOCAL_SPOT_NOTICE_SECONDS", "120"))
+
+
+def spot_restart_seconds() -> float:
+    return float(_get("CHURN_LOCAL_SPOT_RESTART_SECONDS", "2"))
+
+
+def runtime_port() -> int:
+    return int(_get("CHURN_LOCAL_RUNTIME_PORT", "18080"))
+
+
+def bind_host() -> str:
+    return _get("CHURN_LOCAL_BIND_HOST", "127.0.0.1")
+
+
+def server_names() -> list[str]:
+    return [name.strip().lower() for name in os.environ.get("CHURN_LOCAL_SERVER_NAMES", "").split(",") if name.strip()]
+
+
+def bake_seconds() -> float:
+    return float(_get("CHURN_LOCAL_BAKE_SECONDS", "5"))
+
+
+def endpoint_max_instances() -> int:
+    return max(1, int(_get("CHURN_LOCAL_ENDPOINT_MAX_INSTANCES", "2")))
+
+
+def capture_flush_seconds() -> float:
+    value = float(_get("CHURN_LOCAL_CAPTURE_FLUSH_SECONDS", "5"))
+    if not value > 0:
+        raise LocalSettingsError(f"CHURN_LOCAL_CAPTURE_FLUSH_SECONDS must be a number of seconds > 0, got {value!r}")
+    return value
 
 
 def deployment_environment() -> dict[str, str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from churn_ml import lake, naming
 from churn_ml import settings as cfg
 from local_aws import lake_files
+from local_aws import settings as local_settings
 from local_aws.common import (
     LocalJobError,
     control_plane,
@@ -233,7 +234,7 @@ def spark_submit(
         _spark_submit(),
         "--master", f"local[{os.cpu_count() or 2}]",
         "--name", name,
-        "--driver-memory", cfg.settings.local_spark_memory,
+        "--driver-memory", local_settings.spark_memory(),
         "--driver-java-options", f"-Dlog4j2.configurationFile={LOG4J.as_uri()} -Dderby.system.home={workdir}",
     ]
     for key, value in conf.items():

@@ -61,6 +61,7 @@ from moto.glue.models import FakeJob, FakeJobRun, GlueBackend
 from moto.glue.responses import GlueResponse
 
 from local_aws import jobs
+from local_aws import settings as local_settings
 from local_aws.common import control_plane, read_state, write_state
 from local_aws.moto_ext import overrides
 
@@ -115,10 +116,9 @@ def _restore(cls: type, record: dict) -> Any:
 
 def _persists(backend: Any) -> bool:
     """Only the local account's and region's backend is the control plane's state on disk."""
-    from churn_ml import settings as cfg
     from local_aws.common import LOCAL_REGION
 
-    return (backend.account_id, backend.region_name) == (cfg.LOCAL_ACCOUNT, LOCAL_REGION)
+    return (backend.account_id, backend.region_name) == (local_settings.LOCAL_ACCOUNT, LOCAL_REGION)
 
 
 def _run_records(service: str) -> list[dict]:
@@ -491,10 +491,10 @@ def glue_refs(url: str) -> dict[str, str]:
     return {
         "Project": "churn", "ArtifactsBucket": s.artifacts_bucket, "LakeBucket": s.lake_bucket,
         "CodeVersion": load()["Parameters"]["CodeVersion"]["Default"],
-        "AWS::Region": LOCAL_REGION, "AWS::AccountId": cfg.LOCAL_ACCOUNT,
-        "GlueJobRole.Arn": f"arn:aws:iam::{cfg.LOCAL_ACCOUNT}:role/churn-glue", "GlueJobRole": "churn-glue",
+        "AWS::Region": LOCAL_REGION, "AWS::AccountId": local_settings.LOCAL_ACCOUNT,
+        "GlueJobRole.Arn": f"arn:aws:iam::{local_settings.LOCAL_ACCOUNT}:role/churn-glue", "GlueJobRole": "churn-glue",
         "GlueSecurityConfiguration": "churn-glue",
-        "EventsStream.Arn": f"arn:aws:kinesis:{LOCAL_REGION}:{cfg.LOCAL_ACCOUNT}:stream/{s.kinesis_stream}",
+        "EventsStream.Arn": f"arn:aws:kinesis:{LOCAL_REGION}:{local_settings.LOCAL_ACCOUNT}:stream/{s.kinesis_stream}",
     }
 
 
@@ -547,7 +547,7 @@ def _local_streaming_arguments(arguments: dict[str, str]) -> dict[str, str]:
     stream = (arguments.get("--stream-arn") or "").rsplit("/", 1)[-1] or cfg.settings.kinesis_stream
     return {"--source": "python", "--stream": stream,
             "--kinesis-endpoint-url": f"http://127.0.0.1:{plane.port()}",
-            "--runtime-endpoint-url": f"http://127.0.0.1:{cfg.local_runtime_port()}"}
+            "--runtime-endpoint-url": f"http://127.0.0.1:{local_settings.runtime_port()}"}
 
 
 def _check_glue_run(command: dict, arguments: dict[str, str]) -> None:

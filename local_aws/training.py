@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from churn_ml import naming
-from churn_ml import settings as cfg
 from local_aws import lake_files, sandbox, training_toolkit
+from local_aws import settings as local_settings
 from local_aws.common import (
     LocalJobError,
     arn,
@@ -423,7 +423,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
 
     spot = describe["EnableManagedSpotTraining"]
     plan = interruption_plan(
-        cfg.local_spot_interruptions() if interruptions is None else interruptions, name,
+        local_settings.spot_interruptions() if interruptions is None else interruptions, name,
         int(user_hps.get("num_round", 100)),
     ) if spot else []
     stopping = request["StoppingCondition"]
@@ -445,7 +445,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         record.transition(
             "Training", "Training in progress" + (f" (attempt {attempt}, resuming from checkpoints)" if attempt > 1 else ""),
         )
-        interrupter = Interrupter(plan[0] if plan else None, cfg.local_spot_notice_seconds(), log)
+        interrupter = Interrupter(plan[0] if plan else None, local_settings.spot_notice_seconds(), log)
         attempt_started = time.monotonic()
         try:
             # A rerun of the job name appends too: the log keeps every run, as the transitions do.
@@ -470,7 +470,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         interrupted += 1
         record.transition("Interrupted", f"Spot interruption {interrupted} at round {interrupter.round} (exit code {code})")
         log.warning("training job %s: simulated spot interruption %d at round %d", name, interrupted, interrupter.round)
-        time.sleep(cfg.local_spot_restart_seconds())
+        time.sleep(local_settings.spot_restart_seconds())
         if max_wait is not None and time.monotonic() - started > max_wait:
             reason = f"MaxWaitTimeExceeded: MaxWaitTimeInSeconds ({max_wait}) passed while waiting for spot capacity"
             secondary = "MaxWaitTimeExceeded"

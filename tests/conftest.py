@@ -108,9 +108,17 @@ def _control_plane(tmp_path_factory, _runtime_port):
         code_deploy.deploy()
     _SESSION_LAKE[url] = env["LAKE_ROOT"]
     yield url
+    import logging
+
+    from local_aws import endpoints
+
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
+        log = logging.getLogger("tests")
+        for name in endpoints.list_endpoints():  # what tests deployed (the SDK's estimator.deploy included)
+            endpoints.delete_endpoint(name, log)
+        endpoints.stop_router(log)  # the router runs in a session of its own, as scripts/stack.sh stop knows
         control_plane.stop_server()
 
 

@@ -30,19 +30,6 @@ read when a task, a trigger or the control plane runs.
 | CHURN_STREAMING_SCORING | endpoint | how the streaming job scores: `endpoint` (the SageMaker endpoint by name) or `in_process` (the published model's booster in the job's driver, read when the run starts; needs xgboost in the job's Python) |
 | CHURN_ALERTS_TOPIC_ARN | - | SNS topic the monitoring DAG alerts through (the template's `AlertsTopic`, stack output `AlertsTopicArn`; locally the topic the control plane creates) |
 | CHURN_JOB_POLL_SECONDS | - | poll a deferred job's status at most this often (the operators' own intervals, 30-60 s, otherwise); scripts/env.sh sets 2 for the local target, whose jobs take seconds to minutes |
-| CHURN_LOCAL_SPARK_MEMORY | 4g | local target: Spark driver memory |
-| CHURN_LOCAL_RUNTIME_PORT | 18080 | local target: port of the SageMaker Runtime router on 127.0.0.1 |
-| CHURN_LOCAL_AWS_PORT | 4566 | local target: port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |
-| CHURN_LOCAL_KINESIS_URL | - | local target: use this running Kinesis-compatible server instead (docker-compose's moto) |
-| CHURN_LOCAL_BIND_HOST | 127.0.0.1 | local target: the address the control plane and the endpoints' router listen on (docker-compose's control-plane container: 0.0.0.0, its network only) |
-| CHURN_LOCAL_SERVER_NAMES | - | local target: host names, besides 127.0.0.1 and localhost, that the control plane and the router answer to (comma list; docker-compose's: `control-plane`); any other Host header is refused (DNS rebinding) |
-| CHURN_LOCAL_KEY_FILE | - | local target: a credentials file whose key a new lake gets instead of a random one (`<lake>/.control-plane/credentials`, local_aws.common.credentials); the test suite sets one for all its lakes |
-| CHURN_LOCAL_BAKE_SECONDS | 5 | local target: seconds each traffic step bakes under the alarms (the request's WaitIntervalInSeconds is meant for AWS) |
-| CHURN_LOCAL_ENDPOINT_MAX_INSTANCES | 2 | local target: cap on container processes per variant |
-| CHURN_LOCAL_CAPTURE_FLUSH_SECONDS | 5 | local target: how often the endpoints' router writes the data capture it buffered (a new file each time, and at shutdown) |
-| CHURN_LOCAL_SPOT_INTERRUPTIONS | - | local target: simulated spot interruptions of training jobs (not tuning trials): comma list of rounds, `random`, and `<round>:kill` for SIGKILL without notice, e.g. `40,random` |
-| CHURN_LOCAL_SPOT_NOTICE_SECONDS | 120 | local target: seconds between SIGTERM and SIGKILL of an interruption |
-| CHURN_LOCAL_SPOT_RESTART_SECONDS | 2 | local target: simulated wait for spot capacity before a restart |
 
 A missing required value fails the task with the variable's name, instead of sending a request AWS
 would reject.
@@ -56,8 +43,6 @@ from pathlib import Path
 from churn_ml.errors import CannotSucceedOnRetry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCAL_ACCOUNT = "000000000000"
-LOCAL_REGION = "us-east-1"  # the local AWS connection's region (scripts/env.sh, local_aws.common)
 
 
 class SettingsError(CannotSucceedOnRetry, RuntimeError):
@@ -211,9 +196,6 @@ class _Settings:
             raise SettingsError(f"CHURN_STREAMING_SCORING must be endpoint or in_process, got {value!r}")
         return value
 
-    @property
-    def local_spark_memory(self) -> str:
-        return _get("CHURN_LOCAL_SPARK_MEMORY", "4g")
 
 
 def job_poll_seconds() -> int | None:
@@ -223,45 +205,6 @@ def job_poll_seconds() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise SettingsError(f"CHURN_JOB_POLL_SECONDS must be a whole number of seconds >= 1, got {value!r}")
     return int(value)
-
-
-def local_spot_interruptions() -> str:
-    return _get("CHURN_LOCAL_SPOT_INTERRUPTIONS", "") or ""
-
-
-def local_spot_notice_seconds() -> float:
-    return float(_get("CHURN_LOCAL_SPOT_NOTICE_SECONDS", "120"))
-
-
-def local_spot_restart_seconds() -> float:
-    return float(_get("CHURN_LOCAL_SPOT_RESTART_SECONDS", "2"))
-
-
-def local_runtime_port() -> int:
-    return int(_get("CHURN_LOCAL_RUNTIME_PORT", "18080"))
-
-
-def local_bind_host() -> str:
-    return _get("CHURN_LOCAL_BIND_HOST", "127.0.0.1") or "127.0.0.1"
-
-
-def local_server_names() -> list[str]:
-    return [name.strip().lower() for name in _get("CHURN_LOCAL_SERVER_NAMES", "").split(",") if name.strip()]
-
-
-def local_bake_seconds() -> float:
-    return float(_get("CHURN_LOCAL_BAKE_SECONDS", "5"))
-
-
-def local_endpoint_max_instances() -> int:
-    return max(1, int(_get("CHURN_LOCAL_ENDPOINT_MAX_INSTANCES", "2")))
-
-
-def local_capture_flush_seconds() -> float:
-    value = float(_get("CHURN_LOCAL_CAPTURE_FLUSH_SECONDS", "5"))
-    if not value > 0:
-        raise SettingsError(f"CHURN_LOCAL_CAPTURE_FLUSH_SECONDS must be a number of seconds > 0, got {value!r}")
-    return value
 
 
 settings = _Settings()
