@@ -29,6 +29,7 @@ from churn.features import FEATURE_COLUMNS
 from churn_ml import training_requests as requests
 from churn_ml.settings import settings
 from local_aws import control_plane, data_capture, endpoints, lake_files
+from local_aws.settings import deployment_environment
 from local_aws.training import run_training_job
 from support import free_port, training_request
 
@@ -57,7 +58,7 @@ def plane(tmp_path_factory):
     runtime_port = free_port()
     env = {"LAKE_ROOT": str(lake_root), "ML_TARGET": "local", "CHURN_LOCAL_AWS_PORT": str(free_port()),
            "CHURN_LOCAL_RUNTIME_PORT": str(runtime_port), "CHURN_LOCAL_CAPTURE_FLUSH_SECONDS": str(FLUSH_SECONDS),
-           "CHURN_LOCAL_BAKE_SECONDS": "0.5", "CHURN_CAPTURE_KMS_KEY_ID": ""}
+           "CHURN_LOCAL_BAKE_SECONDS": "0.5"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -124,11 +125,13 @@ def line(values, record_id: str | None = None) -> str:
 def test_the_endpoint_captures_what_it_was_sent_and_answered_and_the_reader_gets_it_back(plane, spark):
     config = deploy(plane, "churn-capture", 100)
     off = deploy(plane, "churn-no-capture", 0)
-    assert off["DataCaptureConfig"]["EnableCapture"] is False and "KmsKeyId" not in config["DataCaptureConfig"]
+    key = deployment_environment()["CHURN_CAPTURE_KMS_KEY_ID"]  # the data key the control plane creates
+    assert off["DataCaptureConfig"]["EnableCapture"] is False
+    assert config["DataCaptureConfig"]["KmsKeyId"] == key
     described = in_service(plane, "churn-capture", "churn-no-capture")
     assert described["churn-capture"]["DataCaptureConfig"] == {
         "EnableCapture": True, "CaptureStatus": "Started", "CurrentSamplingPercentage": 100,
-        "DestinationS3Uri": DESTINATION, "KmsKeyId": ""}
+        "DestinationS3Uri": DESTINATION, "KmsKeyId": key}
     assert described["churn-no-capture"]["DataCaptureConfig"]["CaptureStatus"] == "Stopped"
     sagemaker = control_plane.client("sagemaker", plane["url"])
     assert sagemaker.describe_endpoint_config(EndpointConfigName=config["EndpointConfigName"])["DataCaptureConfig"] \
