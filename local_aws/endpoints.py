@@ -505,7 +505,10 @@ def _bake(url: str, name: str, blue: str, green: str, seconds: float, log: loggi
         now_counts = router_metrics(url, name)
         (g_calls, g_errors), (g_calls0, g_errors0) = _errors(now_counts.get(green, {})), _errors(start.get(green, {}))
         (b_calls, b_errors), (b_calls0, b_errors0) = _errors(now_counts.get(blue, {})), _errors(start.get(blue, {}))
-        calls, errors = g_calls - g_calls0, g_errors - g_errors0
+        errors = g_errors - g_errors0
+        # The router counts a request's 5XX and its invocation one after the other: a snapshot between
+        # the two has an error more than calls, never a division by zero.
+        calls = max(g_calls - g_calls0, errors)
         blue_rate = (b_errors - b_errors0) / max(b_calls - b_calls0, 1)
         if errors and errors / calls > blue_rate + ALARM_MARGIN:
             raise LocalJobError(

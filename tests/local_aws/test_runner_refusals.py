@@ -81,7 +81,7 @@ def test_a_training_program_outside_the_source_bundle_is_refused(plane, evil):
         request = {**training_request(), "TrainingJobName": name}
         request["HyperParameters"] = {**request["HyperParameters"], "sagemaker_program": program}
         refused(sagemaker.create_training_job, request, "ValidationException",
-                "CreateTrainingJob", f"sagemaker_program {program!r} is refused", "relative to the source bundle")
+                "CreateTrainingJob", f"sagemaker_program {program!r} is refused", "at the root of the source bundle")
         nothing_ran(plane, evil, "training-jobs", name)
         refused(sagemaker.describe_training_job, {"TrainingJobName": name}, "ValidationException", "Could not find")
 

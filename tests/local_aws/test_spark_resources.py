@@ -149,7 +149,9 @@ def test_the_providers_application_operators_complete_with_their_waiters(plane):
     finally:
         done.set()
         watcher.join()
-    assert seen == ["CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED"]
+    # CREATED lasts as long as the operator takes to call StartApplication after its waiter saw it (the
+    # create operator's waiter succeeds on CREATED only): the watcher may miss it on a busy machine.
+    assert [s for s in seen if s != "CREATED"] == ["CREATING", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED"]
     # AWS keeps a deleted application, TERMINATED (the provider's serverless_app_terminated waiter waits
     # for that state); it runs nothing more and cannot be deleted again.
     assert emr.get_application(applicationId=application_id)["application"]["state"] == "TERMINATED"
@@ -206,6 +208,12 @@ def test_applications_and_job_runs_create_get_list_tag_cancel_and_auto_start_sto
     ok = emr.start_job_run(applicationId=app, name="ok", clientToken="ok", **spark_run("ok.py"))["jobRunId"]
     until(lambda: emr.get_job_run(applicationId=app, jobRunId=ok)["jobRun"]["state"], lambda s: s == "SUCCESS")
     assert listed(states=["CANCELLED"]) == [run_id] and sorted(listed()) == sorted([run_id, ok])
+    # Both listings page as AWS's do (maxResults, nextToken): botocore's paginators walk them.
+    pages = list(emr.get_paginator("list_job_runs").paginate(applicationId=app, PaginationConfig={"PageSize": 1}))
+    assert [len(p["jobRuns"]) for p in pages] == [1, 1] and sorted(r["id"] for p in pages for r in p["jobRuns"]) \
+        == sorted([run_id, ok])
+    pages = list(emr.get_paginator("list_applications").paginate(PaginationConfig={"PageSize": 1}))
+    assert all(len(p["applications"]) <= 1 for p in pages) and app in [a["id"] for p in pages for a in p["applications"]]
     assert error_code(lambda: emr.get_job_run(applicationId=app, jobRunId="no0such0run00000")) \
         == "ResourceNotFoundException"
 

@@ -52,8 +52,10 @@ def test_the_emr_release_is_the_toml_one(template):
 
 
 def test_the_xgboost_image_is_the_toml_one():
-    settings = (REPO / "plugins" / "churn_ml" / "settings.py").read_text()
-    tags = set(re.findall(r"sagemaker-xgboost:([0-9][0-9.]*-[0-9]+)", settings))
+    """The image the local stack names (local_aws/settings.py; docker-compose.yaml and the deploy examples
+    repeat it) is a runtime the toml pins and the job scripts are tested under."""
+    named = "".join((REPO / path).read_text() for path in ("local_aws/settings.py", "docker-compose.yaml", "infra/deploy_mwaa.py"))
+    tags = set(re.findall(r"sagemaker-xgboost:([0-9][0-9.]*-[0-9]+)", named))
     assert tags and {f"sagemaker-xgboost-{t}" for t in tags} <= set(runtimes_config()["runtime"])
 
 
