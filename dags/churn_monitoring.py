@@ -147,7 +147,8 @@ def churn_monitoring():
         prefix = f"{settings.lake}/{MONITORING_REPORTS}dt={ds}/"
         lake.write_bytes(f"{prefix}report.html", page.encode("utf-8"), content_type=monitoring_report.CONTENT_TYPE)
         lake.write_json(f"{prefix}decision.json", decision)
-        logging.getLogger(__name__).info("REPORT: %s", lake.browse_url(f"{prefix}report.html"))
+        logging.getLogger(__name__).info("REPORT: %s (S3 console: %s)", f"{prefix}report.html",
+                                         lake.browse_url(f"{prefix}report.html"))
         return {"report": f"{prefix}report.html", "retrain": decision["retrain"]}
 
     @task.short_circuit

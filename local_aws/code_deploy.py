@@ -22,6 +22,7 @@ from pathlib import Path
 from churn_ml import artifacts
 from churn_ml import settings as cfg
 from local_aws import lake_files
+from local_aws import settings as local_settings
 
 COMMAND = "python -m local_aws.code_deploy"
 
@@ -34,7 +35,7 @@ def bucket_folder() -> Path:
 def deploy(include: Path | None = None) -> str:
     """Build ``include`` (default: ``CHURN_INCLUDE_DIR``) into the local artifacts bucket and point
     ``code/CURRENT.json`` at its version; returns the version."""
-    include = Path(include) if include is not None else cfg.include_dir()
+    include = Path(include) if include is not None else local_settings.include_dir()
     if not (include / "jobs").is_dir() or not (include / "churn").is_dir() or not (include / "sagemaker").is_dir():
         raise FileNotFoundError(
             f"{include} is not an include/ folder (expected jobs/, churn/ and sagemaker/ in it); set CHURN_INCLUDE_DIR "
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include", type=Path, default=None,
                         help="the include/ folder to deploy (default: CHURN_INCLUDE_DIR, else the repository's)")
     args = parser.parse_args(argv)
-    if not cfg.is_local():
+    if cfg.target() != "local":
         parser.error("ML_TARGET is not 'local': on AWS, deploy with infra/deploy_mwaa.py")
     version = deploy(args.include)
     print(f"code version {version} deployed: {artifacts.code_uri(version)} "

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from churn_ml import settings as cfg
 from local_aws import settings as local_settings
 
 LOCAL_REGION = local_settings.LOCAL_REGION  # the region of the local AWS connection (scripts/env.sh)
@@ -49,7 +48,7 @@ def path_segment(name: object) -> str:
 
 
 def control_plane(*parts: str) -> Path:
-    path = cfg.lake_root() / ".control-plane"
+    path = local_settings.lake_root() / ".control-plane"
     for part in parts:
         path = path / path_segment(part)
     path.mkdir(parents=True, exist_ok=True)

@@ -304,11 +304,12 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     from local_aws.kinesis import ensure_stream
 
     ensure_stream(url, cfg.settings.kinesis_stream)
+    create_buckets()
     create_topics(url)
     create_data_key()
     create_roles()
     write_state(control_plane() / "server.json", {"pid": os.getpid(), "url": url, "started": now()})
-    print(f"control plane serving {url} for lake {cfg.lake_root()}", flush=True)
+    print(f"control plane serving {url} for lake {local_settings.lake_root()}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -316,6 +317,15 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
         pass
     server.shutdown()
     thread.join()
+
+
+def create_buckets() -> list[str]:
+    """The template's lake and artifacts buckets, as the stack creates them: folders of the lake
+    (``local_aws.lake_s3``); an existing one is left as it is. Returns their names."""
+    s = cfg.settings
+    for bucket in (s.lake_bucket, s.artifacts_bucket):
+        (local_settings.lake_root() / bucket).mkdir(parents=True, exist_ok=True)
+    return [s.lake_bucket, s.artifacts_bucket]
 
 
 def create_topics(url: str) -> list[str]:

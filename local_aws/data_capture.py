@@ -9,7 +9,7 @@ capturing route to a ``CaptureBuffer``. The buffer writes the records as SageMak
   ``Content-Type``, the mode, the body and its encoding: ``CSV`` or ``JSON`` (the body as text) when
   the type is one of ``CaptureContentTypeHeader``'s, ``BASE64`` otherwise (and without that header);
 - files ``<DestinationS3Uri>/<EndpointName>/<VariantName>/yyyy/mm/dd/hh/<mm>-<ss>-<mmm>-<uuid>.jsonl``
-  by the UTC hour of the inference, in the lake folder (``lake.write_bytes``: written aside, then
+  by the UTC hour of the inference, in the lake folder (``lake_files.write_bytes``: written aside, then
   renamed into place, so a reader never sees half a file).
 
 Records wait in memory and are written as new files every ``CHURN_LOCAL_CAPTURE_FLUSH_SECONDS``
@@ -31,7 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from churn_ml import lake
+from local_aws import lake_files
 from local_aws import settings as local_settings
 
 log = logging.getLogger("churn_ml.endpoint.capture")
@@ -138,7 +138,7 @@ class CaptureBuffer:
             try:
                 lines = [json.dumps(capture_record(s, when, request, response), separators=(",", ":"))
                          for s, _, _, when, request, response in group]
-                lake.write_bytes(key, ("\n".join(lines) + "\n").encode("utf-8"))
+                lake_files.write_bytes(key, ("\n".join(lines) + "\n").encode("utf-8"))
             except Exception as err:  # a capture problem must never reach an invocation
                 self.stats["write_errors"] += 1
                 self.stats["lost"] += len(group)

@@ -9,10 +9,13 @@ through the S3 API on both targets (``churn_ml.lake``).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from churn_ml import settings as cfg
 from churn_ml.lake import split_uri
+from local_aws import settings as local_settings
+
+TEMP_PREFIX = ".lake-s3-"  # temporary files of writes in progress: never listed, skipped by Spark (dot files)
 
 
 def local_path(uri: str) -> Path:
@@ -33,7 +36,7 @@ def local_path(uri: str) -> Path:
     elif ".." in key.split("/"):
         problem = "its key has a '..' segment"
     if problem is None:
-        root = cfg.lake_root()
+        root = local_settings.lake_root()
         path = root / bucket / key
         # Belt and braces: with the rules above the normalised path is always below the root.
         inside = os.path.normpath(path)
@@ -42,7 +45,7 @@ def local_path(uri: str) -> Path:
     if problem:
         raise ValueError(
             f"refusing to map {uri!r} to a local lake path: {problem}, which would lead outside the lake root "
-            f"{cfg.lake_root()}. Lake URIs name objects as s3://bucket/key with plain '/'-separated names; "
+            f"{local_settings.lake_root()}. Lake URIs name objects as s3://bucket/key with plain '/'-separated names; "
             "build the key without '..' (or NUL) segments"
         )
     return path
@@ -63,3 +66,47 @@ def to_local_uris(value):
     if isinstance(value, dict):
         return {k: to_local_uris(v) for k, v in value.items()}
     return value
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` aside (a ``TEMP_PREFIX`` file in the same folder), then rename it over:
+    a reader (the control plane's S3, Spark) finds the old file or the new one whole, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write the object ``uri`` of the local lake as the emulated service does (the router's data capture):
+    into its file, atomically (``write_atomically``)."""
+    write_atomically(local_path(uri), data)
+
+
+def read_text(uri: str) -> str:
+    """The object ``uri`` of the local lake, as text (what the emulated service reads: a manifest)."""
+    return local_path(uri).read_text(encoding="utf-8")
+
+
+def list_keys(prefix_uri: str) -> list[str]:
+    """URIs of the local lake's objects whose key starts with ``prefix_uri``'s key, sorted: the files below
+    the prefix's folder, without writes in progress (``TEMP_PREFIX``). ``churn_ml.lake.list_keys`` of the
+    emulated service (the transform runner lists its input with it)."""
+    bucket, key = split_uri(prefix_uri)
+    folder = local_path(f"s3://{bucket}/{key[: key.rfind('/') + 1]}")
+    base = local_settings.lake_root() / bucket
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(TEMP_PREFIX)]
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            object_key = (Path(parent) / name).relative_to(base).as_posix()
+            if object_key.startswith(key):
+                found.append(f"s3://{bucket}/{object_key}")
+    return sorted(found)

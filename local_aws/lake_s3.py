@@ -84,11 +84,11 @@ from moto.s3.exceptions import (
 from moto.s3.models import FakeBucket, FakeKey, S3Backend
 from moto.s3.responses import S3Response
 
-from churn_ml import settings as cfg
+from local_aws import settings as local_settings
+from local_aws.lake_files import TEMP_PREFIX, write_atomically
 from local_aws.moto_ext import overrides, register_backend, register_responses
 
 LOCAL_REGION = "us-east-1"
-TEMP_PREFIX = ".lake-s3-"  # temporary files of writes in progress: never listed, skipped by Spark (dot files)
 CHUNK = 1 << 20
 BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # The headers S3 keeps with an object and answers on GetObject/HeadObject (besides x-amz-meta-*).
@@ -135,15 +135,7 @@ def _is_temp(name: str) -> bool:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
 def _read_json(path: Path) -> dict:
@@ -223,7 +215,7 @@ class NotStorable(InvalidArgumentError):
     def __init__(self, bucket: str, key: str, problem: str) -> None:
         super().__init__(
             f"s3://{bucket}/{key} cannot be stored by the local target: {problem}. The local target keeps every "
-            f"object as the file {cfg.lake_root()}/<bucket>/<key>; use '/'-separated keys whose segments are "
+            f"object as the file {local_settings.lake_root()}/<bucket>/<key>; use '/'-separated keys whose segments are "
             "non-empty file names (not '.' or '..'), and no key that is also the folder of other keys",
             "Key", key)
 
@@ -350,11 +342,11 @@ class LakeS3Backend(S3Backend):
     # ------------------------------------------------------------------ where things are
     @staticmethod
     def _state(*parts: str) -> Path:
-        return cfg.lake_root().joinpath(".control-plane", "s3", *parts)
+        return local_settings.lake_root().joinpath(".control-plane", "s3", *parts)
 
     @staticmethod
     def _folder(bucket_name: str) -> Path | None:
-        return cfg.lake_root() / bucket_name if BUCKET_NAME.match(bucket_name or "") else None
+        return local_settings.lake_root() / bucket_name if BUCKET_NAME.match(bucket_name or "") else None
 
     def _object_path(self, bucket_name: str, key_name: str) -> Path:
         """The file of ``key_name``, or ``NotStorable`` for a key no file can be. By segments, not through
@@ -375,7 +367,7 @@ class LakeS3Backend(S3Backend):
             problem = f"names starting with {TEMP_PREFIX!r} are the local target's writes in progress"
         if problem:
             raise NotStorable(bucket_name, key_name, problem)
-        return cfg.lake_root().joinpath(bucket_name, *segments)
+        return local_settings.lake_root().joinpath(bucket_name, *segments)
 
     def _meta_path(self, bucket_name: str, key_name: str) -> Path:
         digest = hashlib.sha256(key_name.encode("utf-8")).hexdigest()
@@ -419,7 +411,7 @@ class LakeS3Backend(S3Backend):
 
     @overrides
     def list_buckets(self, prefix: str | None, bucket_region: str | None, max_buckets: str | None) -> list[FakeBucket]:
-        root = cfg.lake_root()
+        root = local_settings.lake_root()
         names = sorted(entry.name for entry in (os.scandir(root) if root.is_dir() else [])
                        if BUCKET_NAME.match(entry.name) and entry.is_dir())
         buckets = []
@@ -437,7 +429,7 @@ class LakeS3Backend(S3Backend):
     @overrides
     def delete_bucket(self, bucket_name: str) -> FakeBucket | None:
         bucket = self.get_bucket(bucket_name)
-        folder = cfg.lake_root() / bucket_name
+        folder = local_settings.lake_root() / bucket_name
         if _has_object(folder):
             return None
         for parent, dirs, _ in os.walk(folder, topdown=False):
@@ -585,7 +577,7 @@ class LakeS3Backend(S3Backend):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return True, {}
         self._meta_path(bucket_name, key_name).unlink(missing_ok=True)
-        self._prune(cfg.lake_root() / bucket_name, path.parent)
+        self._prune(local_settings.lake_root() / bucket_name, path.parent)
         return True, {}
 
     @staticmethod
@@ -641,7 +633,7 @@ class LakeS3Backend(S3Backend):
     def _listing(self, bucket_name: str, prefix: str, delimiter: str | None, after: str
                  ) -> Iterator[tuple[str, Path | None]]:
         """(key, path) of objects and (common prefix, None) of common prefixes, in S3's order, after ``after``."""
-        root = cfg.lake_root() / bucket_name
+        root = local_settings.lake_root() / bucket_name
         base = prefix[: prefix.rfind("/") + 1]
         if any(s in ("", ".", "..") for s in base.split("/")[:-1]):
             return  # no key has such a folder

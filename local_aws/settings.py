@@ -32,12 +32,14 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from pathlib import Path
 
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/env.sh)
 EMR_APPLICATION_ID = "00local0000000000"
 DATA_KEY_ALIAS = "alias/churn-data"  # the template's DataKey, as the control plane creates it
 XGBOOST_IMAGE_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class LocalSettingsError(ValueError):
@@ -46,6 +48,16 @@ class LocalSettingsError(ValueError):
 
 def _get(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
+
+
+def lake_root() -> Path:
+    """The lake folder: every bucket of the local S3 is a folder of it (LAKE_ROOT, default .lake/)."""
+    return Path(_get("LAKE_ROOT", str(REPO_ROOT / ".lake"))).resolve()
+
+
+def include_dir() -> Path:
+    """The include/ folder ``python -m local_aws.code_deploy`` deploys (CHURN_INCLUDE_DIR, default the repository's)."""
+    return Path(_get("CHURN_INCLUDE_DIR", str(REPO_ROOT / "include"))).resolve()
 
 
 def spark_memory() -> str:

@@ -251,7 +251,7 @@ def spark_submit(
     # The job's code is the request's code version only: include/ (which scripts/env.sh puts on the
     # PYTHONPATH of everything it starts) is left out, so a module missing from the version's
     # --py-files fails here as on AWS instead of loading from the working tree.
-    working_tree = {os.path.realpath(cfg.include_dir()), os.path.realpath(cfg.REPO_ROOT / "include")}
+    working_tree = {os.path.realpath(local_settings.include_dir()), os.path.realpath(local_settings.REPO_ROOT / "include")}
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                  if p and os.path.realpath(p) not in working_tree]
     python_path = [*local_py_files, *inherited]

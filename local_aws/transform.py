@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from churn_ml import naming
-from churn_ml import settings as cfg
 from churn_ml.transform_io import input_objects, output_uri
 from local_aws import lake_files, sandbox
+from local_aws import settings as local_settings
 from local_aws.common import (
     RUNNER_PATH,
     LocalJobError,
@@ -135,7 +135,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
     except ValueError as err:
         raise LocalJobError(f"ClientError: model {model['ModelName']}: {err}") from None
 
-    base, objects = input_objects(transform["TransformInput"]["DataSource"]["S3DataSource"])
+    base, objects = input_objects(transform["TransformInput"]["DataSource"]["S3DataSource"], lake_files)
     if not objects:
         raise LocalJobError(f"no input objects in {transform['TransformInput']['DataSource']['S3DataSource']['S3Uri']}")
     output_prefix = transform["TransformOutput"]["S3OutputPath"].rstrip("/")
@@ -190,7 +190,7 @@ def run_transform_job(config: dict, log: logging.Logger) -> dict:
         **os.environ,
         # The model's bundle first (as in the container), then this repository's runner and its
         # request batching (churn.scoring, shared with the Spark jobs' endpoint client).
-        "PYTHONPATH": os.pathsep.join([str(code_dir), *RUNNER_PATH, str(cfg.include_dir())]),
+        "PYTHONPATH": os.pathsep.join([str(code_dir), *RUNNER_PATH, str(local_settings.include_dir())]),
         "PYTHONUNBUFFERED": "1",
         # What SageMaker tells a batch-transform container about the job.
         "SAGEMAKER_BATCH": "true",

@@ -74,6 +74,35 @@ def lake_root(tmp_path, monkeypatch) -> Path:
     return root
 
 
+@pytest.fixture
+def lake_s3(lake_root, monkeypatch) -> Path:
+    """S3 over the test's lake folder in this process: moto's S3 (``mock_aws``) with the control plane's
+    backend (``local_aws.lake_s3.LakeS3Backend``: every bucket a folder of ``lake_root``), so the plugins'
+    S3 calls (``churn_ml.lake``, the S3 hook) read and write the files the test writes, without a server.
+    Returns ``lake_root``."""
+    from moto import mock_aws
+    from moto.s3.models import s3_backends
+
+    from local_aws import lake_s3
+
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}'}.items():
+        monkeypatch.setenv(key, value)
+    used = dict(s3_backends)  # backends of earlier tests: this one's instances must be of the lake's class
+    s3_backends.clear()
+    monkeypatch.setattr(s3_backends, "backend", lake_s3.LakeS3Backend)
+    from churn_ml.settings import settings
+
+    for bucket in (settings.lake_bucket, settings.artifacts_bucket):  # the template's buckets, as the stack has them
+        (lake_root / bucket).mkdir(exist_ok=True)
+    try:
+        with mock_aws():
+            yield lake_root
+    finally:
+        s3_backends.clear()
+        s3_backends.update(used)
+
+
 @pytest.fixture(scope="session")
 def _runtime_port() -> int:
     """The port of the session control plane's endpoints router: not the default port another lake may hold."""
@@ -123,7 +152,7 @@ def _control_plane(tmp_path_factory, _runtime_port):
 
 
 @pytest.fixture
-def aws_local(_control_plane, _runtime_port, monkeypatch, request) -> str:
+def aws_local(_control_plane, _runtime_port, lake_root, monkeypatch, request) -> str:
     """The AWS connection points at the session's control plane (its SageMaker Runtime at the plane's router);
     a model package group of the test's own."""
     import json
@@ -139,6 +168,9 @@ def aws_local(_control_plane, _runtime_port, monkeypatch, request) -> str:
         patch.setenv("LAKE_ROOT", _SESSION_LAKE[_control_plane])
         connection = control_plane.connection(_control_plane, role=None)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    # The plugins read and write the lake through the plane's S3, whose buckets are the plane's lake folder:
+    # a test that also looks at files (local_aws.lake_files) must look there (after lake_root, if it has one).
+    monkeypatch.setenv("LAKE_ROOT", _SESSION_LAKE[_control_plane])
     monkeypatch.setenv("CHURN_MODEL_PACKAGE_GROUP", re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:50].strip("-"))
     from churn_ml import artifacts
 

@@ -7,7 +7,7 @@ read when a task, a trigger or the control plane runs.
 
 | variable | default | meaning |
 |---|---|---|
-| ML_TARGET | local | `local` runs every step on this machine; `aws` uses the AWS services |
+| ML_TARGET | local | `local` or `aws`: which target this deployment is, for the tools (`local_aws.code_deploy` refuses on `aws`). The DAGs and plugins do not branch on it: the AWS connection decides where every request goes (AWS, or the local control plane) |
 | LAKE_ROOT | <repo>/.lake | local target: folder that stands in for S3 (`s3://b/k` -> `LAKE_ROOT/b/k`) |
 | CHURN_LAKE_BUCKET | churn-lake | data lake bucket |
 | CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the code versions of include/ (`code/<version>/`: Spark scripts, the churn library, SageMaker source bundles) and `code/CURRENT.json`, the version the DAGs run (churn_ml.artifacts) |
@@ -38,11 +38,9 @@ would reject.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
 
 from churn_ml.errors import CannotSucceedOnRetry
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SettingsError(CannotSucceedOnRetry, RuntimeError):
@@ -59,18 +57,6 @@ def target() -> str:
     if value not in ("local", "aws"):
         raise SettingsError(f"ML_TARGET must be 'local' or 'aws', got {value!r}")
     return value
-
-
-def is_local() -> bool:
-    return target() == "local"
-
-
-def lake_root() -> Path:
-    return Path(_get("LAKE_ROOT", str(REPO_ROOT / ".lake"))).resolve()
-
-
-def include_dir() -> Path:
-    return Path(_get("CHURN_INCLUDE_DIR", str(REPO_ROOT / "include"))).resolve()
 
 
 def spark_backend() -> str:
@@ -114,7 +100,11 @@ class _Settings:
 
     @property
     def aws_conn_id(self) -> str:
-        return _get("CHURN_AWS_CONN_ID", "aws_default")
+        value = _get("CHURN_AWS_CONN_ID", "aws_default")
+        if not re.fullmatch(r"[\w.-]{1,250}", value):  # Airflow's rule for a connection id (validate_key)
+            raise SettingsError(f"CHURN_AWS_CONN_ID must be an Airflow connection id (letters, digits, '_', '.', '-'; "
+                                f"at most 250), got {value!r}; set it to the AWS connection's id (default aws_default)")
+        return value
 
     def _required(self, name: str) -> str:
         """A setting of the deployment's resources: infra/deploy_mwaa.py sets it from the stack's outputs on

@@ -26,10 +26,11 @@ def write_manifest(prefix_uri: str, manifest_uri: str) -> list[str]:
     return objects
 
 
-def read_manifest(uri: str) -> tuple[str, list[str]]:
-    """(prefix, object URIs) of a SageMaker manifest file."""
+def read_manifest(uri: str, store=lake) -> tuple[str, list[str]]:
+    """(prefix, object URIs) of a SageMaker manifest file, read from ``store`` (``churn_ml.lake``, S3; the
+    local transform runner passes ``local_aws.lake_files``, the files the emulated service reads)."""
     try:
-        entries = json.loads(lake.read_text(uri))
+        entries = json.loads(store.read_text(uri))
         prefix, keys = entries[0]["prefix"], entries[1:]
     except (ValueError, KeyError, IndexError, TypeError) as err:
         raise ValueError(
@@ -42,13 +43,14 @@ def read_manifest(uri: str) -> tuple[str, list[str]]:
     return prefix, [prefix + key for key in keys]
 
 
-def input_objects(source: dict) -> tuple[str, list[str]]:
-    """(base prefix, input object URIs) of a TransformInput's ``S3DataSource``."""
+def input_objects(source: dict, store=lake) -> tuple[str, list[str]]:
+    """(base prefix, input object URIs) of a TransformInput's ``S3DataSource``, listed in ``store``
+    (as ``read_manifest``)."""
     if source["S3DataType"] == "ManifestFile":
-        return read_manifest(source["S3Uri"])
+        return read_manifest(source["S3Uri"], store)
     prefix = source["S3Uri"]
     base = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/"
-    return base, lake.list_keys(prefix)
+    return base, store.list_keys(prefix)
 
 
 def output_uri(output_path: str, base: str, input_uri: str) -> str:

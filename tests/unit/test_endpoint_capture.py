@@ -63,6 +63,8 @@ def plane(tmp_path_factory):
         for key, value in env.items():
             patch.setenv(key, value)
         url = control_plane.ensure_server()
+        # The plugins' S3 calls (the capture reader) go to this plane's S3, over this module's lake.
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(control_plane.connection(url, role=None)))
         try:
             write_channels()
             job = run_training_job({**training_request(num_round="10"), "TrainingJobName": "capture-model"}, LOG)

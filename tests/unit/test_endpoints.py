@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from churn_ml import lake
 from local_aws import endpoints, lake_files, request_guard
 from local_aws.common import LocalJobError, credentials
 from local_aws.training import run_training_job
@@ -206,7 +205,7 @@ def _broken_artifact(runtime) -> str:
         info = tarfile.TarInfo("xgboost-model.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    lake.write_bytes(uri, buffer.getvalue())
+    lake_files.write_bytes(uri, buffer.getvalue())
     return uri
 
 
@@ -296,7 +295,7 @@ def _failing_program(runtime) -> str:
         info.size = len(code)
         tar.addfile(info, io.BytesIO(code))
     uri = "s3://churn-artifacts/sagemaker/failing-sourcedir.tar.gz"
-    lake.write_bytes(uri, buffer.getvalue())
+    lake_files.write_bytes(uri, buffer.getvalue())
     return uri
 
 

@@ -21,6 +21,9 @@ from churn_ml import decay, lake, model_card, monitoring_report, registry, strea
 from churn_ml.errors import CannotSucceedOnRetry
 from churn_ml.settings import SettingsError
 
+# The plugins read and write the lake through S3: moto's, in this process, over the test's lake folder.
+pytestmark = pytest.mark.usefixtures("lake_s3")
+
 POINTER = "s3://churn-lake/published/churn/latest.json"
 OUTPUT = "s3://churn-lake/models/churn/job-a/output"
 LOG = logging.getLogger("test")
@@ -95,8 +98,8 @@ def test_aws_rejecting_the_request_fails_fast_and_throttling_or_a_service_error_
 
 
 def test_an_invalid_setting_fails_a_task_facing_function_at_once(monkeypatch):
-    monkeypatch.setenv("ML_TARGET", "gcp")
-    with pytest.raises(AirflowFailException, match="ML_TARGET must be 'local' or 'aws', got 'gcp'") as excinfo:
+    monkeypatch.setenv("CHURN_AWS_CONN_ID", "aws default")
+    with pytest.raises(AirflowFailException, match="CHURN_AWS_CONN_ID must be an Airflow connection id") as excinfo:
         registry.publication("Approved", "2026-07-02", False, POINTER)
     failed_fast(excinfo, SettingsError)
 
@@ -267,7 +270,7 @@ def test_a_task_with_retries_fails_after_one_try_on_a_settings_error_and_a_trans
     from airflow import settings as airflow_settings
 
     monkeypatch.setattr(airflow_settings, "DAGS_FOLDER", str(folder))  # the dags-folder bundle's path
-    monkeypatch.setenv("ML_TARGET", "gcp")  # read by the task when it runs (lake.exists -> settings)
+    monkeypatch.setenv("CHURN_AWS_CONN_ID", "aws default")  # read by the task when it runs (lake.exists -> settings)
     probe = DagBag(dag_folder=str(folder)).get_dag("fail_fast_probe")
     run = probe.test(logical_date=pendulum.datetime(2026, 7, 2, tz="UTC"))
     tries = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}

@@ -38,26 +38,11 @@ def s3(monkeypatch):
 
 
 @pytest.fixture
-def lake_view(lake_root, monkeypatch):
-    """moto's S3 serving the lake folder as the control plane does (its backend, lake_s3.LakeS3Backend),
-    ML_TARGET=local."""
-    from moto.s3.models import s3_backends
-
-    from local_aws import lake_s3
-
-    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}'}.items():
-        monkeypatch.setenv(key, value)
-    used = dict(s3_backends)  # backends of earlier tests: this one's instances must be of the lake's class
-    s3_backends.clear()
-    monkeypatch.setattr(s3_backends, "backend", lake_s3.LakeS3Backend)
-    (lake_root / BUCKET).mkdir()
-    try:
-        with mock_aws():
-            yield lake_root / BUCKET
-    finally:
-        s3_backends.clear()
-        s3_backends.update(used)
+def lake_view(lake_s3):
+    """moto's S3 serving the lake folder as the control plane does (tests/conftest.py's ``lake_s3``):
+    the bucket's folder."""
+    (lake_s3 / BUCKET).mkdir(exist_ok=True)
+    return lake_s3 / BUCKET
 
 
 def put(s3, key: str, body: bytes = b"x") -> None:

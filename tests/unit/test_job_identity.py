@@ -12,6 +12,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from churn_ml.operators.base import Found, IdentifiedJobMixin, code_versions, recompute_token
 
 V1, V2 = "0123456789abcdef", "fedcba9876543210"
+# The identity marks the run's code version used (churn_ml.artifacts.mark_used): S3 over the test's lake.
+pytestmark = pytest.mark.usefixtures("lake_s3")
 
 
 class _Jobs(IdentifiedJobMixin):

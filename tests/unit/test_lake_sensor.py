@@ -1,11 +1,16 @@
+
 """The lake sensor never holds a worker slot while it waits, and its timeout says what is missing."""
 
 from __future__ import annotations
 
+import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from churn_ml import lake
 from churn_ml.operators import LakeKeySensor
+
+# The plugins read and write the lake through S3: moto's, in this process, over the test's lake folder.
+pytestmark = pytest.mark.usefixtures("lake_s3")
 
 KEYS = ["s3://churn-lake/raw/customers/dt=2026-07-01/_SUCCESS", "s3://churn-lake/raw/events/dt=2026-07-01/_SUCCESS"]
 

@@ -11,6 +11,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from churn_ml import lake, model_card
 
+# The plugins read and write the lake through S3: moto's, in this process, over the test's lake folder.
+pytestmark = pytest.mark.usefixtures("lake_s3")
+
 OUTPUT = "s3://churn-lake/models/churn/churn-xgb-20260706-aaaa/output"
 EVALUATION = {"features": ["tenure", "spend"], "rounds": 120, "canary": {"rows": [[1, 2]], "scores": [0.5]}}
 BASELINE = {  # churn_baseline.build's shape (include/sagemaker/)

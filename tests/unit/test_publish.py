@@ -10,6 +10,9 @@ from pyspark.sql import functions as F
 from churn import sparkio
 from churn_ml import lake, transform_io
 
+# The plugins read and write the lake through S3: moto's, in this process, over the test's lake folder.
+pytestmark = pytest.mark.usefixtures("lake_s3")
+
 PARTITION = "s3://churn-lake/predictions/dt=2026-07-02/"
 STAGING = "s3://churn-lake/_staging/predictions/dt=2026-07-02/run-1/out/"
 

@@ -95,7 +95,7 @@ def test_the_champion_and_warm_start_of_a_date_come_from_older_data_only(lake_ro
     assert registry.champion_for("2026-06-25") is None
 
 
-def test_production_only_moves_forward_unless_forced(lake_root):
+def test_production_only_moves_forward_unless_forced(lake_s3):
     pointer = "s3://churn-lake/models/churn/latest.json"
     assert registry.publication("Approved", "2026-07-02", False, pointer) == (True, "published: the first approved model")
     assert registry.publication("Rejected", "2026-07-02", False, pointer)[0] is False

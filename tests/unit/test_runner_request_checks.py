@@ -18,7 +18,7 @@ from local_aws.models import validate_model
 from local_aws.training import validate_request as validate_training
 from local_aws.transform import validate_request as validate_transform
 from local_aws.tuning import validate_request as validate_tuning
-from support import model_request, training_request
+from support import deployed_code, model_request, training_request
 
 # ---------------------------------------------------------------- programs
 
@@ -287,8 +287,10 @@ def test_glue_runs_are_checked_with_the_jobs_arguments(lake_root):
         _check_glue_run({"Name": "glueetl", "ScriptLocation": "file:///tmp/evil.py"}, defaults)
 
 
-def test_the_templates_glue_jobs_and_the_streaming_runs_arguments_pass(lake_root):
+def test_the_templates_glue_jobs_and_the_streaming_runs_arguments_pass(lake_s3):
     from churn_ml import stream_job
+
+    deployed_code()  # the streaming run names the deployed code version (code/CURRENT.json)
     from local_aws.spark_api import _check_glue_run, glue_refs
     from local_aws.template import glue_job_requests
 

@@ -219,7 +219,7 @@ def test_interruption_plan_parses_rounds_random_and_kill():
         interruption_plan("soon", "job-a", 200)
 
 
-def test_spot_fields_are_cast_named_per_job_and_size_the_wait(lake_root, monkeypatch):
+def test_spot_fields_are_cast_named_per_job_and_size_the_wait(lake_s3, monkeypatch):
     """Templated strings become integers, the checkpoint prefix is the job's own, the wait covers MaxWait."""
     import datetime as dt
     from types import SimpleNamespace

@@ -130,7 +130,7 @@ def test_an_object_store_gets_one_put_and_no_local_file(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reading_progress_of_a_run_that_wrote_none_gives_none(lake_root, monkeypatch):
+def test_reading_progress_of_a_run_that_wrote_none_gives_none(lake_s3, monkeypatch):
     assert stream_job.read_progress("jr_none") is None
     uri = f"{stream_job.root()}/runs/jr_1/progress.json"
     sparkio.replace_file(lake_files.local_path(uri), json.dumps(_payload(5)).encode())
