@@ -33,14 +33,21 @@ version), and the checks apply to those values. A Glue run's ``LogGroupName`` is
 ``/aws-glue/jobs``, or ``/aws-glue/jobs/<security configuration>-role/<role name>`` for a job with a
 security configuration (the template's); its log files are ``run_log_files``.
 
-Glue crawlers, the Data Catalog and every other operation of the two services are left out of
+The Glue Data Catalog (``CATALOG_OPERATIONS``: databases, tables with their versions, partitions) is
+moto's, with each write saved: a database to ``glue/catalog/<database>.json``, a table with its
+versions and partitions to ``glue/catalog/<database>/<table>.json`` (written aside and renamed), read
+back when a control plane starts, timestamps included. GetPartitions' expressions are moto's
+(pyparsing). Glue crawlers and every other operation of the two services are left out of
 ``EMULATED_OPERATIONS``: the control plane refuses them as not emulated (``local_aws.operations``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -57,12 +64,12 @@ from moto.glue.exceptions import (
     InvalidInputException,
     JobRunNotFoundException,
 )
-from moto.glue.models import FakeJob, FakeJobRun, GlueBackend
+from moto.glue.models import FakeDatabase, FakeJob, FakeJobRun, FakePartition, FakeTable, GlueBackend
 from moto.glue.responses import GlueResponse
 
 from local_aws import jobs
 from local_aws import settings as local_settings
-from local_aws.common import control_plane, read_state, write_state
+from local_aws.common import control_plane, path_segment, read_state, write_state
 from local_aws.moto_ext import overrides
 
 RELEASE_LABEL = "emr-7.9.0"  # the template's EMR Serverless release (infra/cloudformation/churn.yaml)
@@ -471,10 +478,36 @@ def create_application(backend: EMRServerlessBackend, application_id: str) -> No
 
 # ---------------------------------------------------------------- Glue
 
+# The Data Catalog: databases, tables (with their versions) and partitions.
+CATALOG_OPERATIONS = frozenset({
+    "CreateDatabase", "GetDatabase", "GetDatabases", "UpdateDatabase", "DeleteDatabase",
+    "CreateTable", "GetTable", "GetTables", "UpdateTable", "DeleteTable", "BatchDeleteTable",
+    "GetTableVersion", "GetTableVersions", "DeleteTableVersion",
+    "CreatePartition", "BatchCreatePartition", "GetPartition", "GetPartitions", "BatchGetPartition",
+    "UpdatePartition", "BatchUpdatePartition", "DeletePartition", "BatchDeletePartition",
+})
 GLUE_OPERATIONS = frozenset({
     "CreateJob", "GetJob", "GetJobs", "ListJobs", "BatchGetJobs", "DeleteJob", "StartJobRun", "GetJobRun",
     "GetJobRuns", "BatchStopJobRun", "TagResource", "UntagResource", "GetTags",
-})
+}) | CATALOG_OPERATIONS
+
+
+def _catalog_write(name: str):
+    """moto's ``GlueBackend.<name>`` (a Data Catalog write), then the database or table it changed saved
+    (``LocalGlueBackend._save_catalog``). ``functools.wraps`` keeps moto's signature, which
+    ``check_overrides`` compares with the installed moto's."""
+    parent = getattr(GlueBackend, name)
+    signature = inspect.signature(parent)
+
+    @functools.wraps(parent)
+    def method(self, *args, **kwargs):
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        with self._lock:
+            result = parent(self, *args, **kwargs)
+            self._save_catalog(arguments["database_name"], arguments.get("table_name"))
+        return result
+
+    return overrides(method)
 
 
 def glue_refs(url: str) -> dict[str, str]:
@@ -716,6 +749,66 @@ class LocalGlueBackend(GlueBackend):
             run = _restore(LocalGlueJobRun, record)
             if run.job_name in self.jobs:
                 self.jobs[run.job_name].job_runs.append(run)
+        self._load_catalog()
+
+    # ------------------------------------------------------------------ the Data Catalog
+    def _catalog_dir(self) -> Path:
+        return control_plane("glue", "catalog")
+
+    def _load_catalog(self) -> None:
+        folder = self._catalog_dir()
+        for path in sorted(folder.glob("*.json")):
+            database = _restore(FakeDatabase, read_state(path))
+            database.tables = {}
+            for table_path in sorted((folder / database.name).glob("*.json")):
+                record = read_state(table_path)
+                partitions = record.pop("partitions")
+                table = _restore(FakeTable, record)
+                table.partitions = {key: _restore(FakePartition, p) for key, p in partitions.items()}
+                database.tables[table.name] = table
+            self.databases[database.name] = database
+
+    def _save_catalog(self, database_name: str, table_name: str | None = None) -> None:
+        """Save what a catalog write changed: the table (or its removal); without a table, the database
+        and every table of it (or the database's removal)."""
+        if not self._persist:
+            return
+        folder = self._catalog_dir()
+        database = self.databases.get(database_name)
+        tables_dir = folder / path_segment(database_name)
+        if database is None:
+            (folder / f"{database_name}.json").unlink(missing_ok=True)
+            shutil.rmtree(tables_dir, ignore_errors=True)
+            return
+        names = [table_name] if table_name is not None else sorted(
+            {*database.tables, *(p.stem for p in tables_dir.glob("*.json"))})
+        if table_name is None:
+            write_state(folder / f"{database_name}.json", _record(database, leave_out=("tables",)))
+        tables_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            table = database.tables.get(name)
+            path = tables_dir / f"{path_segment(name)}.json"
+            if table is None:
+                path.unlink(missing_ok=True)
+                continue
+            record = _record(table, leave_out=("partitions",))
+            record["partitions"] = {key: _record(p) for key, p in table.partitions.items()}
+            write_state(path, record)
+
+    create_database = _catalog_write("create_database")
+    update_database = _catalog_write("update_database")
+    delete_database = _catalog_write("delete_database")
+    create_table = _catalog_write("create_table")
+    update_table = _catalog_write("update_table")
+    delete_table = _catalog_write("delete_table")
+    batch_delete_table = _catalog_write("batch_delete_table")
+    delete_table_version = _catalog_write("delete_table_version")
+    create_partition = _catalog_write("create_partition")
+    batch_create_partition = _catalog_write("batch_create_partition")
+    update_partition = _catalog_write("update_partition")
+    batch_update_partition = _catalog_write("batch_update_partition")
+    delete_partition = _catalog_write("delete_partition")
+    batch_delete_partition = _catalog_write("batch_delete_partition")
 
     def _save_job(self, job: FakeJob) -> None:
         if self._persist:
