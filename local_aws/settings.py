@@ -5,6 +5,8 @@ environment each time they are asked for:
 
 | variable | default | meaning |
 |---|---|---|
+| LAKE_ROOT | <repo>/.lake | the lake folder: every bucket of the control plane's S3 is a folder of it (`s3://b/k` is the file `LAKE_ROOT/b/k`), and the control plane's state is under its `.control-plane/` |
+| CHURN_INCLUDE_DIR | <repo>/include | the include/ folder `python -m local_aws.code_deploy` deploys |
 | CHURN_LOCAL_SPARK_MEMORY | 4g | Spark driver memory of the local Spark runner |
 | CHURN_LOCAL_RUNTIME_PORT | 18080 | port of the SageMaker Runtime router on 127.0.0.1 |
 | CHURN_LOCAL_AWS_PORT | 4566 | port of the control plane (AWS APIs, Kinesis included) on 127.0.0.1 (local_aws.control_plane) |

@@ -8,7 +8,6 @@ read when a task, a trigger or the control plane runs.
 | variable | default | meaning |
 |---|---|---|
 | ML_TARGET | local | `local` or `aws`: which target this deployment is, for the tools (`local_aws.code_deploy` refuses on `aws`). The DAGs and plugins do not branch on it: the AWS connection decides where every request goes (AWS, or the local control plane) |
-| LAKE_ROOT | <repo>/.lake | local target: folder that stands in for S3 (`s3://b/k` -> `LAKE_ROOT/b/k`) |
 | CHURN_LAKE_BUCKET | churn-lake | data lake bucket |
 | CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the code versions of include/ (`code/<version>/`: Spark scripts, the churn library, SageMaker source bundles) and `code/CURRENT.json`, the version the DAGs run (churn_ml.artifacts) |
 | CHURN_SPARK_BACKEND | emr_serverless | `emr_serverless` or `glue`: which service runs the Spark jobs on AWS |
@@ -155,7 +154,7 @@ class _Settings:
 
     @property
     def capture_kms_key_id(self) -> str:
-        """Empty when unset: the local target's endpoint request then names no key; the aws target's refuses
+        """Empty when unset: an endpoint request with data capture is then refused on both targets
         (``training_requests.resolve_data_capture``)."""
         return _get("CHURN_CAPTURE_KMS_KEY_ID", "") or ""
 
