@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from churn_ml import naming
-from local_aws import lake_files
+from local_aws import jobs, lake_files
 from local_aws.common import LocalJobError, control_plane, now, read_state, tail, write_state
 from local_aws.spark import argv, glue_script_location, spark_submit, split_glue_arguments
 
@@ -48,10 +48,10 @@ def _runs_dir(job: str) -> Path:
 
 
 def _alive(state: dict) -> bool:
+    proc = jobs.same_process(state["pid"], state["create_time"])
+    if proc is None:
+        return False
     try:
-        proc = psutil.Process(state["pid"])
-        if abs(proc.create_time() - state["create_time"]) >= 1.0:
-            return False
         if proc.status() == psutil.STATUS_ZOMBIE:
             with contextlib.suppress(ChildProcessError):  # the control plane started it: reap it
                 os.waitpid(state["pid"], os.WNOHANG)

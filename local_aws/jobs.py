@@ -45,6 +45,20 @@ def start(kind: str, job_dir: Path, request: dict) -> int:
 
 _children: dict[int, subprocess.Popen] = {}  # reaped on each check, so an ended worker is no zombie
 
+# psutil's create_time() is the kernel's boot time (``btime`` of /proc/stat, whole seconds, recomputed
+# from the clock: it moves by a second now and then) plus the process's start: two readings of the same
+# process may differ by one second. A pid reused within that tolerance is not a concern here.
+SAME_START_SECONDS = 2.0
+
+
+def same_process(pid: int, create_time: float) -> psutil.Process | None:
+    """The process ``pid`` if it is the one that started at ``create_time`` (psutil's), else None."""
+    try:
+        process = psutil.Process(pid)
+        return process if abs(process.create_time() - create_time) < SAME_START_SECONDS else None
+    except psutil.NoSuchProcess:
+        return None
+
 
 def running(job_dir: Path) -> bool:
     """Whether the job's worker is alive (the same process: its pid and start time match)."""
@@ -55,9 +69,9 @@ def running(job_dir: Path) -> bool:
     if child is not None and child.poll() is not None:
         _children.pop(state["pid"], None)
         return False
+    process = same_process(state["pid"], state["create_time"])
     try:
-        process = psutil.Process(state["pid"])
-        return abs(process.create_time() - state["create_time"]) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
+        return process is not None and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

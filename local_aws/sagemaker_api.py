@@ -261,11 +261,14 @@ class _Job(_Resource):
         # worker is gone without ending the record failed.
         if record.get(self.status_key) in ("InProgress", "Stopping") and (job_dir / "worker.json").exists() \
                 and not jobs.running(job_dir):
-            record.update({self.status_key: "Failed", "FailureReason": jobs.last_error(job_dir)[:1024],
-                           "LastModifiedTime": now()})
-            if "SecondaryStatus" in record:
-                record["SecondaryStatus"] = "Failed"
-            write_state(job_dir / "describe.json", record)
+            # The worker may have ended the record between the read above and that check: read it again.
+            record = read_state(job_dir / "describe.json") or record
+            if record.get(self.status_key) in ("InProgress", "Stopping"):
+                record.update({self.status_key: "Failed", "FailureReason": jobs.last_error(job_dir)[:1024],
+                               "LastModifiedTime": now()})
+                if "SecondaryStatus" in record:
+                    record["SecondaryStatus"] = "Failed"
+                write_state(job_dir / "describe.json", record)
         return record
 
     def stop(self, name: str) -> None:

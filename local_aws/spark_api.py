@@ -355,8 +355,9 @@ class LocalEMRServerlessBackend(EMRServerlessBackend):
         with self._lock:
             before = (job_run.state, job_run.state_details)
             folder = job_dir(job_run.id)
-            state = read_state(folder / "job-run.json")
+            # Whether the worker lives, before its record: a worker that ends in between wrote its end first.
             alive = jobs.running(folder)
+            state = read_state(folder / "job-run.json")
             if job_run.state == "CANCELLING":
                 if not alive:
                     job_run.state = "CANCELLED"
@@ -615,12 +616,13 @@ class LocalGlueJobRun(FakeJobRun):
                 None if state else f"the streaming runner has no record of run {self.job_run_id}")
         elif self._status != "STOPPING":
             folder = job_dir(self.job_run_id)
+            alive = jobs.running(folder)  # before the record, as in get_job_run of EMR Serverless
             state = read_state(folder / "job-run.json")
             if state and state["state"] in ("SUCCESS", "FAILED"):
                 self._status = "SUCCEEDED" if state["state"] == "SUCCESS" else "FAILED"
                 if self._status == "FAILED":
                     self.error_message = jobs.last_error(folder)
-            elif not jobs.running(folder):
+            elif not alive:
                 self._status, self.error_message = "FAILED", jobs.last_error(folder)
             else:
                 self._status = "RUNNING"
