@@ -173,8 +173,8 @@ def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
     for tasks in (table or LAKE_ACCESS).values():
         for roles in tasks.values():
             for role, prefixes in roles.items():
-                for target in ((EMR, GLUE) if role == SPARK else (role,)):
+                for grantee in ((EMR, GLUE) if role == SPARK else (role,)):
                     for prefix, modes in prefixes.items():
-                        merged[target].setdefault(prefix, set()).update(modes)
+                        merged[grantee].setdefault(prefix, set()).update(modes)
     return {role: {p: "".join(m for m in "rwd" if m in modes) for p, modes in sorted(found.items())}
             for role, found in merged.items()}
