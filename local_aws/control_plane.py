@@ -319,13 +319,11 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     thread.join()
 
 
-def create_buckets() -> list[str]:
+def create_buckets() -> None:
     """The template's lake and artifacts buckets, as the stack creates them: folders of the lake
-    (``local_aws.lake_s3``); an existing one is left as it is. Returns their names."""
-    s = cfg.settings
-    for bucket in (s.lake_bucket, s.artifacts_bucket):
+    (``local_aws.lake_s3``); an existing one is left as it is."""
+    for bucket in (cfg.settings.lake_bucket, cfg.settings.artifacts_bucket):
         (local_settings.lake_root() / bucket).mkdir(parents=True, exist_ok=True)
-    return [s.lake_bucket, s.artifacts_bucket]
 
 
 def create_topics(url: str) -> list[str]:

@@ -91,10 +91,9 @@ def lake_s3(lake_root, monkeypatch) -> Path:
     used = dict(s3_backends)  # backends of earlier tests: this one's instances must be of the lake's class
     s3_backends.clear()
     monkeypatch.setattr(s3_backends, "backend", lake_s3.LakeS3Backend)
-    from churn_ml.settings import settings
+    from local_aws.control_plane import create_buckets
 
-    for bucket in (settings.lake_bucket, settings.artifacts_bucket):  # the template's buckets, as the stack has them
-        (lake_root / bucket).mkdir(exist_ok=True)
+    create_buckets()  # the template's buckets, as the control plane creates them at its start
     try:
         with mock_aws():
             yield lake_root
