@@ -10,7 +10,9 @@ For each day `ds` (a snapshot: the state at the start of that day):
    writes clean Parquet to `clean/`, bad records with a reason to `errors/` (fails above
    `max_bad_fraction`), features for snapshot `ds` to `features/` and `scoring_input/`, and labels
    for the snapshot whose 30-day window just closed to `labels/`.
-3. **report_features** — logs the run summary and emits the features / scoring-input / labels Assets.
+3. **report_features** — logs the run summary, registers every partition the job wrote (its summary lists
+   them) in the Glue Data Catalog (`churn_ml.catalog`), drops the catalog's `scoring_input` partitions whose
+   data expired, and emits the features / scoring-input / labels Assets.
 
 **Inputs:** `s3://<lake>/raw/{customers,events}/dt=YYYY-MM-DD/` (JSON lines). **Outputs:** the
 `dt=` partitions above; every one is replaced on rerun, never appended to.
@@ -103,10 +105,11 @@ def churn_features():
 
     @task(outlets=[FEATURES_ASSET, SCORING_INPUT_ASSET, LABELS_ASSET])
     def report_features(ds: str | None = None, outlet_events=None) -> dict:
-        """Read the job's run summary; fail if it wrote no features; tag the Asset events with ds."""
+        """Read the job's run summary; fail if it wrote no features; register its partitions in the catalog; tag
+        the Asset events with ds."""
         import logging
 
-        from churn_ml import lake
+        from churn_ml import catalog, lake
         from churn_ml.settings import settings
 
         log = logging.getLogger(__name__)
@@ -129,6 +132,8 @@ def churn_features():
             "validated_records": {e: s["records"] for e, s in summary["entities"].items()},
         }
         log.info("features summary: %s", report)
+        report["registered"] = len(catalog.register_partitions(catalog.features_run_partitions(summary)))
+        report["expired_scoring_input"] = catalog.drop_expired("scoring_input")
         for asset in (FEATURES_ASSET, SCORING_INPUT_ASSET, LABELS_ASSET):
             outlet_events[asset].extra = {"ds": ds}
         return report

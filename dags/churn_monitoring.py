@@ -10,7 +10,8 @@
    predictions, the endpoint's data capture, the stream's predictions), against the baseline; the
    realized AUC, PR-AUC, Brier score, calibration and lift of the predictions of `ds - 30`, whose
    labels just closed. Writes `monitoring/daily/dt=<ds>/summary.json`.
-4. **decide** — the day is decayed when a source drifted or the realized AUC is below the floor
+4. **decide** — registers the day's results (`monitoring_daily`) in the Glue Data Catalog
+   (`churn_ml.catalog`); the day is decayed when a source drifted or the realized AUC is below the floor
    (params); retraining is due after `consecutive_days` decayed days in a row (`churn_ml.decay`).
 5. **write_report** — `monitoring/reports/dt=<ds>/report.html`: the decision and why, drift per
    feature, score drift and realized AUC over time with the gate's floor. Its location is in the
@@ -120,9 +121,10 @@ def churn_monitoring():
         """Decayed today? Retraining due? Reads this day's and the previous days' summaries and decisions."""
         import logging
 
-        from churn_ml import decay, monitoring_report
+        from churn_ml import catalog, decay, monitoring_report
         from churn_ml.settings import settings
 
+        catalog.register_partition("monitoring_daily", ds)  # the monitor job wrote it whole
         thresholds = decay.Thresholds.from_params(params)
         days = thresholds.consecutive_days
         summaries = monitoring_report.read_daily(f"{settings.lake}/{MONITORING}", ds, days, "summary.json")

@@ -10,7 +10,8 @@ the local target) that calls the SageMaker endpoint and writes `stream_predictio
 2. **ensure_streaming_job** — a run in progress is left alone; otherwise a run is started, and it
    resumes from its checkpoint (after a failure, the task log says why the last run failed). The
    job scores through the endpoint by name, so a newly deployed model is used by the next batch.
-3. **check_health** — from the run's `progress.json`: progress age, batch duration, lag from the
+3. **check_health** — registers the days of `stream_predictions/` in the Glue Data Catalog (and drops
+   the days whose data expired: `churn_ml.catalog`); then, from the run's `progress.json`: progress age, batch duration, lag from the
    stream to the prediction, share of quarantined/unscorable events (input and processing rates
    are reported), and whether a batch was scored since the endpoint last changed. Fails with what
    is wrong; the limits are DAG params.
@@ -72,10 +73,13 @@ def churn_streaming():
 
     @task
     def check_health(run: dict, endpoint: dict, params: dict | None = None) -> dict:
-        """Fail with a clear message when the run is not keeping up, not progressing or erroring."""
+        """Register the stream's prediction partitions in the catalog; fail with a clear message when the run is not
+        keeping up, not progressing or erroring."""
         import logging
 
-        from churn_ml import stream_job
+        from churn_ml import catalog, stream_job
+
+        catalog.register_present("stream_predictions")  # the days the job wrote; expired ones dropped
 
         limits = {k: float(params[k]) for k in ("max_progress_age_seconds", "max_batch_seconds", "max_error_rate",
                                                   "max_lag_seconds", "startup_grace_seconds")}

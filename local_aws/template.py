@@ -2,7 +2,8 @@
 
 The control plane defines the Glue jobs the way the stack does, from the template's own
 ``AWS::Glue::Job`` resources, so the local target runs the same script, DefaultArguments and
-ExecutionProperty as a deployment, and creates the template's SNS topics by their names; the
+ExecutionProperty as a deployment, creates the template's SNS topics by their names and its Glue
+Data Catalog database and tables (``glue_catalog``) with their columns, formats and locations; the
 infrastructure tests read the template with the same loader.
 """
 
@@ -85,6 +86,25 @@ def glue_job_requests(refs: dict[str, str]) -> list[dict]:
         request = resolve({k: v for k, v in properties.items() if k != "SecurityConfiguration"}, refs)
         jobs.append(request)
     return jobs
+
+
+def glue_catalog(refs: dict[str, str]) -> tuple[list[dict], list[tuple[str, dict]]]:
+    """The template's Data Catalog, resolved from ``refs``: the ``DatabaseInput`` of each ``AWS::Glue::Database``
+    and (database name, ``TableInput``) of each ``AWS::Glue::Table`` (the lake's tables)."""
+    resources = load()["Resources"].values()
+    databases = [resolve(r["Properties"]["DatabaseInput"], refs) for r in resources if r["Type"] == "AWS::Glue::Database"]
+    tables = [(resolve(r["Properties"]["DatabaseName"], refs), resolve(r["Properties"]["TableInput"], refs))
+              for r in resources if r["Type"] == "AWS::Glue::Table"]
+    return databases, tables
+
+
+def athena_work_group(refs: dict[str, str]) -> dict:
+    """The template's ``AWS::Athena::WorkGroup`` properties (Name, WorkGroupConfiguration with its results
+    location and encryption), resolved from ``refs``."""
+    found = [r["Properties"] for r in load()["Resources"].values() if r["Type"] == "AWS::Athena::WorkGroup"]
+    if len(found) != 1:
+        raise ValueError(f"the template must define one AWS::Athena::WorkGroup (the lake's queries), found {len(found)}")
+    return resolve(found[0], refs)
 
 
 def sns_topic_names(refs: dict[str, str]) -> list[str]:

@@ -11,7 +11,8 @@ For run date ``ds`` (a snapshot date: the state at the start of that day):
 2. writes features for the snapshots ``[ds - N, ds]`` to ``features/`` (Parquet) and
    ``scoring_input/`` (headerless CSV: customer_id then the features, the batch transform input);
 3. writes labels for the snapshots whose label window has closed to ``labels/``;
-4. writes a run summary to ``_runs/churn_features/ds=<ds>/summary.json``.
+4. writes a run summary to ``_runs/churn_features/ds=<ds>/summary.json``, with the days of every
+   partition it wrote (the DAG's report_features registers them in the Glue Data Catalog).
 
 Every output is replaced per partition, so rerunning a date never duplicates anything. Runs the
 same on EMR Serverless (entryPointArguments), Glue (``--key value`` job arguments) and local Spark.
@@ -73,7 +74,9 @@ def clean_partitions(spark: SparkSession, lake: str, entity: str, days: list[str
     validated.unpersist()
     bad = sum(c["bad"] for c in counts.values())
     log.info("%s: validated %d partitions, %d records quarantined", entity, len(days), bad)
-    return {"partitions": counts, "records": sum(c["records"] for c in counts.values()), "quarantined": bad}
+    # days: every clean partition written (a day without records too: an empty partition with its marker)
+    return {"partitions": counts, "days": days, "records": sum(c["records"] for c in counts.values()),
+            "quarantined": bad}
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
@@ -127,7 +130,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     sparkio.replace_partitions(spark, scoring, f"{lake}/scoring_input", snapshot_days, "csv", header="false")
     feature_rows = {r["dt"]: int(r["n"]) for r in feats.groupBy("dt").agg(F.count(F.lit(1)).alias("n")).collect()}
     feats.unpersist()
-    summary["features"] = {"snapshots": len(snapshot_days), "rows": sum(feature_rows.values()), "per_day": feature_rows}
+    summary["features"] = {"snapshots": len(snapshot_days), "rows": sum(feature_rows.values()), "per_day": feature_rows,
+                           "days": snapshot_days}  # the features/ and scoring_input/ partitions written
 
     last_label = ds - dt.timedelta(days=features.LABEL_WINDOW_DAYS)
     first_label = min(first_snapshot, last_label)
@@ -142,6 +146,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     labels.unpersist()
     summary["labels"] = {
         "snapshots": f"{label_days[0]}..{label_days[-1]}",
+        "days": label_days,  # the labels/ partitions written
         "rows": int(stats["n"]),
         "positives": int(stats["pos"] or 0),
     }

@@ -12,7 +12,8 @@ For monitoring date ``ds``:
 2. **Realized quality.** The label window of prediction date ``L = ds - LABEL_WINDOW_DAYS`` has
    closed: ``predictions/dt=<L>/`` joined with ``labels/dt=<L>/`` gives AUC, PR-AUC, Brier score,
    calibration and lift, for the model version that scored ``L`` (from that partition's marker).
-3. Writes ``monitoring/daily/dt=<ds>/summary.json`` whole (a rerun replaces it). Thresholds are not
+3. Writes ``monitoring/daily/dt=<ds>/summary.json`` whole, as one JSON line (a rerun replaces it; the
+   Glue table ``monitoring_daily`` reads it as one row). Thresholds are not
    applied here: the DAG's ``decide`` task reads the figures with its params.
 
 Runs the same on EMR Serverless (entryPointArguments), Glue (``--key value`` job arguments) and
@@ -151,7 +152,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     if joined is not None:
         joined.unpersist()
     summary["quality"] = realized_quality(spark, lake, args.ds)
-    sparkio.write_json(spark, f"{args.output}/dt={day}/summary.json", summary)
+    # One line: the summary is the monitoring_daily table's one row for the day, and Athena's JSON SerDe reads
+    # one object per line (infra/cloudformation/churn.yaml); the DAG's tasks parse it as any JSON.
+    sparkio.write_text(spark, f"{args.output}/dt={day}/summary.json", json.dumps(summary, sort_keys=True, default=str) + "\n")
 
     def score_psi(source: str) -> str:
         found = summary["sources"][source]

@@ -79,6 +79,22 @@ def list_keys(prefix_uri: str) -> list[str]:
     return [f"s3://{bucket}/{k}" for k in sorted(_s3_hook().list_keys(bucket_name=bucket, prefix=key) or [])]
 
 
+def list_folders(prefix_uri: str) -> list[str]:
+    """URIs (ending with "/") of the folders directly under a prefix: S3's common prefixes for the delimiter "/",
+    one listing however many objects each holds (``list_keys`` would read every key below them), sorted."""
+    bucket, key = split_uri(prefix_uri if prefix_uri.endswith("/") else prefix_uri + "/")
+    found = _s3_hook().list_prefixes(bucket_name=bucket, prefix=key, delimiter="/") or []
+    return sorted(f"s3://{bucket}/{folder}" for folder in found)
+
+
+def has_data(prefix_uri: str) -> bool:
+    """Whether an object under the prefix (recursive) is data, not a marker (``is_marker``); the listing stops at
+    the first one, so a partition of thousands of files costs one request."""
+    bucket, key = split_uri(prefix_uri)
+    pages = _s3_hook().get_conn().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+    return any(not is_marker(item["Key"]) for page in pages for item in page.get("Contents", []))
+
+
 def delete_prefix(prefix_uri: str) -> int:
     """Delete every object under a prefix; returns how many were deleted."""
     if not prefix_uri.endswith("/"):

@@ -10,8 +10,11 @@ read when a task, a trigger or the control plane runs.
 | ML_TARGET | local | `local` or `aws`: which target this deployment is, for the tools (`local_aws.code_deploy` refuses on `aws`). The DAGs and plugins do not branch on it: the AWS connection decides where every request goes (AWS, or the local control plane) |
 | CHURN_LAKE_BUCKET | churn-lake | data lake bucket |
 | CHURN_ARTIFACTS_BUCKET | churn-artifacts | bucket with the code versions of include/ (`code/<version>/`: Spark scripts, the churn library, SageMaker source bundles) and `code/CURRENT.json`, the version the DAGs run (churn_ml.artifacts) |
+| CHURN_GLUE_DATABASE | churn_lake | the Glue Data Catalog database of the lake's tables (the template's `LakeDatabaseName`, stack output `LakeDatabase`; churn_ml.catalog registers their partitions) |
 | CHURN_SPARK_BACKEND | emr_serverless | `emr_serverless` or `glue`: which service runs the Spark jobs on AWS |
 | CHURN_AWS_CONN_ID | aws_default | Airflow connection for AWS |
+| CHURN_ATHENA_CONN_ID | athena_default | Airflow connection (conn_type `athena`) of the data checks' SQL: its extra names the workgroup (`work_group`) and `region_name`, and on the local target the control plane's `endpoint_url` (scripts/env.sh, `local_aws.control_plane.athena_connection`); its schema is the Glue database |
+| CHURN_ATHENA_WORKGROUP | churn | the Athena workgroup of the data checks (the template's `AthenaWorkGroup`, stack output `AthenaWorkGroup`; it enforces its encrypted results location, the lake's `_athena/`) |
 | CHURN_EMR_APPLICATION_ID | - | EMR Serverless application id (emr_serverless). This and the next four name the deployment's resources: required on both targets, set by infra/deploy_mwaa.py from the stack's outputs on AWS and by scripts/env.sh from `local_aws.settings` locally |
 | CHURN_EMR_EXECUTION_ROLE_ARN | - | job execution role for EMR Serverless |
 | CHURN_SAGEMAKER_ROLE_ARN | - | SageMaker execution role |
@@ -77,6 +80,15 @@ class _Settings:
         return _get("CHURN_LAKE_BUCKET", "churn-lake")
 
     @property
+    def glue_database(self) -> str:
+        value = _get("CHURN_GLUE_DATABASE", "churn_lake")
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,254}", value):  # the template's LakeDatabaseName pattern (Athena's rule)
+            raise SettingsError(f"CHURN_GLUE_DATABASE must be a Glue database name Athena can query (lower-case letters, "
+                                f"digits and '_', starting with a letter), got {value!r}; set it to the stack's "
+                                "LakeDatabase output")
+        return value
+
+    @property
     def artifacts_bucket(self) -> str:
         return _get("CHURN_ARTIFACTS_BUCKET", "churn-artifacts")
 
@@ -103,6 +115,22 @@ class _Settings:
         if not re.fullmatch(r"[\w.-]{1,250}", value):  # Airflow's rule for a connection id (validate_key)
             raise SettingsError(f"CHURN_AWS_CONN_ID must be an Airflow connection id (letters, digits, '_', '.', '-'; "
                                 f"at most 250), got {value!r}; set it to the AWS connection's id (default aws_default)")
+        return value
+
+    @property
+    def athena_conn_id(self) -> str:
+        value = _get("CHURN_ATHENA_CONN_ID", "athena_default")
+        if not re.fullmatch(r"[\w.-]{1,250}", value):
+            raise SettingsError(f"CHURN_ATHENA_CONN_ID must be an Airflow connection id (letters, digits, '_', '.', '-'; "
+                                f"at most 250), got {value!r}")
+        return value
+
+    @property
+    def athena_workgroup(self) -> str:
+        value = _get("CHURN_ATHENA_WORKGROUP", "churn")
+        if not re.fullmatch(r"[a-zA-Z0-9._-]{1,128}", value):  # Athena's WorkGroupName pattern
+            raise SettingsError(f"CHURN_ATHENA_WORKGROUP must be an Athena workgroup name (letters, digits, '.', '_', "
+                                f"'-'; at most 128), got {value!r}; set it to the stack's AthenaWorkGroup output")
         return value
 
     def _required(self, name: str) -> str:

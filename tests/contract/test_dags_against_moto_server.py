@@ -144,7 +144,8 @@ def test_batch_scoring_dag_runs_on_the_aws_target_against_moto(moto_server, tmp_
 
 def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, tmp_path, airflow_sqlite):
     """ensure_endpoint (DescribeEndpoint), ensure_streaming_job (GetJobRuns, GetJob, StartJobRun) and
-    check_health (the run's progress.json in S3: none yet, so the run is STARTING within its grace).
+    check_health (the stream's partitions in the Glue Data Catalog: none yet; the run's progress.json in S3: none
+    yet, so the run is STARTING within its grace).
     moto runs no Spark: no progress is ever written, which a later check reports as a problem."""
     s3 = _client("s3", moto_server)
     for bucket in ("churn-lake", "churn-artifacts"):
@@ -156,6 +157,14 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     kinesis.create_stream(StreamName="churn-events", ShardCount=1)
     arn = kinesis.describe_stream_summary(StreamName="churn-events")["StreamDescriptionSummary"]["StreamARN"]
     glue = _client("glue", moto_server)
+    from local_aws import spark_api
+    from local_aws.template import glue_catalog
+
+    databases, tables = glue_catalog(spark_api.glue_refs(moto_server))  # the stack's Data Catalog
+    for database in databases:
+        glue.create_database(DatabaseInput=database)
+    for database_name, table_input in tables:
+        glue.create_table(DatabaseName=database_name, TableInput=table_input)
     glue.create_job(Name="churn-streaming", Role="churn-glue", GlueVersion="5.0",
                     Command={"Name": "gluestreaming",  # the template's CodeVersion default; runs override it
                              "ScriptLocation": "s3://churn-artifacts/code/0000000000000000/jobs/churn_stream_scoring.py"},
@@ -175,6 +184,7 @@ def test_streaming_dag_starts_the_glue_streaming_job_against_moto(moto_server, t
     assert len(runs) == 1 and runs[0]["Arguments"]["--lake"] == "s3://churn-lake"
     assert runs[0]["Arguments"]["--progress-root"] == "s3://churn-lake/_streaming/churn_streaming/runs"
     assert "'state': 'STARTING'" in log  # the health check's metrics: no progress yet, within the grace
+    assert not glue.get_partitions(DatabaseName="churn_lake", TableName="stream_predictions")["Partitions"]
 
 
 def test_training_dag_on_the_aws_target_against_moto(moto_server, tmp_path, airflow_sqlite):

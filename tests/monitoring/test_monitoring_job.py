@@ -204,3 +204,67 @@ def test_a_model_without_a_baseline_fails_with_what_to_do(monitored, spark, tmp_
                                         "--baseline", f"file://{tmp_path}/none.json", "--model-version", "1"])
     with pytest.raises(FileNotFoundError, match=r"registered without one .* Retrain \(trigger churn_training\)"):
         churn_monitoring.run(spark, args)
+
+
+def _hive_type(text: str) -> tuple:
+    """A Hive type string (``struct<a:bigint,b:array<double>>``) as a tree: (kind, ...)."""
+    text = text.strip()
+    for kind in ("struct", "array", "map"):
+        if text.startswith(f"{kind}<") and text.endswith(">"):
+            parts, depth, start, inner = [], 0, 0, text[len(kind) + 1:-1]
+            for i, char in enumerate(inner):
+                depth += char == "<"
+                depth -= char == ">"
+                if char == "," and depth == 0:
+                    parts.append(inner[start:i])
+                    start = i + 1
+            parts.append(inner[start:])
+            if kind == "struct":
+                return ("struct", {p.split(":", 1)[0]: _hive_type(p.split(":", 1)[1]) for p in parts})
+            return (kind, *[_hive_type(p) for p in parts])
+    return (text,)
+
+
+def _conforms(value, hive: tuple, where: str) -> None:
+    """``value`` (parsed JSON) is readable as ``hive`` by Athena's JSON SerDe: every key a field, every value its type."""
+    if value is None:
+        return
+    kind = hive[0]
+    if kind == "struct":
+        assert isinstance(value, dict), where
+        assert set(value) <= set(hive[1]), f"{where}: {sorted(set(value) - set(hive[1]))} not in the table's columns"
+        for key, item in value.items():
+            _conforms(item, hive[1][key], f"{where}.{key}")
+    elif kind == "map":
+        assert isinstance(value, dict), where
+        for key, item in value.items():
+            _conforms(item, hive[2], f"{where}[{key}]")
+    elif kind == "array":
+        assert isinstance(value, list), where
+        for i, item in enumerate(value):
+            _conforms(item, hive[1], f"{where}[{i}]")
+    elif kind in ("bigint", "int"):
+        assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {value!r} is not an integer"
+    elif kind == "double":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: {value!r} is not a number"
+    elif kind == "string":
+        assert isinstance(value, (str, int)), f"{where}: {value!r} is not a string"
+    else:
+        raise AssertionError(f"{where}: say in this test how the JSON SerDe reads {kind}")
+
+
+def test_each_summary_is_one_json_line_of_the_catalogs_monitoring_daily_table(monitored):
+    """Athena reads monitoring/daily/dt=<ds>/summary.json as the monitoring_daily table (one object per line)."""
+    from local_aws.template import load
+
+    table = next(r["Properties"]["TableInput"] for r in load()["Resources"].values()
+                 if r["Type"] == "AWS::Glue::Table" and r["Properties"]["TableInput"]["Name"] == "monitoring_daily")
+    row = ("struct", {c["Name"]: _hive_type(c["Type"]) for c in table["StorageDescriptor"]["Columns"]})
+    for day in MONITORED:
+        text = (monitored["lake"] / "monitoring/daily" / f"dt={_day(day)}" / "summary.json").read_text()
+        assert text.count("\n") == 1 and text.endswith("\n"), f"{day}: not one JSON line"
+        summary = json.loads(text)
+        assert set(summary) == set(row[1]), day
+        _conforms(summary, row, _day(day))
+    closed = [monitored["summaries"][_day(d)] for d in MONITORED if monitored["summaries"][_day(d)]["quality"]["status"] == "closed"]
+    assert closed and all(s["quality"]["calibration"] for s in closed)  # the nested arrays were checked, not absent
