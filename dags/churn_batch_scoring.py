@@ -15,7 +15,11 @@
 5. **publish_predictions** — checks every input has its `.out` with one row per record, then swaps
    the outputs into `predictions/dt=<ds>/` (each object replaced in place, then the objects the new
    set lacks removed), writes `_SUCCESS` (with the model version that scored the date, which
-   `churn_monitoring` reads) and emits the predictions Asset.
+   `churn_monitoring` reads), registers the partition in the Glue Data Catalog (`churn_ml.catalog`) and
+   emits the predictions Asset.
+6. **check_predictions** — an SQL check through Athena (the `athena_default` connection; on the local
+   target the control plane's Athena): the day's `predictions` have exactly one row per customer of the
+   day's `scoring_input`, none missing, none extra (`churn_ml.checks`).
 
 **Reruns and backfills** replace exactly that date, and never leave it empty: a run that fails
 anywhere leaves the published partition as it was. `airflow backfill create --dag-id
@@ -27,9 +31,12 @@ features partition with the model that is current when it runs.
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.common.sql.operators.sql import SQLCheckOperator
 from airflow.sdk import chain, dag, task
 
+from churn_ml.checks import PREDICTIONS_MATCH_SCORING_INPUT
 from churn_ml.dag_support import (
+    ATHENA_CONN_ID,
     AWS_CONN_ID,
     DEFAULT_ARGS,
     LAKE,
@@ -106,7 +113,7 @@ def churn_batch_scoring():
     def publish_predictions(transform: dict, model: dict, ds: str | None = None, run_id: str | None = None,
                             ti=None, outlet_events=None) -> dict:
         """Each input has its .out with one row per input record; then swap them into the partition."""
-        from churn_ml import transform_io
+        from churn_ml import catalog, transform_io
         from churn_ml.settings import settings
 
         published = transform_io.publish_predictions(
@@ -114,8 +121,15 @@ def churn_batch_scoring():
             model_package_version=model.get("model_package_version"),
             job_identity=ti.xcom_pull(task_ids="batch_transform", key="job_identity"),
         )
+        catalog.register_partition("predictions", ds)
         outlet_events[PREDICTIONS_ASSET].extra = {"ds": ds, "rows": published["rows"]}
         return {"ds": ds, **published}
+
+    check_predictions = SQLCheckOperator(
+        task_id="check_predictions",
+        conn_id=ATHENA_CONN_ID,
+        sql=PREDICTIONS_MATCH_SCORING_INPUT,
+    )
 
     model = resolve_model()
     chain(
@@ -124,6 +138,7 @@ def churn_batch_scoring():
         list_scoring_input(INPUT_PARTITION, MANIFEST),
         batch_transform,
         publish_predictions(batch_transform.output, model),
+        check_predictions,
     )
 
 

@@ -114,6 +114,19 @@ def connection(url: str | None = None, role: str | None = "churn-mwaa") -> dict:
     }
 
 
+def athena_connection(url: str | None = None, role: str | None = "churn-mwaa") -> dict:
+    """The Athena connection of the local target (``CHURN_ATHENA_CONN_ID``; scripts/env.sh exports the same one):
+    the data checks' SQL (AthenaSQLHook, PyAthena) to the control plane's Athena, signed as ``connection()`` signs,
+    in the template's workgroup, with the lake's Glue database as its schema. On AWS the same connection has no
+    endpoint and no key (the execution role's), as docs/architecture.md shows."""
+    aws = connection(url, role)
+    return {
+        "conn_type": "athena", "login": aws["login"], "password": aws["password"], "schema": cfg.settings.glue_database,
+        "extra": {"region_name": REGION, "endpoint_url": aws["extra"]["endpoint_url"],
+                  "work_group": cfg.settings.athena_workgroup},
+    }
+
+
 def export_credentials(environ: dict | None = None) -> None:
     """Put the lake's key in ``environ`` (this process's by default) as AWS_ACCESS_KEY_ID and
     AWS_SECRET_ACCESS_KEY: the jobs and tools that build their clients from the default credential
@@ -269,13 +282,14 @@ def _moto_app():
 def install_extensions() -> None:
     """The control plane's extensions of moto, installed before serving (and by ``python -m
     local_aws.operations``, which reports what they emulate)."""
-    from local_aws import job_logs, kinesis_shard, lake_s3, sagemaker_api, spark_api
+    from local_aws import athena, job_logs, kinesis_shard, lake_s3, sagemaker_api, spark_api
 
     kinesis_shard.install()  # moto's Kinesis shard without its O(N) per put and per read; before serving
     lake_s3.install()
     sagemaker_api.install()
     spark_api.install()  # EMR Serverless and Glue: local_aws.spark_api's backend and response subclasses
     job_logs.install()  # the jobs' logs in CloudWatch Logs, read from the runners' files
+    athena.install()  # Athena: the catalog's tables queried with DuckDB (local_aws.athena)
 
 
 def serve(listen_port: int, host: str = "127.0.0.1") -> None:
@@ -295,7 +309,9 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
                                  cfg.settings.emr_application_id)
     glue = get_backend("glue")[local_settings.LOCAL_ACCOUNT][REGION]
     spark_api.create_glue_jobs(glue, url)
+    spark_api.create_catalog(glue, url)  # the template's database and tables of the lake
     spark_api.adopt_streaming_runs(glue)
+    create_work_group(url)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     server = make_server(host, listen_port, guard(app, credentials()), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="control-plane", daemon=True)
@@ -324,6 +340,19 @@ def create_buckets() -> None:
     (``local_aws.lake_s3``); an existing one is left as it is."""
     for bucket in (cfg.settings.lake_bucket, cfg.settings.artifacts_bucket):
         (local_settings.lake_root() / bucket).mkdir(parents=True, exist_ok=True)
+
+
+def create_work_group(url: str) -> str:
+    """The template's Athena workgroup (its results location in the lake, ``local_aws.athena``), as the stack
+    creates it; returns its name. An existing one is left as it is."""
+    from local_aws import athena, spark_api
+    from local_aws.moto_ext import backend
+    from local_aws.template import athena_work_group
+
+    refs = {**spark_api.glue_refs(url), "DataKey.Arn": cfg.settings.capture_kms_key_id}  # the data key's alias ARN
+    request = athena_work_group(refs)
+    athena.create_work_group(backend("athena"), request)
+    return request["Name"]
 
 
 def create_topics(url: str) -> list[str]:

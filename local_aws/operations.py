@@ -10,7 +10,7 @@ authenticated request before moto sees it, and renders a refusal with ``request_
 **Which operation.** From botocore's service models, the ones boto3 serializes with, so the match is
 the client's own view of the API: the service from the SigV4 credential scope of ``Authorization``
 (``signingName``: CloudWatch signs as ``monitoring``); the operation by ``X-Amz-Target`` for the JSON
-protocols (SageMaker, Glue, Logs, Kinesis, and CloudWatch, which botocore calls by JSON), by the
+protocols (SageMaker, Glue, Logs, Kinesis, Athena, and CloudWatch, which botocore calls by JSON), by the
 ``Action`` parameter for the query protocols (SNS, STS, IAM), and for the REST protocols (S3, EMR
 Serverless) by method and path against each operation's ``http.requestUri`` template; among the
 templates that match, the one whose query keys (``?uploads``, ``?list-type=2``) and required
@@ -20,7 +20,7 @@ wins. S3 requests may name the bucket in the Host (virtual-host style) or the pa
 **Which operations are emulated.** For each service moto's server answers here:
 
 - where the control plane registered backend or response subclasses (``local_aws.moto_ext``:
-  S3, SageMaker, EMR Serverless, Glue, Logs), the union of their ``EMULATED_OPERATIONS``: the
+  S3, SageMaker, EMR Serverless, Glue, Logs, Athena), the union of their ``EMULATED_OPERATIONS``: the
   operations that run with shared state;
 - elsewhere (Kinesis, SNS, SQS, STS, IAM, CloudWatch, KMS), and for a registered class that declares no
   ``EMULATED_OPERATIONS`` yet (logged as a warning), the operations moto's response classes
@@ -52,11 +52,12 @@ SERVED = {
     "kinesis": "kinesis", "sns": "sns", "sts": "sts", "iam": "iam", "monitoring": "cloudwatch",
     "kms": "kms",  # the template's data key, which the control plane creates (control_plane.create_data_key)
     "sqs": "sqs",  # a queue subscribed to the alerts topic receives what SNS publishes, as on AWS
+    "athena": "athena",  # queries over the Glue catalog's tables, run by DuckDB (local_aws.athena)
 }
 # botocore service name -> moto backend name (the same for every service served here).
 MOTO_NAME = {service: service for service in SERVED.values()}
 # Services whose state the control plane keeps in registered subclasses of moto's backends.
-EXTENDED = ("s3", "sagemaker", "emr-serverless", "glue", "logs")
+EXTENDED = ("s3", "sagemaker", "emr-serverless", "glue", "logs", "athena")
 # Operations moto implements by answering as if done while nothing happens: never "moto implements it"
 # (only a registered class that declares one in EMULATED_OPERATIONS emulates it).
 FAKED_BY_MOTO = {

@@ -474,3 +474,15 @@ def test_a_code_version_goes_beside_the_old_ones_unchanged_and_the_pointer_is_wr
     calls.clear()
     _deploy(s3, built)
     assert not [k for op, b, k in calls if op == "PutObject" and b == ARTIFACTS_BUCKET and k != "code/CURRENT.json"]
+
+
+def test_the_startup_script_defines_the_athena_connection_of_the_sql_checks_in_the_environments_region():
+    settings = deploy.stack_settings({**OUTPUTS, "AthenaWorkGroup": "churn-wg", "LakeDatabase": "churn_db"}, {})
+    script = deploy.startup_script(settings)
+    out = subprocess.run(["sh", "-c", script + 'printf %s "$AIRFLOW_CONN_ATHENA_DEFAULT"'], capture_output=True,
+                         text=True, check=True, env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "eu-west-1"}).stdout
+    assert json.loads(out) == {"conn_type": "athena", "schema": "churn_db",
+                               "extra": {"work_group": "churn-wg", "region_name": "eu-west-1"}}
+    assert "AIRFLOW_CONN_" not in deploy.startup_script(deploy.stack_settings(OUTPUTS, {}))  # a stack without them
+    with pytest.raises(deploy.DeployError, match="CHURN_ATHENA_WORKGROUP"):
+        deploy.startup_script({**settings, "CHURN_ATHENA_WORKGROUP": 'wg"; rm -rf /'})

@@ -245,6 +245,10 @@ def test_env_sh_connects_airflow_to_the_same_control_plane(plane):
                            cwd=REPO, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "AIRFLOW_HOME": str(plane["lake"].parent / "airflow")})
     assert json.loads(shell.stdout) == control_plane.connection()
+    shell = subprocess.run(["bash", "-c", ". scripts/env.sh >/dev/null && printf %s \"$AIRFLOW_CONN_ATHENA_DEFAULT\""],
+                           cwd=REPO, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "AIRFLOW_HOME": str(plane["lake"].parent / "airflow")})
+    assert json.loads(shell.stdout) == control_plane.athena_connection()  # the data checks' Athena connection
 
 
 def test_the_templates_alerts_topic_takes_the_providers_publish(plane):

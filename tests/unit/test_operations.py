@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from local_aws import operations, request_guard
 
 SERVICES = ["s3", "sagemaker", "emr-serverless", "glue", "logs", "kinesis", "sns", "sts", "iam", "cloudwatch", "kms",
-            "sqs"]
+            "sqs", "athena"]
 HOST = "localhost:4566"
 
 
