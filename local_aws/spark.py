@@ -62,6 +62,11 @@ ALLOWED_CONF = frozenset({
     "spark.sql.sources.partitionColumnTypeInference.enabled",
     "spark.sql.execution.arrow.pyspark.enabled",
     "spark.sql.streaming.noDataMicroBatches.enabled",
+    # The Airflow task's OpenLineage run, which the Glue and EMR Serverless operators pass to the job
+    # (openlineage_inject_parent_job_info; docs/lineage.md): inert names and ids for a job that reports
+    # its own lineage under the task's run.
+    *(f"spark.openlineage.{key}" for key in ("parentJobNamespace", "parentJobName", "parentRunId",
+                                             "rootParentJobNamespace", "rootParentJobName", "rootParentRunId")),
 })
 # A URI scheme (``file:///``, ``hdfs://``, ``http://``), or a scheme Hadoop reads local files by without a slash.
 _SCHEME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:/|file:|local:)", re.IGNORECASE)

@@ -36,7 +36,9 @@ security configuration (the template's); its log files are ``run_log_files``.
 The Glue Data Catalog (``CATALOG_OPERATIONS``: databases, tables with their versions, partitions) is
 moto's, with each write saved: a database to ``glue/catalog/<database>.json``, a table with its
 versions and partitions to ``glue/catalog/<database>/<table>.json`` (written aside and renamed), read
-back when a control plane starts, timestamps included. GetPartitions' expressions are moto's
+back when a control plane starts, timestamps included. The template's database and tables of the lake are
+created at the start (``create_catalog``); the DAG tasks register their partitions (churn_ml.catalog).
+GetPartitions' expressions are moto's
 (pyparsing). Glue crawlers and every other operation of the two services are left out of
 ``EMULATED_OPERATIONS``: the control plane refuses them as not emulated (``local_aws.operations``).
 """
@@ -153,17 +155,27 @@ EMR_OPERATIONS = frozenset({
 })
 
 
-def _worker_request(job_driver: dict | None) -> dict:
+def _worker_request(job_driver: dict | None, configuration_overrides: dict | None = None) -> dict:
     """The local runner's request for a StartJobRun's ``jobDriver`` (without the run's name), checked
-    with ``spark.check_job_request``: ValueError for what the local target does not run."""
+    with ``spark.check_job_request``: ValueError for what the local target does not run.
+
+    ``configurationOverrides.applicationConfiguration``'s ``spark-defaults`` properties are Spark settings
+    of the run, as on EMR Serverless (``--conf`` in ``sparkSubmitParameters`` wins over them); other
+    classifications configure what the local runner does not run (Hive, a log4j file): refused."""
     from local_aws.spark import check_job_request, parse_submit_parameters
 
     submit = (job_driver or {}).get("sparkSubmit")
     if not isinstance(submit, dict):
         raise ValueError("jobDriver.sparkSubmit is required: the local target runs Spark jobs (sparkSubmit) only")
+    defaults: dict[str, str] = {}
+    for entry in (configuration_overrides or {}).get("applicationConfiguration") or []:
+        if entry.get("classification") != "spark-defaults" or entry.get("configurations"):
+            raise ValueError(f"applicationConfiguration {entry.get('classification')!r}: the local runner applies the "
+                             "spark-defaults classification's properties only")
+        defaults.update({str(k): str(v) for k, v in (entry.get("properties") or {}).items()})
     py_files, conf = parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
     request = {"entry_point": submit.get("entryPoint"), "arguments": list(submit.get("entryPointArguments") or []),
-               "py_files": py_files, "spark_conf": conf}
+               "py_files": py_files, "spark_conf": {**defaults, **conf}}
     check_job_request(**request)
     return request
 
@@ -319,7 +331,7 @@ class LocalEMRServerlessBackend(EMRServerlessBackend):
                 if client_token and earlier.client_token == client_token:
                     return earlier
             try:  # before moto records the run: a refused request leaves no run behind
-                request = _worker_request(job_driver)
+                request = _worker_request(job_driver, configuration_overrides)
             except ValueError as err:
                 raise ValidationException(f"StartJobRun: {err}") from err
             application = self.get_application(application_id)
@@ -529,6 +541,7 @@ def glue_refs(url: str) -> dict[str, str]:
         "GlueJobRole.Arn": f"arn:aws:iam::{local_settings.LOCAL_ACCOUNT}:role/churn-glue", "GlueJobRole": "churn-glue",
         "GlueSecurityConfiguration": "churn-glue",
         "EventsStream.Arn": f"arn:aws:kinesis:{LOCAL_REGION}:{local_settings.LOCAL_ACCOUNT}:stream/{s.kinesis_stream}",
+        "LakeDatabaseName": s.glue_database, "LakeDatabase": s.glue_database,
     }
 
 
@@ -552,6 +565,25 @@ def create_glue_jobs(backend: GlueBackend, url: str) -> None:
             worker_type=request.get("WorkerType"), code_gen_configuration_nodes=None, execution_class=None,
             source_control_details=None,
         )
+
+
+def create_catalog(backend: GlueBackend, url: str) -> None:
+    """The template's Glue Data Catalog database and tables (``local_aws.template.glue_catalog``), as the stack
+    creates them, in this backend (saved like any catalog write): a missing one is created, a table whose
+    definition the template changed is updated (a new version; its partitions kept, as UpdateTable keeps them),
+    an unchanged one is left as it is."""
+    from local_aws.template import glue_catalog
+
+    databases, tables = glue_catalog(glue_refs(url))
+    for database in databases:
+        if database["Name"] not in backend.databases:
+            backend.create_database(database["Name"], database)
+    for database_name, table_input in tables:
+        existing = backend.get_database(database_name).tables.get(table_input["Name"])
+        if existing is None:
+            backend.create_table(database_name, table_input["Name"], table_input)
+        elif existing.versions[str(existing._current_version)] != table_input:
+            backend.update_table(database_name, table_input["Name"], table_input)
 
 
 def glue_log_group(security_configuration: str | None, role: str | None) -> str:

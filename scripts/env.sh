@@ -47,6 +47,18 @@ AIRFLOW__API__SECRET_KEY=$(sed -n 's/^session=//p' "$AIRFLOW_HOME/.secrets")
 export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__API__SECRET_KEY
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
+# Every task's lineage, as deployed (infra/cloudformation/churn.yaml's AirflowConfigurationOptions;
+# docs/lineage.md): the OpenLineage provider asks churn_ml's extractor, and the events go into the lake's
+# _lineage/ through the AWS connection. Set AIRFLOW__OPENLINEAGE__TRANSPORT yourself to send them elsewhere.
+export AIRFLOW__OPENLINEAGE__NAMESPACE="${AIRFLOW__OPENLINEAGE__NAMESPACE:-churn}"
+export AIRFLOW__OPENLINEAGE__EXTRACTORS=churn_ml.lineage.extractor.ChurnLineageExtractor
+export AIRFLOW__OPENLINEAGE__SPARK_INJECT_PARENT_JOB_INFO=True
+# A task's events are sent by a child process given this long (the provider's default, 10 s, is short for a
+# job task on a busy 2-core machine: its COMPLETE reads the job's summary and writes through S3).
+export AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT="${AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT:-30}"
+if [ -z "${AIRFLOW__OPENLINEAGE__TRANSPORT:-}" ]; then
+  export AIRFLOW__OPENLINEAGE__TRANSPORT="{\"type\": \"churn_ml.lineage.transport.LakeTransport\", \"uri\": \"s3://${CHURN_LAKE_BUCKET:-churn-lake}/_lineage/\", \"aws_conn_id\": \"${CHURN_AWS_CONN_ID:-aws_default}\"}"
+fi
 export ML_TARGET="${ML_TARGET:-local}"
 # Local runs: one retry after 5 s (deployed: 2 retries, 5 min apart). A job that ends within seconds
 # of its task's deferral can make Airflow 3.3.1's scheduler fail the resumed task ("finished with
@@ -86,6 +98,10 @@ if [ "$ML_TARGET" = local ]; then
   read -r _key_id _secret < <(python3 "$ROOT/local_aws/iam.py" "$_creds" churn-mwaa)
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
   export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
+  # The data checks' Athena connection (local_aws.control_plane.athena_connection): the control plane's Athena,
+  # signed as the AWS connection, in the template's workgroup, the lake's Glue database its schema.
+  _conn_var="AIRFLOW_CONN_$(echo "${CHURN_ATHENA_CONN_ID:-athena_default}" | tr '[:lower:]' '[:upper:]')"
+  export "$_conn_var"="{\"conn_type\": \"athena\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"schema\": \"${CHURN_GLUE_DATABASE:-churn_lake}\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"work_group\": \"${CHURN_ATHENA_WORKGROUP:-churn}\"}}"
   unset _conn_var _creds _key_id _secret
   # The local stack's resources (EMR Serverless application, roles, image, topic, data key): what
   # infra/deploy_mwaa.py sets from the stack's outputs on AWS. The plugins have no defaults of their own.

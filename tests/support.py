@@ -166,3 +166,24 @@ def upload_code_version(s3, bucket: str, staging: Path, owner: str = "1234567890
     deploy.write_code_pointer(s3, built, bucket, owner)
     artifacts.clear_cache()  # the pointer another test's bucket had is not this one's
     return deploy.code_version(built)
+
+
+def lineage_event_problems(event: dict) -> list[str]:
+    """What keeps ``event`` (a decoded OpenLineage event) from being a valid RunEvent: the JSON schema of
+    tests/openlineage_run_event.schema.json with its formats, and the producer and schema URIs. Empty: valid."""
+    import json
+    from urllib.parse import urlparse
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).with_name("openlineage_run_event.schema.json")).read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(event)]
+    facets = [f for part in (event.get("run", {}), event.get("job", {})) for f in (part.get("facets") or {}).values()]
+    facets += [f for d in (*event.get("inputs", []), *event.get("outputs", [])) for f in (d.get("facets") or {}).values()]
+    for uri in (event.get("producer"), event.get("schemaURL"), *(f.get("_producer") for f in facets),
+                *(f.get("_schemaURL") for f in facets)):
+        parsed = urlparse(str(uri))
+        if not (parsed.scheme and (parsed.netloc or parsed.path)):
+            problems.append(f"{uri!r} is not a URI")
+    return problems

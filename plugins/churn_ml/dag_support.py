@@ -47,6 +47,7 @@ SENSOR_TIMEOUT = dt.timedelta(hours=float(os.environ.get("CHURN_SENSOR_TIMEOUT_H
 LAKE = "{{ churn.lake }}"
 LAKE_BUCKET = settings.lake_bucket
 AWS_CONN_ID = settings.aws_conn_id
+ATHENA_CONN_ID = settings.athena_conn_id  # the data checks' SQL (conn_type athena: AthenaSQLHook, PyAthena)
 
 # ------------------------------------------------------------------ the lake's layout
 # Prefixes below the lake root (each ends with "/"). The Spark jobs build the same names from their
@@ -78,12 +79,33 @@ EMR_LOGS = "_logs/emr-serverless/"  # EMR Serverless job logs (monitoringConfigu
 CAPTURE = "monitoring/capture/"
 MONITORING = "monitoring/daily/"  # the monitoring job's results per date: dt=D/summary.json
 MONITORING_REPORTS = "monitoring/reports/"  # the report a person opens: dt=D/report.html
+# The OpenLineage events of every task and DAG run (churn_ml.lineage.transport; docs/lineage.md):
+# events/date=D/<time>-<type>-<run>-....json, one event each, written by the orchestration role.
+LINEAGE_EVENTS = "_lineage/"
+# The Athena workgroup's query results (<id>.csv per query; the template's AthenaWorkGroup, which enforces it).
+ATHENA_RESULTS = "_athena/"
 
 FEATURES_ASSET = Asset(f"s3://{LAKE_BUCKET}/{FEATURES}", extra={"format": "parquet", "partitioned_by": "dt"})
 SCORING_INPUT_ASSET = Asset(f"s3://{LAKE_BUCKET}/{SCORING_INPUT}", extra={"format": "csv", "partitioned_by": "dt"})
 LABELS_ASSET = Asset(f"s3://{LAKE_BUCKET}/{LABELS}", extra={"format": "parquet", "partitioned_by": "dt"})
 MODEL_ASSET = Asset(f"s3://{LAKE_BUCKET}/{MODEL_POINTER_KEY}", extra={"kind": "model pointer"})
 PREDICTIONS_ASSET = Asset(f"s3://{LAKE_BUCKET}/{PREDICTIONS}", extra={"format": "csv", "partitioned_by": "dt"})
+
+# ------------------------------------------------------------------ the lake's tables
+# The lake's datasets as tables of the Glue Data Catalog (infra/cloudformation/churn.yaml declares the
+# database, CHURN_GLUE_DATABASE, and each table with its schema and format): table -> its prefix. Every table
+# is partitioned by dt (string, YYYY-MM-DD) at <prefix>dt=<day>/; churn_ml.catalog registers a partition once
+# the task that swaps it in has done so. tests/infra/test_catalog_grants.py checks the template's tables against this.
+TABLES = {
+    "clean_customers": f"{CLEAN}customers/",
+    "clean_events": f"{CLEAN}events/",
+    "features": FEATURES,
+    "labels": LABELS,
+    "scoring_input": SCORING_INPUT,
+    "predictions": PREDICTIONS,
+    "stream_predictions": STREAM_PREDICTIONS,
+    "monitoring_daily": MONITORING,
+}
 
 # ------------------------------------------------------------------ who touches which prefix
 # The roles (infra/cloudformation/churn.yaml): the DAGs' own calls run as the MWAA execution role;
@@ -104,7 +126,8 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "churn_features": {
         "wait_for_raw_partitions": {MWAA: {RAW: "r"}},
         "build_features": {SPARK: _FEATURES_JOB, EMR: {EMR_LOGS: "w"}, MWAA: {EMR_LOGS: "r"}},
-        "report_features": {MWAA: {FEATURES_RUNS: "r"}},
+        # the run summary; then each partition it lists is checked (its _SUCCESS) before it is registered
+        "report_features": {MWAA: {FEATURES_RUNS: "r", CLEAN: "r", FEATURES: "r", SCORING_INPUT: "r", LABELS: "r"}},
     },
     "churn_training": {
         "wait_for_labels": {MWAA: {LABELS: "r"}},
@@ -130,12 +153,14 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "list_scoring_input": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "w"}},
         "batch_transform": {MWAA: {PREDICTIONS_STAGING: "r"},
                             SAGEMAKER: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rw", MODELS: "r"}},
-        "publish_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rd", PREDICTIONS: "wd"}},
+        "publish_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rd", PREDICTIONS: "rwd"}},
+        # an Athena query, which reads the tables' files and writes its result as the caller (QUERY_ACCESS)
+        "check_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS: "r", ATHENA_RESULTS: "rw"}},
     },
     "churn_streaming": {
         "ensure_endpoint": {},
         "ensure_streaming_job": {GLUE: _STREAMING_JOB},  # the Glue streaming job it starts
-        "check_health": {MWAA: {STREAMING_STATE: "r"}},
+        "check_health": {MWAA: {STREAMING_STATE: "r", STREAM_PREDICTIONS: "r"}},  # + the partitions it registers
     },
     "churn_streaming_stop": {
         "stop_streaming_job": {},
@@ -166,11 +191,45 @@ ARTIFACTS_ACCESS: dict[str, dict[str, str]] = {
     GLUE: {f"{CODE}*/jobs/": "r", f"{CODE}*/lib/": "r"},
 }
 
+# Who changes the catalog: per task, the tables it registers partitions of (churn_ml.catalog.register_partition:
+# GetTable, then CreatePartition or, for a date registered before, UpdatePartition) and the tables whose
+# partitions it lists and drops once their data expired (churn_ml.catalog.drop_expired: GetPartitions,
+# BatchDeletePartition; only scoring_input/ and stream_predictions/ expire, by the lake's lifecycle rules).
+# Only the orchestration role (MWAA) touches the catalog: no job reads or writes it. The template grants
+# exactly these actions on the catalog, the database and these tables (tests/infra/test_catalog_grants.py).
+CATALOG_REGISTER = ("glue:GetTable", "glue:CreatePartition", "glue:UpdatePartition")
+CATALOG_EXPIRE = ("glue:GetPartitions", "glue:BatchDeletePartition")
+CATALOG_ACCESS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
+    "churn_features": {
+        "report_features": {"clean_customers": CATALOG_REGISTER, "clean_events": CATALOG_REGISTER,
+                            "features": CATALOG_REGISTER, "labels": CATALOG_REGISTER,
+                            "scoring_input": CATALOG_REGISTER + CATALOG_EXPIRE},
+    },
+    "churn_batch_scoring": {"publish_predictions": {"predictions": CATALOG_REGISTER}},
+    "churn_streaming": {"check_health": {"stream_predictions": CATALOG_REGISTER + CATALOG_EXPIRE}},
+    "churn_monitoring": {"decide": {"monitoring_daily": CATALOG_REGISTER}},  # the task after the monitor job
+}
+
+
+# Who queries the catalog's tables with Athena (the data checks, churn_ml.checks): per task, the tables it reads.
+# Athena reads as the caller: the template grants the MWAA role QUERY_CATALOG on these tables (QueryLakeCatalog),
+# the runs in its workgroup (QueryLakeRun), s3:GetObject on their prefixes and the results prefix (LAKE_ACCESS).
+QUERY_CATALOG = ("glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition")
+QUERY_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
+    "churn_batch_scoring": {"check_predictions": ("predictions", "scoring_input")},
+}
+
+# What the orchestration role does for every task and DAG run, whatever the task: write their lineage events;
+# and read them, for the lineage command run with the Airflow connection (python -m churn_ml.lineage.cli).
+EVERY_TASK_ACCESS = {MWAA: {LINEAGE_EVENTS: "rw"}}
+
 
 def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
-    """Per role, every prefix it touches and how (the union over the tasks; SPARK counts for both)."""
+    """Per role, every prefix it touches and how (the union over the tasks; SPARK counts for both; with
+    no ``table``, LAKE_ACCESS and EVERY_TASK_ACCESS)."""
     merged: dict[str, dict[str, set[str]]] = {role: {} for role in ROLES}
-    for tasks in (table or LAKE_ACCESS).values():
+    tables = [table] if table else [LAKE_ACCESS, {"*": {"*": EVERY_TASK_ACCESS}}]
+    for tasks in (t for found in tables for t in found.values()):
         for roles in tasks.values():
             for role, prefixes in roles.items():
                 for grantee in ((EMR, GLUE) if role == SPARK else (role,)):

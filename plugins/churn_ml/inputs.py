@@ -111,7 +111,8 @@ class InputSpec:
 
 def fingerprint(specs: list[dict]) -> dict:
     """The fingerprint of what ``specs`` name: ``digest`` (16 hex digits), ``objects`` and ``bytes`` in all,
-    and per spec (in order) its normalised values with its ``objects`` and ``bytes``.
+    and per spec (in order) its normalised values with its ``objects``, ``bytes`` and ``partitions`` (the
+    locations its objects are in: what the job's lineage names as its inputs).
 
     The digest covers, per spec, the spec and the sorted (key, size, ETag) of every object it keeps, so
     it changes when an object is added, removed or rewritten, and not for objects outside a spec's range
@@ -126,7 +127,8 @@ def fingerprint(specs: list[dict]) -> dict:
     for spec in parsed:
         found = sorted(_objects(client, spec))
         canonical.append({**spec.describe(), "objects": found})
-        summary.append({**spec.describe(), "objects": len(found), "bytes": sum(size for _, size, _ in found)})
+        summary.append({**spec.describe(), "objects": len(found), "bytes": sum(size for _, size, _ in found),
+                        "partitions": sorted({_location(uri, spec) for uri, _, _ in found})})
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return {
         "digest": hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
@@ -139,6 +141,25 @@ def fingerprint(specs: list[dict]) -> dict:
 def objects(spec: dict) -> list[tuple[str, int, str]]:
     """(URI, size, ETag) of every object one spec keeps, sorted: what its part of the digest covers."""
     return sorted(_objects(_client(), InputSpec.parse(spec)))
+
+
+_PARTITION_DIR = re.compile(r"^(.*?/(?:dt|ds)=[^/]+)/")
+
+
+def _location(uri: str, spec: InputSpec) -> str:
+    """Where one object of ``spec`` is, for lineage: its ``dt=``/``ds=`` partition (``s3://b/features/dt=D``);
+    the object itself when the spec names one object; otherwise its folder."""
+    match = _PARTITION_DIR.match(uri)
+    if match:
+        return match.group(1)
+    return uri.rsplit("/", 1)[0] if spec.prefix.endswith("/") else uri
+
+
+def partitions(spec: dict) -> list[str]:
+    """The locations one spec's objects are in (``_location``), sorted, each once: what a job read, for its
+    lineage, when its fingerprint (which keeps them) is not at hand."""
+    parsed = InputSpec.parse(spec)
+    return sorted({_location(uri, parsed) for uri, _, _ in _objects(_client(), parsed)})
 
 
 def _client():

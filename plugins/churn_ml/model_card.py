@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from churn_ml import lake
 from churn_ml.errors import CannotSucceedOnRetry, failing_fast
+from churn_ml.lineage import trace_command
 
 # The names churn_train.py (include/sagemaker/) writes: EVALUATION_FILE_NAME, CARD_PLOT_NAME and
 # churn_baseline.FILE_NAME.
@@ -183,7 +184,8 @@ def render(card: dict) -> str:
         *([f"**Publication:** {_text(card['publication'])}", ""] if card.get("publication") else []),
         f"- training job: {_code(card['training_job_name'])}",
         f"- model: {_code(card['model_data_url'])}",
-        f"- training set: {_code(card.get('training_set', ''))} (built for {_text(card.get('ds', ''))})", "",
+        f"- training set: {_code(card.get('training_set', ''))} (built for {_text(card.get('ds', ''))})",
+        f"- lineage (raw partitions, code version, runs): {_code(trace_command(card['model_data_url']))}", "",
         "## Data", "", "| split | rows | churn rate | snapshots |", "|---|---|---|---|",
     ]
     for split, stats in card.get("splits", {}).items():

@@ -134,6 +134,10 @@ def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -
     (feature names, sources, dates) and a page a person opens must not run what they contain. The
     numbers formatted with a format spec (``:.3f``) can only be digits.
     """
+    from churn_ml.dag_support import MODEL_POINTER_KEY, MONITORING
+    from churn_ml.lineage import trace_command
+    from churn_ml.settings import settings
+
     today = summaries[ds]
     plots = _plots(ds, summaries, t)
     esc = html.escape
@@ -187,5 +191,9 @@ Rejected inputs: {esc(str(today.get('rejected', {})))}.</p>
 <h2>Realized quality</h2>
 <p id="quality">{quality_text}</p>
 {_figure(plots, 'quality', 'realized AUC per prediction date')}
+<h2>Lineage</h2>
+<p id="lineage">What produced this day's results (the predictions, features and raw partitions, the model version
+and the code): <code>{esc(trace_command(f"{settings.lake}/{MONITORING}dt={ds}"))}</code>; the production model's:
+<code>{esc(trace_command(f"{settings.lake}/{MODEL_POINTER_KEY}"))}</code>.</p>
 </body></html>
 """

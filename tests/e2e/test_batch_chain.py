@@ -20,6 +20,7 @@ import datetime as dt
 import html
 import json
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from markdown_it import MarkdownIt
 
 from churn.datagen import injected_bad_records
 from churn_ml.dag_support import MODEL_POINTER_KEY
-from e2e.stack import DS, airflow, aws, backfill, day, predictions, registered, run_cli, wait_for_runs
+from e2e.stack import DS, REPO, airflow, aws, backfill, day, predictions, registered, run_cli, wait_for_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -208,6 +209,66 @@ def test_monitoring_ran_through_the_scheduler_judged_the_batch_against_the_basel
     assert re.search(r"monitoring +model v\d+: batch \d+ rows", stack["first"]), stack["first"][-1500:]
 
 
+def _lineage_events(lake: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted((lake / "_lineage/events").rglob("*.json"))
+            for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_runs_lineage_validates_and_is_one_graph_from_the_raw_partitions_to_the_report(stack):
+    """The events of the README's run (the chain and monitoring; later tests add more): every one a valid
+    RunEvent, and one connected graph through the features, the training set, the model package version
+    and the endpoint to the predictions and the monitoring report."""
+    from churn_ml.lineage.graph import Graph
+    from support import lineage_event_problems
+
+    events = _lineage_events(stack["lake"])
+    invalid = {f"{e['job']['name']} {e.get('eventType')}": p for e in events if (p := lineage_event_problems(e))}
+    assert invalid == {}
+    graph = Graph.of(events)
+    parts = graph.components()
+    print(f"\nlineage of the run: {len(events)} events, {len(graph.runs)} runs, {len(graph.datasets())} datasets, "
+          f"components {[len(p) for p in parts]}")
+    model = json.loads((stack["lake"] / MODEL_POINTER_KEY).read_text())
+    sagemaker = model["model_package_arn"].split(":model-package/")[0]
+    lake = "s3://churn-lake"
+    for node in [(lake, f"raw/customers/dt={day(-1)}"), (lake, f"raw/events/dt={day(-1)}"), (lake, f"features/dt={DS}"),
+                 (lake, f"training_sets/ds={DS}/train"), (sagemaker, model["model_package_arn"].split(":", 5)[5]),
+                 (sagemaker, "endpoint/churn-xgboost"), (lake, f"predictions/dt={DS}"),
+                 (lake, f"monitoring/daily/dt={DS}"), (lake, f"monitoring/reports/dt={DS}")]:
+        assert node in parts[0], f"{node} is not in the run's lineage graph"
+    # Every task of the chain that ran reported a COMPLETE event, and the ones that touch the lake named datasets.
+    from churn_ml.dag_support import LAKE_ACCESS
+
+    completed = {r.job[1]: r for r in graph.runs.values() if r.state == "COMPLETE"}
+    for dag_id in ("churn_features", "churn_training", "churn_batch_scoring", "churn_monitoring"):
+        states = airflow(stack).task_states(dag_id, airflow(stack).run_for(dag_id, DS)["dag_run_id"])
+        for task_id, state in states.items():
+            if state != "success":
+                continue
+            job = completed.get(f"{dag_id}.{task_id}")
+            assert job is not None, f"{dag_id}.{task_id} succeeded without a COMPLETE lineage event"
+            if LAKE_ACCESS[dag_id].get(task_id):
+                assert job.inputs or job.outputs, f"{dag_id}.{task_id} touches the lake; its event names nothing"
+
+
+def test_trace_of_a_predictions_partition_names_its_raw_partitions_code_and_model_version(stack):
+    """The command a person runs (README), through the AWS connection, on the run's events."""
+    model = json.loads((stack["lake"] / MODEL_POINTER_KEY).read_text())
+    out = subprocess.run(["bash", "-c", ". scripts/env.sh && python -m churn_ml.lineage.cli trace "
+                          f"predictions/dt={DS} --json"], env=stack["env"], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout)
+    assert day(-1) in found["sources"]["s3://churn-lake/raw/events"]
+    assert day(-1) in found["sources"]["s3://churn-lake/raw/customers"]
+    assert f"model-package/churn-xgboost/{model['model_package_version']}" in found["model_versions"]
+    deployed = json.loads((stack["lake"].parent / "churn-artifacts/code/CURRENT.json").read_text())["version"]
+    assert deployed in found["code_versions"]
+    jobs = {r["job"] for r in found["runs"]}
+    assert {"churn_features.build_features", "churn_training.train_model", "churn_training.register_model",
+            "churn_batch_scoring.batch_transform", "churn_batch_scoring.publish_predictions"} <= jobs
+
+
 class _Watch(threading.Thread):
     """Reads each date's published predictions every few milliseconds while a rerun replaces them."""
 
@@ -381,3 +442,43 @@ def test_a_decayed_model_alerts_through_sns_and_triggers_a_training_run_with_the
         with contextlib.suppress(Exception):
             client.request("DELETE", f"/dags/churn_training/dagRuns/retrain__{ds}")
         client.unpause("churn_training")
+
+
+def test_the_catalogs_partitions_and_schemas_are_the_lakes(stack):
+    """After the chain, its backfills, reprocesses and reruns: each table of the Glue Data Catalog (the control
+    plane's, as the template declares it) has exactly the lake's partitions at their locations, and each Parquet
+    table's columns are the schema Spark (or the streaming job) wrote."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from churn_ml.catalog import UNMARKED
+    from churn_ml.dag_support import TABLES
+
+    glue, lake = aws(stack, "glue"), stack["lake"]
+    database = stack["env"].get("CHURN_GLUE_DATABASE") or "churn_lake"
+    bucket = lake.name
+
+    def glue_type(arrow: pa.DataType) -> str:
+        if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
+            return "string"
+        if pa.types.is_timestamp(arrow):
+            return "timestamp"
+        return {pa.date32(): "date", pa.float64(): "double", pa.int32(): "int", pa.int64(): "bigint"}[arrow]
+
+    for table, prefix in TABLES.items():
+        described = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        pages = glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table)
+        registered = {p["Values"][0]: p["StorageDescriptor"]["Location"] for page in pages for p in page["Partitions"]}
+        folders = sorted((lake / prefix).glob("dt=*")) if (lake / prefix).is_dir() else []
+        present = {f.name[len("dt="):] for f in folders
+                   if (f / "_SUCCESS").exists() if table not in UNMARKED} | {
+            f.name[len("dt="):] for f in folders
+            if table in UNMARKED and any(p.is_file() and not p.name.startswith(("_", ".")) for p in f.rglob("*"))}
+        assert registered == {d: f"s3://{bucket}/{prefix}dt={d}/" for d in present}, table
+        if described["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe") and present:
+            columns = [(c["Name"], c["Type"]) for c in described["StorageDescriptor"]["Columns"]]
+            for d in present:
+                files = sorted((lake / prefix / f"dt={d}").rglob("*.parquet"))
+                if files:  # an empty partition (no rows that day) has only its marker
+                    assert [(f.name, glue_type(f.type)) for f in pq.read_schema(files[0])] == columns, (table, d)
+    assert glue.get_partitions(DatabaseName=database, TableName="predictions")["Partitions"], "nothing registered"

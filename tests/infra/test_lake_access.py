@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
+from airflow.providers.common.sql.operators.sql import SQLCheckOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from built_dags import ARTIFACTS_BUCKET, LAKE_BUCKET, LAKE_ROOT, dags, render
 from cfn_template import Tagged, as_list, load, role_statements, sub_text
@@ -167,6 +168,13 @@ def request_uses(task) -> list[tuple[str, str, str, str]]:
                 add(ds.GLUE, uri, "")
     elif isinstance(rendered, (SnsPublishOperator, TriggerDagRunOperator)):
         pass  # an SNS message (a report's URI in it is text) and a DAG run in Airflow: no S3 access
+    elif isinstance(rendered, SQLCheckOperator):
+        # An Athena query (churn_ml.checks): Athena reads the tables' files and writes the result as the caller.
+        tables = ds.QUERY_ACCESS[task.dag_id][task.task_id]
+        for table in tables:
+            assert f" {table} " in f" {rendered.sql} ", f"{task.task_id} does not query {table} (QUERY_ACCESS)"
+            add(ds.MWAA, f"{LAKE_ROOT}/{ds.TABLES[table]}dt=2026-01-01/part-00000", "r")
+        add(ds.MWAA, f"{LAKE_ROOT}/{ds.ATHENA_RESULTS}query-id.csv", "rw")
     elif hasattr(rendered, "python_callable"):
         for value in [*rendered.op_args, *rendered.op_kwargs.values()]:
             if isinstance(value, str):
@@ -205,6 +213,9 @@ def fstring_paths(tree: ast.AST, names: dict) -> set[str]:
             elif isinstance(part.value, ast.Name) and part.value.id in names:
                 value = names[part.value.id]
                 options.append(list(value) if isinstance(value, tuple) else [str(value)])
+            elif (isinstance(part.value, ast.Subscript) and isinstance(part.value.value, ast.Name)
+                  and isinstance(names.get(part.value.value.id), dict)):  # TABLES[table]: each of the table's values
+                options.append([str(v) for v in names[part.value.value.id].values()])
             else:
                 options.append([WILDCARD])
         for combination in product(*options):
@@ -339,7 +350,7 @@ def test_every_lake_path_in_the_plugins_is_in_the_table():
     for path in sorted((REPO / "plugins" / "churn_ml").glob("*.py")):
         tree = ast.parse(path.read_text())
         for key in fstring_paths(tree, {**module_constants(tree), **{k: v for k, v in vars(ds).items()
-                                                                    if isinstance(v, (str, tuple))}}):
+                                                                    if isinstance(v, (str, tuple)) or k == "TABLES"}}):
             assert any(covered(access, key) for access in everything.values()), f"{path.name} uses {key}"
     from churn_ml import registry
 
@@ -378,6 +389,8 @@ def policy_access(template: dict, role: str, bucket: str) -> tuple[dict[str, str
             for prefix in prefixes:
                 granted.setdefault(prefix, set()).add(modes[actions[0]])
         if any(_is_bucket(r, bucket) for r in resources):
+            if actions == ["s3:GetBucketLocation"] and role == "MwaaExecutionRole":
+                continue  # Athena checks its results bucket's region first (the lake's _athena/: QueryLakeResultsLocation)
             assert actions == ["s3:ListBucket"], f"{role} {statement['Sid']}: only ListBucket on the bucket itself"
             assert not listed, f"{role}: one ListBucket statement on {bucket}"
             listed, condition = True, statement.get("Condition")
@@ -412,14 +425,16 @@ def test_each_roles_artifacts_statements_are_exactly_the_table(template, role):
 
 
 def test_no_role_reaches_the_lake_any_other_way(template):
-    """No wildcard over the whole bucket and no S3 action other than the four the table speaks of."""
+    """No wildcard over the whole bucket and no S3 action other than the four the table speaks of (and, for the
+    role that runs Athena queries, s3:GetBucketLocation on the lake: Athena checks its results bucket's region)."""
     for role in TEMPLATE_ROLES.values():
+        athena = {"s3:GetBucketLocation"} if role == "MwaaExecutionRole" else set()
         for statement in role_statements(template, role):
             text = str(statement["Resource"])
             if "LakeBucket" in text or "ArtifactsBucket" in text:
                 assert "Bucket.Arn}/*'" not in text and "Bucket.Arn}/*\"" not in text, f"{role} {statement['Sid']}"
                 assert set(as_list(statement["Action"])) <= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                                             "s3:ListBucket"}, f"{role} {statement['Sid']}"
+                                                             "s3:ListBucket", *athena}, f"{role} {statement['Sid']}"
 
 
 def _changes(access: dict[str, str], key: str) -> bool:

@@ -28,6 +28,8 @@ KEPT = {
     ds.PREDICTIONS: "the business output, and the record of what was predicted; realized quality reads it 30 days on",
     ds.MONITORING: "one small summary a day; decisions and reports read the days before",
     ds.MONITORING_REPORTS: "one report and decision a day: the monitoring record",
+    ds.LINEAGE_EVENTS: "the lineage of the outputs kept above (predictions, models, reports): their record of what "
+                       "produced them; one small object per task event",
     ds.STREAMING_STATE: "its checkpoint is the running query's (Spark prunes its own old batches; expiring its "
                         "metadata would stop the job resuming); its runs/ progress expires",
 }

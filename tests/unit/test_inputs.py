@@ -62,7 +62,8 @@ def test_the_digest_follows_added_removed_and_rewritten_objects(s3):
     first = inputs.fingerprint([EVENTS])
     assert re.fullmatch(r"[0-9a-f]{16}", first["digest"])
     assert (first["objects"], first["bytes"]) == (2, 9)
-    assert first["inputs"] == [{**{k: EVENTS[k] for k in ("prefix", "from", "before")}, "objects": 2, "bytes": 9}]
+    assert first["inputs"] == [{**{k: EVENTS[k] for k in ("prefix", "from", "before")}, "objects": 2, "bytes": 9,
+                                "partitions": ["s3://churn-lake/raw/events/dt=2026-07-01"]}]
     assert digest(EVENTS) == first["digest"]  # stable
 
     put(s3, "raw/events/dt=2026-07-01/part-1.jsonl", b"{}\n")

@@ -172,7 +172,9 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
         if found is None:
             return super().execute(context)
         if found.state == "succeeded":
-            return {"Training": serialize(found.job)}
+            # What serialize_result keeps for the provider's get_openlineage_facets_on_complete.
+            self.serialized_training_data = serialize(found.job)
+            return {"Training": self.serialized_training_data}
         self._wait_for(name, "Training", found.status, self.max_attempts)
 
 
@@ -232,6 +234,23 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
         if found.state == "succeeded":
             return self.serialize_result(name)
         self._wait_for(name, "Transform", found.status, self.max_attempts)
+
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The provider's lineage of a transform whose model names a model package; this one's model names
+        its artifact (ModelDataUrl), which the provider's method cannot see (it logs an error and leaves
+        the model out): the transform's input and the artifact in, its output out, named as it names them."""
+        container = getattr(self, "serialized_model", {}).get("PrimaryContainer", {})
+        if "ModelPackageName" in container or not container.get("ModelDataUrl"):
+            return super().get_openlineage_facets_on_complete(task_instance)
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        transform = self.serialized_transform
+        return OperatorLineage(
+            inputs=[self.path_to_s3_dataset(transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]),
+                    self.path_to_s3_dataset(container["ModelDataUrl"])],
+            outputs=[self.path_to_s3_dataset(transform["TransformOutput"]["S3OutputPath"])],
+        )
 
 
 class DeploymentError(RuntimeError):
