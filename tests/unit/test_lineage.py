@@ -165,7 +165,8 @@ def test_the_provider_operators_datasets_join_the_declared_ones_once():
                           outputs=[Dataset("s3://churn-lake", "models/churn/churn-xgb-1/output/model.tar.gz")])
     lineage = extractor.lineage_of("churn_training", "train_model", synthetic_run("train_model"), own)
     assert sorted(d.name for d in lineage.inputs) == [f"training_sets/ds={DS}/train", f"training_sets/ds={DS}/validation"]
-    assert [d.name for d in lineage.outputs] == ["models/churn/churn-xgb-1/output/model.tar.gz"]
+    assert [d.name for d in lineage.outputs] == ["models/churn/churn-xgb-1/output/model.tar.gz",
+                                                 "training-job/churn-xgb-1"]
     assert lineage.run_facets["churn_job"].codeVersion == "abc123"
 
 

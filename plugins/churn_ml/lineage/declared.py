@@ -144,10 +144,13 @@ def _model_artifact(record: dict | None) -> list[str]:
 
 
 def _training(run: TaskRun) -> Declared:
+    """The training job's channels in; its model artifact and the job itself (what the gate reads) out."""
     job = (run.result or {}).get("Training", {})
     channels = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job.get("InputDataConfig", [])]
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-    return Declared(channels, [artifact] if artifact else [])
+    name = job.get("TrainingJobName")
+    return Declared(channels, [*([artifact] if artifact else []),
+                               *([run.arn("sagemaker", f"training-job/{name.lower()}")] if name else [])])
 
 
 def _tuning(run: TaskRun) -> Declared:
@@ -159,7 +162,9 @@ def _tuning(run: TaskRun) -> Declared:
 
 
 def _trained_model(run: TaskRun) -> list[str]:
-    return _training(TaskRun(ds=run.ds, lake=run.lake, result=run.xcom("train_model"))).outputs
+    job = ((run.xcom("train_model") or {}).get("Training") or {})
+    artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    return [artifact] if artifact else []
 
 
 def _training_job(run: TaskRun) -> list[str]:

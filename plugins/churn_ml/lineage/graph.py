@@ -141,6 +141,8 @@ class Graph:
             return node
 
         for run in self._completed():
+            if not (run.inputs or run.outputs):
+                continue  # a DAG run, or a task that reads and writes nothing outside Airflow
             nodes = [("run", run.run_id), *run.inputs, *run.outputs]
             for node in nodes[1:]:
                 parent[root(node)] = root(nodes[0])
@@ -169,19 +171,25 @@ class Trace:
         groups: dict[str, list[str]] = defaultdict(list)
         for namespace, name in nodes:
             match = _PARTITIONED.match(name)
-            key = f"{namespace}/{match['table']}" if match else f"{namespace}/{name}"
+            key = label((namespace, match["table"] if match else name))
             groups[key].append(match["value"] if match else "")
         return {k: sorted(v) for k, v in sorted(groups.items())}
 
     def to_dict(self) -> dict:
         return {
-            "dataset": "/".join(self.start),
+            "dataset": label(self.start),
             "runs": [{"job": r.label, "run_id": r.run_id, "time": r.time, "code_version": r.code_version} for r in self.runs],
             "sources": {k: v for k, v in self.grouped(self.sources).items()},
             "datasets": {k: v for k, v in self.grouped(self.datasets).items()},
             "code_versions": self.code_versions(),
             "model_versions": self.model_versions(),
         }
+
+
+def label(node: Node) -> str:
+    """A dataset as people write it: ``s3://bucket/key``, or the ARN."""
+    namespace, name = node
+    return f"{namespace}:{name}" if namespace.startswith("arn:") else f"{namespace}/{name}"
 
 
 _PARTITIONED = re.compile(r"(?P<table>.+?)/(?P<value>(?:dt|ds)=[^/]+(?:/.*)?)$")
@@ -209,7 +217,7 @@ def ranges(values: list[str]) -> str:
 def render(trace: Trace, direction: str) -> str:
     """The trace as a person reads it."""
     head = "what produced" if direction == "up" else "what it reached"
-    lines = [f"{head} {trace.start[0]}/{trace.start[1]}"]
+    lines = [f"{head} {label(trace.start)}"]
     if direction == "up":
         lines.append("  sources (no recorded producer):")
         for table, values in trace.grouped(trace.sources).items():
