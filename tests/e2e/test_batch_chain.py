@@ -269,6 +269,44 @@ def test_trace_of_a_predictions_partition_names_its_raw_partitions_code_and_mode
             "churn_batch_scoring.batch_transform", "churn_batch_scoring.publish_predictions"} <= jobs
 
 
+def _athena(stack: dict, sql: str) -> tuple[dict, list[list[str]]]:
+    """Run ``sql`` in the stack's Athena (the control plane's) as any client does; (QueryExecution, rows)."""
+    athena = aws(stack, "athena")
+    started = athena.start_query_execution(QueryString=sql, WorkGroup="churn",
+                                           QueryExecutionContext={"Database": "churn_lake"})
+    deadline = time.monotonic() + 300
+    while True:
+        found = athena.get_query_execution(QueryExecutionId=started["QueryExecutionId"])["QueryExecution"]
+        if found["Status"]["State"] not in ("QUEUED", "RUNNING") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if found["Status"]["State"] != "SUCCEEDED":
+        return found, []
+    rows = [[d.get("VarCharValue") for d in r["Data"]] for page in athena.get_paginator("get_query_results").paginate(
+        QueryExecutionId=found["QueryExecutionId"]) for r in page["ResultSet"]["Rows"]]
+    return found, rows[1:]  # the header row first
+
+
+def test_athena_counts_what_spark_reads_and_answers_an_invalid_query_as_athena_does(stack, spark):
+    """The run's tables through the control plane's Athena (boto3) and the same partitions read by Spark."""
+    lake = stack["lake"]
+    _, rows = _athena(stack, f"SELECT (SELECT count(*) FROM features WHERE dt = '{DS}'), "
+                             f"(SELECT count(*) FROM predictions WHERE dt = '{DS}'), "
+                             "(SELECT count(*) FROM labels), (SELECT count(*) FROM clean_events)")
+    by_spark = [spark.read.parquet(str(lake / f"features/dt={DS}")).count(),
+                spark.read.csv(str(lake / f"predictions/dt={DS}")).count(),
+                spark.read.parquet(str(lake / "labels")).count(),
+                spark.read.parquet(str(lake / "clean/events")).count()]
+    assert [int(v) for v in rows[0]] == by_spark
+    athena = aws(stack, "athena")
+    with pytest.raises(athena.exceptions.InvalidRequestException):
+        athena.start_query_execution(QueryString="SELEC count(*) FROM predictions", WorkGroup="churn")
+    failed, _ = _athena(stack, "SELECT count(*) FROM no_such_table")
+    assert failed["Status"]["State"] == "FAILED"
+    assert failed["Status"]["StateChangeReason"].startswith("TABLE_NOT_FOUND")
+    assert failed["Status"]["AthenaError"]["ErrorCategory"] == 2
+
+
 class _Watch(threading.Thread):
     """Reads each date's published predictions every few milliseconds while a rerun replaces them."""
 
