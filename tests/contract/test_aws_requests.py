@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pendulum
@@ -57,6 +58,13 @@ class FakeTI:
     def __init__(self, task, xcoms: dict) -> None:
         self.task_id, self.dag_id, self.run_id = task.task_id, task.dag_id, "scheduled__2026-07-06T00:00:00+00:00"
         self.map_index, self.try_number, self.xcoms, self.pushed = -1, 1, xcoms, {}
+        # The DAG run, as the OpenLineage provider reads it to name the task's run for the Spark jobs
+        # ([openlineage] spark_inject_parent_job_info, which scripts/env.sh sets as MWAA's template does).
+        self.dag_run = SimpleNamespace(run_id=self.run_id, logical_date=pendulum.parse(DS), run_after=pendulum.parse(DS),
+                                       conf={}, clear_number=0)
+
+    def get_template_context(self) -> dict:
+        return {"ti": self, "dag_run": self.dag_run, "ds": DS}
 
     def xcom_pull(self, task_ids=None, key="return_value", **_):
         return self.xcoms.get(task_ids) if key == "return_value" else self.pushed.get((task_ids, key))

@@ -52,10 +52,16 @@ def plane(tmp_path_factory):
 
 def _context():
     pushed = {}
-    return {"dag": SimpleNamespace(dag_id="churn_features"), "run_id": "scheduled__2026-07-02",
-            "logical_date": dt.datetime(2026, 7, 2, tzinfo=dt.UTC), "params": {},
-            "dag_run": SimpleNamespace(clear_number=0),
-            "ti": SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value), xcom_pull=lambda **k: None)}
+    when = dt.datetime(2026, 7, 2, tzinfo=dt.UTC)
+    dag_run = SimpleNamespace(run_id="scheduled__2026-07-02", logical_date=when, run_after=when, conf={}, clear_number=0)
+    # What the OpenLineage provider reads to name the task's run for the job ([openlineage]
+    # spark_inject_parent_job_info: scripts/env.sh sets it, as the MWAA template does).
+    ti = SimpleNamespace(dag_id="churn_features", task_id="build_features", try_number=1, map_index=-1, dag_run=dag_run,
+                         xcom_push=lambda key, value: pushed.__setitem__(key, value), xcom_pull=lambda **k: None)
+    context = {"dag": SimpleNamespace(dag_id="churn_features"), "run_id": dag_run.run_id, "logical_date": when,
+               "params": {}, "dag_run": dag_run, "ti": ti}
+    ti.get_template_context = lambda: context
+    return context
 
 
 def _operator(backend: str):
