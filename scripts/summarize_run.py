@@ -6,18 +6,14 @@ import argparse
 import contextlib
 import os
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-# The lake is read through the S3 hook: not its "credentials retrieved" lines between the summary's
-# (Airflow's logging reads this when it is first configured, at the first import below).
-os.environ["AIRFLOW__LOGGING__NAMESPACE_LEVELS"] = " ".join(
-    filter(None, [os.environ.get("AIRFLOW__LOGGING__NAMESPACE_LEVELS", ""), "airflow.providers.amazon=WARNING"]))
-# The Amazon provider 9.34.0's own use of an Airflow 3.3 deprecation (base_aws.py), not this script's.
-warnings.filterwarnings("ignore", message="ProvidersManager.hooks is deprecated")
+from churn_ml import lake
 
-from churn_ml import lake, registry  # noqa: E402
+lake.quiet_logs()  # the S3 hook's "credentials retrieved" lines are not the summary's
+
+from churn_ml import registry  # noqa: E402
 from churn_ml.dag_support import MODEL_POINTER_KEY, MONITORING, MONITORING_REPORTS  # noqa: E402
 from churn_ml.registry import interruptions_of  # noqa: E402
 from churn_ml.settings import settings  # noqa: E402

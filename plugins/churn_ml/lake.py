@@ -15,6 +15,19 @@ from urllib.parse import quote, urlparse
 from churn_ml import settings as cfg
 
 
+def quiet_logs() -> None:
+    """For a command that prints its results (scripts/summarize_run.py, ``python -m churn_ml.lineage.cli``): no
+    S3 hook "credentials retrieved" lines among them. Call it before anything imports Airflow (its logging
+    reads AIRFLOW__LOGGING__NAMESPACE_LEVELS when it is first configured); never from a task."""
+    import os
+    import warnings
+
+    os.environ["AIRFLOW__LOGGING__NAMESPACE_LEVELS"] = " ".join(
+        filter(None, [os.environ.get("AIRFLOW__LOGGING__NAMESPACE_LEVELS", ""), "airflow.providers.amazon=WARNING"]))
+    # The Amazon provider 9.34.0's own use of an Airflow 3.3 deprecation (base_aws.py), not the command's.
+    warnings.filterwarnings("ignore", message="ProvidersManager.hooks is deprecated")
+
+
 def split_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme not in ("s3", "s3a") or not parsed.netloc:

@@ -259,8 +259,8 @@ def test_trace_of_a_predictions_partition_names_its_raw_partitions_code_and_mode
                          timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout)
-    assert day(-1) in found["sources"]["s3://churn-lake/raw/events"]
-    assert day(-1) in found["sources"]["s3://churn-lake/raw/customers"]
+    assert f"dt={day(-1)}" in found["sources"]["s3://churn-lake/raw/events"]
+    assert f"dt={day(-1)}" in found["sources"]["s3://churn-lake/raw/customers"]
     assert f"model-package/churn-xgboost/{model['model_package_version']}" in found["model_versions"]
     deployed = json.loads((stack["lake"].parent / "churn-artifacts/code/CURRENT.json").read_text())["version"]
     assert deployed in found["code_versions"]

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--json", action="store_true", help="print the trace as JSON")
     commands.add_parser("summary", help="events, runs, datasets and connected parts of the graph")
     args = parser.parse_args(argv)
+    from churn_ml import lake
+
+    lake.quiet_logs()  # the output is the trace (or JSON), without the S3 hook's log lines
 
     graph = Graph.of(load(args.events or events_uri()))
     if args.command == "summary":
