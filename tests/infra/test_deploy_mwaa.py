@@ -103,7 +103,8 @@ sys.path.insert(0, archive)
 def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
-wanted = ["apache-airflow", "apache-airflow-providers-amazon", "aiobotocore"]  # requirements.txt + what MWAA ships
+wanted = ["apache-airflow", "apache-airflow-providers-amazon", "aiobotocore",  # requirements.txt + what MWAA ships
+          "apache-airflow-providers-openlineage"]
 seen, stack = set(), list(wanted)
 while stack:
     name = canonical(stack.pop())
