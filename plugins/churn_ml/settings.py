@@ -109,21 +109,21 @@ class _Settings:
 
         return artifacts.code_uri(artifacts.current_version()).rstrip("/")
 
-    @property
-    def aws_conn_id(self) -> str:
-        value = _get("CHURN_AWS_CONN_ID", "aws_default")
+    @staticmethod
+    def _conn_id(name: str, default: str, what: str) -> str:
+        value = _get(name, default)
         if not re.fullmatch(r"[\w.-]{1,250}", value):  # Airflow's rule for a connection id (validate_key)
-            raise SettingsError(f"CHURN_AWS_CONN_ID must be an Airflow connection id (letters, digits, '_', '.', '-'; "
-                                f"at most 250), got {value!r}; set it to the AWS connection's id (default aws_default)")
+            raise SettingsError(f"{name} must be an Airflow connection id (letters, digits, '_', '.', '-'; at most 250), "
+                                f"got {value!r}; set it to the {what} connection's id (default {default})")
         return value
 
     @property
+    def aws_conn_id(self) -> str:
+        return self._conn_id("CHURN_AWS_CONN_ID", "aws_default", "AWS")
+
+    @property
     def athena_conn_id(self) -> str:
-        value = _get("CHURN_ATHENA_CONN_ID", "athena_default")
-        if not re.fullmatch(r"[\w.-]{1,250}", value):
-            raise SettingsError(f"CHURN_ATHENA_CONN_ID must be an Airflow connection id (letters, digits, '_', '.', '-'; "
-                                f"at most 250), got {value!r}")
-        return value
+        return self._conn_id("CHURN_ATHENA_CONN_ID", "athena_default", "Athena")
 
     @property
     def athena_workgroup(self) -> str:

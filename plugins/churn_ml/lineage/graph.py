@@ -46,6 +46,7 @@ class Graph:
     runs: dict[str, RunNode] = field(default_factory=dict)
     symlinks: dict[Node, list[Node]] = field(default_factory=dict)
     events: int = 0
+    _index: tuple | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, events: Iterable[dict]) -> Graph:
@@ -84,18 +85,32 @@ class Graph:
     def _completed(self) -> list[RunNode]:
         return [r for r in self.runs.values() if r.state == "COMPLETE"]
 
+    def _edges(self) -> tuple[dict[Node, list[RunNode]], dict[Node, list[RunNode]]]:
+        """Per dataset, the completed runs that wrote it and those that read it, oldest first: built once per
+        set of events (a trace asks for every dataset on its way; a scan of every run each time is quadratic)."""
+        if self._index is None or self._index[0] != self.events:
+            wrote: dict[Node, list[RunNode]] = defaultdict(list)
+            read: dict[Node, list[RunNode]] = defaultdict(list)
+            for run in sorted(self._completed(), key=lambda r: r.time):
+                for found in run.outputs:
+                    wrote[found].append(run)
+                for found in run.inputs:
+                    read[found].append(run)
+            self._index = (self.events, wrote, read)
+        return self._index[1], self._index[2]
+
     def producers(self, dataset: Node) -> list[RunNode]:
-        return sorted((r for r in self._completed() if dataset in r.outputs), key=lambda r: r.time)
+        return list(self._edges()[0].get(dataset, []))
 
     def consumers(self, dataset: Node) -> list[RunNode]:
-        return sorted((r for r in self._completed() if dataset in r.inputs), key=lambda r: r.time)
+        return list(self._edges()[1].get(dataset, []))
 
     def datasets(self) -> set[Node]:
         return {d for r in self.runs.values() for d in (*r.inputs, *r.outputs)}
 
     def upstream(self, dataset: Node) -> Trace:
         """Back from ``dataset`` through the newest completed producer of each dataset on the way."""
-        trace, todo, seen = Trace(dataset), deque([dataset]), {dataset}
+        trace, todo, seen, runs = Trace(dataset), deque([dataset]), {dataset}, set()
         while todo:
             current = todo.popleft()
             made = self.producers(current)
@@ -103,8 +118,9 @@ class Graph:
                 trace.sources.add(current)
                 continue
             run = made[-1]
-            if run.run_id in {r.run_id for r in trace.runs}:
+            if run.run_id in runs:
                 continue
+            runs.add(run.run_id)
             trace.runs.append(run)
             for found in sorted(run.inputs):
                 trace.datasets.add(found)
