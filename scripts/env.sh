@@ -53,8 +53,11 @@ export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export AIRFLOW__OPENLINEAGE__NAMESPACE="${AIRFLOW__OPENLINEAGE__NAMESPACE:-churn}"
 export AIRFLOW__OPENLINEAGE__EXTRACTORS=churn_ml.lineage.extractor.ChurnLineageExtractor
 export AIRFLOW__OPENLINEAGE__SPARK_INJECT_PARENT_JOB_INFO=True
-# A task's events are sent by a child process given this long (the provider's default, 10 s, is short for a
-# job task on a busy 2-core machine: its COMPLETE reads the job's summary and writes through S3).
+# A task's events are sent from a thread of the task process, given this long (the provider's default, 10 s,
+# is short for a job task on a busy 2-core machine: its COMPLETE reads the job's summary and writes through
+# S3). Not from a forked child (the provider's default): a fork of the multi-threaded task process can
+# deadlock on a lock another thread held, and the task then waits out the whole timeout and loses the event.
+export AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD=True
 export AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT="${AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT:-30}"
 if [ -z "${AIRFLOW__OPENLINEAGE__TRANSPORT:-}" ]; then
   export AIRFLOW__OPENLINEAGE__TRANSPORT="{\"type\": \"churn_ml.lineage.transport.LakeTransport\", \"uri\": \"s3://${CHURN_LAKE_BUCKET:-churn-lake}/_lineage/\", \"aws_conn_id\": \"${CHURN_AWS_CONN_ID:-aws_default}\"}"
