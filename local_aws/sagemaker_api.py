@@ -204,6 +204,11 @@ class _Endpoint(_Resource):
         thread.start()
 
 
+# The end time of each job type, which an ended job's Describe answer carries.
+JOB_END_TIMES = {"TrainingJobStatus": "TrainingEndTime", "TransformJobStatus": "TransformEndTime",
+                 "HyperParameterTuningJobStatus": "HyperParameterTuningEndTime"}
+
+
 class _Job(_Resource):
     """A job type (training, tuning, transform): a folder per job with ``request.json`` (what Create
     received), the worker's ``worker.json`` and the runner's ``describe.json``."""
@@ -264,8 +269,12 @@ class _Job(_Resource):
             # The worker may have ended the record between the read above and that check: read it again.
             record = read_state(job_dir / "describe.json") or record
             if record.get(self.status_key) in ("InProgress", "Stopping"):
+                stamp = now()
                 record.update({self.status_key: "Failed", "FailureReason": jobs.last_error(job_dir)[:1024],
-                               "LastModifiedTime": now()})
+                               "LastModifiedTime": stamp})
+                end_key = JOB_END_TIMES.get(self.status_key)
+                if end_key and end_key not in record:  # an ended job has its end, as SageMaker's answers do
+                    record[end_key] = stamp
                 if "SecondaryStatus" in record:
                     record["SecondaryStatus"] = "Failed"
                 write_state(job_dir / "describe.json", record)

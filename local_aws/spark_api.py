@@ -33,6 +33,23 @@ version), and the checks apply to those values. A Glue run's ``LogGroupName`` is
 ``/aws-glue/jobs``, or ``/aws-glue/jobs/<security configuration>-role/<role name>`` for a job with a
 security configuration (the template's); its log files are ``run_log_files``.
 
+An ended run reports what AWS would bill for the work it really ran (``_bill_run``, ``_glue_billing``). An
+EMR Serverless run: ``startedAt``, ``endedAt``, ``totalExecutionDurationSeconds`` (the runner's measured
+time, rounded up to the second), ``totalResourceUtilization`` and ``billedResourceUtilization`` of the
+driver and executors its request sized (``spark.driver.cores``, ``spark.executor.memory``,
+``spark.executor.instances``, ``spark.emr-serverless.executor.disk``, ...: ``local_aws.billing``, which
+says which of AWS's rules it applies, the 1-minute minimum per worker, the memory overhead, the free 20
+GB of disk per worker, and what it approximates); those settings are accepted at StartJobRun, checked
+against EMR Serverless' worker sizes, and not applied to the local Spark. While a run has not ended,
+neither is reported, as on AWS. A Glue batch run: ``ExecutionTime`` (the runner's measured seconds),
+``CompletedOn`` (the runner's end), ``WorkerType``/``NumberOfWorkers`` and ``MaxCapacity`` (the run's
+DPUs: workers x DPU per worker type, or Glue's default of 10 DPUs for a job that sets neither),
+``ExecutionClass``; ``DPUSeconds`` only for a FLEX or auto-scaling (``--enable-auto-scaling``) run, as
+AWS reports it only for those: there, every worker for the whole ``ExecutionTime`` (AWS counts the
+executors that ran, which auto scaling may have released: an upper bound). The minimum billed
+duration of a standard run is the ledger's to apply (``churn_ml.cost.usage``), as AWS reports the
+measured ``ExecutionTime``.
+
 The Glue Data Catalog (``CATALOG_OPERATIONS``: databases, tables with their versions, partitions) is
 moto's, with each write saved: a database to ``glue/catalog/<database>.json``, a table with its
 versions and partitions to ``glue/catalog/<database>/<table>.json`` (written aside and renamed), read
@@ -49,6 +66,7 @@ import datetime as dt
 import functools
 import inspect
 import logging
+import math
 import shutil
 import threading
 import time
@@ -155,14 +173,11 @@ EMR_OPERATIONS = frozenset({
 })
 
 
-def _worker_request(job_driver: dict | None, configuration_overrides: dict | None = None) -> dict:
-    """The local runner's request for a StartJobRun's ``jobDriver`` (without the run's name), checked
-    with ``spark.check_job_request``: ValueError for what the local target does not run.
-
-    ``configurationOverrides.applicationConfiguration``'s ``spark-defaults`` properties are Spark settings
-    of the run, as on EMR Serverless (``--conf`` in ``sparkSubmitParameters`` wins over them); other
-    classifications configure what the local runner does not run (Hive, a log4j file): refused."""
-    from local_aws.spark import check_job_request, parse_submit_parameters
+def _spark_properties(job_driver: dict | None, configuration_overrides: dict | None) -> tuple[dict, list[str], dict]:
+    """(``sparkSubmit``, ``--py-files``, Spark properties) of a StartJobRun request: the ``spark-defaults``
+    classification's properties under the ``--conf`` of ``sparkSubmitParameters`` (which win, as on EMR
+    Serverless); ValueError for what the local runner does not take."""
+    from local_aws.spark import parse_submit_parameters
 
     submit = (job_driver or {}).get("sparkSubmit")
     if not isinstance(submit, dict):
@@ -174,10 +189,59 @@ def _worker_request(job_driver: dict | None, configuration_overrides: dict | Non
                              "spark-defaults classification's properties only")
         defaults.update({str(k): str(v) for k, v in (entry.get("properties") or {}).items()})
     py_files, conf = parse_submit_parameters(submit.get("sparkSubmitParameters", ""))
+    return submit, py_files, {**defaults, **conf}
+
+
+def _worker_request(job_driver: dict | None, configuration_overrides: dict | None = None) -> dict:
+    """The local runner's request for a StartJobRun's ``jobDriver`` (without the run's name), checked
+    with ``spark.check_job_request``: ValueError for what the local target does not run.
+
+    ``configurationOverrides.applicationConfiguration``'s ``spark-defaults`` properties are Spark settings
+    of the run, as on EMR Serverless (``--conf`` in ``sparkSubmitParameters`` wins over them); other
+    classifications configure what the local runner does not run (Hive, a log4j file): refused. The
+    settings that size the workers (``billing.EMR_CAPACITY_CONF``) are checked against EMR Serverless'
+    worker sizes and kept out of the local Spark: they are what the run is billed for (``_bill_run``)."""
+    from local_aws import billing
+    from local_aws.spark import check_job_request
+
+    submit, py_files, properties = _spark_properties(job_driver, configuration_overrides)
+    billing.emr_capacity(properties)
+    conf = {k: v for k, v in properties.items() if k not in billing.EMR_CAPACITY_CONF}
     request = {"entry_point": submit.get("entryPoint"), "arguments": list(submit.get("entryPointArguments") or []),
-               "py_files": py_files, "spark_conf": {**defaults, **conf}}
+               "py_files": py_files, "spark_conf": conf}
     check_job_request(**request)
     return request
+
+
+def _utc_naive(stamp: str | None) -> dt.datetime | None:
+    """An ISO timestamp of a runner's record as moto keeps its times (naive UTC)."""
+    return _naive_utc(dt.datetime.fromisoformat(stamp)) if stamp else None
+
+
+def _bill_run(job_run: JobRun, record: dict | None) -> None:
+    """An ended run's ``startedAt``, ``endedAt``, ``totalExecutionDurationSeconds`` and resource utilization
+    (total and billed: ``local_aws.billing``), from its measured time and the capacity its request asked for.
+
+    The time is the runner's own measure (its record's ``createdAt``, ``updatedAt`` and
+    ``totalExecutionDurationSeconds``); a run the runner did not end (cancelled, or its worker died) ran from
+    the record's ``createdAt`` (or its worker's start) until now, when the control plane sees it ended."""
+    from local_aws import billing
+
+    worker = read_state(job_dir(job_run.id) / "worker.json") or {}
+    record = record or {}
+    started = _utc_naive(record.get("createdAt") or worker.get("started"))
+    if started is None:
+        return  # it never ran: nothing to bill, as AWS bills nothing
+    if record.get("totalExecutionDurationSeconds") is not None and record.get("updatedAt"):
+        ended, seconds = _utc_naive(record["updatedAt"]), float(record["totalExecutionDurationSeconds"])
+    else:
+        ended = utcnow()
+        seconds = max(0.0, (ended - started).total_seconds())
+    _, _, properties = _spark_properties(job_run.job_driver, job_run.configuration_overrides)
+    total, billed = billing.emr_resource_utilization(billing.emr_capacity(properties), seconds)
+    job_run.started_at, job_run.ended_at = started, ended
+    job_run.total_execution_duration_seconds = math.ceil(round(seconds, 6))
+    job_run.total_resource_utilization, job_run.billed_resource_utilization = total, billed
 
 
 class LocalEMRServerlessBackend(EMRServerlessBackend):
@@ -353,6 +417,9 @@ class LocalEMRServerlessBackend(EMRServerlessBackend):
             job_run.tags = tags or {}
             job_run.created_at = job_run.updated_at = utcnow()  # moto records the day's midnight; AWS, the moment
             job_run.created_by = f"arn:aws:iam::{self.account_id}:root"  # required in GetJobRun; moto leaves it out
+            # What AWS reports once the run has ended (_bill_run), not moto's zeros while it runs.
+            job_run.total_execution_duration_seconds = None
+            job_run.billed_resource_utilization = job_run.total_resource_utilization = None
             self._save_run(job_run)
             jobs.start("spark", job_dir(job_run.id), {"name": job_run.id, **request})
             return job_run
@@ -378,11 +445,12 @@ class LocalEMRServerlessBackend(EMRServerlessBackend):
                 job_run.state_details = state.get("stateDetails") or ""
                 if state["state"] == "FAILED":
                     job_run.state_details = jobs.last_error(folder)
-                job_run.total_execution_duration_seconds = int(state.get("totalExecutionDurationSeconds") or 0)
             elif not alive:
                 job_run.state, job_run.state_details = "FAILED", jobs.last_error(folder)
             else:
                 job_run.state = "RUNNING" if state else "SCHEDULED"
+            if job_run.state in EMR_TERMINAL_RUN_STATES:
+                _bill_run(job_run, state)
             if (job_run.state, job_run.state_details) != before:
                 job_run.updated_at = utcnow()
                 self._save_run(job_run)
@@ -633,12 +701,15 @@ class LocalGlueJobRun(FakeJobRun):
     kind = "batch"  # or "streaming"
     role: str | None = None
     error_message: str | None = None
+    execution_class: str | None = None  # the job's (STANDARD or FLEX)
+    execution_seconds: int | None = None  # a batch run's, as its runner measured it
 
     @property  # type: ignore[override]
     @overrides
     def status(self) -> str | None:
         if self._status in ("SUCCEEDED", "FAILED", "STOPPED", "ERROR", "TIMEOUT"):
             return self._status
+        ended = None  # when the runner ended a batch run, by its record
         if self.kind == "streaming":
             from local_aws.glue_streaming import get_job_run as streaming_run
 
@@ -654,12 +725,15 @@ class LocalGlueJobRun(FakeJobRun):
                 self._status = "SUCCEEDED" if state["state"] == "SUCCESS" else "FAILED"
                 if self._status == "FAILED":
                     self.error_message = jobs.last_error(folder)
+                if state.get("totalExecutionDurationSeconds") is not None and state.get("updatedAt"):
+                    ended = _utc_naive(state["updatedAt"])
+                    self.execution_seconds = math.ceil(float(state["totalExecutionDurationSeconds"]))
             elif not alive:
                 self._status, self.error_message = "FAILED", jobs.last_error(folder)
             else:
                 self._status = "RUNNING"
         if self._status not in GLUE_ACTIVE_RUN_STATES:
-            self.completed_on = utcnow()
+            self.completed_on = ended or utcnow()
         return self._status
 
     @status.setter
@@ -674,11 +748,37 @@ class LocalGlueJobRun(FakeJobRun):
         answer.pop("ExecutionTime", None)
         if answer["JobRunState"] in GLUE_ACTIVE_RUN_STATES:
             answer.pop("CompletedOn", None)
-        else:
-            answer["ExecutionTime"] = max(0, int((self.completed_on - self.started_on).total_seconds()))
+        elif self.execution_seconds is not None:
+            answer["ExecutionTime"] = self.execution_seconds
+        else:  # stopped, or its worker died: from its start until the control plane saw it end
+            answer["ExecutionTime"] = max(0, math.ceil((self.completed_on - self.started_on).total_seconds()))
+        answer.update(_glue_billing(answer, self.execution_class))
         if self.error_message and answer["JobRunState"] in ("FAILED", "ERROR", "TIMEOUT"):
             answer["ErrorMessage"] = self.error_message
         return answer
+
+
+GLUE_DEFAULT_DPUS = 10.0  # a Spark job's capacity when it sets neither WorkerType nor MaxCapacity (Glue's default)
+
+
+def _glue_billing(answer: dict[str, Any], execution_class: str | None) -> dict[str, Any]:
+    """The capacity fields of a Glue run's GetJobRun as AWS reports them: ``MaxCapacity`` (the run's DPUs:
+    NumberOfWorkers x DPU per WorkerType, else its MaxCapacity, else Glue's default of 10), ``ExecutionClass``,
+    and ``DPUSeconds`` only for a FLEX or auto-scaling run that has ended (every worker for the whole
+    ExecutionTime: AWS counts the executors that ran, an auto-scaled run's fewer)."""
+    from churn_ml.cost.usage import GLUE_WORKER_DPU
+
+    fields: dict[str, Any] = {"ExecutionClass": execution_class or "STANDARD"}
+    worker, workers = answer.get("WorkerType"), answer.get("NumberOfWorkers")
+    if worker in GLUE_WORKER_DPU and workers:
+        fields["MaxCapacity"] = workers * GLUE_WORKER_DPU[worker]
+    elif not worker and answer.get("MaxCapacity") is None:
+        fields["MaxCapacity"] = GLUE_DEFAULT_DPUS
+    auto_scaling = str((answer.get("Arguments") or {}).get("--enable-auto-scaling", "")).lower() == "true"
+    dpus = fields.get("MaxCapacity", answer.get("MaxCapacity"))
+    if (fields["ExecutionClass"] == "FLEX" or auto_scaling) and answer.get("ExecutionTime") is not None and dpus:
+        fields["DPUSeconds"] = float(answer["ExecutionTime"]) * dpus
+    return fields
 
 
 class LocalGlueJob(FakeJob):
@@ -718,7 +818,7 @@ class LocalGlueJob(FakeJob):
             number_of_workers=number_of_workers or self.number_of_workers,
             notification_property=notification_property or self.notification_property, job_run_id=previous_run_id,
         )
-        run.role, run.glue_version = self.role, self.glue_version
+        run.role, run.glue_version, run.execution_class = self.role, self.glue_version, self.execution_class
         run_id = run.job_run_id
         if (self.command or {}).get("Name") == "gluestreaming":
             from local_aws.glue_streaming import ConcurrentRunsExceeded

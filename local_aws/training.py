@@ -251,6 +251,12 @@ class JobRecord:
     rerun appends to the transitions of the earlier runs instead of replacing them: the earlier
     run's failure stays visible in its transition's StatusMessage. The other fields (times,
     metrics, FailureReason) describe the latest run; CreationTime stays the first run's.
+
+    The billed time is SageMaker's: ``TrainingTimeInSeconds`` is TrainingStartTime to TrainingEndTime
+    (the end after the model's upload, as SageMaker's is), ``BillableTimeInSeconds`` that time less the
+    waits for spot capacity after an interruption (``wait_for_capacity``): what ran on the instances,
+    interrupted attempts included, is billed, as SageMaker bills it; on-demand, the two are equal. A run
+    that ended before its instances were up (before Downloading) reports neither, as SageMaker bills it nothing.
     """
 
     def __init__(self, state_file: Path, fields: dict) -> None:
@@ -275,6 +281,9 @@ class JobRecord:
             "CreationTime": (earlier or {}).get("CreationTime") or now(),
             "TrainingStartTime": now(),
         }
+        self.started = time.monotonic()  # TrainingStartTime, for the durations
+        self.waited = 0.0  # seconds waiting for spot capacity: not billed
+        self.instances_up = False
         self.ended = False
 
     @property
@@ -285,6 +294,7 @@ class JobRecord:
     def transition(self, status: str, message: str, *, final: bool = False) -> None:
         """Enter secondary status ``status`` (closing the current one) and save the record."""
         stamp = now()
+        self.instances_up = self.instances_up or status == "Downloading"
         history = self.describe["SecondaryStatusTransitions"]
         if history and "EndTime" not in history[-1]:
             history[-1]["EndTime"] = stamp
@@ -295,12 +305,22 @@ class JobRecord:
         self.describe.update(SecondaryStatus=status, LastModifiedTime=stamp)
         write_state(self.state_file, self.describe)
 
+    def wait_for_capacity(self, seconds: float) -> None:
+        """Wait ``seconds`` for spot capacity after an interruption (time SageMaker does not bill)."""
+        began = time.monotonic()
+        time.sleep(seconds)
+        self.waited += time.monotonic() - began
+
     def end(self, status: str, secondary: str, message: str) -> None:
         """End the run: ``TrainingJobStatus`` ``status``; the reason of a run that did not complete
         goes to FailureReason and to the last transition's StatusMessage."""
         if status not in TERMINAL:
             raise ValueError(f"{status!r} is not a terminal TrainingJobStatus ({', '.join(TERMINAL)})")
-        self.describe.setdefault("TrainingEndTime", now())
+        self.describe["TrainingEndTime"] = now()
+        if self.instances_up:
+            elapsed = time.monotonic() - self.started
+            self.describe["TrainingTimeInSeconds"] = max(1, round(elapsed))
+            self.describe["BillableTimeInSeconds"] = max(1, round(elapsed - self.waited))
         self.describe["TrainingJobStatus"] = status
         if status != "Completed":
             self.describe["FailureReason"] = message[:FAILURE_REASON_MAX]
@@ -314,8 +334,8 @@ def run_training_job(request: dict, log: logging.Logger, interruptions: str | No
     With ``EnableManagedSpotTraining`` the job can be interrupted as spot capacity is (see
     ``interruption_plan``; ``interruptions`` overrides CHURN_LOCAL_SPOT_INTERRUPTIONS): SIGTERM, then
     SIGKILL after the notice, checkpoints synced to ``CheckpointConfig.S3Uri``, and a restart that
-    resumes from them. ``TrainingTimeInSeconds`` counts the whole job including the waits,
-    ``BillableTimeInSeconds`` only the time the training process ran.
+    resumes from them. ``TrainingTimeInSeconds`` counts the whole job including the waits for spot
+    capacity, ``BillableTimeInSeconds`` the job without them (``JobRecord``).
 
     The job's Describe record is kept in the control plane (see ``JobRecord``); a job name that
     already completed is re-attached to, one that did not is run again and its record extended.
@@ -431,7 +451,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     max_wait = stopping.get("MaxWaitTimeInSeconds") if spot else None
     log_file = job_dir / "training.log"
     started = time.monotonic()
-    billable = 0.0
+    ran = 0.0  # seconds the training process ran, which MaxRuntimeInSeconds limits
     interrupted = 0
     lines: list[str] = []
     reason, secondary = "", "Failed"
@@ -450,7 +470,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         try:
             # A rerun of the job name appends too: the log keeps every run, as the transitions do.
             code, attempt_lines = stream(
-                argv, env=env, log=log, log_file=log_file, timeout=max(1.0, max_runtime - billable),
+                argv, env=env, log=log, log_file=log_file, timeout=max(1.0, max_runtime - ran),
                 cwd=code_dir, on_line=interrupter.on_line, append=attempt > 1 or record.rerun,
             )
         except subprocess.TimeoutExpired as err:
@@ -458,7 +478,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
             reason, secondary = f"MaxRuntimeExceeded: MaxRuntimeInSeconds ({max_runtime}) exceeded", "MaxRuntimeExceeded"
         finally:
             interrupter.cancel()
-            billable += time.monotonic() - attempt_started
+            ran += time.monotonic() - attempt_started
             if local_checkpoints is not None:
                 sync_checkpoints_up(local_checkpoints, checkpoint["S3Uri"])
         lines += attempt_lines
@@ -470,7 +490,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
         interrupted += 1
         record.transition("Interrupted", f"Spot interruption {interrupted} at round {interrupter.round} (exit code {code})")
         log.warning("training job %s: simulated spot interruption %d at round %d", name, interrupted, interrupter.round)
-        time.sleep(local_settings.spot_restart_seconds())
+        record.wait_for_capacity(local_settings.spot_restart_seconds())
         if max_wait is not None and time.monotonic() - started > max_wait:
             reason = f"MaxWaitTimeExceeded: MaxWaitTimeInSeconds ({max_wait}) passed while waiting for spot capacity"
             secondary = "MaxWaitTimeExceeded"
@@ -479,12 +499,7 @@ def _run(request: dict, record: JobRecord, job_dir: Path, log: logging.Logger, i
     if not reason:
         failure = (output_dir / "failure").read_text().strip() if (output_dir / "failure").exists() else ""
         reason = failure or (f"AlgorithmError: {program} exited with {code}" if code else "")
-    describe.update(
-        TrainingEndTime=now(),
-        TrainingTimeInSeconds=max(1, int(round(time.monotonic() - started))),
-        BillableTimeInSeconds=max(1, int(round(billable))),
-        FinalMetricDataList=parse_metrics(lines, request["AlgorithmSpecification"].get("MetricDefinitions", [])),
-    )
+    describe["FinalMetricDataList"] = parse_metrics(lines, request["AlgorithmSpecification"].get("MetricDefinitions", []))
     if reason:
         # SageMaker reports a job stopped by its time limits as Stopped, any other end as Failed.
         record.end("Failed" if secondary == "Failed" else "Stopped", secondary, reason)
