@@ -20,4 +20,6 @@ fi
 # Lint first: a finding fails the command before any test runs (ruff check --fix repairs most).
 echo "==> ruff check"
 ruff check .
-exec python -m pytest "$@"
+# Two workers (pytest-xdist): the end-to-end stack's tests in order on one, the other files on the other
+# (tests/conftest.py groups them); CHURN_TEST_WORKERS=0 runs everything in this process, in order.
+exec python -m pytest -n "${CHURN_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -53,6 +53,17 @@ os.environ["CHURN_LOCAL_KEY_FILE"] = str(_KEY_FILE)
 os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = _KEY
 
 
+def pytest_collection_modifyitems(config, items):
+    """The test command runs on two workers (scripts/test.sh: pytest-xdist, ``--dist loadgroup``): each
+    file's tests stay together on one worker, in order (module fixtures are built once), and the
+    end-to-end package's files share one group: its Airflow stack is one package fixture, and its
+    files run in order on it (tests/e2e/conftest.py)."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        group = "e2e-stack" if (REPO / "tests" / "e2e") in path.parents else path.relative_to(REPO).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(_KEY_FILE.parent, ignore_errors=True)
 
