@@ -21,5 +21,5 @@ fi
 echo "==> ruff check"
 ruff check .
 # Two workers (pytest-xdist): the end-to-end stack's tests in order on one, the other files on the other
-# (tests/conftest.py groups them); CHURN_TEST_WORKERS=0 runs everything in this process, in order.
-exec python -m pytest -n "${CHURN_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# (tests/conftest.py, pytest_xdist_make_scheduler); CHURN_TEST_WORKERS=0 runs everything in this process, in order.
+exec python -m pytest -n "${CHURN_TEST_WORKERS:-2}" "$@"

@@ -53,15 +53,18 @@ os.environ["CHURN_LOCAL_KEY_FILE"] = str(_KEY_FILE)
 os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = _KEY
 
 
-def pytest_collection_modifyitems(config, items):
-    """The test command runs on two workers (scripts/test.sh: pytest-xdist, ``--dist loadgroup``): each
-    file's tests stay together on one worker, in order (module fixtures are built once), and the
-    end-to-end package's files share one group: its Airflow stack is one package fixture, and its
-    files run in order on it (tests/e2e/conftest.py)."""
-    for item in items:
-        path = Path(str(item.path)).resolve()
-        group = "e2e-stack" if (REPO / "tests" / "e2e") in path.parents else path.relative_to(REPO).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """The test command runs on two workers (scripts/test.sh, pytest-xdist): each file's tests stay
+    together on one worker, in order (module fixtures are built once), and the end-to-end package's
+    files form one unit: its Airflow stack is one package fixture, and its files run in order on it
+    (tests/e2e/conftest.py). (xdist's own ``--dist loadgroup`` does not group under pytest 9.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class StackTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e/" if nodeid.startswith("tests/e2e/") else super()._split_scope(nodeid)
+
+    return StackTogether(config, log)
 
 
 def pytest_unconfigure(config):
