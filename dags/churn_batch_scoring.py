@@ -50,6 +50,7 @@ from churn_ml.dag_support import (
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
+    run_cost_after,
 )
 from churn_ml.inputs import scoring_inputs
 from churn_ml.operators import BatchScoringOperator, LakeKeySensor
@@ -140,6 +141,7 @@ def churn_batch_scoring():
         publish_predictions(batch_transform.output, model),
         check_predictions,
     )
+    run_cost_after(check_predictions)
 
 
 churn_batch_scoring()

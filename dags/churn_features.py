@@ -47,6 +47,7 @@ from churn_ml.dag_support import (
     SCORING_INPUT_ASSET,
     SENSOR_TIMEOUT,
     USER_MACROS,
+    run_cost_after,
 )
 from churn_ml.inputs import features_job_inputs
 from churn_ml.operators import LakeKeySensor, spark_job
@@ -138,7 +139,9 @@ def churn_features():
             outlet_events[asset].extra = {"ds": ds}
         return report
 
-    chain(wait_for_raw, build_features, report_features())
+    report = report_features()
+    chain(wait_for_raw, build_features, report)
+    run_cost_after(report)
 
 
 churn_features()

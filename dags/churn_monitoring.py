@@ -46,6 +46,7 @@ from churn_ml.dag_support import (
     RECOMPUTE,
     SENSOR_TIMEOUT,
     USER_MACROS,
+    run_cost_after,
 )
 from churn_ml.decay import Thresholds
 from churn_ml.inputs import monitoring_job_inputs
@@ -178,8 +179,9 @@ def churn_monitoring():
 
     decision = decide()
     chain(wait_for_predictions, resolve_baseline(), monitor, decision)
-    write_report(decision)
+    report = write_report(decision)
     decay_detected(decision) >> [alert, trigger_retraining]
+    run_cost_after(report, alert, trigger_retraining)
 
 
 churn_monitoring()

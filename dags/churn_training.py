@@ -52,6 +52,7 @@ from churn_ml.dag_support import (
     TRAINING_SETS,
     TUNING_MODELS,
     USER_MACROS,
+    run_cost_after,
 )
 from churn_ml.inputs import training_set_job_inputs
 from churn_ml.operators import (
@@ -188,12 +189,13 @@ def churn_training():
 
     @task
     def register_model(training: dict, decision: dict, tuning: dict, inspected: dict, ds: str | None = None,
-                       params: dict | None = None) -> dict:
+                       run_id: str | None = None, params: dict | None = None) -> dict:
         """A registry version with the gate's status and reason, its model card, and whether it may be
         published: production only moves forward (see ``publication``)."""
         import logging
 
         from churn_ml import model_card, registry
+        from churn_ml.cost import recorder
         from churn_ml.settings import settings
 
         job = training["Training"]
@@ -203,6 +205,8 @@ def churn_training():
             job, ds=ds, training_set=f"{settings.lake}/{TRAINING_SETS}ds={ds}/", splits=inspected["splits"],
             evaluation=output.evaluation, metrics=decision["metrics"],
             tuning_job_name=tuning["Tuning"]["HyperParameterTuningJobName"], baseline=output.baseline,
+            cost=recorder.training_cost(recorder.run_records(ds, "churn_training", run_id),
+                                        training_task="train_model", tuning_task="tune_hyperparameters"),
         )
         publish, why = registry.publication(decision["status"], ds, bool(params["force_publish"]),
                                             f"{settings.lake}/{MODEL_POINTER_KEY}")
@@ -266,6 +270,7 @@ def churn_training():
 
     gate_open = approved(version)
     chain(gate_open, publish_model(version), deploy_model)
+    run_cost_after(deploy_model)
 
 
 churn_training()

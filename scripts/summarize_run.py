@@ -66,6 +66,7 @@ def main() -> int:
     print(f"                 {lake_files.local_path(f'{settings.lake}/predictions/dt={args.ds}/')}")
     summarize_endpoint(args.ds)
     summarize_monitoring(args.ds)
+    summarize_cost(args.ds)
     quarantined = {e: s["quarantined"] for e, s in features["entities"].items()}
     print(f"quarantined      {quarantined} (reasons in {lake_files.local_path(f'{settings.lake}/errors/')})")
     if args.timings and args.timings.exists():
@@ -73,6 +74,35 @@ def main() -> int:
         print("wall time        " + ", ".join(f"{name} {secs}s" for name, secs in rows)
               + f"; total {sum(int(s) for _, s in rows)}s")
     return 1 if missing else 0
+
+
+def summarize_cost(ds: str) -> None:
+    """What the date's DAG runs cost, from the ledger's records (one per job; priced from the table, docs/cost.md),
+    with the final training job's measured spot saving and the batch cost per 1,000 predictions."""
+    from churn_ml.cost import ledger, recorder
+
+    records = recorder.read_records(f"{settings.lake}/{ledger.RECORDS_PREFIX}date={ds}/")
+    if not records:
+        print("cost             no ledger records for this date")
+        return
+    total = ledger.totals(records)
+    by_dag = ", ".join(f"{dag} {usd:.4f}" for dag, usd in total["by_dag"].items())
+    print(f"cost             {total['usd']:.4f} USD for {total['records']} job(s): {by_dag}")
+    by_task = {}
+    for record in records:
+        key = f"{record['dag_id']}.{record['task_id']}"
+        by_task[key] = by_task.get(key, 0.0) + record["usd"]
+    print("                 " + ", ".join(f"{task} {usd:.4f}" for task, usd in sorted(by_task.items())))
+    training = recorder.training_cost([r for r in records if r["dag_id"] == "churn_training"],
+                                      training_task="train_model", tuning_task="tune_hyperparameters")
+    for label, part in (("final training", training["training"]), ("tuning", training["tuning"])):
+        if part and part["spot_saving"] is not None:
+            print(f"                 {label}: {part['billable_seconds']:.0f} s billable of {part['training_seconds']:.0f} s "
+                  f"on {part['training_jobs']} job(s): measured spot saving {100 * part['spot_saving']:.1f}%")
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        rows = lake.read_json(f"{settings.lake}/predictions/dt={ds}/_SUCCESS")["rows"]
+        batch = total["by_dag"].get("churn_batch_scoring", 0.0)
+        print(f"                 batch scoring {ledger.cost_per_1000_predictions(batch, rows):.6f} USD per 1,000 predictions")
 
 
 def summarize_monitoring(ds: str) -> None:

@@ -21,6 +21,7 @@ import os
 
 from airflow.sdk import Asset, Param
 
+from churn_ml.cost.ledger import COSTS_PREFIX
 from churn_ml.settings import settings
 
 OWNER = "ml-platform"
@@ -82,6 +83,9 @@ MONITORING_REPORTS = "monitoring/reports/"  # the report a person opens: dt=D/re
 # The OpenLineage events of every task and DAG run (churn_ml.lineage.transport; docs/lineage.md):
 # events/date=D/<time>-<type>-<run>-....json, one event each, written by the orchestration role.
 LINEAGE_EVENTS = "_lineage/"
+# The cost ledger (churn_ml.cost): records/date=D/<dag>/<task>/<job>.json, one per job, written by the task that
+# ran the job; a rerun of the date replaces its task's records.
+COSTS = COSTS_PREFIX
 # The Athena workgroup's query results (<id>.csv per query; the template's AthenaWorkGroup, which enforces it).
 ATHENA_RESULTS = "_athena/"
 
@@ -128,6 +132,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "build_features": {SPARK: _FEATURES_JOB, EMR: {EMR_LOGS: "w"}, MWAA: {EMR_LOGS: "r"}},
         # the run summary; then each partition it lists is checked (its _SUCCESS) before it is registered
         "report_features": {MWAA: {FEATURES_RUNS: "r", CLEAN: "r", FEATURES: "r", SCORING_INPUT: "r", LABELS: "r"}},
+        "run_cost": {},  # the ledger's records (EVERY_TASK_ACCESS)
     },
     "churn_training": {
         "wait_for_labels": {MWAA: {LABELS: "r"}},
@@ -146,6 +151,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "approved": {},
         "publish_model": {MWAA: {PUBLISHED: "rw"}},
         "deploy_model": {MWAA: {MODELS: "r"}, SAGEMAKER: {MODELS: "r", CAPTURE: "w"}},  # the endpoint captures
+        "run_cost": {},
     },
     "churn_batch_scoring": {
         "wait_for_scoring_input": {MWAA: {SCORING_INPUT: "r"}},
@@ -156,6 +162,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "publish_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS_STAGING: "rd", PREDICTIONS: "rwd"}},
         # an Athena query, which reads the tables' files and writes its result as the caller (QUERY_ACCESS)
         "check_predictions": {MWAA: {SCORING_INPUT: "r", PREDICTIONS: "r", ATHENA_RESULTS: "rw"}},
+        "run_cost": {},
     },
     "churn_streaming": {
         "ensure_endpoint": {},
@@ -175,6 +182,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "decay_detected": {},
         "alert": {},  # SNS (the template's alerts topic), no lake access
         "trigger_retraining": {},
+        "run_cost": {},
     },
 }
 # The artifacts bucket: the code versions of include/ (code/<version>/..., churn_ml.artifacts) and the
@@ -221,7 +229,9 @@ QUERY_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
 
 # What the orchestration role does for every task and DAG run, whatever the task: write their lineage events;
 # and read them, for the lineage command run with the Airflow connection (python -m churn_ml.lineage.cli).
-EVERY_TASK_ACCESS = {MWAA: {LINEAGE_EVENTS: "rw"}}
+# And every task that starts jobs writes their ledger records (replacing an earlier execution's); the run's cost
+# total (run_cost) reads them.
+EVERY_TASK_ACCESS = {MWAA: {LINEAGE_EVENTS: "rw", COSTS: "rwd"}}
 
 
 def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
@@ -237,3 +247,24 @@ def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
                         merged[grantee].setdefault(prefix, set()).update(modes)
     return {role: {p: "".join(m for m in "rwd" if m in modes) for p, modes in sorted(found.items())}
             for role, found in merged.items()}
+
+
+def run_cost_after(*last_tasks):
+    """``run_cost``: the DAG run's total cost from its ledger records, in its task log and XCom.
+
+    A teardown downstream of ``last_tasks`` (the DAG's last tasks): it runs once they are done, whatever
+    their end (failed jobs were billed too), a short circuit does not skip it, and the run's state stays
+    theirs."""
+    from airflow.sdk import task
+
+    @task(task_id="run_cost")
+    def run_cost(ds: str | None = None, run_id: str | None = None, dag=None) -> dict:
+        """The run's jobs and what each cost, then the total (churn_ml.cost.recorder)."""
+        from churn_ml.cost import recorder
+
+        return recorder.log_run_total(ds, dag.dag_id, run_id)
+
+    teardown = run_cost().as_teardown()
+    for last in last_tasks:
+        last >> teardown
+    return teardown

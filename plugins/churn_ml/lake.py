@@ -112,11 +112,7 @@ def delete_prefix(prefix_uri: str) -> int:
     """Delete every object under a prefix; returns how many were deleted."""
     if not prefix_uri.endswith("/"):
         raise ValueError(f"refusing to delete {prefix_uri!r}: a prefix must end with '/'")
-    keys = list_keys(prefix_uri)
-    if keys:
-        bucket, _ = split_uri(prefix_uri)
-        _s3_hook().delete_objects(bucket=bucket, keys=[split_uri(k)[1] for k in keys])
-    return len(keys)
+    return delete_objects(list_keys(prefix_uri))
 
 
 def is_marker(uri: str) -> bool:
@@ -149,10 +145,17 @@ def publish(moves: dict[str, str], prefix_uri: str, keep: tuple[str, ...] = ("_S
     hook = _s3_hook()
     for src, dest in moves.items():
         hook.copy_object(source_bucket_key=src, dest_bucket_key=dest)
+    delete_objects([*stale, *moves])
+    return len(moves)
+
+
+def delete_objects(uris: list[str]) -> int:
+    """Delete these objects (``s3://`` URIs, any buckets; DeleteObjects per bucket); returns how many."""
     by_bucket: dict[str, list[str]] = {}
-    for uri in [*stale, *moves]:
+    for uri in uris:
         bucket, key = split_uri(uri)
         by_bucket.setdefault(bucket, []).append(key)
+    hook = _s3_hook()
     for bucket, keys in by_bucket.items():
         hook.delete_objects(bucket=bucket, keys=keys)
-    return len(moves)
+    return len(uris)

@@ -103,12 +103,13 @@ def baseline_summary(baseline: dict | None) -> dict | None:
 
 def build(
     job: dict, *, ds: str, training_set: str, splits: dict, evaluation: dict, metrics: dict[str, float],
-    tuning_job_name: str, baseline: dict | None = None,
+    tuning_job_name: str, baseline: dict | None = None, cost: dict | None = None,
 ) -> dict:
     """The card of the training job ``job`` (a DescribeTrainingJob answer) trained on ``training_set``
     for ``ds``: ``metrics`` are the gate's (the challenger's and, prefixed ``champion:``, the
     champion's on the same holdout), ``splits`` the training set manifest's, ``baseline`` the job's
-    monitoring baseline (None when it wrote none)."""
+    monitoring baseline (None when it wrote none), ``cost`` what training and tuning cost
+    (``churn_ml.cost.recorder.training_cost``, from the run's ledger records)."""
     return {
         "ds": ds,
         "training_set": training_set,
@@ -124,6 +125,7 @@ def build(
         "spot": {"training_seconds": job.get("TrainingTimeInSeconds"),
                  "billable_seconds": job.get("BillableTimeInSeconds")},
         "baseline": baseline_summary(baseline),
+        "cost": cost,
     }
 
 
@@ -201,7 +203,23 @@ def render(card: dict) -> str:
               "", "## Features", "", ", ".join(_code(f) for f in card.get("features", [])), ""]
     if card.get("plot"):
         lines += ["## ROC and feature importance", "", f"![ROC and feature importance]({PLOT})", ""]
-    return "\n".join(lines + _render_baseline(card.get("baseline"), card.get("baseline_uri")))
+    return "\n".join(lines + _render_cost(card.get("cost")) + _render_baseline(card.get("baseline"), card.get("baseline_uri")))
+
+
+def _render_cost(cost: dict | None) -> list[str]:
+    """What training and tuning cost (the ledger's records of the run), with the spot saving measured."""
+    if not cost:
+        return []
+    lines = ["## Cost", "", "| job | USD | training jobs | billable s | training s | spot saving |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, part in (("tuning", cost.get("tuning")), ("final training", cost.get("training"))):
+        if part:
+            saving = part.get("spot_saving")
+            lines.append(f"| {_text(label)} | {part['usd']:.4f} | {_text(part['training_jobs'])} | "
+                         f"{part['billable_seconds']:.0f} | {part['training_seconds']:.0f} | "
+                         f"{'' if saving is None else f'{100 * saving:.1f}%'} |")
+    lines += ["", f"Total: {cost.get('usd', 0.0):.4f} USD, priced from the cost ledger (docs/cost.md).", ""]
+    return lines
 
 
 def _render_baseline(summary: dict | None, uri: str | None) -> list[str]:

@@ -41,6 +41,7 @@ for path in sorted((REPO / "dags").glob("*.py")):
                     "owner": t.owner,
                     "retries": t.retries,
                     "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                    "is_teardown": bool(getattr(t, "is_teardown", False)),
                     "operator": type(t).__name__ if type(t).__name__ not in ("SparkOnEmrServerlessOperator", "SparkOnGlueOperator") else "SparkJob",
                 }
                 for t in dag.tasks

@@ -121,7 +121,7 @@ def test_monitoring_alerts_and_retrains_after_the_decision_whatever_becomes_of_t
     assert tasks["decide"]["downstream"] == ["decay_detected", "write_report"]
     assert tasks["decay_detected"]["downstream"] == ["alert", "trigger_retraining"]
     assert tasks["decay_detected"]["operator"] == "_ShortCircuitDecoratedOperator"
-    assert _descendants(tasks, "write_report") == set()
+    assert _descendants(tasks, "write_report") == {"run_cost"} and tasks["run_cost"]["is_teardown"]
     for task_id in ("decay_detected", "alert", "trigger_retraining"):
         assert tasks[task_id]["trigger_rule"] == "all_success", task_id
         upstream = [t for t, info in tasks.items() if task_id in info["downstream"]]
@@ -138,3 +138,21 @@ def test_streaming_dag_ensures_endpoint_then_job_then_health_and_never_stops_the
     assert not any("stop" in task_id for task_id in tasks)
     stop = dags["churn_streaming_stop"]
     assert list(stop["tasks"]) == ["stop_streaming_job"] and "NullTimetable" in stop["schedule"]
+
+
+# The DAGs whose tasks start billed jobs, and their last tasks: run_cost comes after these.
+JOB_DAGS = {"churn_features": ["report_features"], "churn_training": ["deploy_model"],
+            "churn_batch_scoring": ["check_predictions"],
+            "churn_monitoring": ["alert", "trigger_retraining", "write_report"]}
+
+
+def test_every_dag_that_starts_jobs_ends_with_its_run_cost_as_a_teardown():
+    """run_cost logs the run's total from the ledger: a teardown after the last tasks, so it runs whatever their end
+    (failed jobs are billed too) and a short circuit does not skip it, while the run's state stays theirs."""
+    dags = describe("local")["dags"]
+    for dag_id, last in JOB_DAGS.items():
+        tasks = dags[dag_id]["tasks"]
+        assert tasks["run_cost"]["is_teardown"] and tasks["run_cost"]["trigger_rule"] == "all_done_setup_success", dag_id
+        assert tasks["run_cost"]["downstream"] == [], dag_id
+        assert sorted(t for t, info in tasks.items() if "run_cost" in info["downstream"]) == last, dag_id
+        assert [t for t, info in tasks.items() if info["is_teardown"]] == ["run_cost"], dag_id

@@ -113,6 +113,51 @@ def test_training_was_tuned_interrupted_on_spot_gated_and_registered(stack):
     assert "registry" in stack["first"] and "spot training    1 interruption(s)" in stack["first"]
 
 
+def _ledger(lake: Path, dag_id: str, task_id: str | None = None) -> dict[str, dict]:
+    """The cost ledger's records of DS for a DAG (and task): {task/resource file: record}."""
+    folder = lake / f"_costs/records/date={DS}/{dag_id}"
+    return {str(p.relative_to(folder)): json.loads(p.read_text())
+            for p in sorted(folder.glob(f"{task_id or '*'}/*.json"))}
+
+
+def _run_cost(stack: dict, dag_id: str) -> dict:
+    client = airflow(stack)
+    run_id = client.run_for(dag_id, DS)["dag_run_id"]
+    return client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/run_cost/xcomEntries/"
+                                 "return_value")["value"]
+
+
+# The chain's jobs as make run starts them: (dag, task) -> the service billing them. Each has one ledger record.
+LEDGER_JOBS = {("churn_features", "build_features"): "emr-serverless",
+               ("churn_training", "build_training_set"): "emr-serverless",
+               ("churn_training", "tune_hyperparameters"): "sagemaker", ("churn_training", "train_model"): "sagemaker",
+               ("churn_batch_scoring", "batch_transform"): "sagemaker", ("churn_monitoring", "monitor"): "emr-serverless"}
+
+
+def test_every_job_of_the_chain_has_one_ledger_record_and_each_runs_total_adds_them_up(stack):
+    lake = stack["lake"]
+    model = json.loads((lake / MODEL_POINTER_KEY).read_text())
+    transform = json.loads((lake / f"predictions/dt={DS}/_SUCCESS").read_text())["transform_job"]
+    for (dag_id, task_id), service in LEDGER_JOBS.items():
+        (record,) = _ledger(lake, dag_id, task_id).values()
+        assert record["service"] == service and record["usd"] > 0 and record["lines"], (dag_id, task_id, record)
+        assert record["execution"].endswith("/clear-0") and record["ds"] == DS
+    (train,) = _ledger(lake, "churn_training", "train_model").values()
+    assert train["resource"] == model["training_job_name"]
+    assert train["lines"][0]["detail"]["billable_seconds"] < train["lines"][0]["detail"]["training_seconds"]  # spot
+    (tuning,) = _ledger(lake, "churn_training", "tune_hyperparameters").values()
+    assert len({line["detail"]["training_job"] for line in tuning["lines"]}) == 12  # every trial, billed
+    assert next(iter(_ledger(lake, "churn_batch_scoring", "batch_transform").values()))["resource"] == transform
+    for dag_id in ("churn_features", "churn_training", "churn_batch_scoring", "churn_monitoring"):
+        records = _ledger(lake, dag_id)
+        total = _run_cost(stack, dag_id)
+        assert total["jobs"] == len(records) and total["usd"] == pytest.approx(sum(r["usd"] for r in records.values()), abs=1e-5)
+    card = json.loads((lake / "registry/churn-xgboost/v0001/card.json").read_text())
+    assert card["cost"]["training"]["jobs"] == [model["training_job_name"]] and 0 < card["cost"]["training"]["spot_saving"] < 1
+    assert "## Cost" in (lake / "registry/churn-xgboost/v0001/card.md").read_text()
+    assert re.search(r"cost +\d+\.\d{4} USD for 6 job\(s\)", stack["first"]), stack["first"]
+
+
 # The AWS steps of the chain: each deferred to the provider's trigger, which waited on the control
 # plane's job with the provider's waiter (its log: "<kind> job not done yet", "Serverless Job status
 # is ..."), fired, and resumed the task in the same attempt once the job ended.
@@ -369,6 +414,8 @@ def test_clearing_batch_transform_alone_scores_again(stack):
     after = json.loads((lake / f"predictions/dt={DS}/_SUCCESS").read_text())
     assert after["transform_job"] != json.loads(before)["transform_job"], "the cleared task re-attached instead of scoring"
     assert after["rows"] == json.loads(before)["rows"]
+    # The rerun of the date replaced the task's ledger record: the new job's only.
+    assert [r["resource"] for r in _ledger(lake, "churn_batch_scoring", "batch_transform").values()] == [after["transform_job"]]
 
 
 def test_a_failed_rerun_leaves_the_published_partition_in_place(stack):
@@ -419,6 +466,7 @@ def _jobs(lake: Path) -> dict[str, list[str]]:
 def test_a_second_training_run_of_the_date_starts_no_job_and_adds_no_version(stack):
     lake, client = stack["lake"], airflow(stack)
     jobs, versions = _jobs(lake), [v["ModelPackageArn"] for v in registered(stack)]
+    ledger = _ledger(lake, "churn_training")
     run_id = client.run_for("churn_training", DS)["dag_run_id"]
     run_cli(stack, "tasks", "clear", "churn_training", "--start-date", DS, "--end-date", DS, "--yes")
     assert client.run("churn_training", run_id)["state"] != "success", "nothing was cleared"
@@ -426,6 +474,10 @@ def test_a_second_training_run_of_the_date_starts_no_job_and_adds_no_version(sta
     assert run["state"] == "success"
     assert _jobs(lake) == jobs
     assert [v["ModelPackageArn"] for v in registered(stack)] == versions
+    # The rerun re-attached to every job: the same records, now this execution's, none added.
+    again = _ledger(lake, "churn_training")
+    assert sorted(again) == sorted(ledger) and all(r["execution"].endswith("/clear-1") for r in again.values())
+    assert [r["usd"] for r in again.values()] == [r["usd"] for r in ledger.values()]
 
 
 def test_training_for_an_older_date_registers_but_does_not_change_what_is_deployed(stack):

@@ -30,6 +30,7 @@ KEPT = {
     ds.MONITORING_REPORTS: "one report and decision a day: the monitoring record",
     ds.LINEAGE_EVENTS: "the lineage of the outputs kept above (predictions, models, reports): their record of what "
                        "produced them; one small object per task event",
+    ds.COSTS: "the cost ledger: one small record per job, what explains each month's bill",
     ds.STREAMING_STATE: "its checkpoint is the running query's (Spark prunes its own old batches; expiring its "
                         "metadata would stop the job resuming); its runs/ progress expires",
 }

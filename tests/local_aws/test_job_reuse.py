@@ -58,7 +58,8 @@ def _context():
     # spark_inject_parent_job_info: scripts/env.sh sets it, as the MWAA template does).
     ti = SimpleNamespace(dag_id="churn_features", task_id="build_features", try_number=1, map_index=-1, dag_run=dag_run,
                          xcom_push=lambda key, value: pushed.__setitem__(key, value), xcom_pull=lambda **k: None)
-    context = {"dag": SimpleNamespace(dag_id="churn_features"), "run_id": dag_run.run_id, "logical_date": when,
+    context = {"dag": SimpleNamespace(dag_id="churn_features"), "task": SimpleNamespace(task_id="build_features"),
+               "ds": when.date().isoformat(), "run_id": dag_run.run_id, "logical_date": when,
                "params": {}, "dag_run": dag_run, "ti": ti}
     ti.get_template_context = lambda: context
     return context

@@ -267,6 +267,7 @@ LINEAGE: dict[str, dict[str, Callable[[TaskRun], Declared]]] = {
             [r.at(f"{RAW}customers/", dt=r.day(-1)), r.at(f"{RAW}events/", dt=r.day(-1))], []),
         "build_features": _features_job,
         "report_features": lambda r: Declared([r.at(FEATURES_RUNS, ds=r.ds) + "/summary.json"], []),
+        "run_cost": lambda r: NOTHING,  # reads the ledger: the runs' bookkeeping, like their lineage events
     },
     "churn_training": {
         "wait_for_labels": lambda r: Declared([r.at(LABELS, dt=r.day(-LABEL_WINDOW_DAYS))], []),
@@ -280,6 +281,7 @@ LINEAGE: dict[str, dict[str, Callable[[TaskRun], Declared]]] = {
         "approved": lambda r: Declared(_model_package(r, r.xcom("register_model")), []),
         "publish_model": _publish_model,
         "deploy_model": _deploy,
+        "run_cost": lambda r: NOTHING,  # reads the ledger: the runs' bookkeeping, like their lineage events
     },
     "churn_batch_scoring": {
         "wait_for_scoring_input": lambda r: Declared([r.at(SCORING_INPUT, dt=r.ds)], []),
@@ -290,6 +292,7 @@ LINEAGE: dict[str, dict[str, Callable[[TaskRun], Declared]]] = {
         "publish_predictions": _publish_predictions,
         # The Athena check: the day's predictions against the day's scoring input.
         "check_predictions": lambda r: Declared([r.at(PREDICTIONS, dt=r.ds), r.at(SCORING_INPUT, dt=r.ds)], []),
+        "run_cost": lambda r: NOTHING,  # reads the ledger: the runs' bookkeeping, like their lineage events
     },
     "churn_streaming": {
         "ensure_endpoint": lambda r: Declared([], _endpoint(r, r.result)),
@@ -309,6 +312,7 @@ LINEAGE: dict[str, dict[str, Callable[[TaskRun], Declared]]] = {
         "decay_detected": lambda r: NOTHING,
         "alert": lambda r: Declared([], [_alerts_topic()]),
         "trigger_retraining": lambda r: NOTHING,
+        "run_cost": lambda r: NOTHING,  # reads the ledger: the runs' bookkeeping, like their lineage events
     },
 }
 

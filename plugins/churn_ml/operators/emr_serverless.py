@@ -13,9 +13,11 @@ from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigg
 from botocore.exceptions import ClientError
 
 from churn_ml import inputs
+from churn_ml.cost.usage import emr_serverless_usage
 from churn_ml.errors import fail_fast
 from churn_ml.job_logs import CloudWatchLog, JobLogMixin, S3Log
 from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
+from churn_ml.operators.cost import JobCostMixin
 
 RUNNING = ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "QUEUED")
 SUCCEEDED = ("SUCCESS",)
@@ -24,7 +26,7 @@ INPUT_DIGEST_ARG = "--input-digest"
 CLOUDWATCH_DEFAULT_GROUP = "/aws/emr-serverless"  # cloudWatchLoggingConfiguration without a logGroupName
 
 
-class SparkOnEmrServerlessOperator(JobLogMixin, IdentifiedJobMixin, EmrServerlessStartJobOperator):
+class SparkOnEmrServerlessOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin, EmrServerlessStartJobOperator):
     """StartJobRun named by the job's identity (code version, input fingerprint, request).
 
     ``inputs`` (templated input specs) are fingerprinted at execute; the digest is appended to the
@@ -68,6 +70,8 @@ class SparkOnEmrServerlessOperator(JobLogMixin, IdentifiedJobMixin, EmrServerles
             return super().execute(context, event)
         self.job_id = found.job["id"]
         self.persist_links(context)
+        if found.state == "succeeded":
+            self.record_job_cost(context, self.job_id)
         if found.state == "succeeded" or not self.wait_for_completion:
             return self.job_id
         self.defer(
@@ -96,7 +100,13 @@ class SparkOnEmrServerlessOperator(JobLogMixin, IdentifiedJobMixin, EmrServerles
                 f"{run.get('stateDetails') or 'no reason given'}. Its driver's log is printed above."
             ) from err
         finally:
+            self.record_job_cost(context, ((event or {}).get("job_details") or {}).get("job_id"))
             self.print_job_log(event)
+
+    def job_usage(self, name: str) -> tuple[str, list, str]:
+        """The run's billedResourceUtilization (GetJobRun), recorded under the run's name (its identity)."""
+        run = self.hook.conn.get_job_run(applicationId=self.application_id, jobRunId=name)["jobRun"]
+        return run.get("name") or name, emr_serverless_usage(run), "emr-serverless"
 
     def job_log_sources(self, event: dict[str, Any]) -> list[S3Log | CloudWatchLog]:
         """The driver's ``stdout.gz`` and ``stderr.gz`` under the request's S3 ``logUri``

@@ -9,9 +9,11 @@ from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 
 from churn_ml import inputs
+from churn_ml.cost.usage import glue_job_run_usage
 from churn_ml.errors import CannotSucceedOnRetry, fail_fast
 from churn_ml.job_logs import CloudWatchLog, JobLogMixin
 from churn_ml.operators.base import Found, IdentifiedJobMixin, superseded
+from churn_ml.operators.cost import JobCostMixin
 
 RUNNING = ("STARTING", "RUNNING", "WAITING")
 SUCCEEDED = ("SUCCEEDED",)
@@ -55,7 +57,7 @@ class StartOnlyGlueJobHook(GlueJobHook):
         )
 
 
-class SparkOnGlueOperator(JobLogMixin, IdentifiedJobMixin, GlueJobOperator):
+class SparkOnGlueOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin, GlueJobOperator):
     """StartJobRun of a Glue job the template defines, identified like every job of this project.
 
     StartJobRun only (``StartOnlyGlueJobHook``): the job's definition is the template's and is never
@@ -109,6 +111,7 @@ class SparkOnGlueOperator(JobLogMixin, IdentifiedJobMixin, GlueJobOperator):
         if found is not None:
             self._job_run_id = found.job["Id"]
             if found.state == "succeeded":
+                self.record_job_cost(context, self._job_run_id)
                 return self._job_run_id
         return super().execute(context)  # starts a run, or (with _job_run_id set) waits for the found one
 
@@ -117,7 +120,13 @@ class SparkOnGlueOperator(JobLogMixin, IdentifiedJobMixin, GlueJobOperator):
         try:
             return super().execute_complete(context, event)
         finally:
+            self.record_job_cost(context, (event or {}).get("run_id"))
             self.print_job_log(event)
+
+    def job_usage(self, name: str) -> tuple[str, list, str]:
+        """The run's DPU-seconds (GetJobRun), recorded under its identity (``--job-identity``)."""
+        run = self.hook.conn.get_job_run(JobName=self.job_name, RunId=name)["JobRun"]
+        return (run.get("Arguments") or {}).get(IDENTITY_ARG) or name, [glue_job_run_usage(run)], "glue"
 
     def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
         """The run's ``<LogGroupName>/error`` and ``/output`` streams (named by the run id), as Glue writes them."""

@@ -24,9 +24,11 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from botocore.exceptions import ClientError
 
 from churn_ml import canary_check, inputs, lake, naming, training_requests, transform_io
+from churn_ml.cost import usage as cost_usage
 from churn_ml.errors import CannotSucceedOnRetry, fail_fast
 from churn_ml.job_logs import CloudWatchLog, JobLogMixin
 from churn_ml.operators.base import Found, IdentifiedJobMixin
+from churn_ml.operators.cost import JobCostMixin
 
 IN_PROGRESS = ("InProgress", "Stopping")
 SUCCEEDED = ("Completed",)
@@ -42,10 +44,11 @@ class InvalidTuningRequest(CannotSucceedOnRetry, ValueError):
     """A tuning request that no attempt can run (e.g. a budget of zero training jobs)."""
 
 
-class SageMakerJobMixin(JobLogMixin, IdentifiedJobMixin):
+class SageMakerJobMixin(JobLogMixin, JobCostMixin, IdentifiedJobMixin):
     """Describe-based lookup of a job by name, the wait on the provider's SageMakerTrigger, the job's
-    FailureReason when it fails (the provider's trigger event has the status only), and the job's own
-    log in the task log when the deferred task resumes, whatever the job's end (``churn_ml.job_logs``)."""
+    FailureReason when it fails (the provider's trigger event has the status only), and, when the deferred
+    task resumes, whatever the job's end: the job's ledger record (``operators.cost``) and its own log in the
+    task log (``churn_ml.job_logs``)."""
 
     describe_method = ""  # the SageMakerHook method that describes this operator's jobs
     status_key = ""
@@ -54,6 +57,7 @@ class SageMakerJobMixin(JobLogMixin, IdentifiedJobMixin):
         try:
             return self._complete(context, event)
         finally:
+            self.record_job_cost(context, (event or {}).get("job_name"))
             self.print_job_log(event)
 
     def _complete(self, context: Any, event: dict[str, Any] | None) -> Any:
@@ -151,6 +155,9 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["StoppingCondition", "MaxWaitTimeInSeconds"])
 
+    def job_usage(self, name: str) -> tuple[str, list, str]:
+        return name, cost_usage.training_job_usage(self.hook.describe_training_job(name)), "sagemaker"
+
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
             return self._start_or_reuse(context)
@@ -172,6 +179,7 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
         if found is None:
             return super().execute(context)
         if found.state == "succeeded":
+            self.record_job_cost(context, name)
             # What serialize_result keeps for the provider's get_openlineage_facets_on_complete.
             self.serialized_training_data = serialize(found.job)
             return {"Training": self.serialized_training_data}
@@ -205,6 +213,9 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
         with fail_fast(f"{self.task_id}: "):
             return self._start_or_reuse(context)
 
+    def job_usage(self, name: str) -> tuple[str, list, str]:
+        return name, [cost_usage.transform_job_usage(self.hook.describe_transform_job(name))], "sagemaker"
+
     def _start_or_reuse(self, context: Any) -> dict:
         self._create_integer_fields()
         self.parse_config_integers()
@@ -232,6 +243,7 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
         if found is None:
             return super().execute(context)
         if found.state == "succeeded":
+            self.record_job_cost(context, name)
             return self.serialize_result(name)
         self._wait_for(name, "Transform", found.status, self.max_attempts)
 
@@ -445,6 +457,15 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["TrainingJobDefinition", "StoppingCondition", "MaxWaitTimeInSeconds"])
 
+    def job_usage(self, name: str) -> tuple[str, list, str]:
+        """Every trial's billed time (ListTrainingJobsForHyperParameterTuningJob, then DescribeTrainingJob of each)."""
+        client = self.hook.conn
+        pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name)
+        trials = [client.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+                  for page in pages for summary in page["TrainingJobSummaries"]]
+        return name, cost_usage.tuning_job_usage(name, trials), "sagemaker"
+
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
             return self._with_best_trial(self._start_or_reuse(context))
@@ -501,6 +522,7 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
         if found is None:
             return super().execute(context)
         if found.state == "succeeded":
+            self.record_job_cost(context, name)
             return {"Tuning": serialize(found.job)}
         # The provider's tuning trigger keeps its 480 polls; check_interval was spaced to cover the budget.
         self._wait_for(name, "tuning", found.status)
