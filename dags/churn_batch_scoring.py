@@ -105,6 +105,8 @@ def churn_batch_scoring():
         job_name_prefix="churn-score",
         config=TRANSFORM_REQUEST,
         inputs=scoring_inputs(INPUT_PARTITION),
+        # The version scoring, for its ledger record (a pointer written before the registry had none).
+        cost_model_version="{{ ti.xcom_pull(task_ids='resolve_model').get('model_package_version') or '' }}",
         aws_conn_id=AWS_CONN_ID,
         check_interval=60,
         max_attempts=240,

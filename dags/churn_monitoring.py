@@ -13,14 +13,19 @@
 4. **decide** — registers the day's results (`monitoring_daily`) in the Glue Data Catalog
    (`churn_ml.catalog`); the day is decayed when a source drifted or the realized AUC is below the floor
    (params); retraining is due after `consecutive_days` decayed days in a row (`churn_ml.decay`).
-5. **write_report** — `monitoring/reports/dt=<ds>/report.html`: the decision and why, drift per
-   feature, score drift and realized AUC over time with the gate's floor. Its location is in the
-   task log.
+5. **record_costs** (from the start, beside the chain) — the endpoint's and the streaming job's last two UTC
+   days priced into the cost ledger (`churn_ml.cost.recorder`, docs/cost.md).
+   **write_report** — `monitoring/reports/dt=<ds>/report.html`: the decision and why, drift per
+   feature, score drift and realized AUC over time with the gate's floor, and the last 7 days' cost (by
+   DAG, by model version, per 1,000 predictions). It runs whether record_costs succeeded or not. Its
+   location is in the task log.
 6. **decay_detected → alert, trigger_retraining** — only when retraining is due: an SNS message to
    the alerts topic (`CHURN_ALERTS_TOPIC_ARN`) with the report's location, and a `churn_training` run
    (`retrain__<ds>`) with the reason in its conf and note. The new model still has to pass the
    quality gate. They follow `decide`, beside `write_report`, not after it: a report that fails to
    render or upload fails the run but never holds back the alert or the retraining.
+
+**run_cost** (a teardown) logs the run's cost from the ledger.
 
 **Reruns and backfills** replace the date's summary, report and decision; a retraining run is
 triggered once per date (a rerun finds it and skips). Backfill in date order: a decision reads the
@@ -142,11 +147,13 @@ def churn_monitoring():
         import logging
 
         from churn_ml import decay, lake, monitoring_report
+        from churn_ml.cost import recorder
         from churn_ml.settings import settings
 
         summaries = monitoring_report.read_daily(f"{settings.lake}/{MONITORING}", ds, monitoring_report.HISTORY_DAYS,
                                                  "summary.json")
-        page = monitoring_report.render(ds, summaries, decision, decay.Thresholds.from_params(params))
+        cost = monitoring_report.cost_figures(recorder.records_of_days(ds, monitoring_report.COST_DAYS), summaries)
+        page = monitoring_report.render(ds, summaries, decision, decay.Thresholds.from_params(params), cost)
         prefix = f"{settings.lake}/{MONITORING_REPORTS}dt={ds}/"
         lake.write_bytes(f"{prefix}report.html", page.encode("utf-8"), content_type=monitoring_report.CONTENT_TYPE)
         lake.write_json(f"{prefix}decision.json", decision)
@@ -179,7 +186,17 @@ def churn_monitoring():
 
     decision = decide()
     chain(wait_for_predictions, resolve_baseline(), monitor, decision)
-    report = write_report(decision)
+    @task
+    def record_costs(ti=None) -> dict:
+        """The endpoint's and the streaming job's last two UTC days, priced into the cost ledger."""
+        from airflow.sdk import get_current_context
+
+        from churn_ml.cost import recorder
+
+        return recorder.record_daily_costs(get_current_context())
+
+    report = write_report.override(trigger_rule="all_done")(decision)  # with the day's costs, or without them
+    record_costs() >> report
     decay_detected(decision) >> [alert, trigger_retraining]
     run_cost_after(report, alert, trigger_retraining)
 

@@ -6,7 +6,8 @@ SNS, CloudWatch Logs, IAM/STS), with the job APIs extended so that creating a jo
 (``sagemaker_api``: training, tuning, transform jobs and models; ``spark_api``: EMR Serverless job
 runs and Glue job runs of the template's jobs, batch and streaming), and S3 the lake folder, read
 and write (``lake_s3``). The Amazon provider's operators, hooks, triggers and waiters talk to it through the AWS
-connection's ``endpoint_url``, exactly as they talk to AWS.
+connection's ``endpoint_url``, exactly as they talk to AWS. MWAA, which moto does not have, is the control plane's
+own (``local_aws.mwaa``): the template's environment, whose InvokeRestApi the local Airflow api-server answers.
 
 It answers only this machine's processes that sign with the lake's key (``common.credentials()``):
 every request is checked before moto dispatches it (``guard``, with ``request_guard``): a Host
@@ -52,6 +53,10 @@ from local_aws.common import (
 )
 
 DEFAULT_PORT = 4566
+# What every client of the control plane needs besides its endpoint URL: no host prefix (botocore sends MWAA's
+# InvokeRestApi to ``env.<endpoint host>`` and GetEnvironment to ``api.<endpoint host>``, names 127.0.0.1 has
+# not). The AWS connection carries it as ``config_kwargs`` (``connection()``, scripts/env.sh, docker-compose.yaml).
+CLIENT_CONFIG = {"inject_host_prefix": False}
 REGION = LOCAL_REGION
 STARTUP_SECONDS = 60.0
 log = logging.getLogger(__name__)
@@ -66,7 +71,8 @@ def client(service: str, url: str):
     from botocore.config import Config
 
     return boto3.client(service, endpoint_url=url, region_name=REGION, **credentials().as_client_kwargs(),
-                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30))
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30,
+                                      **CLIENT_CONFIG))
 
 
 def _answers(url: str) -> bool:
@@ -110,6 +116,7 @@ def connection(url: str | None = None, role: str | None = "churn-mwaa") -> dict:
         "extra": {
             "region_name": REGION, "endpoint_url": url or f"http://127.0.0.1:{port()}",
             "service_config": {"sagemaker-runtime": {"endpoint_url": f"http://127.0.0.1:{local_settings.runtime_port()}"}},
+            "config_kwargs": dict(CLIENT_CONFIG),
         },
     }
 
@@ -217,13 +224,17 @@ def guard(app, expected: Credentials):
     gets its 403 here and never reaches moto, so no handler runs and nothing is created. Then an
     operation the control plane does not emulate (``local_aws.operations``) is refused the same way,
     in the service's error shape (400, S3's 501), before moto could answer it with an HTML 500 or a
-    fake success. Built after ``install_extensions()``: what they register is what is emulated."""
+    fake success. Built after ``install_extensions()``: what they register is what is emulated.
+    A request to a service moto does not have (``operations.OWN``: MWAA) goes, checked the same way, to
+    the ``application`` of the control plane's own module for it (``local_aws.mwaa``) instead of moto."""
+    import importlib
     import io
     from http import HTTPStatus
 
     from local_aws import iam, operations, request_guard
 
     catalog = operations.catalog()  # what the installed extensions emulate (warnings logged once, at start)
+    own = {service: importlib.import_module(module).application for service, module in operations.OWN.items()}
 
     def guarded(environ, start_response):
         headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
@@ -262,6 +273,8 @@ def guard(app, expected: Credentials):
             start_response(f"{status} {HTTPStatus(status).phrase}",
                            [*response_headers, ("Content-Length", str(len(body)))])
             return [body]
+        if decision.service in own:
+            return own[decision.service](environ, start_response)
         return app(environ, start_response)
 
     return guarded
@@ -312,6 +325,7 @@ def serve(listen_port: int, host: str = "127.0.0.1") -> None:
     spark_api.create_catalog(glue, url)  # the template's database and tables of the lake
     spark_api.adopt_streaming_runs(glue)
     create_work_group(url)
+    create_mwaa_environment()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     server = make_server(host, listen_port, guard(app, credentials()), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="control-plane", daemon=True)
@@ -353,6 +367,19 @@ def create_work_group(url: str) -> str:
     request = athena_work_group(refs)
     athena.create_work_group(backend("athena"), request)
     return request["Name"]
+
+
+def create_mwaa_environment() -> str:
+    """The template's MWAA environment under the local name (``AIRFLOW_ENV_NAME``, ``local_aws.settings``:
+    scripts/env.sh exports it, as MWAA sets it in its containers), whose InvokeRestApi the local stack's Airflow
+    answers (``local_aws.mwaa``); returns its name."""
+    from local_aws import mwaa
+    from local_aws.template import mwaa_environment
+
+    name = local_settings.airflow_env_name()
+    mwaa.create_environment(name, mwaa_environment(
+        {"Project": "churn", "MwaaExecutionRole.Arn": f"arn:aws:iam::{local_settings.LOCAL_ACCOUNT}:role/churn-mwaa"}))
+    return name
 
 
 def create_topics(url: str) -> list[str]:

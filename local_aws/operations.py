@@ -12,7 +12,7 @@ the client's own view of the API: the service from the SigV4 credential scope of
 (``signingName``: CloudWatch signs as ``monitoring``); the operation by ``X-Amz-Target`` for the JSON
 protocols (SageMaker, Glue, Logs, Kinesis, Athena, and CloudWatch, which botocore calls by JSON), by the
 ``Action`` parameter for the query protocols (SNS, STS, IAM), and for the REST protocols (S3, EMR
-Serverless) by method and path against each operation's ``http.requestUri`` template; among the
+Serverless, MWAA) by method and path against each operation's ``http.requestUri`` template; among the
 templates that match, the one whose query keys (``?uploads``, ``?list-type=2``) and required
 query-string and header members (``uploadId``, ``x-amz-copy-source``) the request carries most of
 wins. S3 requests may name the bucket in the Host (virtual-host style) or the path.
@@ -25,7 +25,9 @@ wins. S3 requests may name the bucket in the Host (virtual-host style) or the pa
 - elsewhere (Kinesis, SNS, SQS, STS, IAM, CloudWatch, KMS), and for a registered class that declares no
   ``EMULATED_OPERATIONS`` yet (logged as a warning), the operations moto's response classes
   implement (a method named for the operation: what moto's ``call_action`` dispatches to), less
-  ``FAKED_BY_MOTO``, the operations moto answers as done while nothing happens.
+  ``FAKED_BY_MOTO``, the operations moto answers as done while nothing happens;
+- for a service moto does not have, which the control plane answers itself (``OWN``: MWAA, ``local_aws.mwaa``),
+  the ``EMULATED_OPERATIONS`` of its module.
 
 Every other operation of those services, and every operation of a service the control plane does not
 serve, is refused: ``python -m local_aws.operations [--markdown]`` prints the table.
@@ -53,9 +55,13 @@ SERVED = {
     "kms": "kms",  # the template's data key, which the control plane creates (control_plane.create_data_key)
     "sqs": "sqs",  # a queue subscribed to the alerts topic receives what SNS publishes, as on AWS
     "athena": "athena",  # queries over the Glue catalog's tables, run by DuckDB (local_aws.athena)
+    "airflow": "mwaa",  # the template's environment and its InvokeRestApi (local_aws.mwaa)
 }
-# botocore service name -> moto backend name (the same for every service served here).
-MOTO_NAME = {service: service for service in SERVED.values()}
+# Services moto does not have, which the control plane answers itself: botocore service name -> the module
+# whose ``application`` (WSGI) answers them and whose ``EMULATED_OPERATIONS`` say what is emulated.
+OWN = {"mwaa": "local_aws.mwaa"}
+# botocore service name -> moto backend name (the same for every service moto serves here).
+MOTO_NAME = {service: service for service in SERVED.values() if service not in OWN}
 # Services whose state the control plane keeps in registered subclasses of moto's backends.
 EXTENDED = ("s3", "sagemaker", "emr-serverless", "glue", "logs", "athena")
 # Operations moto implements by answering as if done while nothing happens: never "moto implements it"
@@ -285,6 +291,13 @@ def _registered(service: str) -> list[type]:
 def service_operations(service: str) -> ServiceOperations:
     """What the control plane emulates of ``service`` (a botocore service name), as installed in this process."""
     operations = frozenset(service_model(service).operation_names)
+    if service in OWN:
+        names = frozenset(importlib.import_module(OWN[service]).EMULATED_OPERATIONS)
+        unknown = sorted(names - operations)
+        if unknown:
+            raise ValueError(f"{OWN[service]}.EMULATED_OPERATIONS names operations {service} does not have in "
+                             f"botocore's model: {', '.join(unknown)}")
+        return ServiceOperations(service, operations, names, f"EMULATED_OPERATIONS of {OWN[service]} (moto has no {service})")
     if service not in MOTO_NAME:
         return ServiceOperations(service, operations, frozenset(), "not served by the control plane")
     registered, warnings = _registered(service), []

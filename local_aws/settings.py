@@ -22,7 +22,9 @@ environment each time they are asked for:
 
 ``deployment_environment()`` is the local counterpart of what infra/deploy_mwaa.py sets on AWS from
 the stack's outputs: the EMR Serverless application, the roles, the XGBoost image, the alerts topic
-and the data key, as the control plane creates them (``local_aws.control_plane.serve``). The plugins
+and the data key, as the control plane creates them (``local_aws.control_plane.serve``); and of what MWAA
+sets in its containers itself: ``AIRFLOW_ENV_NAME``, the environment's name (the control plane creates the
+template's MWAA environment under it, ``local_aws.mwaa``; the run notes are set through it). The plugins
 read them from the environment on both targets (``churn_ml.settings``), with no default of their own,
 so a deployment that forgot one fails with the variable's name instead of using a local value.
 scripts/env.sh exports them (``python -m local_aws.settings``), the test suite's conftest puts them in
@@ -41,6 +43,7 @@ LOCAL_REGION = "us-east-1"  # the region of the local AWS connection (scripts/en
 EMR_APPLICATION_ID = "00local0000000000"
 DATA_KEY_ALIAS = "alias/churn-data"  # the template's DataKey, as the control plane creates it
 XGBOOST_IMAGE_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+MWAA_ENVIRONMENT_NAME = "churn-local"  # the template's MWAA environment on the local target (local_aws.mwaa)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,9 +108,17 @@ def capture_flush_seconds() -> float:
     return value
 
 
+def airflow_env_name() -> str:
+    """The local MWAA environment's name: ``AIRFLOW_ENV_NAME`` (what MWAA sets in its containers to the
+    environment's name; scripts/env.sh exports the local one), default ``MWAA_ENVIRONMENT_NAME``."""
+    return _get("AIRFLOW_ENV_NAME", MWAA_ENVIRONMENT_NAME)
+
+
 def deployment_environment() -> dict[str, str]:
-    """The settings the local stack's resources give the DAGs (the aws target's come from the stack outputs)."""
+    """The settings the local stack's resources give the DAGs (the aws target's come from the stack outputs,
+    and AIRFLOW_ENV_NAME from MWAA itself)."""
     return {
+        "AIRFLOW_ENV_NAME": MWAA_ENVIRONMENT_NAME,
         "CHURN_EMR_APPLICATION_ID": EMR_APPLICATION_ID,
         "CHURN_EMR_EXECUTION_ROLE_ARN": f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-emr-serverless",
         "CHURN_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{LOCAL_ACCOUNT}:role/churn-sagemaker",

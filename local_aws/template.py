@@ -111,3 +111,23 @@ def sns_topic_names(refs: dict[str, str]) -> list[str]:
     """The names of the template's ``AWS::SNS::Topic`` resources (the model alerts), resolved from ``refs``."""
     return [resolve(r["Properties"]["TopicName"], refs)
             for r in load()["Resources"].values() if r["Type"] == "AWS::SNS::Topic"]
+
+
+MWAA_ENVIRONMENT_PROPERTIES = ("AirflowVersion", "EnvironmentClass", "MaxWorkers", "WebserverAccessMode",
+                               "ExecutionRoleArn", "DagS3Path", "PluginsS3Path", "RequirementsS3Path",
+                               "StartupScriptS3Path")
+
+
+def mwaa_environment(refs: dict[str, str]) -> dict:
+    """The template's ``AWS::MWAA::Environment`` properties that GetEnvironment shows and the local target has
+    (``MWAA_ENVIRONMENT_PROPERTIES``), resolved from ``refs`` and the template's parameter defaults (its name is
+    the local one: ``local_aws.settings.airflow_env_name``)."""
+    template = load()
+    found = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::MWAA::Environment"]
+    if len(found) != 1:
+        raise ValueError(f"the template must define one AWS::MWAA::Environment, found {len(found)}")
+    defaults = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
+    properties = resolve({k: v for k, v in found[0].items() if k in MWAA_ENVIRONMENT_PROPERTIES}, {**defaults, **refs})
+    if "MaxWorkers" in properties:
+        properties["MaxWorkers"] = int(properties["MaxWorkers"])
+    return properties

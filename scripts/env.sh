@@ -98,9 +98,10 @@ if [ "$ML_TARGET" = local ]; then
   fi
   # Airflow's tasks sign as MWAA's execution role does on AWS: with that role's key (derived from the
   # lake's, local_aws/iam.py), and the control plane checks their S3 requests against its policies.
+  # No host prefix: botocore would send MWAA's InvokeRestApi to env.127.0.0.1 (config_kwargs).
   read -r _key_id _secret < <(python3 "$ROOT/local_aws/iam.py" "$_creds" churn-mwaa)
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_AWS_CONN_ID:-aws_default}" | tr '[:lower:]' '[:upper:]')"
-  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}}}"
+  export "$_conn_var"="{\"conn_type\": \"aws\", \"login\": \"$_key_id\", \"password\": \"$_secret\", \"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"http://127.0.0.1:$CHURN_LOCAL_AWS_PORT\", \"service_config\": {\"sagemaker-runtime\": {\"endpoint_url\": \"http://127.0.0.1:${CHURN_LOCAL_RUNTIME_PORT:-18080}\"}}, \"config_kwargs\": {\"inject_host_prefix\": false}}}"
   # The data checks' Athena connection (local_aws.control_plane.athena_connection): the control plane's Athena,
   # signed as the AWS connection, in the template's workgroup, the lake's Glue database its schema.
   _conn_var="AIRFLOW_CONN_$(echo "${CHURN_ATHENA_CONN_ID:-athena_default}" | tr '[:lower:]' '[:upper:]')"
@@ -108,6 +109,9 @@ if [ "$ML_TARGET" = local ]; then
   unset _conn_var _creds _key_id _secret
   # The local stack's resources (EMR Serverless application, roles, image, topic, data key): what
   # infra/deploy_mwaa.py sets from the stack's outputs on AWS. The plugins have no defaults of their own.
+  # Also AIRFLOW_ENV_NAME (churn-local), which MWAA sets to the environment's name on AWS: the run_cost task
+  # sets the run's note through that environment's InvokeRestApi, which the control plane forwards to the
+  # api-server at AIRFLOW__API__BASE_URL (local_aws/mwaa.py).
   eval "$(python3 "$ROOT/local_aws/settings.py")"
   # Deferred jobs are polled every 2 s (the operators' 30-60 s suit jobs of minutes to hours on AWS).
   export CHURN_JOB_POLL_SECONDS="${CHURN_JOB_POLL_SECONDS:-2}"

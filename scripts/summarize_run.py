@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -99,6 +100,11 @@ def summarize_cost(ds: str) -> None:
         if part and part["spot_saving"] is not None:
             print(f"                 {label}: {part['billable_seconds']:.0f} s billable of {part['training_seconds']:.0f} s "
                   f"on {part['training_jobs']} job(s): measured spot saving {100 * part['spot_saving']:.1f}%")
+    today = dt.datetime.now(dt.UTC).date().isoformat()  # the endpoint's and the stream's days are real UTC days
+    for record in recorder.read_records(f"{settings.lake}/{ledger.RECORDS_PREFIX}date={today}/churn_monitoring/record_costs/"):
+        used = ", ".join(f"{line['quantity']:.3f} {line['unit']} of {line['item']}" for line in record["lines"])
+        print(f"                 {record['resource']} on {today} until {record['until'][11:19]} UTC: "
+              f"{record['usd']:.4f} USD ({used})")
     with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
         rows = lake.read_json(f"{settings.lake}/predictions/dt={ds}/_SUCCESS")["rows"]
         batch = total["by_dag"].get("churn_batch_scoring", 0.0)

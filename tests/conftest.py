@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -114,6 +115,22 @@ def lake_s3(lake_root, monkeypatch) -> Path:
     finally:
         s3_backends.clear()
         s3_backends.update(used)
+
+
+@pytest.fixture
+def memory_lake(monkeypatch) -> dict:
+    """The lake as ``{uri: JSON payload}`` behind churn_ml.lake's JSON reads, writes, listings and deletes: for
+    code that keeps small records in the lake (the cost ledger), tested without a server."""
+    from churn_ml import lake
+    from churn_ml.settings import settings
+
+    store: dict[str, dict] = {}
+    monkeypatch.setattr(type(settings), "lake", property(lambda self: "s3://churn-lake"))
+    monkeypatch.setattr(lake, "write_json", lambda uri, payload: store.__setitem__(uri, json.loads(json.dumps(payload, default=str))))
+    monkeypatch.setattr(lake, "read_json", lambda uri: store[uri])
+    monkeypatch.setattr(lake, "list_keys", lambda prefix: sorted(u for u in store if u.startswith(prefix)))
+    monkeypatch.setattr(lake, "delete_objects", lambda uris: len([store.pop(u) for u in uris]))
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -182,6 +182,7 @@ LAKE_ACCESS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "decay_detected": {},
         "alert": {},  # SNS (the template's alerts topic), no lake access
         "trigger_retraining": {},
+        "record_costs": {},  # the ledger (EVERY_TASK_ACCESS); the endpoint's deployments under _costs/endpoints/
         "run_cost": {},
     },
 }
@@ -250,19 +251,28 @@ def role_access(table: dict | None = None) -> dict[str, dict[str, str]]:
 
 
 def run_cost_after(*last_tasks):
-    """``run_cost``: the DAG run's total cost from its ledger records, in its task log and XCom.
+    """``run_cost``: the DAG run's total cost from its ledger records, in its task log, its XCom and the run's
+    note in the Airflow UI (``churn_ml.cost.run_note``: MWAA's InvokeRestApi, on both targets).
 
     A teardown downstream of ``last_tasks`` (the DAG's last tasks): it runs once they are done, whatever
     their end (failed jobs were billed too), a short circuit does not skip it, and the run's state stays
-    theirs."""
+    theirs. A note that cannot be set fails the task (after the total is logged), so that a retry sets it;
+    what a retry cannot fix fails it at once (``fail_fast``)."""
     from airflow.sdk import task
 
     @task(task_id="run_cost")
     def run_cost(ds: str | None = None, run_id: str | None = None, dag=None) -> dict:
-        """The run's jobs and what each cost, then the total (churn_ml.cost.recorder)."""
-        from churn_ml.cost import recorder
+        """The run's jobs and what each cost, then the total (churn_ml.cost.recorder), also in the run's note
+        (churn_ml.cost.run_note)."""
+        from churn_ml.cost import recorder, run_note
+        from churn_ml.errors import fail_fast
 
-        return recorder.log_run_total(ds, dag.dag_id, run_id)
+        total = recorder.log_run_total(ds, dag.dag_id, run_id)
+        with fail_fast("run_cost: "):
+            run_note.note_run_total(dag.dag_id, run_id, total["summary"])
+            if total["unpriced"]:
+                raise recorder.UnpricedJobs(total["unpriced"])
+        return total
 
     teardown = run_cost().as_teardown()
     for last in last_tasks:

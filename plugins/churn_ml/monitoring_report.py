@@ -127,7 +127,59 @@ def _figure(plots: dict[str, str], key: str, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{plots[key]}"></p>' if key in plots else ""
 
 
-def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds) -> str:
+COST_DAYS = 7  # the days of the cost section
+
+
+def cost_figures(records: list[dict], summaries: dict[str, dict]) -> dict:
+    """The cost section's figures from the ledger's records of the days shown: USD per day by DAG, per model
+    version (the records that name one: batch scoring, the endpoint's days), and per 1,000 predictions per day of
+    batch scoring (its runs' USD / the day's scored rows) and of the stream (the streaming job's day / the day's
+    stream predictions); the endpoint's invocations are not counted (the capture is sampled), so none is given."""
+    by_day: dict[str, dict[str, float]] = {}
+    by_version: dict[str, float] = {}
+    batch: dict[str, float] = {}
+    stream: dict[str, float] = {}
+    for record in records:
+        day, usd = record["ds"], float(record["usd"])
+        by_day.setdefault(day, {})
+        by_day[day][record["dag_id"]] = by_day[day].get(record["dag_id"], 0.0) + usd
+        if record.get("model_version"):
+            by_version[str(record["model_version"])] = by_version.get(str(record["model_version"]), 0.0) + usd
+        if record["dag_id"] == "churn_batch_scoring":
+            batch[day] = batch.get(day, 0.0) + usd
+        if record["service"] == "glue" and record["task_id"] == "record_costs":
+            stream[day] = stream.get(day, 0.0) + usd
+    per_1000 = {}
+    for day in sorted(by_day):
+        sources = (summaries.get(day) or {}).get("sources", {})
+        rows = {name: (sources.get(name) or {}).get("rows") or 0 for name in ("batch", "stream")}
+        per_1000[day] = {"batch": batch[day] / rows["batch"] * 1000 if day in batch and rows["batch"] else None,
+                         "stream": stream[day] / rows["stream"] * 1000 if day in stream and rows["stream"] else None}
+    return {"by_day": dict(sorted(by_day.items())), "by_model_version": dict(sorted(by_version.items())),
+            "per_1000": per_1000}
+
+
+def _cost_html(cost: dict | None) -> str:
+    esc = html.escape
+    if not cost or not cost["by_day"]:
+        return "<p id=\"cost\">No ledger records for these days.</p>"
+    dags = sorted({dag for found in cost["by_day"].values() for dag in found})
+    head = "".join(f"<th>{esc(dag)}</th>" for dag in dags)
+    rows = []
+    for day, found in cost["by_day"].items():
+        cells = "".join(f"<td>{found[dag]:.4f}</td>" if dag in found else "<td></td>" for dag in dags)
+        per = cost["per_1000"].get(day, {})
+        figures = "".join(f"<td>{per[k]:.6f}</td>" if per.get(k) is not None else "<td>n/a</td>" for k in ("batch", "stream"))
+        rows.append(f"<tr><td>{esc(day)}</td>{cells}<td>{sum(found.values()):.4f}</td>{figures}</tr>")
+    versions = "".join(f"<li>v{esc(v)}: {usd:.4f} USD</li>" for v, usd in cost["by_model_version"].items())
+    return (f"<table id=\"cost\"><tr><th>day</th>{head}<th>total</th><th>batch per 1,000 predictions</th>"
+            f"<th>stream per 1,000 predictions</th></tr>{''.join(rows)}</table>"
+            f"<p>By model version (batch scoring and the endpoint's days): </p><ul>{versions or '<li>none named</li>'}</ul>"
+            "<p>USD from the cost ledger's records (<code>_costs/records/</code>, docs/cost.md); the endpoint's "
+            "invocations are not counted, so it has no figure per 1,000 predictions.</p>")
+
+
+def render(ds: str, summaries: dict[str, dict], decision: dict, t: Thresholds, cost: dict | None = None) -> str:
     """The report of ``ds`` as one HTML page, from the summaries up to ``ds`` and the day's decision.
 
     Every value from the summaries, the decision or the params is HTML-escaped: they come from data
@@ -195,5 +247,7 @@ Rejected inputs: {esc(str(today.get('rejected', {})))}.</p>
 <p id="lineage">What produced this day's results (the predictions, features and raw partitions, the model version
 and the code): <code>{esc(trace_command(f"{settings.lake}/{MONITORING}dt={ds}"))}</code>; the production model's:
 <code>{esc(trace_command(f"{settings.lake}/{MODEL_POINTER_KEY}"))}</code>.</p>
+<h2>Cost (USD)</h2>
+{_cost_html(cost)}
 </body></html>
 """

@@ -123,7 +123,7 @@ def _ledger(lake: Path, dag_id: str, task_id: str | None = None) -> dict[str, di
 def _run_cost(stack: dict, dag_id: str) -> dict:
     client = airflow(stack)
     run_id = client.run_for(dag_id, DS)["dag_run_id"]
-    return client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/run_cost/xcomEntries/"
+    return client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/run_cost/xcomEntries/"
                                  "return_value")["value"]
 
 
@@ -141,6 +141,7 @@ def test_every_job_of_the_chain_has_one_ledger_record_and_each_runs_total_adds_t
     for (dag_id, task_id), service in LEDGER_JOBS.items():
         (record,) = _ledger(lake, dag_id, task_id).values()
         assert record["service"] == service and record["usd"] > 0 and record["lines"], (dag_id, task_id, record)
+        assert "unpriced" not in record, record
         assert record["execution"].endswith("/clear-0") and record["ds"] == DS
     (train,) = _ledger(lake, "churn_training", "train_model").values()
     assert train["resource"] == model["training_job_name"]
@@ -151,7 +152,19 @@ def test_every_job_of_the_chain_has_one_ledger_record_and_each_runs_total_adds_t
     for dag_id in ("churn_features", "churn_training", "churn_batch_scoring", "churn_monitoring"):
         records = _ledger(lake, dag_id)
         total = _run_cost(stack, dag_id)
-        assert total["jobs"] == len(records) and total["usd"] == pytest.approx(sum(r["usd"] for r in records.values()), abs=1e-5)
+        note = airflow(stack).run_for(dag_id, DS)["note"] or ""
+        assert total["summary"] in note.splitlines(), (dag_id, note)  # in the UI: the run's note, through MWAA's API
+        assert total["unpriced"] == [] and total["jobs"] == len(records) and total["usd"] == pytest.approx(sum(r["usd"] for r in records.values()), abs=1e-5)
+    (batch,) = _ledger(lake, "churn_batch_scoring", "batch_transform").values()
+    assert batch["model_version"] == str(model["model_package_version"])
+    # The endpoint's days, priced by churn_monitoring's record_costs from the deployment history deploy_model recorded.
+    days = sorted(lake.glob("_costs/records/date=*/churn_monitoring/record_costs/churn-xgboost.json"))
+    assert days, "no endpoint day in the ledger"
+    endpoint = json.loads(days[-1].read_text())
+    assert endpoint["usd"] > 0 and endpoint["model_version"] == str(model["model_package_version"])
+    assert {line["item"] for line in endpoint["lines"]} == {"sagemaker.hosting.ml.m5.large"}, endpoint["lines"]
+    report = (lake / f"monitoring/reports/dt={DS}/report.html").read_text()
+    assert '<table id="cost">' in report and "<th>churn_batch_scoring</th>" in report
     card = json.loads((lake / "registry/churn-xgboost/v0001/card.json").read_text())
     assert card["cost"]["training"]["jobs"] == [model["training_job_name"]] and 0 < card["cost"]["training"]["spot_saving"] < 1
     assert "## Cost" in (lake / "registry/churn-xgboost/v0001/card.md").read_text()

@@ -146,7 +146,8 @@ def _delete_run(stack: dict, dag_id: str, run_id: str) -> None:
 
 # The summary's lines about the newest registry version (test_batch_chain registers one for an older
 # date between the two runs) and the wall times legitimately differ; every other line must not.
-_VARYING = ("registry", "spot training", "wall time")
+# The cost lines are measured (a rescored date's transform ran again, the endpoint's day grows): the number of jobs is not.
+_VARYING = ("registry", "spot training", "wall time", "cost")
 
 
 def _summary_lines(stdout: str) -> dict[str, list[str]]:
@@ -177,6 +178,8 @@ def test_make_run_a_second_time_exits_0_and_prints_the_same_summary(stack):
     assert not differing, "the second make run printed another summary:\n" + "\n".join(
         f"{label}:\n  first:  {a}\n  second: {b}" for label, (a, b) in differing.items())
     assert f"{len(registered(stack))} version(s)" in second["registry"][0]
+    jobs = [re.search(r"USD for (\d+) job\(s\)", lines[0]).group(1) for lines in (first["cost"], second["cost"])]
+    assert jobs[0] == jobs[1], (first["cost"], second["cost"])
 
 
 # ---------------------------------------------------------------- a corrected re-delivery

@@ -1,7 +1,7 @@
 """The ledger written from tasks (churn_ml.cost.recorder, operators.cost): one record per job and task, a retry
 that re-attached adds none, a rerun of the date replaces the task's records after writing its own, a run's total,
 what a model cost for its card; and the operators' rule for a job that cannot be priced. No server: the lake is a
-dict behind churn_ml.lake's functions."""
+dict behind churn_ml.lake's functions (tests/conftest.py: memory_lake)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,8 @@ LAKE = "s3://churn-lake"
 
 
 @pytest.fixture
-def objects(monkeypatch):
-    """The lake as {uri: payload}, behind the lake functions the recorder uses."""
-    store: dict[str, dict] = {}
-    monkeypatch.setattr(recorder.settings.__class__, "lake", property(lambda self: LAKE))
-    monkeypatch.setattr(lake, "write_json", lambda uri, payload: store.__setitem__(uri, payload))
-    monkeypatch.setattr(lake, "read_json", lambda uri: store[uri])
-    monkeypatch.setattr(lake, "list_keys", lambda prefix: sorted(u for u in store if u.startswith(prefix)))
-    monkeypatch.setattr(lake, "delete_objects", lambda uris: len([store.pop(u) for u in uris]))
-    return store
+def objects(memory_lake):
+    return memory_lake
 
 
 def context(task="train_model", dag="churn_training", run="scheduled__2026-07-01T00:00:00+00:00", clear=0,
@@ -105,32 +98,91 @@ def test_a_models_card_shows_what_training_and_tuning_cost_and_the_measured_spot
 
 
 class Operator(JobCostMixin):
+    cost_service = "sagemaker"
+
     def __init__(self, answer):
         self.answer, self.log = answer, logging.getLogger("test-operator")
 
     def job_usage(self, name):
         if isinstance(self.answer, Exception):
             raise self.answer
-        return name, usage.training_job_usage(self.answer), "sagemaker"
+        return name, usage.training_job_usage(self.answer)
 
 
-def test_a_job_that_cannot_be_priced_fails_the_task_unless_the_job_failed_first(objects, caplog, monkeypatch):
+def test_a_job_that_cannot_be_priced_is_recorded_unpriced_and_its_run_cost_says_so(objects, caplog, monkeypatch):
     monkeypatch.setattr(recorder, "price_table", lambda: PRICES)
     Operator(training_job("churn-xgb-a")).record_job_cost(context(), "churn-xgb-a")
-    assert len(objects) == 1
     broken = Operator(ValueError("DescribeTrainingJob answer of churn-xgb-b: expected the field BillableTimeInSeconds"))
-    with pytest.raises(ValueError, match="BillableTimeInSeconds"):
-        broken.record_job_cost(context(), "churn-xgb-b")  # the retry re-attaches to the job and records it
+    broken.record_job_cost(context(), "churn-xgb-b")  # the pipeline goes on; the record says why it has no price
+    unknown = training_job("churn-xgb-c", instance="ml.p5.48xlarge")
+    Operator(unknown).record_job_cost(context(), "churn-xgb-c")
+    total = recorder.log_run_total("2026-07-01", "churn_training", "scheduled__2026-07-01T00:00:00+00:00")
+    assert total["jobs"] == 3 and len(total["unpriced"]) == 2
+    assert "BillableTimeInSeconds" in total["unpriced"][0] and "ml.p5.48xlarge" in total["unpriced"][1]
+    assert total["summary"].endswith("; 2 job(s) UNPRICED (see run_cost's log)")
+    assert "clear the job's task" in str(recorder.UnpricedJobs(total["unpriced"]))
+    Operator(training_job("x")).record_job_cost(context(), None)  # no job started: nothing to record
+    assert len(objects) == 3
+
+
+def test_a_transient_error_or_a_refused_write_fails_the_task_unless_the_job_failed_first(objects, caplog, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(recorder, "price_table", lambda: PRICES)
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeTrainingJob")
+    with pytest.raises(ClientError):  # the retry re-attaches to the job and reads it again
+        Operator(throttled).record_job_cost(context(), "churn-xgb-d")
+    monkeypatch.setattr(lake, "write_json", lambda uri, payload: (_ for _ in ()).throw(PermissionError("AccessDenied")))
+    with pytest.raises(PermissionError):
+        Operator(training_job("churn-xgb-e")).record_job_cost(context(), "churn-xgb-e")
     with pytest.raises(RuntimeError, match="the job's own error"), caplog.at_level(logging.ERROR):
         try:
             raise RuntimeError("the job's own error")
         finally:
-            broken.record_job_cost(context(), "churn-xgb-b")
-    assert "could not write the ledger record of churn-xgb-b" in caplog.text
-    Operator(training_job("x")).record_job_cost(context(), None)  # no job started: nothing to record
-    assert len(objects) == 1
+            Operator(training_job("churn-xgb-e")).record_job_cost(context(), "churn-xgb-e")
+    assert "could not write the ledger record of churn-xgb-e" in caplog.text
+    assert objects == {}
 
 
 def test_the_ledger_key_of_a_record_is_the_tasks_prefix_plus_the_job():
     key = ledger.records_key("2026-07-01", "churn_training", "train_model", "churn-xgb-a")
     assert key.startswith(ledger.task_prefix("2026-07-01", "churn_training", "train_model"))
+
+
+def test_the_streaming_jobs_days_are_its_runs_hours_clipped_to_each_day(objects):
+    import datetime as dt
+
+    now = dt.datetime(2026, 7, 3, 6, 0, tzinfo=dt.UTC)
+    runs = [  # newest first, as GetJobRuns lists them: one running since yesterday 18:00, one that ended long ago
+        {"Id": "jr_2", "JobName": "churn-stream", "JobRunState": "RUNNING", "StartedOn": now - dt.timedelta(hours=12),
+         "WorkerType": "G.1X", "NumberOfWorkers": 5, "GlueVersion": "5.0"},
+        {"Id": "jr_1", "JobName": "churn-stream", "JobRunState": "STOPPED", "StartedOn": now - dt.timedelta(days=9),
+         "CompletedOn": now - dt.timedelta(days=8), "WorkerType": "G.1X", "NumberOfWorkers": 5, "GlueVersion": "5.0"},
+    ]
+    records = recorder.streaming_day_records(context(task="record_costs", dag="churn_monitoring"), runs, now, prices=PRICES)
+    assert [(r["ds"], r["resource"]) for r in records] == [("2026-07-02", "churn-stream"), ("2026-07-03", "churn-stream")]
+    assert [sum(line["quantity"] for line in r["lines"]) for r in records] == [pytest.approx(5 * 6), pytest.approx(5 * 6)]
+    assert records[1]["until"] == now.isoformat()
+    again = recorder.streaming_day_records(context(task="record_costs", dag="churn_monitoring"), runs, now, prices=PRICES)
+    assert again == records and len(objects) == 2  # the next run rewrites the days, adds none
+
+
+def test_the_reports_cost_figures_per_day_dag_model_version_and_1000_predictions():
+    records = [
+        {"ds": "2026-07-02", "dag_id": "churn_batch_scoring", "task_id": "batch_transform", "service": "sagemaker",
+         "usd": 0.5, "model_version": "3"},
+        {"ds": "2026-07-02", "dag_id": "churn_features", "task_id": "build_features", "service": "emr-serverless",
+         "usd": 1.0, "model_version": None},
+        {"ds": "2026-07-02", "dag_id": "churn_monitoring", "task_id": "record_costs", "service": "glue", "usd": 2.0,
+         "model_version": None},
+        {"ds": "2026-07-02", "dag_id": "churn_monitoring", "task_id": "record_costs", "service": "sagemaker",
+         "usd": 4.0, "model_version": "3"},
+    ]
+    summaries = {"2026-07-02": {"sources": {"batch": {"rows": 5000}, "stream": {"rows": 4000}, "capture": {"rows": 10}}}}
+    from churn_ml.monitoring_report import cost_figures
+
+    figures = cost_figures(records, summaries)
+    assert figures["by_day"] == {"2026-07-02": {"churn_batch_scoring": 0.5, "churn_features": 1.0, "churn_monitoring": 6.0}}
+    assert figures["by_model_version"] == {"3": 4.5}
+    assert figures["per_1000"]["2026-07-02"] == {"batch": pytest.approx(0.1), "stream": pytest.approx(0.5)}
+    assert cost_figures(records, {})["per_1000"]["2026-07-02"] == {"batch": None, "stream": None}  # no rows: no figure

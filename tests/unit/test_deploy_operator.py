@@ -7,6 +7,8 @@ The requests it sends are validated against botocore's SageMaker model; what the
 from __future__ import annotations
 
 import copy
+import datetime as dt
+from types import SimpleNamespace
 
 import botocore.session
 import pytest
@@ -15,9 +17,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from botocore.validate import ParamValidator
 
 from churn_ml import registry
+from churn_ml.cost import recorder
+from churn_ml.cost.prices import load_prices
 from churn_ml.operators import DeploymentError, EndpointDeployOperator
 from support import BLUE_GREEN_CANARY
 
+PRICES = load_prices("us-east-1")
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 ARTIFACT = "s3://churn-lake/models/churn/job/output/model.tar.gz"
 CONFIG = {
@@ -63,8 +68,9 @@ class FakeSageMaker:
         self._missing(f"model {name}")
 
     def describe_endpoint_config(self, name):
-        if any(c[0] == "create_endpoint_config" for c in self.calls):
-            return {"EndpointConfigName": name}
+        if any(c[0] == "create_endpoint_config" for c in self.calls) or (self.endpoint or {}).get("EndpointConfigName") == name:
+            return {"EndpointConfigName": name, "ProductionVariants": [
+                {"VariantName": "primary", "InstanceType": "ml.m5.large", "InitialInstanceCount": 2}]}
         self._missing(f"endpoint config {name}")
 
     def __getattr__(self, operation):
@@ -76,7 +82,7 @@ class FakeSageMaker:
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(monkeypatch, memory_lake):
     monkeypatch.setenv("ML_TARGET", "aws")
     package = {"ModelApprovalStatus": "Approved", "ModelDataUrl": ARTIFACT, "ApprovalDescription": "ok"}
     monkeypatch.setattr(registry, "show_version", lambda version, group=None: package)
@@ -107,7 +113,7 @@ def test_first_deployment_creates_model_config_and_endpoint_with_valid_requests_
 
 def test_update_is_blue_green_with_rollback_alarms(aws):
     fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
-                                   "EndpointConfigName": "churn-xgboost-v6-aaaa"})
+                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
     with pytest.raises(TaskDeferred):
         _operator(fake).execute({})
     operation, request = fake.calls[-1]
@@ -140,7 +146,8 @@ def test_another_deployment_in_progress_fails_clearly(aws):
 
 def test_a_silently_rolled_back_update_fails_the_task(aws):
     rolled_back = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
-                                          "EndpointConfigName": "churn-xgboost-v6-aaaa"})
+                                          "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0,
+                                          "LastModifiedTime": T0})
     with pytest.raises(DeploymentError, match="serves churn-xgboost-v6-aaaa, not churn-xgboost-v7-.*rolled back"):
         _operator(rolled_back).execute_complete({}, {"status": "success", "job_name": "churn-xgboost"})
 
@@ -158,3 +165,49 @@ def test_only_approved_models_are_deployed(aws):
         _operator(fake).execute({})
     assert isinstance(failed.value.__cause__, DeploymentError)
     assert fake.calls == []
+
+
+T0 = dt.datetime(2026, 7, 1, 22, 0, tzinfo=dt.UTC)
+
+
+def test_the_endpoints_fleets_are_recorded_so_a_day_bills_both_fleets_of_a_blue_green_update(aws, memory_lake):
+    """An endpoint created before the ledger existed gets its creation recorded from DescribeEndpoint; the update
+    starts a second fleet, its completion stops the first; a retry records nothing new; the day is priced."""
+    fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
+                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
+    op = _operator(fake)
+    with pytest.raises(TaskDeferred):
+        op.execute({})
+    new = op.config["EndpointConfig"]["EndpointConfigName"]
+    events = [(e["event"], e["config"], e["model_version"]) for e in recorder.endpoint_history("churn-xgboost")]
+    assert events == [("create", "churn-xgboost-v6-aaaa", "6"), ("update", new, "7")]
+    started = recorder.endpoint_history("churn-xgboost")[1]["event_object"].time
+    finished = started + dt.timedelta(minutes=30)
+    fake.endpoint = {**fake.endpoint, "EndpointConfigName": new, "LastModifiedTime": finished}
+    for _ in range(2):  # the task resumes; then a retry of it, which finds the endpoint serving its config
+        op._verified("churn-xgboost", new, canary=None)
+    assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == ["create", "update", "update_complete"]
+    context = {"dag": SimpleNamespace(dag_id="churn_monitoring"), "task": SimpleNamespace(task_id="record_costs"),
+               "run_id": "scheduled__x", "dag_run": SimpleNamespace(clear_number=0)}
+    now = finished + dt.timedelta(hours=1)
+    records = recorder.endpoint_day_records(context, "churn-xgboost", now, days=400, prices=PRICES)
+    hours = sum(line["quantity"] for r in records for line in r["lines"])
+    # the old fleet (2 instances) from T0 to the update's end, the new one (2) from the update's start to now
+    expected = 2 * (finished - T0).total_seconds() / 3600 + 2 * (now - started).total_seconds() / 3600
+    assert hours == pytest.approx(expected)
+    days = [r["ds"] for r in records]  # one record per UTC day the fleets ran, the last one so far
+    assert days[0] == T0.date().isoformat() and days[-1] == now.date().isoformat()
+    assert len(days) == (now.date() - T0.date()).days + 1
+    assert {r["model_version"] for r in records} >= {"6"}
+
+
+def test_a_rolled_back_update_bills_the_new_fleet_until_the_rollback(aws, memory_lake):
+    fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
+                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
+    op = _operator(fake)
+    with pytest.raises(TaskDeferred):
+        op.execute({})
+    fake.endpoint = {**fake.endpoint, "LastModifiedTime": dt.datetime.now(dt.UTC)}  # still the old config: rolled back
+    with pytest.raises(DeploymentError, match="rolled back"):
+        op._verified("churn-xgboost", op.config["EndpointConfig"]["EndpointConfigName"], canary=None)
+    assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == ["create", "update", "rollback"]

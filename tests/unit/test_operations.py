@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from local_aws import operations, request_guard
 
 SERVICES = ["s3", "sagemaker", "emr-serverless", "glue", "logs", "kinesis", "sns", "sts", "iam", "cloudwatch", "kms",
-            "sqs", "athena"]
+            "sqs", "athena", "mwaa"]
 HOST = "localhost:4566"
 
 
@@ -183,6 +183,7 @@ def test_the_catalog_allows_the_emulated_and_refuses_the_rest_naming_the_operati
     ("sns", "CreateSMSSandboxPhoneNumber", "InvalidAction", 400),  # query
     ("s3", "PutBucketReplication", "NotImplemented", 501),  # REST-XML
     ("cloudwatch", "PutAnomalyDetector", "UnknownOperationException", 400),  # JSON (query-compatible)
+    ("mwaa", "CreateWebLoginToken", "UnknownOperationException", 400),  # REST-JSON, answered by local_aws.mwaa
 ])
 def test_a_refusal_parses_as_the_services_error_and_is_not_retried(service, name, code, status):
     """botocore reads the rendered refusal like the service's own error; its retry rules (legacy and

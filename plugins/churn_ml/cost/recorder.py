@@ -16,18 +16,39 @@ earlier execution of the run wrote. An execution is the run and its clear number
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from churn_ml import lake
 from churn_ml.cost import ledger
 from churn_ml.cost.prices import PriceTable, load_prices
-from churn_ml.cost.usage import Usage
+from churn_ml.cost.usage import (
+    ENDPOINT_EVENTS,
+    EndpointEvent,
+    Usage,
+    Variant,
+    endpoint_usage,
+    glue_streaming_usage,
+    utc,
+)
+from churn_ml.errors import CannotSucceedOnRetry
 from churn_ml.settings import settings
 
 log = logging.getLogger(__name__)
+
+
+class UnpricedJobs(CannotSucceedOnRetry, RuntimeError):
+    """Jobs of the run whose usage could not be read or priced: their records say why."""
+
+    def __init__(self, jobs: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(jobs)} job(s) of this run have no price in the ledger: {'; '.join(jobs)}. Fix the cause (an item "
+            "missing from plugins/churn_ml/cost/prices/<region>.json, an answer without its billing fields), then "
+            "clear the job's task: it re-attaches to the job and prices it")
 
 
 def execution_of(context: Mapping[str, Any]) -> str:
@@ -58,17 +79,44 @@ def write_record(context: Mapping[str, Any], *, resource: str, usages: Sequence[
                  prices: PriceTable | None = None) -> dict[str, Any]:
     """Price ``usages`` of one job (``resource``), write its record for this task and date, and replace the
     task's records of earlier executions of the run (see the module docstring). Returns the record."""
-    dag_id, task_id, ds = context["dag"].dag_id, context["task"].task_id, context["ds"]
-    record = ledger.job_record(dag_id=dag_id, run_id=context["run_id"], ds=ds, task_id=task_id, resource=resource,
-                               usages=usages, prices=prices or price_table(), service=service,
-                               model_version=model_version, predictions=predictions)
+    return store_record(context, price_record(context, resource=resource, usages=usages, service=service,
+                                              model_version=model_version, predictions=predictions, prices=prices))
+
+
+def price_record(context: Mapping[str, Any], *, resource: str, usages: Sequence[Usage], service: str | None = None,
+                 model_version: str | None = None, predictions: int | None = None,
+                 prices: PriceTable | None = None) -> dict[str, Any]:
+    """The record of one job of this task: ``usages`` priced (``ledger.job_record``), with the run's execution."""
+    record = ledger.job_record(dag_id=context["dag"].dag_id, run_id=context["run_id"], ds=context["ds"],
+                               task_id=context["task"].task_id, resource=resource, usages=usages,
+                               prices=prices or price_table(), service=service, model_version=model_version,
+                               predictions=predictions)
     record["execution"] = execution_of(context)
-    key = ledger.records_key(ds, dag_id, task_id, resource)
+    return record
+
+
+def unpriced_record(context: Mapping[str, Any], *, resource: str, service: str, reason: str,
+                    model_version: str | None = None) -> dict[str, Any]:
+    """The record of a job whose usage could not be read or priced: no lines, 0 USD, and ``unpriced`` saying why;
+    the run's ``run_cost`` fails on it (``unpriced_jobs``) until a clear of the task prices the job."""
+    record = ledger.job_record(dag_id=context["dag"].dag_id, run_id=context["run_id"], ds=context["ds"],
+                               task_id=context["task"].task_id, resource=resource, usages=[], prices=price_table(),
+                               service=service, model_version=model_version)
+    record["execution"], record["unpriced"] = execution_of(context), reason
+    return record
+
+
+def store_record(context: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Write a record of this task (``records_key``), then delete the task's records of an earlier execution."""
+    dag_id, task_id, ds = record["dag_id"], record["task_id"], record["ds"]
+    key = ledger.records_key(ds, dag_id, task_id, record["resource"])
     lake.write_json(_uri(key), record)
     replaced = _replace_earlier(_uri(ledger.task_prefix(ds, dag_id, task_id)), record["execution"], keep=_uri(key))
     items = ", ".join(f"{line['quantity']:.4g} {line['unit']} of {line['item']}" for line in record["lines"]) or "no usage"
-    log.info("COST %s %s: %.4f USD (%s); ledger record %s%s", record["service"], resource, record["usd"], items,
-             _uri(key), f"; replaced {replaced} record(s) of an earlier execution of the run" if replaced else "")
+    if record.get("unpriced"):
+        items = f"UNPRICED: {record['unpriced']}"
+    log.info("COST %s %s: %.4f USD (%s); ledger record %s%s", record["service"], record["resource"], record["usd"],
+             items, _uri(key), f"; replaced {replaced} record(s) of an earlier execution of the run" if replaced else "")
     return record
 
 
@@ -91,13 +139,27 @@ def run_records(ds: str, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     return [r for r in read_records(_uri(prefix)) if r["run_id"] == run_id]
 
 
+def records_of_days(ds: str, days: int) -> list[dict[str, Any]]:
+    """The records of the ``days`` dates ending with ``ds`` (all DAGs)."""
+    first = dt.date.fromisoformat(ds) - dt.timedelta(days=days - 1)
+    return [r for n in range(days)
+            for r in read_records(_uri(f"{ledger.RECORDS_PREFIX}date={first + dt.timedelta(days=n)}/"))]
+
+
+def unpriced_jobs(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """"<task> <job>: <why>" of each record written unpriced (``unpriced_record``)."""
+    return [f"{r['task_id']} {r['resource']}: {r['unpriced']}" for r in records if r.get("unpriced")]
+
+
 def run_summary(records: Sequence[Mapping[str, Any]]) -> str:
     """One line for a task log or a run's note: the total, by service, and how many jobs."""
     total = ledger.totals(records)
     if not total["records"]:
         return "Cost: no job of this run wrote a ledger record"
     services = ", ".join(f"{service} {usd:.4f}" for service, usd in total["by_service"].items())
-    return f"Cost: {total['usd']:.4f} USD for {total['records']} job(s) ({services}), priced from the ledger's records"
+    unpriced = len(unpriced_jobs(records))
+    return (f"Cost: {total['usd']:.4f} USD for {total['records']} job(s) ({services}), priced from the ledger's records"
+            + (f"; {unpriced} job(s) UNPRICED (see run_cost's log)" if unpriced else ""))
 
 
 def log_run_total(ds: str, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -108,7 +170,10 @@ def log_run_total(ds: str, dag_id: str, run_id: str) -> dict[str, Any]:
     summary = run_summary(records)
     log.info("%s (run %s of %s, %s)", summary, run_id, dag_id, ds)
     total = ledger.totals(records)
-    return {"usd": round(total["usd"], 6), "jobs": total["records"], "summary": summary,
+    unpriced = unpriced_jobs(records)
+    for job in unpriced:
+        log.error("UNPRICED %s", job)
+    return {"usd": round(total["usd"], 6), "jobs": total["records"], "summary": summary, "unpriced": unpriced,
             "by_service": {k: round(v, 6) for k, v in total["by_service"].items()},
             "by_task": {task: round(sum(r["usd"] for r in records if r["task_id"] == task), 6)
                         for task in sorted({r["task_id"] for r in records})}}
@@ -143,3 +208,112 @@ def training_cost(records: Sequence[Mapping[str, Any]], *, training_task: str, t
     training, tuning = part(training_task), part(tuning_task)
     return {"training": training, "tuning": tuning,
             "usd": round(sum(p["usd"] for p in (training, tuning) if p), 6)}
+
+
+# ------------------------------------------------------------------------------------------- endpoints
+# An endpoint is billed per instance-hour of each fleet, which no Describe answer adds up: the deployments
+# that change its fleets are recorded as they happen (EndpointDeployOperator), one object per endpoint config
+# and event, and the days are priced from that history (``endpoint_day_records``).
+ENDPOINTS_PREFIX = f"{ledger.COSTS_PREFIX}endpoints/"
+
+
+def _event_uri(endpoint: str, config: str, event: str) -> str:
+    return _uri(f"{ENDPOINTS_PREFIX}{quote(endpoint, safe='')}/{quote(config or '-', safe='')}-{event}.json")
+
+
+def record_endpoint_event(endpoint: str, event: EndpointEvent, *, model_version: str | None = None) -> str:
+    """Store one change of the endpoint's fleets (the same event again overwrites it: a retry adds none)."""
+    uri = _event_uri(endpoint, event.config, event.event)
+    lake.write_json(uri, {"endpoint": endpoint, "time": event.time.isoformat(), "event": event.event,
+                          "config": event.config, "model_version": model_version,
+                          "variants": [{"name": v.name, "instance_type": v.instance_type,
+                                        "instance_count": v.instance_count} for v in event.variants]})
+    log.info("endpoint %s: %s %s at %s recorded for its cost (%s)", endpoint, event.event, event.config or "",
+             event.time.isoformat(), uri)
+    return uri
+
+
+def endpoint_history(endpoint: str) -> list[dict[str, Any]]:
+    """The recorded events of an endpoint, oldest first, each with its ``EndpointEvent`` under "event_object"."""
+    found = []
+    for uri in lake.list_keys(_uri(f"{ENDPOINTS_PREFIX}{quote(endpoint, safe='')}/")):
+        data = lake.read_json(uri)
+        variants = tuple(Variant(v["name"], v["instance_type"], int(v["instance_count"])) for v in data["variants"])
+        found.append({**data, "event_object": EndpointEvent(utc(data["time"]), data["event"], data["config"], variants)})
+    return sorted(found, key=lambda e: (e["event_object"].time, ENDPOINT_EVENTS.index(e["event"])))
+
+
+def endpoint_day_records(context: Mapping[str, Any], endpoint: str, now: dt.datetime, *, days: int = 2,
+                         prices: PriceTable | None = None) -> list[dict[str, Any]]:
+    """Price the endpoint's last ``days`` UTC days up to ``now`` from its recorded deployments (``day_records``),
+    each record naming the model version(s) its fleets served."""
+    history = endpoint_history(endpoint)
+    if not history:
+        log.info("endpoint %s: no deployment recorded, nothing to price", endpoint)
+        return []
+    versions = {e["config"]: e.get("model_version") for e in history if e["config"]}
+    usages = endpoint_usage(endpoint, [e["event_object"] for e in history], until=now)
+    return day_records(context, endpoint, usages, now, days=days, prices=prices, service="sagemaker",
+                       version_of=lambda u: versions.get(u.detail["endpoint_config"]))
+
+
+def streaming_day_records(context: Mapping[str, Any], job_runs: Sequence[Mapping[str, Any]], now: dt.datetime, *,
+                          days: int = 2, prices: PriceTable | None = None) -> list[dict[str, Any]]:
+    """Price the streaming Glue job's last ``days`` UTC days up to ``now`` from its runs (GetJobRuns answers:
+    capacity x the hours each ran, a running one up to ``now``) (``day_records``)."""
+    start = dt.datetime.combine((now - dt.timedelta(days=days - 1)).date(), dt.time(), dt.UTC)
+    usages = []
+    for run in job_runs:
+        ended = run.get("CompletedOn")
+        if run.get("StartedOn") is None or (ended is not None and utc(ended) <= start):
+            continue
+        usages += glue_streaming_usage(run, window=(start, now), until=now)
+    if not usages:
+        return []
+    return day_records(context, usages[0].resource, usages, now, days=days, prices=prices, service="glue")
+
+
+def day_records(context: Mapping[str, Any], resource: str, usages: Sequence[Usage], now: dt.datetime, *,
+                days: int, prices: PriceTable | None, service: str,
+                version_of: Any = None) -> list[dict[str, Any]]:
+    """One record per UTC day of the last ``days`` up to ``now`` and resource, for what runs all day (an endpoint,
+    the streaming job): ``_costs/records/date=<day>/<dag>/<task>/<resource>.json``, each day's rewritten by later
+    runs (a partial day is completed by the next run; ``until`` says up to when a record counts)."""
+    first = (now - dt.timedelta(days=days - 1)).date().isoformat()
+    by_day: dict[str, list[Usage]] = {}
+    for line in usages:
+        if line.day >= first:
+            by_day.setdefault(line.day, []).append(line)
+    dag_id, task_id = context["dag"].dag_id, context["task"].task_id
+    written = []
+    for day, lines in sorted(by_day.items()):
+        served = sorted({str(version_of(u)) for u in lines} - {"None"}) if version_of else []
+        record = ledger.job_record(dag_id=dag_id, run_id=context["run_id"], ds=day, task_id=task_id, resource=resource,
+                                   usages=lines, prices=prices or price_table(), service=service,
+                                   model_version=",".join(served) or None)
+        record["execution"] = execution_of(context)
+        record["until"] = min(now, dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)).isoformat()
+        lake.write_json(_uri(ledger.records_key(day, dag_id, task_id, resource)), record)
+        log.info("COST %s %s on %s (until %s): %.4f USD", service, resource, day, record["until"], record["usd"])
+        written.append(record)
+    return written
+
+
+def record_daily_costs(context: Mapping[str, Any], *, days: int = 2) -> dict[str, Any]:
+    """The ``record_costs`` task: the endpoint's and the streaming job's last ``days`` UTC days, up to now, from
+    the endpoint's recorded deployments and the streaming job's GetJobRuns."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    now = dt.datetime.now(dt.UTC)
+    endpoint = endpoint_day_records(context, settings.endpoint_name, now, days=days)
+    glue = AwsGenericHook(aws_conn_id=settings.aws_conn_id, client_type="glue").conn
+    pages = glue.get_paginator("get_job_runs").paginate(JobName=settings.streaming_job_name)
+    start = now - dt.timedelta(days=days)
+    runs = []
+    for page in pages:  # newest first: stop at the first page whose runs all started before the window
+        runs += page.get("JobRuns", [])
+        if all(utc(run["StartedOn"]) < start for run in page.get("JobRuns", []) if run.get("StartedOn")):
+            break
+    stream = streaming_day_records(context, runs, now, days=days)
+    return {"endpoint": {r["ds"]: round(r["usd"], 6) for r in endpoint},
+            "streaming_job": {r["ds"]: round(r["usd"], 6) for r in stream}}

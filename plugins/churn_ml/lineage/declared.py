@@ -312,6 +312,7 @@ LINEAGE: dict[str, dict[str, Callable[[TaskRun], Declared]]] = {
         "decay_detected": lambda r: NOTHING,
         "alert": lambda r: Declared([], [_alerts_topic()]),
         "trigger_retraining": lambda r: NOTHING,
+        "record_costs": lambda r: NOTHING,  # writes the ledger: bookkeeping, not a dataset
         "run_cost": lambda r: NOTHING,  # reads the ledger: the runs' bookkeeping, like their lineage events
     },
 }

@@ -3,9 +3,14 @@
 ``JobCostMixin.record_job_cost`` reads the job's own Describe/Get answer (``job_usage``, per operator) and
 writes one record for it (``churn_ml.cost.recorder``): when the deferred task resumes, whatever the job's
 end (a failed job was billed too), and when a try finds the job it names already succeeded (the same record
-again, under the same key). A job that cannot be priced fails the task when the job succeeded: the retry
-re-attaches to the job and writes the record, so no job goes unrecorded and none is run again; when the job
-itself failed, the job's error is the one raised and the ledger's is logged beside it.
+again, under the same key).
+
+A job whose usage cannot be read or priced (an answer without its billing fields, an instance type the price
+table lacks) does not fail the pipeline: its record is written **unpriced**, with the reason, and the run's
+``run_cost`` fails saying which jobs and why, so the gap is seen and fixed (add the price, then clear the job's
+task: it re-attaches to the job and prices it) instead of stopping production over bookkeeping. A record that
+cannot be written at all (the lake refuses it) fails the task when the job succeeded, so its retry, which
+re-attaches to the job, writes it; when the job itself failed, the job's error is the one raised.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from churn_ml.cost.usage import Usage
 
 
 class JobCostMixin:
-    """``job_usage(name)`` -> (resource, usages, service): what the ended job ``name`` is billed, from its answer."""
+    """``job_usage(name)`` -> (resource, usages): what the ended job ``name`` is billed, from its answer, in
+    ``cost_service``; ``cost_model_version``, when an operator has it, the registry version its record names."""
 
-    def job_usage(self, name: str) -> tuple[str, list[Usage], str]:
+    cost_service = ""
+
+    def job_usage(self, name: str) -> tuple[str, list[Usage]]:
         raise NotImplementedError(f"{type(self).__name__} does not say how its jobs are billed")
 
     def record_job_cost(self, context: Any, name: str | None) -> None:
@@ -28,11 +36,38 @@ class JobCostMixin:
         from churn_ml.cost import recorder
 
         failing = sys.exc_info()[1] is not None  # called from a finally: the job (or its wait) failed
+        version = str(getattr(self, "cost_model_version", "") or "") or None
         try:
-            resource, usages, service = self.job_usage(name)
-            recorder.write_record(context, resource=resource, usages=usages, service=service)
+            try:
+                resource, usages = self.job_usage(name)
+                record = recorder.price_record(context, resource=resource, usages=usages, service=self.cost_service,
+                                               model_version=version)
+            except Exception as err:  # the answer lacks a billing field, an API is missing, a price is unknown
+                if _transient(err):
+                    raise  # a retry re-attaches to the job and reads its answer again
+                self.log.exception("the ledger cannot price %s: its record is written unpriced and run_cost fails on "
+                                   "it", name)
+                record = recorder.unpriced_record(context, resource=name, service=self.cost_service,
+                                                  reason=f"{type(err).__name__}: {err}", model_version=version)
+            recorder.store_record(context, record)
         except Exception:
             if not failing:
                 raise
             self.log.exception("could not write the ledger record of %s (the task fails for the job's own error, "
                                "below)", name)
+
+
+_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+                    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError",
+                    "InternalServerException", "SlowDown"}
+
+
+def _transient(err: Exception) -> bool:
+    """A network error, throttling or a service's 5xx: what a retry may not meet again."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(err, (ConnectionError, HTTPClientError)):
+        return True
+    return isinstance(err, ClientError) and (
+        err.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+        or err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500)

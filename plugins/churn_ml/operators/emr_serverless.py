@@ -37,7 +37,7 @@ class SparkOnEmrServerlessOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin
     """
 
     template_fields: Sequence[str] = (*EmrServerlessStartJobOperator.template_fields, "inputs")
-    job_kind = "EMR Serverless job run"
+    job_kind, cost_service = "EMR Serverless job run", "emr-serverless"
 
     def __init__(self, *, job_name_prefix: str, inputs: list[dict] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", True)
@@ -103,10 +103,10 @@ class SparkOnEmrServerlessOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin
             self.record_job_cost(context, ((event or {}).get("job_details") or {}).get("job_id"))
             self.print_job_log(event)
 
-    def job_usage(self, name: str) -> tuple[str, list, str]:
+    def job_usage(self, name: str) -> tuple[str, list]:
         """The run's billedResourceUtilization (GetJobRun), recorded under the run's name (its identity)."""
         run = self.hook.conn.get_job_run(applicationId=self.application_id, jobRunId=name)["jobRun"]
-        return run.get("name") or name, emr_serverless_usage(run), "emr-serverless"
+        return run.get("name") or name, emr_serverless_usage(run)
 
     def job_log_sources(self, event: dict[str, Any]) -> list[S3Log | CloudWatchLog]:
         """The driver's ``stdout.gz`` and ``stderr.gz`` under the request's S3 ``logUri``

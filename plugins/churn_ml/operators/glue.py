@@ -76,7 +76,7 @@ class SparkOnGlueOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin, GlueJob
 
     aws_hook_class = StartOnlyGlueJobHook
     template_fields: Sequence[str] = (*GlueJobOperator.template_fields, "inputs")
-    job_kind = "Glue job run"
+    job_kind, cost_service = "Glue job run", "glue"
 
     def __init__(self, *, inputs: list[dict] | None = None, **kwargs: Any) -> None:
         if kwargs.get("update_config") or kwargs.get("create_job_kwargs"):
@@ -123,10 +123,10 @@ class SparkOnGlueOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin, GlueJob
             self.record_job_cost(context, (event or {}).get("run_id"))
             self.print_job_log(event)
 
-    def job_usage(self, name: str) -> tuple[str, list, str]:
+    def job_usage(self, name: str) -> tuple[str, list]:
         """The run's DPU-seconds (GetJobRun), recorded under its identity (``--job-identity``)."""
         run = self.hook.conn.get_job_run(JobName=self.job_name, RunId=name)["JobRun"]
-        return (run.get("Arguments") or {}).get(IDENTITY_ARG) or name, [glue_job_run_usage(run)], "glue"
+        return (run.get("Arguments") or {}).get(IDENTITY_ARG) or name, [glue_job_run_usage(run)]
 
     def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
         """The run's ``<LogGroupName>/error`` and ``/output`` streams (named by the run id), as Glue writes them."""

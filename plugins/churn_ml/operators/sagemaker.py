@@ -52,6 +52,7 @@ class SageMakerJobMixin(JobLogMixin, JobCostMixin, IdentifiedJobMixin):
 
     describe_method = ""  # the SageMakerHook method that describes this operator's jobs
     status_key = ""
+    cost_service = "sagemaker"
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         try:
@@ -155,8 +156,8 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["StoppingCondition", "MaxWaitTimeInSeconds"])
 
-    def job_usage(self, name: str) -> tuple[str, list, str]:
-        return name, cost_usage.training_job_usage(self.hook.describe_training_job(name)), "sagemaker"
+    def job_usage(self, name: str) -> tuple[str, list]:
+        return name, cost_usage.training_job_usage(self.hook.describe_training_job(name))
 
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
@@ -199,22 +200,24 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
         name = event.get("job_name")
         return [CloudWatchLog(TRANSFORM_LOG_GROUP, f"{name}/", f"log of transform job {name}")] if name else []
 
-    template_fields: Sequence[str] = (*SageMakerTransformOperator.template_fields, "inputs")
+    template_fields: Sequence[str] = (*SageMakerTransformOperator.template_fields, "inputs", "cost_model_version")
 
-    def __init__(self, *, job_name_prefix: str, inputs: list[dict] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, job_name_prefix: str, inputs: list[dict] | None = None, cost_model_version: str = "",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", True)
         kwargs["check_if_job_exists"] = False
         kwargs["check_if_model_exists"] = False
         super().__init__(**kwargs)
         self.job_name_prefix = job_name_prefix
         self.inputs = inputs or []
+        self.cost_model_version = cost_model_version  # the registry version scoring: its ledger record names it
 
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
             return self._start_or_reuse(context)
 
-    def job_usage(self, name: str) -> tuple[str, list, str]:
-        return name, [cost_usage.transform_job_usage(self.hook.describe_transform_job(name))], "sagemaker"
+    def job_usage(self, name: str) -> tuple[str, list]:
+        return name, [cost_usage.transform_job_usage(self.hook.describe_transform_job(name))]
 
     def _start_or_reuse(self, context: Any) -> dict:
         self._create_integer_fields()
@@ -372,7 +375,9 @@ class EndpointDeployOperator(SageMakerJobMixin, SageMakerEndpointOperator):
             self.hook.create_endpoint(self.config["Endpoint"], wait_for_completion=False)
         else:
             self.log.info("updating endpoint %s from %s to %s (blue/green)", name, live["EndpointConfigName"], config_name)
+            self._record_fleets(name, live, None)  # what ran before this deployment, if nothing recorded it
             self.hook.update_endpoint(self.config["Endpoint"], wait_for_completion=False)
+            self._record_fleets(name, live, "update")
         self._wait_for(name, "endpoint", "Creating" if live is None else "Updating", self._max_polls())
 
     def _max_polls(self) -> int:
@@ -391,9 +396,46 @@ class EndpointDeployOperator(SageMakerJobMixin, SageMakerEndpointOperator):
             )
         return self._verified(name, config_name, self._approved_canary())
 
+    def _record_fleets(self, name: str, live: dict, change: str | None) -> None:
+        """The endpoint's deployment history, for its cost (``churn_ml.cost.recorder``): its creation (with the
+        config it runs), when nothing recorded it yet (created by this task, or before the ledger existed); then
+        ``update`` (a blue/green update to this task's config starts now), or ``update_complete``/``rollback``
+        (at the endpoint's LastModifiedTime). A retry records the same events under the same keys."""
+        import datetime as dt
+
+        from churn_ml.cost import recorder
+
+        config_name = self.config["EndpointConfig"]["EndpointConfigName"]
+        history = recorder.endpoint_history(name)
+        if not history:
+            running = live["EndpointConfigName"]
+            recorder.record_endpoint_event(name, cost_usage.creation_event(live, self.hook.describe_endpoint_config(running)),
+                                           model_version=_config_version(running))
+            history = recorder.endpoint_history(name)
+        recorded = {e["event"] for e in history if e["config"] == config_name}
+        if change is None or "create" in recorded:
+            return  # nothing changes yet, or this config is the one the endpoint was created with
+        answer, version = self.hook.describe_endpoint_config(config_name), _config_version(config_name)
+        if change == "update":
+            recorder.record_endpoint_event(name, cost_usage.update_events(dt.datetime.now(dt.UTC), answer)[0],
+                                           model_version=version)
+            return
+        ended = live["LastModifiedTime"]
+        if "update" not in recorded:  # the try that started the update did not record it: no overlap counted
+            recorder.record_endpoint_event(name, cost_usage.update_events(ended, answer)[0], model_version=version)
+        outcome = {"completed": ended} if change == "update_complete" else {"rolled_back": ended}
+        recorder.record_endpoint_event(name, cost_usage.update_events(ended, answer, **outcome)[1], model_version=version)
+
     def _verified(self, name: str, config_name: str, canary: dict | None) -> dict:
         live = self.hook.describe_endpoint(name)
-        if live["EndpointConfigName"] != config_name:
+        rolled_back = live["EndpointConfigName"] != config_name
+        try:
+            self._record_fleets(name, live, "rollback" if rolled_back else "update_complete")
+        except Exception:
+            if not rolled_back:
+                raise  # a retry finds the endpoint serving the config and records it
+            self.log.exception("could not record the rollback of %s for the endpoint's cost", config_name)
+        if rolled_back:
             raise DeploymentError(
                 f"endpoint {name} serves {live['EndpointConfigName']}, not {config_name}: the blue/green deployment "
                 "was rolled back (an AutoRollbackConfiguration alarm fired or the new fleet failed its health "
@@ -411,6 +453,14 @@ class EndpointDeployOperator(SageMakerJobMixin, SageMakerEndpointOperator):
             "EndpointConfig": serialize(self.hook.describe_endpoint_config(config_name)),
             "Endpoint": serialize(live),
         }
+
+
+def _config_version(config_name: str) -> str | None:
+    """The model package version an endpoint config of this project serves: its name is ``<endpoint>-v<version>-<hash>``."""
+    import re
+
+    found = re.search(r"-v(\d+)-[0-9a-f]+$", config_name)
+    return found.group(1) if found else None
 
 
 def _s3_channel(name: str, uri: str) -> dict:
@@ -457,14 +507,14 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["TrainingJobDefinition", "StoppingCondition", "MaxWaitTimeInSeconds"])
 
-    def job_usage(self, name: str) -> tuple[str, list, str]:
+    def job_usage(self, name: str) -> tuple[str, list]:
         """Every trial's billed time (ListTrainingJobsForHyperParameterTuningJob, then DescribeTrainingJob of each)."""
         client = self.hook.conn
         pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
             HyperParameterTuningJobName=name)
         trials = [client.describe_training_job(TrainingJobName=summary["TrainingJobName"])
                   for page in pages for summary in page["TrainingJobSummaries"]]
-        return name, cost_usage.tuning_job_usage(name, trials), "sagemaker"
+        return name, cost_usage.tuning_job_usage(name, trials)
 
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
