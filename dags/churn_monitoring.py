@@ -13,12 +13,11 @@
 4. **decide** — registers the day's results (`monitoring_daily`) in the Glue Data Catalog
    (`churn_ml.catalog`); the day is decayed when a source drifted or the realized AUC is below the floor
    (params); retraining is due after `consecutive_days` decayed days in a row (`churn_ml.decay`).
-5. **record_costs** (from the start, beside the chain) — the endpoint's and the streaming job's last two UTC
-   days priced into the cost ledger (`churn_ml.cost.recorder`, docs/cost.md).
-   **write_report** — `monitoring/reports/dt=<ds>/report.html`: the decision and why, drift per
-   feature, score drift and realized AUC over time with the gate's floor, and the last 7 days' cost (by
-   DAG, by model version, per 1,000 predictions). It runs whether record_costs succeeded or not. Its
-   location is in the task log.
+5. **write_report** — `monitoring/reports/dt=<ds>/report.html`: the decision and why, drift per
+   feature, score drift and realized AUC over time with the gate's floor, and the last 7 dates' cost (by
+   DAG, by model version, per 1,000 predictions) as the ledger holds it. Its location is in the task log.
+   **record_costs** (from the start, beside the chain: its failure holds nothing back) — the endpoint's and
+   the streaming job's last 7 UTC days priced into the cost ledger (`churn_ml.cost.recorder`, docs/cost.md).
 6. **decay_detected → alert, trigger_retraining** — only when retraining is due: an SNS message to
    the alerts topic (`CHURN_ALERTS_TOPIC_ARN`) with the report's location, and a `churn_training` run
    (`retrain__<ds>`) with the reason in its conf and note. The new model still has to pass the
@@ -161,6 +160,15 @@ def churn_monitoring():
                                          lake.browse_url(f"{prefix}report.html"))
         return {"report": f"{prefix}report.html", "retrain": decision["retrain"]}
 
+    @task
+    def record_costs() -> dict:
+        """The endpoint's and the streaming job's last 7 UTC days, priced into the cost ledger."""
+        from airflow.sdk import get_current_context
+
+        from churn_ml.cost import recorder
+
+        return recorder.record_daily_costs(get_current_context())
+
     @task.short_circuit
     def decay_detected(decision: dict) -> bool:
         """Stops here (no alert, no retraining) unless retraining is due."""
@@ -186,19 +194,11 @@ def churn_monitoring():
 
     decision = decide()
     chain(wait_for_predictions, resolve_baseline(), monitor, decision)
-    @task
-    def record_costs(ti=None) -> dict:
-        """The endpoint's and the streaming job's last two UTC days, priced into the cost ledger."""
-        from airflow.sdk import get_current_context
 
-        from churn_ml.cost import recorder
-
-        return recorder.record_daily_costs(get_current_context())
-
-    report = write_report.override(trigger_rule="all_done")(decision)  # with the day's costs, or without them
-    record_costs() >> report
+    report = write_report(decision)
+    costs = record_costs()  # beside the chain: its failure fails the run but holds no other task back
     decay_detected(decision) >> [alert, trigger_retraining]
-    run_cost_after(report, alert, trigger_retraining)
+    run_cost_after(report, alert, trigger_retraining, costs)
 
 
 churn_monitoring()

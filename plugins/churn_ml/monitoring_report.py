@@ -143,7 +143,12 @@ def cost_figures(records: list[dict], summaries: dict[str, dict]) -> dict:
         day, usd = record["ds"], float(record["usd"])
         by_day.setdefault(day, {})
         by_day[day][record["dag_id"]] = by_day[day].get(record["dag_id"], 0.0) + usd
-        if record.get("model_version"):
+        line_versions = [(line.get("detail") or {}).get("model_version") for line in record.get("lines", [])]
+        if any(line_versions):  # an endpoint's day: each fleet's lines name the version it served
+            for line, version in zip(record["lines"], line_versions, strict=True):
+                if version:
+                    by_version[str(version)] = by_version.get(str(version), 0.0) + float(line["usd"])
+        elif record.get("model_version"):
             by_version[str(record["model_version"])] = by_version.get(str(record["model_version"]), 0.0) + usd
         if record["dag_id"] == "churn_batch_scoring":
             batch[day] = batch.get(day, 0.0) + usd

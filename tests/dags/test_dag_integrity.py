@@ -143,7 +143,7 @@ def test_streaming_dag_ensures_endpoint_then_job_then_health_and_never_stops_the
 # The DAGs whose tasks start billed jobs, and their last tasks: run_cost comes after these.
 JOB_DAGS = {"churn_features": ["report_features"], "churn_training": ["deploy_model"],
             "churn_batch_scoring": ["check_predictions"],
-            "churn_monitoring": ["alert", "trigger_retraining", "write_report"]}
+            "churn_monitoring": ["alert", "record_costs", "trigger_retraining", "write_report"]}
 
 
 def test_every_dag_that_starts_jobs_ends_with_its_run_cost_as_a_teardown():

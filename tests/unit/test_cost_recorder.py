@@ -73,9 +73,10 @@ def test_a_rerun_of_the_date_replaces_the_tasks_records_after_writing_its_own(ob
     assert any("/tune_hyperparameters/" in u for u in objects)  # other tasks' records are theirs to replace
 
 
-def test_the_records_of_another_run_of_the_date_stay_out_of_this_runs_total(objects):
+def test_another_run_of_the_date_keeps_its_records_and_stays_out_of_this_runs_total(objects):
     write(context(), training_job("churn-xgb-a"))
-    write(context(run="manual__2026-07-01T08:00:00+00:00", task="tune_hyperparameters"), training_job("churn-hpo-b"))
+    write(context(run="retrain__2026-07-01"), training_job("churn-xgb-b"))  # the same task, another run of the date
+    assert len(objects) == 2
     total = recorder.log_run_total("2026-07-01", "churn_training", "scheduled__2026-07-01T00:00:00+00:00")
     assert total["jobs"] == 1 and list(total["by_task"]) == ["train_model"]
     assert recorder.run_summary([]) == "Cost: no job of this run wrote a ledger record"
@@ -98,30 +99,39 @@ def test_a_models_card_shows_what_training_and_tuning_cost_and_the_measured_spot
 
 
 class Operator(JobCostMixin):
+    """A job-starting operator whose job ``name`` is recorded as ``resource`` (Glue's run id -> its identity)."""
+
     cost_service = "sagemaker"
 
-    def __init__(self, answer):
-        self.answer, self.log = answer, logging.getLogger("test-operator")
+    def __init__(self, answer, resource=None):
+        self.answer, self.resource, self.log = answer, resource, logging.getLogger("test-operator")
 
-    def job_usage(self, name):
+    def job_answer(self, name):
         if isinstance(self.answer, Exception):
             raise self.answer
-        return name, usage.training_job_usage(self.answer)
+        return self.resource or name, self.answer
+
+    def job_usages(self, answer):
+        return usage.training_job_usage(answer)
 
 
 def test_a_job_that_cannot_be_priced_is_recorded_unpriced_and_its_run_cost_says_so(objects, caplog, monkeypatch):
     monkeypatch.setattr(recorder, "price_table", lambda: PRICES)
     Operator(training_job("churn-xgb-a")).record_job_cost(context(), "churn-xgb-a")
-    broken = Operator(ValueError("DescribeTrainingJob answer of churn-xgb-b: expected the field BillableTimeInSeconds"))
-    broken.record_job_cost(context(), "churn-xgb-b")  # the pipeline goes on; the record says why it has no price
+    no_billing = {k: v for k, v in training_job("churn-xgb-b").items() if k != "BillableTimeInSeconds"}
+    Operator(no_billing, resource="churn-xgb-b-identity").record_job_cost(context(), "jr_b")  # the pipeline goes on
     unknown = training_job("churn-xgb-c", instance="ml.p5.48xlarge")
     Operator(unknown).record_job_cost(context(), "churn-xgb-c")
+    # the unpriced record is named as the priced one will be: a clear that prices it replaces it
+    assert any(uri.endswith("/churn-xgb-b-identity.json") for uri in objects)
     total = recorder.log_run_total("2026-07-01", "churn_training", "scheduled__2026-07-01T00:00:00+00:00")
     assert total["jobs"] == 3 and len(total["unpriced"]) == 2
     assert "BillableTimeInSeconds" in total["unpriced"][0] and "ml.p5.48xlarge" in total["unpriced"][1]
     assert total["summary"].endswith("; 2 job(s) UNPRICED (see run_cost's log)")
     assert "clear the job's task" in str(recorder.UnpricedJobs(total["unpriced"]))
     Operator(training_job("x")).record_job_cost(context(), None)  # no job started: nothing to record
+    running = training_job("churn-xgb-d", status="InProgress")
+    Operator(running).record_job_cost(context(), "churn-xgb-d")  # not ended: the try that finds it ended records it
     assert len(objects) == 3
 
 
@@ -132,6 +142,7 @@ def test_a_transient_error_or_a_refused_write_fails_the_task_unless_the_job_fail
     throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeTrainingJob")
     with pytest.raises(ClientError):  # the retry re-attaches to the job and reads it again
         Operator(throttled).record_job_cost(context(), "churn-xgb-d")
+    memory_write = lake.write_json
     monkeypatch.setattr(lake, "write_json", lambda uri, payload: (_ for _ in ()).throw(PermissionError("AccessDenied")))
     with pytest.raises(PermissionError):
         Operator(training_job("churn-xgb-e")).record_job_cost(context(), "churn-xgb-e")
@@ -142,6 +153,13 @@ def test_a_transient_error_or_a_refused_write_fails_the_task_unless_the_job_fail
             Operator(training_job("churn-xgb-e")).record_job_cost(context(), "churn-xgb-e")
     assert "could not write the ledger record of churn-xgb-e" in caplog.text
     assert objects == {}
+    monkeypatch.setattr(lake, "write_json", memory_write)
+    with pytest.raises(RuntimeError, match="the job's own error"):
+        try:
+            raise RuntimeError("the job's own error")
+        finally:  # the job failed and its answer could not be read: recorded unpriced, so run_cost says so
+            Operator(throttled).record_job_cost(context(), "churn-xgb-f")
+    assert [r["unpriced"].split(":")[0] for r in objects.values()] == ["ClientError"]
 
 
 def test_the_ledger_key_of_a_record_is_the_tasks_prefix_plus_the_job():

@@ -17,9 +17,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from botocore.validate import ParamValidator
 
 from churn_ml import registry
-from churn_ml.cost import recorder
+from churn_ml.cost import recorder, usage
 from churn_ml.cost.prices import load_prices
 from churn_ml.operators import DeploymentError, EndpointDeployOperator
+from churn_ml.operators import sagemaker as sagemaker_operators
 from support import BLUE_GREEN_CANARY
 
 PRICES = load_prices("us-east-1")
@@ -146,8 +147,7 @@ def test_another_deployment_in_progress_fails_clearly(aws):
 
 def test_a_silently_rolled_back_update_fails_the_task(aws):
     rolled_back = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
-                                          "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0,
-                                          "LastModifiedTime": T0})
+                                          "EndpointConfigName": "churn-xgboost-v6-aaaa"})
     with pytest.raises(DeploymentError, match="serves churn-xgboost-v6-aaaa, not churn-xgboost-v7-.*rolled back"):
         _operator(rolled_back).execute_complete({}, {"status": "success", "job_name": "churn-xgboost"})
 
@@ -168,46 +168,83 @@ def test_only_approved_models_are_deployed(aws):
 
 
 T0 = dt.datetime(2026, 7, 1, 22, 0, tzinfo=dt.UTC)
+MONITOR = {"dag": SimpleNamespace(dag_id="churn_monitoring"), "task": SimpleNamespace(task_id="record_costs"),
+           "run_id": "scheduled__x", "dag_run": SimpleNamespace(clear_number=0)}
 
 
-def test_the_endpoints_fleets_are_recorded_so_a_day_bills_both_fleets_of_a_blue_green_update(aws, memory_lake):
+def _hours(records) -> float:
+    return sum(line["quantity"] for r in records for line in r["lines"])
+
+
+def _update(fake, op, at, monkeypatch):
+    """The task's execute at ``at``: it starts the blue/green update (recording it) and defers."""
+    monkeypatch.setattr(sagemaker_operators, "_utcnow", lambda: at)
+    with pytest.raises(TaskDeferred):
+        op.execute({})
+
+
+def test_the_endpoints_fleets_are_recorded_so_a_day_bills_both_fleets_of_a_blue_green_update(aws, memory_lake,
+                                                                                              monkeypatch):
     """An endpoint created before the ledger existed gets its creation recorded from DescribeEndpoint; the update
-    starts a second fleet, its completion stops the first; a retry records nothing new; the day is priced."""
+    starts a second fleet, its completion stops the first; a retry records nothing new; the days are priced."""
     fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
                                    "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
     op = _operator(fake)
-    with pytest.raises(TaskDeferred):
-        op.execute({})
+    started = T0 + dt.timedelta(hours=3)
+    _update(fake, op, started, monkeypatch)
     new = op.config["EndpointConfig"]["EndpointConfigName"]
     events = [(e["event"], e["config"], e["model_version"]) for e in recorder.endpoint_history("churn-xgboost")]
     assert events == [("create", "churn-xgboost-v6-aaaa", "6"), ("update", new, "7")]
-    started = recorder.endpoint_history("churn-xgboost")[1]["event_object"].time
     finished = started + dt.timedelta(minutes=30)
     fake.endpoint = {**fake.endpoint, "EndpointConfigName": new, "LastModifiedTime": finished}
-    for _ in range(2):  # the task resumes; then a retry of it, which finds the endpoint serving its config
-        op._verified("churn-xgboost", new, canary=None)
+    op._verified("churn-xgboost", new, canary=None)
+    recorded = dict(memory_lake)
+    op._verified("churn-xgboost", new, canary=None)  # a retry of the task finds the endpoint serving its config
+    assert memory_lake == recorded
     assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == ["create", "update", "update_complete"]
-    context = {"dag": SimpleNamespace(dag_id="churn_monitoring"), "task": SimpleNamespace(task_id="record_costs"),
-               "run_id": "scheduled__x", "dag_run": SimpleNamespace(clear_number=0)}
-    now = finished + dt.timedelta(hours=1)
-    records = recorder.endpoint_day_records(context, "churn-xgboost", now, days=400, prices=PRICES)
-    hours = sum(line["quantity"] for r in records for line in r["lines"])
+    now = T0 + dt.timedelta(days=2, hours=1)
+    records = recorder.endpoint_day_records(MONITOR, "churn-xgboost", now, prices=PRICES)
     # the old fleet (2 instances) from T0 to the update's end, the new one (2) from the update's start to now
-    expected = 2 * (finished - T0).total_seconds() / 3600 + 2 * (now - started).total_seconds() / 3600
-    assert hours == pytest.approx(expected)
-    days = [r["ds"] for r in records]  # one record per UTC day the fleets ran, the last one so far
-    assert days[0] == T0.date().isoformat() and days[-1] == now.date().isoformat()
-    assert len(days) == (now.date() - T0.date()).days + 1
-    assert {r["model_version"] for r in records} >= {"6"}
+    assert _hours(records) == pytest.approx(2 * 3.5 + 2 * (now - started).total_seconds() / 3600)
+    assert [r["ds"] for r in records] == ["2026-07-01", "2026-07-02", "2026-07-03"]  # one record per UTC day
+    from churn_ml.monitoring_report import cost_figures
+
+    by_version = cost_figures(records, {})["by_model_version"]
+    assert by_version["6"] == pytest.approx(2 * 3.5 * PRICES.item("sagemaker.hosting.ml.m5.large").usd)
+    assert set(by_version) == {"6", "7"}  # the first day's record holds both fleets, each under its version
 
 
-def test_a_rolled_back_update_bills_the_new_fleet_until_the_rollback(aws, memory_lake):
+def test_a_rolled_back_update_bills_the_new_fleet_until_the_rollback_and_a_retry_deploys_again(aws, memory_lake,
+                                                                                              monkeypatch):
     fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
                                    "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
     op = _operator(fake)
-    with pytest.raises(TaskDeferred):
-        op.execute({})
-    fake.endpoint = {**fake.endpoint, "LastModifiedTime": dt.datetime.now(dt.UTC)}  # still the old config: rolled back
+    first = T0 + dt.timedelta(hours=1)
+    _update(fake, op, first, monkeypatch)
+    new = op.config["EndpointConfig"]["EndpointConfigName"]
+    fake.endpoint = {**fake.endpoint, "LastModifiedTime": first + dt.timedelta(minutes=20)}  # still v6: rolled back
     with pytest.raises(DeploymentError, match="rolled back"):
-        op._verified("churn-xgboost", op.config["EndpointConfig"]["EndpointConfigName"], canary=None)
-    assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == ["create", "update", "rollback"]
+        op._verified("churn-xgboost", new, canary=None)
+    second = T0 + dt.timedelta(hours=2)  # the task's retry updates again, and this time it completes
+    retry = _operator(fake)
+    _update(fake, retry, second, monkeypatch)
+    fake.endpoint = {**fake.endpoint, "EndpointConfigName": new, "LastModifiedTime": second + dt.timedelta(minutes=10)}
+    retry._verified("churn-xgboost", new, canary=None)
+    assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == [
+        "create", "update", "rollback", "update", "update_complete"]
+    records = recorder.endpoint_day_records(MONITOR, "churn-xgboost", T0 + dt.timedelta(hours=3), prices=PRICES)
+    # v6: 2 x (2 h 10 min); v7: 2 x 20 min (rolled back) + 2 x 1 h (from the second update to now)
+    assert _hours(records) == pytest.approx(2 * (2 + 10 / 60) + 2 * (20 / 60) + 2 * 1)
+
+
+def test_a_deleted_endpoint_is_billed_until_it_is_found_gone(aws, memory_lake):
+    live = {"EndpointName": "churn-xgboost", "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0}
+    answer = {"EndpointConfigName": "churn-xgboost-v6-aaaa", "ProductionVariants": [
+        {"VariantName": "primary", "InstanceType": "ml.m5.large", "InitialInstanceCount": 2}]}
+    recorder.record_endpoint_event("churn-xgboost", usage.creation_event(live, answer), model_version="6")
+    gone = T0 + dt.timedelta(hours=5)
+    recorder.note_endpoint_state("churn-xgboost", None, None, gone)
+    recorder.note_endpoint_state("churn-xgboost", None, None, gone + dt.timedelta(hours=1))  # recorded once
+    assert [e["event"] for e in recorder.endpoint_history("churn-xgboost")] == ["create", "delete"]
+    later = recorder.endpoint_day_records(MONITOR, "churn-xgboost", T0 + dt.timedelta(days=3), prices=PRICES)
+    assert _hours(later) == pytest.approx(2 * 5)  # not a day more

@@ -8,8 +8,9 @@ earlier execution of the run wrote. An execution is the run and its clear number
 - a retry that re-attached to its job writes the same key with the same content: no record added;
 - a retry that had to start a new attempt (``-rN``) after a failed job keeps the failed job's record
   beside the new one: both were billed to this execution of the run;
-- a rerun of the date (a clear, a backfill with ``--reprocess-behavior``) replaces the task's records:
-  the new ones are written first, then the earlier execution's are deleted.
+- a rerun of the date (a clear, a backfill with ``--reprocess-behavior``: the same run, cleared) replaces the
+  task's records: the new ones are written first, then the earlier execution's are deleted;
+- another run of the same date (a manual run, ``retrain__<ds>`` beside the scheduled one) keeps its own records.
 
 ``run_records`` reads a run's records back; ``run_summary`` is the total a task log and the run's note show.
 """
@@ -31,6 +32,7 @@ from churn_ml.cost.usage import (
     EndpointEvent,
     Usage,
     Variant,
+    creation_event,
     endpoint_usage,
     glue_streaming_usage,
     utc,
@@ -111,7 +113,7 @@ def store_record(context: Mapping[str, Any], record: dict[str, Any]) -> dict[str
     dag_id, task_id, ds = record["dag_id"], record["task_id"], record["ds"]
     key = ledger.records_key(ds, dag_id, task_id, record["resource"])
     lake.write_json(_uri(key), record)
-    replaced = _replace_earlier(_uri(ledger.task_prefix(ds, dag_id, task_id)), record["execution"], keep=_uri(key))
+    replaced = _replace_earlier(_uri(ledger.task_prefix(ds, dag_id, task_id)), record, keep=_uri(key))
     items = ", ".join(f"{line['quantity']:.4g} {line['unit']} of {line['item']}" for line in record["lines"]) or "no usage"
     if record.get("unpriced"):
         items = f"UNPRICED: {record['unpriced']}"
@@ -120,10 +122,14 @@ def store_record(context: Mapping[str, Any], record: dict[str, Any]) -> dict[str
     return record
 
 
-def _replace_earlier(prefix_uri: str, execution: str, keep: str) -> int:
+def _replace_earlier(prefix_uri: str, record: Mapping[str, Any], keep: str) -> int:
+    """Delete the task's records of an earlier execution of the same run (another run of the date keeps its own)."""
     stale = []
     for uri in lake.list_keys(prefix_uri):
-        if uri != keep and lake.read_json(uri).get("execution") != execution:
+        if uri == keep:
+            continue
+        other = lake.read_json(uri)
+        if other.get("run_id") == record["run_id"] and other.get("execution") != record["execution"]:
             stale.append(uri)
     return lake.delete_objects(stale)
 
@@ -212,18 +218,21 @@ def training_cost(records: Sequence[Mapping[str, Any]], *, training_task: str, t
 
 # ------------------------------------------------------------------------------------------- endpoints
 # An endpoint is billed per instance-hour of each fleet, which no Describe answer adds up: the deployments
-# that change its fleets are recorded as they happen (EndpointDeployOperator), one object per endpoint config
-# and event, and the days are priced from that history (``endpoint_day_records``).
+# that change its fleets are recorded as they happen (EndpointDeployOperator), one object per event, named by its
+# time, event and config (append-only: the same event again, from a retry, is the same object), and the days are
+# priced from that history (``endpoint_day_records``). record_costs adds the deletion (or a re-creation) it finds.
 ENDPOINTS_PREFIX = f"{ledger.COSTS_PREFIX}endpoints/"
+DAYS_PRICED = 7  # record_costs rewrites this many UTC days up to now: a day is completed even when runs were late
 
 
-def _event_uri(endpoint: str, config: str, event: str) -> str:
-    return _uri(f"{ENDPOINTS_PREFIX}{quote(endpoint, safe='')}/{quote(config or '-', safe='')}-{event}.json")
+def _event_uri(endpoint: str, event: EndpointEvent) -> str:
+    stamp = event.time.strftime("%Y%m%dT%H%M%S.%fZ")
+    return _uri(f"{ENDPOINTS_PREFIX}{quote(endpoint, safe='')}/{stamp}-{event.event}-{quote(event.config or '-', safe='')}.json")
 
 
 def record_endpoint_event(endpoint: str, event: EndpointEvent, *, model_version: str | None = None) -> str:
-    """Store one change of the endpoint's fleets (the same event again overwrites it: a retry adds none)."""
-    uri = _event_uri(endpoint, event.config, event.event)
+    """Store one change of the endpoint's fleets (the same event again, e.g. from a retry, overwrites itself)."""
+    uri = _event_uri(endpoint, event)
     lake.write_json(uri, {"endpoint": endpoint, "time": event.time.isoformat(), "event": event.event,
                           "config": event.config, "model_version": model_version,
                           "variants": [{"name": v.name, "instance_type": v.instance_type,
@@ -243,22 +252,47 @@ def endpoint_history(endpoint: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda e: (e["event_object"].time, ENDPOINT_EVENTS.index(e["event"])))
 
 
-def endpoint_day_records(context: Mapping[str, Any], endpoint: str, now: dt.datetime, *, days: int = 2,
+class EndpointHistoryError(CannotSucceedOnRetry, ValueError):
+    """The recorded deployments of an endpoint do not add up (an event missing): its days cannot be priced."""
+
+
+def endpoint_day_records(context: Mapping[str, Any], endpoint: str, now: dt.datetime, *, days: int = DAYS_PRICED,
                          prices: PriceTable | None = None) -> list[dict[str, Any]]:
     """Price the endpoint's last ``days`` UTC days up to ``now`` from its recorded deployments (``day_records``),
-    each record naming the model version(s) its fleets served."""
+    each line naming the model version its fleet served (``detail.model_version``)."""
     history = endpoint_history(endpoint)
     if not history:
         log.info("endpoint %s: no deployment recorded, nothing to price", endpoint)
         return []
     versions = {e["config"]: e.get("model_version") for e in history if e["config"]}
-    usages = endpoint_usage(endpoint, [e["event_object"] for e in history], until=now)
+    try:
+        usages = endpoint_usage(endpoint, [e["event_object"] for e in history], until=now)
+    except ValueError as err:
+        raise EndpointHistoryError(
+            f"the deployments recorded under {_uri(ENDPOINTS_PREFIX)}{endpoint}/ do not add up ({err}): a deployment "
+            "was not recorded. Add the missing event (its time from DescribeEndpoint or CloudTrail), or move the "
+            "objects of the endpoint's past fleets aside, and clear record_costs") from err
     return day_records(context, endpoint, usages, now, days=days, prices=prices, service="sagemaker",
                        version_of=lambda u: versions.get(u.detail["endpoint_config"]))
 
 
+def note_endpoint_state(endpoint: str, live: Mapping[str, Any] | None, config: Mapping[str, Any] | None,
+                        now: dt.datetime) -> None:
+    """What record_costs finds that no deployment recorded: the endpoint deleted (a deletion at ``now``, the first
+    time it is found gone: its fleets are billed up to then), or created again since (its creation)."""
+    history = endpoint_history(endpoint)
+    if not history:
+        return
+    last = history[-1]
+    if live is None and last["event"] != "delete":
+        log.warning("endpoint %s no longer exists: its fleets are billed up to now, when it was found gone", endpoint)
+        record_endpoint_event(endpoint, EndpointEvent(now, "delete"))
+    elif live is not None and config is not None and last["event"] == "delete":
+        record_endpoint_event(endpoint, creation_event(live, config), model_version=None)
+
+
 def streaming_day_records(context: Mapping[str, Any], job_runs: Sequence[Mapping[str, Any]], now: dt.datetime, *,
-                          days: int = 2, prices: PriceTable | None = None) -> list[dict[str, Any]]:
+                          days: int = DAYS_PRICED, prices: PriceTable | None = None) -> list[dict[str, Any]]:
     """Price the streaming Glue job's last ``days`` UTC days up to ``now`` from its runs (GetJobRuns answers:
     capacity x the hours each ran, a running one up to ``now``) (``day_records``)."""
     start = dt.datetime.combine((now - dt.timedelta(days=days - 1)).date(), dt.time(), dt.UTC)
@@ -278,7 +312,8 @@ def day_records(context: Mapping[str, Any], resource: str, usages: Sequence[Usag
                 version_of: Any = None) -> list[dict[str, Any]]:
     """One record per UTC day of the last ``days`` up to ``now`` and resource, for what runs all day (an endpoint,
     the streaming job): ``_costs/records/date=<day>/<dag>/<task>/<resource>.json``, each day's rewritten by later
-    runs (a partial day is completed by the next run; ``until`` says up to when a record counts)."""
+    runs (a partial day is completed by a later run; ``until`` says up to when a record counts). ``version_of``
+    names each line's model version (``detail.model_version``; the record's ``model_version`` lists them)."""
     first = (now - dt.timedelta(days=days - 1)).date().isoformat()
     by_day: dict[str, list[Usage]] = {}
     for line in usages:
@@ -287,10 +322,13 @@ def day_records(context: Mapping[str, Any], resource: str, usages: Sequence[Usag
     dag_id, task_id = context["dag"].dag_id, context["task"].task_id
     written = []
     for day, lines in sorted(by_day.items()):
-        served = sorted({str(version_of(u)) for u in lines} - {"None"}) if version_of else []
+        versions = [None if version_of is None or version_of(u) is None else str(version_of(u)) for u in lines]
         record = ledger.job_record(dag_id=dag_id, run_id=context["run_id"], ds=day, task_id=task_id, resource=resource,
                                    usages=lines, prices=prices or price_table(), service=service,
-                                   model_version=",".join(served) or None)
+                                   model_version=",".join(sorted({v for v in versions if v})) or None)
+        for line, version in zip(record["lines"], versions, strict=True):
+            if version:
+                line["detail"]["model_version"] = version
         record["execution"] = execution_of(context)
         record["until"] = min(now, dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)).isoformat()
         lake.write_json(_uri(ledger.records_key(day, dag_id, task_id, resource)), record)
@@ -299,21 +337,43 @@ def day_records(context: Mapping[str, Any], resource: str, usages: Sequence[Usag
     return written
 
 
-def record_daily_costs(context: Mapping[str, Any], *, days: int = 2) -> dict[str, Any]:
-    """The ``record_costs`` task: the endpoint's and the streaming job's last ``days`` UTC days, up to now, from
-    the endpoint's recorded deployments and the streaming job's GetJobRuns."""
+def record_daily_costs(context: Mapping[str, Any], *, days: int = DAYS_PRICED) -> dict[str, Any]:
+    """The ``record_costs`` task: the endpoint's and the streaming job's last ``days`` UTC days, up to now, from the
+    endpoint's recorded deployments (and DescribeEndpoint: a deletion) and the streaming job's GetJobRuns. Each is
+    priced on its own: a failure of one is raised after the other is recorded."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+    from botocore.exceptions import ClientError
 
     now = dt.datetime.now(dt.UTC)
-    endpoint = endpoint_day_records(context, settings.endpoint_name, now, days=days)
-    glue = AwsGenericHook(aws_conn_id=settings.aws_conn_id, client_type="glue").conn
-    pages = glue.get_paginator("get_job_runs").paginate(JobName=settings.streaming_job_name)
-    start = now - dt.timedelta(days=days)
-    runs = []
-    for page in pages:  # newest first: stop at the first page whose runs all started before the window
-        runs += page.get("JobRuns", [])
-        if all(utc(run["StartedOn"]) < start for run in page.get("JobRuns", []) if run.get("StartedOn")):
-            break
-    stream = streaming_day_records(context, runs, now, days=days)
-    return {"endpoint": {r["ds"]: round(r["usd"], 6) for r in endpoint},
-            "streaming_job": {r["ds"]: round(r["usd"], 6) for r in stream}}
+    result: dict[str, Any] = {}
+    errors: list[Exception] = []
+    try:
+        sagemaker = AwsGenericHook(aws_conn_id=settings.aws_conn_id, client_type="sagemaker").conn
+        try:
+            live = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+            config = sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+        except ClientError as err:
+            if "could not find" not in str(err).lower() and "not found" not in str(err).lower():
+                raise
+            live = config = None
+        note_endpoint_state(settings.endpoint_name, live, config, now)
+        result["endpoint"] = {r["ds"]: round(r["usd"], 6) for r in endpoint_day_records(context, settings.endpoint_name,
+                                                                                        now, days=days)}
+    except Exception as err:
+        log.exception("the endpoint's days could not be priced")
+        errors.append(err)
+    try:
+        glue = AwsGenericHook(aws_conn_id=settings.aws_conn_id, client_type="glue").conn
+        start = now - dt.timedelta(days=days)
+        runs = []
+        for page in glue.get_paginator("get_job_runs").paginate(JobName=settings.streaming_job_name):
+            runs += page.get("JobRuns", [])  # newest first: stop at a page whose runs all started before the window
+            if all(utc(run["StartedOn"]) < start for run in page.get("JobRuns", []) if run.get("StartedOn")):
+                break
+        result["streaming_job"] = {r["ds"]: round(r["usd"], 6) for r in streaming_day_records(context, runs, now, days=days)}
+    except Exception as err:
+        log.exception("the streaming job's days could not be priced")
+        errors.append(err)
+    if errors:
+        raise errors[0]
+    return result

@@ -46,6 +46,10 @@ EMR_ENDED = ("SUCCESS", "FAILED", "CANCELLED")
 GLUE_ENDED = ("SUCCEEDED", "FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED")
 
 
+class JobNotEnded(ValueError):
+    """The answer is of a job that has not ended: its usage is read when it has (a later try, which re-attaches)."""
+
+
 @dataclass(frozen=True)
 class Usage:
     """One billed quantity of one resource on one UTC day, in the unit of the price table's ``item``."""
@@ -137,7 +141,7 @@ def training_job_usage(job: Mapping[str, Any], *, tuning_job: str | None = None)
     what = f"DescribeTrainingJob answer of {name}"
     status = _field(job, "TrainingJobStatus", what)
     if status not in TRAINING_ENDED:
-        raise ValueError(f"{what}: TrainingJobStatus is {status}, expected one of {', '.join(TRAINING_ENDED)}: read a "
+        raise JobNotEnded(f"{what}: TrainingJobStatus is {status}, expected one of {', '.join(TRAINING_ENDED)}: read a "
                          "job's usage when it has ended")
     groups = _instance_groups(_field(job, "ResourceConfig", what), what)
     started = job.get("TrainingStartTime") or _field(job, "CreationTime", what)
@@ -202,7 +206,7 @@ def transform_job_usage(job: Mapping[str, Any]) -> Usage:
     what = f"DescribeTransformJob answer of {name}"
     status = _field(job, "TransformJobStatus", what)
     if status not in TRANSFORM_ENDED:
-        raise ValueError(f"{what}: TransformJobStatus is {status}, expected one of {', '.join(TRANSFORM_ENDED)}: read a "
+        raise JobNotEnded(f"{what}: TransformJobStatus is {status}, expected one of {', '.join(TRANSFORM_ENDED)}: read a "
                          "job's usage when it has ended")
     instance_type = _field(job, "TransformResources.InstanceType", what)
     count = int(_number(_field(job, "TransformResources.InstanceCount", what), "TransformResources.InstanceCount", what))
@@ -378,7 +382,7 @@ def emr_serverless_usage(answer: Mapping[str, Any]) -> list[Usage]:
     what = f"GetJobRun answer of EMR Serverless job run {run_id}"
     state = _field(run, "state", what)
     if state not in EMR_ENDED:
-        raise ValueError(f"{what}: state is {state}, expected one of {', '.join(EMR_ENDED)}: read a run's usage when it has ended")
+        raise JobNotEnded(f"{what}: state is {state}, expected one of {', '.join(EMR_ENDED)}: read a run's usage when it has ended")
     day = day_of(utc(run.get("startedAt") or _field(run, "createdAt", what), "startedAt", what))
     billed = run.get("billedResourceUtilization")
     if billed is None and state != "SUCCESS":
@@ -428,7 +432,7 @@ def glue_job_run_usage(answer: Mapping[str, Any]) -> Usage:
     job = _field(run, "JobName", what)
     state = _field(run, "JobRunState", what)
     if state not in GLUE_ENDED:
-        raise ValueError(f"{what}: JobRunState is {state}, expected one of {', '.join(GLUE_ENDED)}: read a run's usage when "
+        raise JobNotEnded(f"{what}: JobRunState is {state}, expected one of {', '.join(GLUE_ENDED)}: read a run's usage when "
                          "it has ended (a streaming job's: glue_streaming_usage)")
     day = day_of(utc(_field(run, "StartedOn", what), "StartedOn", what))
     item = "glue.flex.dpu_hour" if run.get("ExecutionClass") == "FLEX" else "glue.etl.dpu_hour"

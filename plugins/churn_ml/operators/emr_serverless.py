@@ -100,13 +100,16 @@ class SparkOnEmrServerlessOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin
                 f"{run.get('stateDetails') or 'no reason given'}. Its driver's log is printed above."
             ) from err
         finally:
-            self.record_job_cost(context, ((event or {}).get("job_details") or {}).get("job_id"))
             self.print_job_log(event)
+            self.record_job_cost(context, ((event or {}).get("job_details") or {}).get("job_id"))
 
-    def job_usage(self, name: str) -> tuple[str, list]:
-        """The run's billedResourceUtilization (GetJobRun), recorded under the run's name (its identity)."""
+    def job_answer(self, name: str) -> tuple[str, dict]:
+        """The run (GetJobRun), recorded under the run's name (its identity)."""
         run = self.hook.conn.get_job_run(applicationId=self.application_id, jobRunId=name)["jobRun"]
-        return run.get("name") or name, emr_serverless_usage(run)
+        return run.get("name") or name, run
+
+    def job_usages(self, answer: dict) -> list:
+        return emr_serverless_usage(answer)  # billedResourceUtilization
 
     def job_log_sources(self, event: dict[str, Any]) -> list[S3Log | CloudWatchLog]:
         """The driver's ``stdout.gz`` and ``stderr.gz`` under the request's S3 ``logUri``

@@ -120,13 +120,16 @@ class SparkOnGlueOperator(JobLogMixin, JobCostMixin, IdentifiedJobMixin, GlueJob
         try:
             return super().execute_complete(context, event)
         finally:
-            self.record_job_cost(context, (event or {}).get("run_id"))
             self.print_job_log(event)
+            self.record_job_cost(context, (event or {}).get("run_id"))
 
-    def job_usage(self, name: str) -> tuple[str, list]:
-        """The run's DPU-seconds (GetJobRun), recorded under its identity (``--job-identity``)."""
+    def job_answer(self, name: str) -> tuple[str, dict]:
+        """The run (GetJobRun), recorded under its identity (``--job-identity``)."""
         run = self.hook.conn.get_job_run(JobName=self.job_name, RunId=name)["JobRun"]
-        return (run.get("Arguments") or {}).get(IDENTITY_ARG) or name, [glue_job_run_usage(run)]
+        return (run.get("Arguments") or {}).get(IDENTITY_ARG) or name, run
+
+    def job_usages(self, answer: dict) -> list:
+        return [glue_job_run_usage(answer)]  # DPUSeconds, or ExecutionTime x capacity
 
     def job_log_sources(self, event: dict[str, Any]) -> list[CloudWatchLog]:
         """The run's ``<LogGroupName>/error`` and ``/output`` streams (named by the run id), as Glue writes them."""

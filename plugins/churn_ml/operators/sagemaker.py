@@ -58,8 +58,8 @@ class SageMakerJobMixin(JobLogMixin, JobCostMixin, IdentifiedJobMixin):
         try:
             return self._complete(context, event)
         finally:
-            self.record_job_cost(context, (event or {}).get("job_name"))
             self.print_job_log(event)
+            self.record_job_cost(context, (event or {}).get("job_name"))
 
     def _complete(self, context: Any, event: dict[str, Any] | None) -> Any:
         if event is not None and event.get("status") != "success" and self.describe_method:
@@ -156,8 +156,11 @@ class ChurnTrainingOperator(SageMakerJobMixin, SageMakerTrainingOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["StoppingCondition", "MaxWaitTimeInSeconds"])
 
-    def job_usage(self, name: str) -> tuple[str, list]:
-        return name, cost_usage.training_job_usage(self.hook.describe_training_job(name))
+    def job_answer(self, name: str) -> tuple[str, dict]:
+        return name, self.hook.describe_training_job(name)
+
+    def job_usages(self, answer: dict) -> list:
+        return cost_usage.training_job_usage(answer)
 
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
@@ -216,8 +219,11 @@ class BatchScoringOperator(SageMakerJobMixin, SageMakerTransformOperator):
         with fail_fast(f"{self.task_id}: "):
             return self._start_or_reuse(context)
 
-    def job_usage(self, name: str) -> tuple[str, list]:
-        return name, [cost_usage.transform_job_usage(self.hook.describe_transform_job(name))]
+    def job_answer(self, name: str) -> tuple[str, dict]:
+        return name, self.hook.describe_transform_job(name)
+
+    def job_usages(self, answer: dict) -> list:
+        return [cost_usage.transform_job_usage(answer)]
 
     def _start_or_reuse(self, context: Any) -> dict:
         self._create_integer_fields()
@@ -398,43 +404,47 @@ class EndpointDeployOperator(SageMakerJobMixin, SageMakerEndpointOperator):
 
     def _record_fleets(self, name: str, live: dict, change: str | None) -> None:
         """The endpoint's deployment history, for its cost (``churn_ml.cost.recorder``): its creation (with the
-        config it runs), when nothing recorded it yet (created by this task, or before the ledger existed); then
+        config it runs) when nothing recorded it yet (created by this task, or before the ledger existed); then
         ``update`` (a blue/green update to this task's config starts now), or ``update_complete``/``rollback``
-        (at the endpoint's LastModifiedTime). A retry records the same events under the same keys."""
-        import datetime as dt
+        (at the endpoint's LastModifiedTime). A retry records the same events again (same objects).
 
+        Bookkeeping never stops a deployment: a failure is logged, and the history it leaves incomplete makes
+        churn_monitoring's record_costs fail, saying which event is missing."""
         from churn_ml.cost import recorder
 
-        config_name = self.config["EndpointConfig"]["EndpointConfigName"]
-        history = recorder.endpoint_history(name)
-        if not history:
-            running = live["EndpointConfigName"]
-            recorder.record_endpoint_event(name, cost_usage.creation_event(live, self.hook.describe_endpoint_config(running)),
-                                           model_version=_config_version(running))
+        try:
+            config_name = self.config["EndpointConfig"]["EndpointConfigName"]
             history = recorder.endpoint_history(name)
-        recorded = {e["event"] for e in history if e["config"] == config_name}
-        if change is None or "create" in recorded:
-            return  # nothing changes yet, or this config is the one the endpoint was created with
-        answer, version = self.hook.describe_endpoint_config(config_name), _config_version(config_name)
-        if change == "update":
-            recorder.record_endpoint_event(name, cost_usage.update_events(dt.datetime.now(dt.UTC), answer)[0],
+            if not history:
+                running = live["EndpointConfigName"]
+                answer = self.hook.describe_endpoint_config(running)
+                recorder.record_endpoint_event(name, cost_usage.creation_event(live, answer),
+                                               model_version=_config_version(running))
+                if change != "update" and running == config_name:
+                    return  # this task created the endpoint (or finds it serving its config): nothing else changed
+            if change is None:
+                return
+            answer, version = self.hook.describe_endpoint_config(config_name), _config_version(config_name)
+            if change == "update":
+                recorder.record_endpoint_event(name, cost_usage.update_events(_utcnow(), answer)[0], model_version=version)
+                return
+            mine = [e for e in recorder.endpoint_history(name) if e["config"] == config_name]
+            if not mine or mine[-1]["event"] in ("update_complete", "create"):
+                return  # no update of this config started (already served: a rerun), or it is recorded as done
+            ended = live["LastModifiedTime"]
+            if mine[-1]["event"] == "rollback":
+                return  # this update's end is recorded already (a retry after the rollback)
+            outcome = {"completed": ended} if change == "update_complete" else {"rolled_back": ended}
+            recorder.record_endpoint_event(name, cost_usage.update_events(mine[-1]["time"], answer, **outcome)[1],
                                            model_version=version)
-            return
-        ended = live["LastModifiedTime"]
-        if "update" not in recorded:  # the try that started the update did not record it: no overlap counted
-            recorder.record_endpoint_event(name, cost_usage.update_events(ended, answer)[0], model_version=version)
-        outcome = {"completed": ended} if change == "update_complete" else {"rolled_back": ended}
-        recorder.record_endpoint_event(name, cost_usage.update_events(ended, answer, **outcome)[1], model_version=version)
+        except Exception:
+            self.log.exception("could not record the %s of endpoint %s for its cost: churn_monitoring's record_costs "
+                               "will say which event is missing", change or "state", name)
 
     def _verified(self, name: str, config_name: str, canary: dict | None) -> dict:
         live = self.hook.describe_endpoint(name)
         rolled_back = live["EndpointConfigName"] != config_name
-        try:
-            self._record_fleets(name, live, "rollback" if rolled_back else "update_complete")
-        except Exception:
-            if not rolled_back:
-                raise  # a retry finds the endpoint serving the config and records it
-            self.log.exception("could not record the rollback of %s for the endpoint's cost", config_name)
+        self._record_fleets(name, live, "rollback" if rolled_back else "update_complete")
         if rolled_back:
             raise DeploymentError(
                 f"endpoint {name} serves {live['EndpointConfigName']}, not {config_name}: the blue/green deployment "
@@ -453,6 +463,12 @@ class EndpointDeployOperator(SageMakerJobMixin, SageMakerEndpointOperator):
             "EndpointConfig": serialize(self.hook.describe_endpoint_config(config_name)),
             "Endpoint": serialize(live),
         }
+
+
+def _utcnow():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
 
 
 def _config_version(config_name: str) -> str | None:
@@ -507,14 +523,17 @@ class ChurnTuningOperator(SageMakerJobMixin, SageMakerTuningOperator):
         super()._create_integer_fields()
         self.integer_fields.append(["TrainingJobDefinition", "StoppingCondition", "MaxWaitTimeInSeconds"])
 
-    def job_usage(self, name: str) -> tuple[str, list]:
-        """Every trial's billed time (ListTrainingJobsForHyperParameterTuningJob, then DescribeTrainingJob of each)."""
+    def job_answer(self, name: str) -> tuple[str, dict]:
+        """Every trial's answer (ListTrainingJobsForHyperParameterTuningJob, then DescribeTrainingJob of each)."""
         client = self.hook.conn
         pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
             HyperParameterTuningJobName=name)
         trials = [client.describe_training_job(TrainingJobName=summary["TrainingJobName"])
                   for page in pages for summary in page["TrainingJobSummaries"]]
-        return name, cost_usage.tuning_job_usage(name, trials)
+        return name, {"HyperParameterTuningJobName": name, "Trials": trials}
+
+    def job_usages(self, answer: dict) -> list:
+        return cost_usage.tuning_job_usage(answer["HyperParameterTuningJobName"], answer["Trials"])
 
     def execute(self, context: Any) -> dict:
         with fail_fast(f"{self.task_id}: "):
