@@ -35,6 +35,7 @@ from churn_ml.cost.usage import (
     creation_event,
     endpoint_usage,
     glue_streaming_usage,
+    measured_spot_saving,
     utc,
 )
 from churn_ml.errors import CannotSucceedOnRetry
@@ -186,15 +187,12 @@ def log_run_total(ds: str, dag_id: str, run_id: str) -> dict[str, Any]:
 
 
 def spot_saving(lines: Sequence[Mapping[str, Any]]) -> float | None:
-    """1 - billed/trained instance-seconds over training lines (``detail`` of training_job_usage), or None without any."""
-    billed = trained = 0.0
-    for line in lines:
-        detail = line.get("detail") or {}
-        if "training_seconds" in detail:
-            count = detail.get("instance_count", 1)
-            billed += detail.get("billable_seconds", 0.0) * count
-            trained += detail.get("training_seconds", 0.0) * count
-    return round(1 - billed / trained, 6) if trained else None
+    """``usage.measured_spot_saving`` of a record's training lines (``detail`` of training_job_usage), or None
+    without any training time."""
+    training = [Usage.from_dict(line) for line in lines if "training_seconds" in (line.get("detail") or {})]
+    if not any(u.detail["training_seconds"] for u in training):
+        return None
+    return round(measured_spot_saving(training), 6)
 
 
 def training_cost(records: Sequence[Mapping[str, Any]], *, training_task: str, tuning_task: str) -> dict[str, Any]:
