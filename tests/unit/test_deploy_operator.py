@@ -176,6 +176,13 @@ def _hours(records) -> float:
     return sum(line["quantity"] for r in records for line in r["lines"])
 
 
+def _serving_v6():
+    """An endpoint serving v6 since T0 (created before the ledger), and a task deploying v7 to it."""
+    fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
+                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
+    return fake, _operator(fake)
+
+
 def _update(fake, op, at, monkeypatch):
     """The task's execute at ``at``: it starts the blue/green update (recording it) and defers."""
     monkeypatch.setattr(sagemaker_operators, "_utcnow", lambda: at)
@@ -187,9 +194,7 @@ def test_the_endpoints_fleets_are_recorded_so_a_day_bills_both_fleets_of_a_blue_
                                                                                               monkeypatch):
     """An endpoint created before the ledger existed gets its creation recorded from DescribeEndpoint; the update
     starts a second fleet, its completion stops the first; a retry records nothing new; the days are priced."""
-    fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
-                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
-    op = _operator(fake)
+    fake, op = _serving_v6()
     started = T0 + dt.timedelta(hours=3)
     _update(fake, op, started, monkeypatch)
     new = op.config["EndpointConfig"]["EndpointConfigName"]
@@ -216,9 +221,7 @@ def test_the_endpoints_fleets_are_recorded_so_a_day_bills_both_fleets_of_a_blue_
 
 def test_a_rolled_back_update_bills_the_new_fleet_until_the_rollback_and_a_retry_deploys_again(aws, memory_lake,
                                                                                               monkeypatch):
-    fake = FakeSageMaker(endpoint={"EndpointName": "churn-xgboost", "EndpointStatus": "InService",
-                                   "EndpointConfigName": "churn-xgboost-v6-aaaa", "CreationTime": T0})
-    op = _operator(fake)
+    fake, op = _serving_v6()
     first = T0 + dt.timedelta(hours=1)
     _update(fake, op, first, monkeypatch)
     new = op.config["EndpointConfig"]["EndpointConfigName"]
